@@ -1,0 +1,386 @@
+/*
+ * alloc.c - a two-level segregated-fit (TLSF) heap inside the file.
+ *
+ * Why TLSF: allocation and free are O(1) (two bitmap scans, a few list
+ * operations), neighbouring free blocks are merged at once through boundary
+ * tags, so churn with mixed sizes doesn't strand memory in per-size free
+ * lists, and the first fit it picks is always big enough, so there is no
+ * list walk on the fast path.
+ *
+ * Free blocks are kept in SD_FL_COUNT x SD_SL_COUNT lists. Row 0 holds the
+ * exact small sizes 32..240 (16-byte steps); row f >= 1 covers
+ * [2^(f+7), 2^(f+8)) split into 16 equal steps. A request is rounded up to
+ * the next step boundary before the bitmap search, so any block in the list
+ * found fits. When that search fails, the request's own list is walked for a
+ * block that fits exactly, so a value that fits in a free block is never
+ * refused (this is the path a nearly full dict takes).
+ *
+ * Costs: sd_alloc_locked and sd_free_locked are O(1), except the fallback
+ * walk, which is O(blocks in one list). Every word they change is logged
+ * (internal.h, sd_w32/sd_w64), so a crash at any point rolls back cleanly.
+ *
+ * Memory: a fresh heap is one free block; only its header and footer pages
+ * are touched. Splitting takes blocks from the front, so pages are
+ * committed in order as the dict fills.
+ */
+#include "internal.h"
+
+static inline unsigned fls64(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
+
+static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
+{
+    if (size < SD_SMALL_LIMIT) {
+        *fl = 0;
+        *sl = (unsigned)(size >> SD_UNIT_SHIFT);
+    } else {
+        unsigned b = fls64(size);
+        *fl = b - 7;
+        *sl = (unsigned)(size >> (b - SD_SL_LOG2)) & (SD_SL_COUNT - 1);
+    }
+}
+
+uint64_t sd_block_size_for(uint64_t payload)
+{
+    uint64_t s = (payload + 8 + SD_UNIT - 1) & ~(uint64_t)(SD_UNIT - 1);
+    return s < SD_MIN_BLOCK ? SD_MIN_BLOCK : s;
+}
+
+static inline sd_freeblk *fblk(const sd_handle *h, uint64_t idx)
+{
+    return (sd_freeblk *)(void *)sd_blk(h, idx);
+}
+
+/* The size in a block header, or 0 if the header can't be right for a
+ * block at idx. */
+static uint64_t hdr_size(const sd_handle *h, uint64_t idx, uint64_t hdr)
+{
+    uint64_t size = hdr & ~SD_BLK_FLAGS;
+    if (size < SD_MIN_BLOCK || (idx << SD_UNIT_SHIFT) + size > h->heap_size)
+        return 0;
+    return size;
+}
+
+static inline uint64_t next_idx(uint64_t idx, uint64_t size)
+{
+    return idx + (size >> SD_UNIT_SHIFT);
+}
+
+static inline bool has_block(const sd_handle *h, uint64_t idx)
+{
+    return (idx << SD_UNIT_SHIFT) < h->heap_size;
+}
+
+uint64_t sd_block_payload(sd_handle *h, uint32_t idx)
+{
+    uint64_t size = hdr_size(h, idx, LD(sd_blk_hdr(h, idx)));
+    return size ? size - 8 : 0;
+}
+
+/* ---- free lists --------------------------------------------------------- */
+
+static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
+{
+    sd_handle *h = t->h;
+    sd_header *hd = h->hdr;
+    unsigned fl, sl;
+    mapping(size, &fl, &sl);
+    sd_freeblk *b = fblk(h, idx);
+    uint32_t next = LD(&b->next), prev = LD(&b->prev);
+    if ((next && !sd_idx_ok(h, next)) || (prev && !sd_idx_ok(h, prev)))
+        return SD_CORRUPT;
+    if (prev) {
+        if (LD(&fblk(h, prev)->next) != idx)
+            return SD_CORRUPT;
+        sd_w32(t, &fblk(h, prev)->next, next);
+    } else {
+        if (LD(&hd->heads[fl][sl]) != idx)
+            return SD_CORRUPT;
+        sd_w32(t, &hd->heads[fl][sl], next);
+        if (!next) {
+            uint32_t slm = LD(&hd->sl_bitmap[fl]) & ~(1u << sl);
+            sd_w32(t, &hd->sl_bitmap[fl], slm);
+            if (!slm)
+                sd_w32(t, &hd->fl_bitmap, LD(&hd->fl_bitmap) & ~(1u << fl));
+        }
+    }
+    if (next)
+        sd_w32(t, &fblk(h, next)->prev, prev);
+    return SD_OK;
+}
+
+static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
+{
+    sd_handle *h = t->h;
+    sd_header *hd = h->hdr;
+    unsigned fl, sl;
+    mapping(size, &fl, &sl);
+    uint32_t head = LD(&hd->heads[fl][sl]);
+    if (head && !sd_idx_ok(h, head))
+        head = 0; /* drop a damaged list rather than follow it */
+    sd_freeblk *b = fblk(h, idx);
+    sd_w32(t, &b->next, head);
+    sd_w32(t, &b->prev, 0);
+    if (head)
+        sd_w32(t, &fblk(h, head)->prev, idx);
+    sd_w32(t, &hd->heads[fl][sl], idx);
+    sd_w32(t, &hd->sl_bitmap[fl], LD(&hd->sl_bitmap[fl]) | (1u << sl));
+    sd_w32(t, &hd->fl_bitmap, LD(&hd->fl_bitmap) | (1u << fl));
+}
+
+/* Head of the first non-empty list at or above (fl, sl), or 0. */
+static uint32_t find_list(sd_handle *h, unsigned fl, unsigned sl)
+{
+    sd_header *hd = h->hdr;
+    uint32_t slm = LD(&hd->sl_bitmap[fl]) & (~0u << sl);
+    if (!slm) {
+        if (fl + 1 >= SD_FL_COUNT)
+            return 0;
+        uint32_t flm = LD(&hd->fl_bitmap) & (~0u << (fl + 1));
+        if (!flm)
+            return 0;
+        fl = (unsigned)__builtin_ctz(flm);
+        slm = LD(&hd->sl_bitmap[fl]);
+        if (!slm)
+            return 0;
+    }
+    sl = (unsigned)__builtin_ctz(slm);
+    return LD(&hd->heads[fl][sl]);
+}
+
+/* ---- allocation ----------------------------------------------------------- */
+
+sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
+{
+    sd_handle *h = t->h;
+    *out = 0;
+    uint64_t want = sd_block_size_for(payload);
+    if (want > h->heap_size - SD_UNIT)
+        return SD_NOMEM;
+    unsigned fl, sl;
+    uint64_t rounded = want;
+    if (want >= SD_SMALL_LIMIT)
+        rounded += (UINT64_C(1) << (fls64(want) - SD_SL_LOG2)) - 1;
+    uint32_t idx = 0;
+    if (rounded < (UINT64_C(1) << (SD_FL_COUNT + 7))) {
+        mapping(rounded, &fl, &sl);
+        idx = find_list(h, fl, sl);
+    }
+    if (!idx && want >= SD_SMALL_LIMIT) {
+        /* Good fit failed: walk the request's own list for a block that
+         * is big enough after all. */
+        mapping(want, &fl, &sl);
+        uint32_t cur = LD(&h->hdr->heads[fl][sl]);
+        for (uint64_t steps = 0; cur && steps < h->max_chain; steps++) {
+            if (!sd_idx_ok(h, cur))
+                return SD_CORRUPT;
+            uint64_t sz = hdr_size(h, cur, LD(sd_blk_hdr(h, cur)));
+            if (sz >= want) {
+                idx = cur;
+                break;
+            }
+            cur = LD(&fblk(h, cur)->next);
+        }
+    }
+    if (!idx)
+        return SD_NOMEM;
+    if (!sd_idx_ok(h, idx))
+        return SD_CORRUPT;
+    _Atomic uint64_t *hp = sd_blk_hdr(h, idx);
+    uint64_t hdr = LD(hp);
+    uint64_t size = hdr_size(h, idx, hdr);
+    if (!size || !(hdr & SD_BLK_FREE) || size < want)
+        return SD_CORRUPT;
+    sd_status rc = list_remove(t, idx, size);
+    if (rc)
+        return rc;
+    if (size - want >= SD_MIN_BLOCK) {
+        uint64_t rem = next_idx(idx, want), rsize = size - want;
+        sd_w64(t, sd_blk_hdr(h, rem), rsize | SD_BLK_FREE);
+        sd_w64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, rem) + rsize - 8),
+               rsize);
+        list_insert(t, (uint32_t)rem, rsize);
+        size = want;
+    } else {
+        uint64_t nx = next_idx(idx, size);
+        if (has_block(h, nx)) {
+            _Atomic uint64_t *np = sd_blk_hdr(h, nx);
+            sd_w64(t, np, LD(np) & ~SD_BLK_PREV_FREE);
+        }
+    }
+    sd_w64(t, hp, size | (hdr & SD_BLK_PREV_FREE));
+    sd_w64(t, &h->hdr->used_bytes, LD(&h->hdr->used_bytes) + size);
+    *out = idx;
+    return SD_OK;
+}
+
+sd_status sd_free_locked(sd_tx *t, uint32_t idx)
+{
+    sd_handle *h = t->h;
+    if (!sd_idx_ok(h, idx))
+        return SD_CORRUPT;
+    uint64_t hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t size = hdr_size(h, idx, hdr);
+    if (!size || (hdr & SD_BLK_FREE))
+        return SD_CORRUPT;
+    uint64_t used = LD(&h->hdr->used_bytes);
+    sd_w64(t, &h->hdr->used_bytes, used >= size ? used - size : 0);
+    uint64_t start = idx, total = size;
+    sd_status rc;
+
+    uint64_t nx = next_idx(idx, size);
+    if (has_block(h, nx)) {
+        uint64_t nh = LD(sd_blk_hdr(h, nx));
+        if (nh & SD_BLK_FREE) {
+            uint64_t ns = hdr_size(h, nx, nh);
+            if (!ns)
+                return SD_CORRUPT;
+            if ((rc = list_remove(t, (uint32_t)nx, ns)))
+                return rc;
+            total += ns;
+        }
+    }
+    if (hdr & SD_BLK_PREV_FREE) {
+        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
+        uint64_t pidx = idx - (ps >> SD_UNIT_SHIFT);
+        if (ps < SD_MIN_BLOCK || ps % SD_UNIT || (ps >> SD_UNIT_SHIFT) >= idx ||
+            !sd_idx_ok(h, pidx))
+            return SD_CORRUPT;
+        uint64_t ph = LD(sd_blk_hdr(h, pidx));
+        if (!(ph & SD_BLK_FREE) || hdr_size(h, pidx, ph) != ps)
+            return SD_CORRUPT;
+        if ((rc = list_remove(t, (uint32_t)pidx, ps)))
+            return rc;
+        start = pidx;
+        total += ps;
+    }
+    sd_w64(t, sd_blk_hdr(h, start), total | SD_BLK_FREE);
+    sd_w64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, start) + total - 8),
+           total);
+    uint64_t after = next_idx(start, total);
+    if (has_block(h, after)) {
+        _Atomic uint64_t *ap = sd_blk_hdr(h, after);
+        sd_w64(t, ap, LD(ap) | SD_BLK_PREV_FREE);
+    }
+    list_insert(t, (uint32_t)start, total);
+    return SD_OK;
+}
+
+/* Lay out an empty heap: one free block from index 1 to the end. Plain
+ * stores: callers are creating the file or redoing a flush, both of which
+ * recover by starting over. */
+void sd_heap_init(sd_handle *h)
+{
+    sd_header *hd = h->hdr;
+    ST(&hd->fl_bitmap, 0u);
+    for (unsigned f = 0; f < SD_FL_COUNT; f++) {
+        ST(&hd->sl_bitmap[f], 0u);
+        for (unsigned s = 0; s < SD_SL_COUNT; s++)
+            ST(&hd->heads[f][s], 0u);
+    }
+    uint64_t size = h->heap_size - SD_UNIT;
+    ST(sd_blk_hdr(h, 1), size | SD_BLK_FREE);
+    ST((_Atomic uint64_t *)(void *)(sd_blk(h, 1) + size - 8), size);
+    sd_freeblk *b = fblk(h, 1);
+    ST(&b->next, 0u);
+    ST(&b->prev, 0u);
+    unsigned fl, sl;
+    mapping(size, &fl, &sl);
+    ST(&hd->heads[fl][sl], 1u);
+    ST(&hd->sl_bitmap[fl], 1u << sl);
+    ST(&hd->fl_bitmap, 1u << fl);
+    ST(&hd->used_bytes, UINT64_C(0));
+}
+
+/* ---- verification ----------------------------------------------------------- */
+
+#define REPORT(...)                                                          \
+    do {                                                                     \
+        char msg_[160];                                                      \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                            \
+        report(ctx, msg_);                                                   \
+    } while (0)
+
+#include <stdio.h>
+
+void sd_verify_heap(sd_handle *h, void (*report)(void *, const char *),
+                    void *ctx, uint64_t *used_blocks)
+{
+    sd_header *hd = h->hdr;
+    uint64_t idx = 1, free_blocks = 0, used_bytes = 0, used = 0;
+    bool prev_free = false;
+    while (has_block(h, idx)) {
+        uint64_t hdr = LD(sd_blk_hdr(h, idx));
+        uint64_t size = hdr_size(h, idx, hdr);
+        if (!size || size % SD_UNIT) {
+            REPORT("heap: bad block header %#llx at block %llu",
+                   (unsigned long long)hdr, (unsigned long long)idx);
+            return; /* the walk can't go on */
+        }
+        bool is_free = hdr & SD_BLK_FREE;
+        if (!!(hdr & SD_BLK_PREV_FREE) != prev_free)
+            REPORT("heap: block %llu prev-free flag is wrong",
+                   (unsigned long long)idx);
+        if (is_free && prev_free)
+            REPORT("heap: free blocks %llu and its predecessor not merged",
+                   (unsigned long long)idx);
+        if (is_free) {
+            free_blocks++;
+            uint64_t foot =
+                LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) + size - 8));
+            if (foot != size)
+                REPORT("heap: free block %llu footer %llu != size %llu",
+                       (unsigned long long)idx, (unsigned long long)foot,
+                       (unsigned long long)size);
+        } else {
+            used++;
+            used_bytes += size;
+        }
+        prev_free = is_free;
+        idx = next_idx(idx, size);
+    }
+    if ((idx << SD_UNIT_SHIFT) != h->heap_size)
+        REPORT("heap: blocks end at %llu, heap ends at %llu",
+               (unsigned long long)(idx << SD_UNIT_SHIFT),
+               (unsigned long long)h->heap_size);
+    if (used_bytes != LD(&hd->used_bytes))
+        REPORT("heap: used_bytes says %llu, blocks hold %llu",
+               (unsigned long long)LD(&hd->used_bytes),
+               (unsigned long long)used_bytes);
+    *used_blocks = used;
+
+    uint64_t listed = 0;
+    uint32_t flm = LD(&hd->fl_bitmap);
+    for (unsigned f = 0; f < SD_FL_COUNT; f++) {
+        uint32_t slm = LD(&hd->sl_bitmap[f]);
+        if (!!(flm & (1u << f)) != !!slm)
+            REPORT("alloc: first-level bit %u disagrees with row", f);
+        for (unsigned s = 0; s < SD_SL_COUNT; s++) {
+            uint32_t cur = LD(&hd->heads[f][s]), prev = 0;
+            if (!!(slm & (1u << s)) != !!cur)
+                REPORT("alloc: bitmap bit (%u,%u) disagrees with list", f, s);
+            for (uint64_t n = 0; cur; n++) {
+                if (n > free_blocks || !sd_idx_ok(h, cur)) {
+                    REPORT("alloc: list (%u,%u) is cyclic or leaves the heap",
+                           f, s);
+                    break;
+                }
+                uint64_t hdr = LD(sd_blk_hdr(h, cur));
+                uint64_t size = hdr_size(h, cur, hdr);
+                unsigned mf, ms;
+                mapping(size, &mf, &ms);
+                if (!size || !(hdr & SD_BLK_FREE) || mf != f || ms != s)
+                    REPORT("alloc: block %u in list (%u,%u) is not a free "
+                           "block of that class",
+                           cur, f, s);
+                if (LD(&fblk(h, cur)->prev) != prev)
+                    REPORT("alloc: block %u has a wrong back link", cur);
+                listed++;
+                prev = cur;
+                cur = LD(&fblk(h, cur)->next);
+            }
+        }
+    }
+    if (listed != free_blocks)
+        REPORT("alloc: %llu free blocks in the heap, %llu in the lists",
+               (unsigned long long)free_blocks, (unsigned long long)listed);
+}

@@ -1,0 +1,228 @@
+/*
+ * layout.h - the byte layout of a shmdict file.
+ *
+ * Everything in this header describes bytes that live in a file under
+ * /dev/shm and are mapped MAP_SHARED by every process that opens the dict.
+ * Nothing here is a pointer: every reference is an offset from the start of
+ * the file or a block index into the heap, and every such value is checked
+ * against the process-local copy of the layout before it is used.
+ *
+ * Byte order is the host's (the file never leaves the machine); the format
+ * word below encodes the sizes and offsets of the structures, so a build
+ * with another layout (other word size, other pthread_mutex_t) refuses to
+ * attach instead of misreading the file.
+ *
+ * The file, for a dict of `file_size` bytes:
+ *
+ *   offset 0         +-------------------------------------------------+
+ *                    | sd_header (4 KiB)                               |
+ *                    |   identity: magic, version, format word, sizes  |
+ *                    |   creator: pid, start time, pid namespace, nonce|
+ *                    |   counters: live entries, entries with a TTL    |
+ *                    |   allocator: TLSF bitmaps and free-list heads   |
+ *   lock_off         +-------------------------------------------------+
+ *                    | sd_lock[nlocks] (each rounded to 4 KiB)         |
+ *                    |   robust pthread mutex      (own cache line)    |
+ *                    |   sequence counter          (own cache line)    |
+ *                    |   undo log: count + entries                     |
+ *   index_off        +-------------------------------------------------+
+ *                    | buckets: uint32_t[nbuckets], block index of the |
+ *                    | first entry of each chain, 0 = empty            |
+ *   heap_off         +-------------------------------------------------+
+ *                    | 16 reserved bytes (so block index 0 means NIL)  |
+ *                    | block | block | block | ...        (16-aligned) |
+ *   heap_off+heap_size +-----------------------------------------------+
+ *
+ * Every region above is a pure function of file_size (see
+ * sd_layout_compute), so a reader recomputes it and compares instead of
+ * trusting the header.
+ *
+ * A heap block (TLSF-style boundary tags, sizes are multiples of 16):
+ *
+ *   allocated:  [u64 size|flags][entry ..................................]
+ *   free:       [u64 size|flags][u32 next][u32 prev] ........ [u64 size]
+ *                                                     footer ^
+ *
+ *   flags: bit 0 SD_BLK_FREE      this block is free
+ *          bit 1 SD_BLK_PREV_FREE the block just before this one is free,
+ *                                 so its footer (the 8 bytes before this
+ *                                 header) holds its size
+ *
+ * An entry, the payload of an allocated block:
+ *
+ *   +0   u32 next    block index of the next entry in the chain (0 = end)
+ *   +4   u32 hash    32-bit hash of the key; bucket = hash & (nbuckets-1)
+ *   +8   u64 meta    bits 0-3 value type, bits 4-7 flags,
+ *                    bits 8-63 expiry in ms on CLOCK_MONOTONIC (0 = never)
+ *   +16  u32 klen    key length in bytes (UTF-8)
+ *   +20  u32 vlen    value length in bytes (8 for int and float)
+ *   +24  key bytes, zero-padded to a multiple of 8
+ *   +24+pad8(klen)   value bytes (8-aligned, so numbers are aligned words)
+ *
+ * A 16-byte key with a 16-byte value takes 8 + 24 + 16 + 16 = 64 bytes of
+ * heap plus 4 bytes of bucket.
+ */
+#ifndef SHMDICT_LAYOUT_H
+#define SHMDICT_LAYOUT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SD_MAGIC UINT64_C(0x31544349444d4853) /* "SHMDICT1" little-endian */
+#define SD_VERSION 1u
+
+#define SD_PAGE 4096u
+#define SD_LINE 64u
+#define SD_UNIT 16u     /* heap granularity; block index = offset / 16 */
+#define SD_UNIT_SHIFT 4u
+#define SD_MIN_BLOCK 32u
+#define SD_BLK_FREE UINT64_C(1)
+#define SD_BLK_PREV_FREE UINT64_C(2)
+#define SD_BLK_FLAGS UINT64_C(15)
+
+/* TLSF: first level = power of two, second level = 16 linear steps.
+ * Sizes below SD_SMALL_LIMIT map to exact 16-byte classes in row 0. */
+#define SD_FL_COUNT 32u
+#define SD_SL_LOG2 4u
+#define SD_SL_COUNT (1u << SD_SL_LOG2)
+#define SD_SMALL_LIMIT (SD_UNIT * SD_SL_COUNT) /* 256 */
+
+#define SD_LOG_CAP 500u /* undo entries per transaction */
+#define SD_ENTRY_HDR 24u
+#define SD_BUCKET_BYTES_PER 64u /* one bucket per 64 bytes of file */
+
+#define SD_MIN_SIZE (UINT64_C(64) << 10)
+#define SD_MAX_SIZE (UINT64_C(64) << 30)
+#define SD_MAX_KEY (UINT32_C(1) << 20)
+
+/* Value types (meta bits 0-3). 0 never appears in a live entry. */
+enum {
+    SD_T_NONE = 1,
+    SD_T_FALSE = 2,
+    SD_T_TRUE = 3,
+    SD_T_INT = 4,
+    SD_T_FLOAT = 5,
+    SD_T_STR = 6,
+    SD_T_BYTES = 7,
+    SD_T_MAX = 7
+};
+#define SD_META_TYPE 0x0fu
+#define SD_META_ASCII 0x10u /* a str value that is pure ASCII */
+#define SD_META_FLAGS 0xf0u
+#define SD_META_EXP_SHIFT 8u
+#define SD_MAX_EXPIRY_MS ((UINT64_C(1) << 56) - 1)
+
+/* Header states (sd_header.state). */
+enum { SD_STATE_LIVE = 1, SD_STATE_RETIRED = 2 };
+
+/* One undo record: `where` is the file offset of the word that was changed,
+ * with bit 0 set for a 64-bit word and clear for a 32-bit one (all logged
+ * words are at least 4-aligned, so bit 0 of a real offset is free). */
+typedef struct sd_undo {
+    _Atomic uint64_t where;
+    _Atomic uint64_t old;
+} sd_undo;
+
+/* A lock stripe. The mutex and the sequence counter sit on their own cache
+ * lines: lockers write the first, optimistic readers only read the second. */
+typedef struct sd_lock {
+    union {
+        pthread_mutex_t mutex; /* robust, process-shared */
+        char mutex_line[SD_LINE];
+    };
+    alignas(SD_LINE) _Atomic uint64_t seq; /* odd while a writer works */
+    char seq_pad[SD_LINE - sizeof(uint64_t)];
+    /* Below: touched only by the lock holder. */
+    _Atomic uint32_t log_n;         /* undo records of the open transaction */
+    _Atomic uint32_t flush_pending; /* flush_all in progress: redo it */
+    _Atomic uint64_t recoveries;    /* times a dead holder was repaired */
+    _Atomic uint64_t lock_waits;    /* times a locker had to block */
+    char state_pad[SD_LINE - 24];
+    sd_undo log[SD_LOG_CAP];
+} sd_lock;
+
+#define SD_LOCK_STRIDE (((sizeof(sd_lock) + SD_PAGE - 1) / SD_PAGE) * SD_PAGE)
+
+typedef struct sd_header {
+    /* Identity: written once at creation, before the file gets its name. */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t format; /* SD_FORMAT_WORD of the build that made the file */
+    uint64_t file_size;
+    uint64_t hash_seed;
+    uint64_t lock_off;
+    uint64_t index_off;
+    uint64_t nbuckets;
+    uint64_t heap_off;
+    uint64_t heap_size;
+    uint32_t nlocks;
+    uint32_t create_flags;
+    /* Creator: used to tell a dict whose owner was killed. */
+    uint64_t creator_pid;
+    uint64_t creator_start; /* process start time, clock ticks since boot */
+    uint64_t creator_pidns; /* inode of the creator's pid namespace */
+    uint64_t nonce;
+    _Atomic uint32_t state; /* SD_STATE_*: CAS-ed once when taken over */
+    uint32_t reserved0;
+
+    /* Counters, protected by lock 0. */
+    alignas(SD_LINE) _Atomic uint64_t count; /* entries stored */
+    _Atomic uint64_t n_expiring;             /* entries with an expiry */
+    _Atomic uint64_t used_bytes;             /* heap bytes in used blocks */
+
+    /* Allocator state, protected by lock 0. */
+    alignas(SD_LINE) _Atomic uint32_t fl_bitmap;
+    _Atomic uint32_t sl_bitmap[SD_FL_COUNT];
+    _Atomic uint32_t heads[SD_FL_COUNT][SD_SL_COUNT];
+} sd_header;
+
+static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
+static_assert(offsetof(sd_header, magic) == 0, "magic first");
+static_assert(offsetof(sd_header, count) % SD_LINE == 0, "counters aligned");
+static_assert(offsetof(sd_lock, seq) == SD_LINE, "seq on its own line");
+static_assert(offsetof(sd_lock, log_n) == 2 * SD_LINE, "log state line");
+static_assert(offsetof(sd_lock, log) == 3 * SD_LINE, "log after state");
+static_assert(sizeof(pthread_mutex_t) <= SD_LINE, "mutex fits a line");
+static_assert(sizeof(sd_undo) == 16, "undo record size");
+static_assert(SD_SMALL_LIMIT == 256, "small classes cover 16..240");
+static_assert(sizeof(_Atomic uint64_t) == 8 && alignof(_Atomic uint64_t) == 8,
+              "lock-free 64-bit words");
+static_assert(sizeof(_Atomic uint32_t) == 4, "lock-free 32-bit words");
+
+/* The payload of an allocated block. */
+typedef struct sd_entry {
+    _Atomic uint32_t next;
+    _Atomic uint32_t hash;
+    _Atomic uint64_t meta;
+    _Atomic uint32_t klen;
+    _Atomic uint32_t vlen;
+    unsigned char data[]; /* key, zero pad to 8, value */
+} sd_entry;
+
+/* The start of a free block (the footer is at the block's last 8 bytes). */
+typedef struct sd_freeblk {
+    _Atomic uint64_t hdr;
+    _Atomic uint32_t next;
+    _Atomic uint32_t prev;
+} sd_freeblk;
+
+static_assert(offsetof(sd_entry, meta) == 8, "entry meta word");
+static_assert(offsetof(sd_entry, klen) == 16, "entry lengths");
+static_assert(offsetof(sd_entry, data) == SD_ENTRY_HDR, "entry header size");
+static_assert(sizeof(sd_freeblk) == 16, "free block links");
+static_assert(SD_MIN_BLOCK >= sizeof(sd_freeblk) + 8, "room for footer");
+
+/* The format word: mixes every size and offset a reader depends on. */
+#define SD_FORMAT_WORD                                                       \
+    ((uint32_t)(SD_VERSION * 0x9e3779b1u) ^                                  \
+     (uint32_t)(sizeof(sd_header) * 131u) ^                                  \
+     (uint32_t)(sizeof(sd_lock) * 8191u) ^                                   \
+     (uint32_t)(sizeof(pthread_mutex_t) << 24) ^                             \
+     (uint32_t)(offsetof(sd_header, heads) << 12) ^                          \
+     (uint32_t)(SD_ENTRY_HDR << 20) ^ (uint32_t)(SD_UNIT << 28))
+
+#endif /* SHMDICT_LAYOUT_H */

@@ -1,0 +1,236 @@
+/*
+ * lock.c - robust locking, transactions and the undo log.
+ *
+ * How a change survives a crash
+ * -----------------------------
+ * Every writer holds the stripe's robust, process-shared mutex. Before it
+ * changes any word that other processes can reach (a bucket, a chain link,
+ * an allocator list head, a block header, an entry field), it appends the
+ * word's offset and old value to the stripe's undo log and bumps the log's
+ * count; only then does it store the new value. Bytes inside a block it has
+ * just allocated are written without logging: nothing can reach them until
+ * a logged store links the block in, and undoing that store makes them
+ * unreachable again. The commit point is a single store: log_n = 0.
+ *
+ * If the holder dies at any instruction, the kernel marks the mutex
+ * owner-dead and the next locker gets EOWNERDEAD. It then replays the undo
+ * log backwards, which puts every logged word back as it was before the
+ * transaction began, and marks the mutex consistent. Replaying is
+ * idempotent, so a recoverer that dies mid-replay leaves a log that the
+ * next one replays again. Only program order matters here: a killed
+ * process's executed stores all reach memory before the kernel hands its
+ * mutex on, so compiler barriers between the log and the data suffice.
+ *
+ * flush_all is the one change not made by logged stores (it releases whole
+ * pages). It sets flush_pending first and clears it last, and a recoverer
+ * that finds it set runs the flush again from the start.
+ *
+ * The same log gives aborts for free: an operation that finds it can't
+ * finish (no room for the new value after freeing the old one) rolls its
+ * own transaction back before it unlocks.
+ *
+ * Readers don't lock. The stripe's sequence counter is odd while a writer
+ * works; a reader copies what it needs and keeps the copy only if the
+ * counter was even and unchanged around the copy (see dict.c).
+ *
+ * Waiting is bounded: the lock is taken with pthread_mutex_timedlock, so a
+ * lock word damaged into "held by some live thread" costs the caller one
+ * timeout, not its life.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* ---- clock ------------------------------------------------------------- */
+
+int64_t sd_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t sd_now_ms(void) { return sd_now_ns() / 1000000; }
+
+/* ---- mutex setup -------------------------------------------------------- */
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+    if (rc)
+        return rc;
+    rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    if (!rc)
+        rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (!rc)
+        rc = pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+void sd_lock_init(sd_lock *l)
+{
+    /* The page is fresh (zero) and not yet visible to anyone. */
+    (void)init_mutex(&l->mutex);
+    ST(&l->seq, UINT64_C(0));
+    ST(&l->log_n, 0u);
+    ST(&l->flush_pending, 0u);
+}
+
+/* glibc keeps the mutex type in a field that never changes after init. A
+ * damaged value could send glibc down a path that asserts, so we compare it
+ * with a freshly made mutex's before every lock. */
+int sd_mutex_kind_of_new(void)
+{
+#ifdef __GLIBC__
+    pthread_mutex_t m;
+    memset(&m, 0, sizeof m);
+    if (init_mutex(&m))
+        return -1;
+    int kind = m.__data.__kind;
+    pthread_mutex_destroy(&m);
+    return kind;
+#else
+    return -1;
+#endif
+}
+
+static bool mutex_looks_sane(const sd_handle *h)
+{
+#ifdef __GLIBC__
+    if (h->mutex_kind >= 0) {
+        const volatile int *kind = &h->lock->mutex.__data.__kind;
+        return *kind == h->mutex_kind;
+    }
+#endif
+    (void)h;
+    return true;
+}
+
+/* ---- undo log ----------------------------------------------------------- */
+
+void sd_tx_rollback_locked(sd_handle *h)
+{
+    sd_lock *l = h->lock;
+    uint32_t n = LD(&l->log_n);
+    if (n > SD_LOG_CAP)
+        n = SD_LOG_CAP; /* damaged count: replay what the log can hold */
+    for (uint32_t i = n; i-- > 0;) {
+        uint64_t where = LD(&l->log[i].where);
+        uint64_t old = LD(&l->log[i].old);
+        bool wide = where & 1;
+        uint64_t off = where & ~UINT64_C(1);
+        /* A damaged record must not become a wild store. */
+        if (off < sizeof(sd_header) || off % (wide ? 8 : 4) != 0 ||
+            off > h->file_size - (wide ? 8 : 4))
+            continue;
+        if (wide)
+            ST((_Atomic uint64_t *)(void *)(h->base + off), old);
+        else
+            ST((_Atomic uint32_t *)(void *)(h->base + off), (uint32_t)old);
+        COMPILER_BARRIER();
+    }
+    ST(&l->log_n, 0u);
+    COMPILER_BARRIER();
+}
+
+/* Called with the mutex held after EOWNERDEAD: finish or undo what the
+ * dead holder left half done. */
+static void recover_locked(sd_handle *h)
+{
+    sd_lock *l = h->lock;
+    if (LD(&l->flush_pending)) {
+        ST(&l->log_n, 0u);
+        sd_flush_locked_raw(h); /* clears flush_pending when done */
+    } else {
+        sd_tx_rollback_locked(h);
+    }
+    atomic_fetch_add_explicit(&l->recoveries, 1, memory_order_relaxed);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+static int timed_lock(sd_handle *h, pthread_mutex_t *m)
+{
+    if (h->lock_timeout_ms <= 0)
+        return pthread_mutex_lock(m);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (h->lock_timeout_ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(h->lock_timeout_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return pthread_mutex_timedlock(m, &ts);
+}
+
+sd_status sd_tx_begin(sd_handle *h, sd_tx *t)
+{
+    sd_lock *l = h->lock;
+    t->h = h;
+    t->token = NULL;
+    t->blocked = false;
+    t->overflow = false;
+    t->now_ms = -1;
+    if (!mutex_looks_sane(h))
+        return SD_CORRUPT;
+    int rc = pthread_mutex_trylock(&l->mutex);
+    for (int spin = 0; rc == EBUSY && spin < 200; spin++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        rc = pthread_mutex_trylock(&l->mutex);
+    }
+    if (rc == EBUSY) {
+        atomic_fetch_add_explicit(&l->lock_waits, 1, memory_order_relaxed);
+        if (h->block_begin) {
+            t->token = h->block_begin();
+            t->blocked = true;
+        }
+        rc = timed_lock(h, &l->mutex);
+    }
+    if (rc == EOWNERDEAD) {
+        uint64_t s = LD(&l->seq);
+        if (!(s & 1))
+            ST(&l->seq, s + 1); /* readers must not trust the repair */
+        atomic_thread_fence(memory_order_release);
+        recover_locked(h);
+        pthread_mutex_consistent(&l->mutex);
+        rc = 0;
+    }
+    if (rc != 0) {
+        if (t->blocked && h->block_end)
+            h->block_end(t->token);
+        t->blocked = false;
+        return rc == ETIMEDOUT ? SD_TIMEDOUT : SD_CORRUPT;
+    }
+    uint64_t s = LD(&l->seq);
+    if (!(s & 1))
+        s += 1;
+    ST(&l->seq, s);
+    atomic_thread_fence(memory_order_release);
+    t->seq = s;
+    if (SD_UNLIKELY(LD(&l->log_n) != 0))
+        sd_tx_rollback_locked(h); /* a damaged or leftover log */
+    return SD_OK;
+}
+
+sd_status sd_tx_end(sd_tx *t, sd_status rc)
+{
+    sd_handle *h = t->h;
+    sd_lock *l = h->lock;
+    if (SD_UNLIKELY(t->overflow)) {
+        sd_tx_rollback_locked(h);
+        rc = SD_INTERNAL;
+    } else {
+        sd_tx_commit(t);
+    }
+    atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
+    pthread_mutex_unlock(&l->mutex);
+    if (t->blocked && h->block_end)
+        h->block_end(t->token);
+    t->blocked = false;
+    return rc;
+}

@@ -1,0 +1,446 @@
+/*
+ * region.c - creating, attaching to, validating and removing the file.
+ *
+ * Creation is atomic as seen from other processes: the file is made
+ * unnamed (O_TMPFILE) in the directory, sized, mapped and fully set up,
+ * and only then linked to its name, which fails if the name is taken. A
+ * peer therefore sees no file or a complete one, never a half-built one.
+ * Where O_TMPFILE is missing, the file is created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW instead.
+ *
+ * Attaching refuses symlinks (O_NOFOLLOW), files of other users unless
+ * asked, and any file whose header doesn't match the layout that its size
+ * implies. The layout values are copied into the handle and never read
+ * from the file again.
+ *
+ * A dict whose creator was killed keeps its file. sd_open(create) takes
+ * such a name over: when the recorded creator (pid, start time, pid
+ * namespace) is gone, it marks the old file retired with one CAS, so that
+ * of two racing creators only one proceeds, unlinks it, and links its own.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct layout {
+    uint64_t lock_off, index_off, nbuckets, heap_off, heap_size;
+} layout;
+
+/* The layout is a pure function of the file size. */
+static bool layout_for(uint64_t size, layout *lo)
+{
+    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE)
+        return false;
+    lo->lock_off = SD_PAGE;
+    lo->index_off = lo->lock_off + SD_LOCK_STRIDE;
+    uint64_t nb = 16;
+    while (nb * 2 <= size / SD_BUCKET_BYTES_PER)
+        nb *= 2;
+    lo->nbuckets = nb;
+    uint64_t index_bytes = (nb * 4 + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    lo->heap_off = lo->index_off + index_bytes;
+    if (lo->heap_off + SD_PAGE > size)
+        return false;
+    lo->heap_size = (size - lo->heap_off) & ~(uint64_t)(SD_UNIT - 1);
+    return true;
+}
+
+static void handle_apply_layout(sd_handle *h, const layout *lo,
+                                uint64_t size, uint64_t seed)
+{
+    h->file_size = size;
+    h->heap_off = lo->heap_off;
+    h->heap_size = lo->heap_size;
+    h->index_off = lo->index_off;
+    h->nbuckets = lo->nbuckets;
+    h->hash_seed = seed;
+    h->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
+    h->hdr = (sd_header *)(void *)h->base;
+    h->lock = (sd_lock *)(void *)(h->base + lo->lock_off);
+    h->buckets = (_Atomic uint32_t *)(void *)(h->base + lo->index_off);
+}
+
+/* ---- process identity --------------------------------------------------- */
+
+/* Start time of a process (field 22 of /proc/PID/stat), 0 if unknown. */
+static uint64_t proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    if (!p)
+        return 0;
+    /* After ")": field 3 (state) ... field 22 (starttime). */
+    int field = 2;
+    for (p++; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    return field == 22 ? strtoull(p, NULL, 10) : 0;
+}
+
+static uint64_t pid_namespace(void)
+{
+    struct stat st;
+    return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/* Is the process recorded in the header still running? When in doubt
+ * (another pid namespace, no /proc), say yes: taking over a live dict is
+ * the worse mistake. */
+static bool creator_alive(const sd_header *hd)
+{
+    uint64_t pid = hd->creator_pid;
+    if (pid == 0 || pid > INT_MAX)
+        return true;
+    if (hd->creator_pidns != pid_namespace())
+        return true;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false;
+    uint64_t start = proc_start_time((pid_t)pid);
+    if (start && hd->creator_start && start != hd->creator_start)
+        return false; /* the pid was reused */
+    return true;
+}
+
+/* ---- header checks ------------------------------------------------------- */
+
+static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
+{
+    if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
+        hd->format != SD_FORMAT_WORD || hd->file_size != size)
+        return false;
+    if (!layout_for(size, lo))
+        return false;
+    return hd->lock_off == lo->lock_off && hd->index_off == lo->index_off &&
+           hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
+           hd->heap_size == lo->heap_size && hd->nlocks == 1;
+}
+
+/* ---- create ---------------------------------------------------------------- */
+
+static void split_path(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n == 0 || n >= cap) {
+        snprintf(dir, cap, "%s", slash ? "/" : ".");
+        return;
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+}
+
+/* Try to retire a dict at `path` whose creator is gone. 1: the name is
+ * free now (retry the link); 0: a live dict holds it (errno = EEXIST). */
+static int take_over_stale(const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : 0;
+    struct stat st;
+    int result = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid() || (uint64_t)st.st_size < SD_MIN_SIZE) {
+        close(fd);
+        errno = EEXIST;
+        return 0;
+    }
+    void *m = mmap(NULL, SD_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) {
+        sd_header *hd = m;
+        uint32_t live = SD_STATE_LIVE;
+        if (hd->magic == SD_MAGIC && hd->version == SD_VERSION &&
+            hd->format == SD_FORMAT_WORD && !creator_alive(hd) &&
+            atomic_compare_exchange_strong(&hd->state, &live,
+                                           (uint32_t)SD_STATE_RETIRED)) {
+            struct stat now;
+            if (lstat(path, &now) == 0 && now.st_dev == st.st_dev &&
+                now.st_ino == st.st_ino)
+                unlink(path);
+            result = 1;
+        }
+        munmap(m, SD_PAGE);
+    }
+    close(fd);
+    if (!result)
+        errno = EEXIST;
+    return result;
+}
+
+static int make_file(const char *path, unsigned mode, bool *tmpfile)
+{
+    char dir[PATH_MAX];
+    split_path(path, dir, sizeof dir);
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+    *tmpfile = fd >= 0;
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+        fd = open(path, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_RDWR,
+                  (mode_t)mode);
+    return fd;
+}
+
+/* Give the unnamed file its name; on a taken name, take it over if its
+ * creator is gone. */
+static int publish(int fd, const char *path)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    for (int tries = 0; tries < 3; tries++) {
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+            return 0;
+        if (errno != EEXIST || !take_over_stale(path))
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+static sd_status create(const char *path, const sd_open_opts *o,
+                        sd_handle *h)
+{
+    layout lo;
+    if (!layout_for(o->size, &lo))
+        return SD_BADARG;
+    bool tmpfile;
+    int fd = make_file(path, o->mode, &tmpfile);
+    if (fd < 0 && errno == EEXIST && !tmpfile && take_over_stale(path))
+        fd = make_file(path, o->mode, &tmpfile);
+    if (fd < 0)
+        return SD_SYSERR;
+    int err = 0;
+    if (fchmod(fd, (mode_t)o->mode) != 0 ||
+        ftruncate(fd, (off_t)o->size) != 0) {
+        err = errno;
+        goto fail;
+    }
+    h->base = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h->base == MAP_FAILED) {
+        err = errno;
+        h->base = NULL;
+        goto fail;
+    }
+    uint64_t seed, nonce;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed ||
+        getrandom(&nonce, sizeof nonce, 0) != sizeof nonce) {
+        seed = (uint64_t)sd_now_ns() ^ ((uint64_t)getpid() << 32);
+        nonce = seed * UINT64_C(0x9e3779b97f4a7c15);
+    }
+    handle_apply_layout(h, &lo, o->size, seed);
+    sd_header *hd = h->hdr;
+    hd->magic = SD_MAGIC;
+    hd->version = SD_VERSION;
+    hd->format = SD_FORMAT_WORD;
+    hd->file_size = o->size;
+    hd->hash_seed = seed;
+    hd->lock_off = lo.lock_off;
+    hd->index_off = lo.index_off;
+    hd->nbuckets = lo.nbuckets;
+    hd->heap_off = lo.heap_off;
+    hd->heap_size = lo.heap_size;
+    hd->nlocks = 1;
+    hd->creator_pid = (uint64_t)getpid();
+    hd->creator_start = proc_start_time(getpid());
+    hd->creator_pidns = pid_namespace();
+    hd->nonce = nonce;
+    ST(&hd->state, (uint32_t)SD_STATE_LIVE);
+    sd_lock_init(h->lock);
+    sd_heap_init(h);
+    if (tmpfile && publish(fd, path) != 0) {
+        err = errno;
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        err = errno;
+        goto fail;
+    }
+    h->owner = 1;
+    h->owner_pid = getpid();
+    h->dev = st.st_dev;
+    h->ino = st.st_ino;
+    close(fd);
+    return SD_OK;
+fail:
+    if (!tmpfile)
+        unlink(path);
+    close(fd);
+    errno = err;
+    return SD_SYSERR;
+}
+
+/* ---- attach ---------------------------------------------------------------- */
+
+static sd_status attach(const char *path, const sd_open_opts *o,
+                        sd_handle *h)
+{
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return SD_SYSERR;
+    struct stat st;
+    sd_status rc = SD_OK;
+    uint64_t size = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = SD_SYSERR;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = SD_FORMAT;
+        goto out;
+    }
+    if (st.st_uid != geteuid() && !o->allow_foreign_owner) {
+        errno = EACCES;
+        rc = SD_SYSERR;
+        goto out;
+    }
+    size = (uint64_t)st.st_size;
+    layout lo;
+    if (!layout_for(size, &lo)) {
+        rc = SD_FORMAT;
+        goto out;
+    }
+    h->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h->base == MAP_FAILED) {
+        h->base = NULL;
+        rc = SD_SYSERR;
+        goto out;
+    }
+    sd_header *hd = (sd_header *)(void *)h->base;
+    if (!header_ok(hd, size, &lo)) {
+        rc = SD_FORMAT;
+        goto out;
+    }
+    handle_apply_layout(h, &lo, size, hd->hash_seed);
+out:
+    if (rc != SD_OK && h->base) {
+        int err = errno;
+        munmap(h->base, size);
+        h->base = NULL;
+        errno = err;
+    }
+    int err = errno;
+    close(fd);
+    errno = err;
+    return rc;
+}
+
+/* ---- public entry points ------------------------------------------------- */
+
+static int cached_mutex_kind = -2;
+
+sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
+{
+    *out = NULL;
+    sd_handle *h = calloc(1, sizeof *h);
+    if (!h || !(h->path = strdup(path))) {
+        free(h);
+        errno = ENOMEM;
+        return SD_SYSERR;
+    }
+    h->lock_timeout_ms = o->lock_timeout_ms;
+    if (cached_mutex_kind == -2)
+        cached_mutex_kind = sd_mutex_kind_of_new();
+    h->mutex_kind = cached_mutex_kind;
+    sd_status rc = o->create ? create(path, o, h) : attach(path, o, h);
+    if (rc != SD_OK) {
+        int err = errno;
+        if (h->base)
+            munmap(h->base, h->file_size);
+        free(h->path);
+        free(h);
+        errno = err;
+        return rc;
+    }
+    *out = h;
+    return SD_OK;
+}
+
+void sd_close(sd_handle *h)
+{
+    if (!h)
+        return;
+    if (h->owner && h->owner_pid == getpid()) {
+        /* Remove the name only if it still names our file: someone may
+         * have removed it and made a new dict there since. */
+        struct stat st;
+        if (lstat(h->path, &st) == 0 && st.st_dev == h->dev &&
+            st.st_ino == h->ino)
+            unlink(h->path);
+    }
+    if (h->base)
+        munmap(h->base, h->file_size);
+    free(h->path);
+    free(h);
+}
+
+sd_status sd_remove(const char *path)
+{
+    return unlink(path) == 0 ? SD_OK : SD_SYSERR;
+}
+
+int sd_creator_alive(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    sd_header hd;
+    ssize_t n = pread(fd, &hd, sizeof hd, 0);
+    int err = errno;
+    close(fd);
+    if (n != (ssize_t)sizeof hd) {
+        errno = n < 0 ? err : EINVAL;
+        return -1;
+    }
+    if (hd.magic != SD_MAGIC) {
+        errno = EINVAL;
+        return -1;
+    }
+    return creator_alive(&hd) ? 1 : 0;
+}
+
+void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
+                        sd_block_end_fn end)
+{
+    h->block_begin = begin;
+    h->block_end = end;
+}
+
+int sd_is_owner(const sd_handle *h) { return h->owner && h->owner_pid == getpid(); }
+
+uint64_t sd_file_size(const sd_handle *h) { return h->file_size; }
+
+const char *sd_strstatus(sd_status s)
+{
+    static const char *const text[SD_STATUS_COUNT] = {
+        [SD_OK] = "ok",
+        [SD_NOTFOUND] = "no such key",
+        [SD_NOMEM] = "no memory: the dict is full",
+        [SD_NOTNUM] = "the value is not a number",
+        [SD_OVERFLOW] = "integer overflow: result is outside 64 bits",
+        [SD_TOOBIG] = "buffer too small",
+        [SD_BADARG] = "argument out of range",
+        [SD_CORRUPT] = "the dict is damaged",
+        [SD_FORMAT] = "not a shmdict dict of this format",
+        [SD_TIMEDOUT] = "timed out waiting for the dict's lock",
+        [SD_SYSERR] = "system call failed",
+        [SD_INTERNAL] = "internal error: undo log overflow",
+    };
+    return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s] : "unknown status";
+}

@@ -1,0 +1,145 @@
+/*
+ * shmdict.h - the C core of shmdict: a dictionary in a shared-memory file.
+ *
+ * This API knows nothing of Python. It takes C types and returns an
+ * sd_status code; the binding maps each code to an exception through one
+ * table. Functions never allocate memory or call back while the dict's lock
+ * is held, except for the two blocking hooks, which are called only around
+ * a wait for the lock and after it is released (see sd_set_block_hooks).
+ *
+ * Thread safety: one sd_handle may be used by many threads at once. Closing
+ * it while another thread is inside a call is the caller's business.
+ */
+#ifndef SHMDICT_H
+#define SHMDICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum sd_status {
+    SD_OK = 0,
+    SD_NOTFOUND,  /* no such live key (not an error for most calls) */
+    SD_NOMEM,     /* no room for the item; nothing changed */
+    SD_NOTNUM,    /* incr on a value that is not an int or float */
+    SD_OVERFLOW,  /* incr result outside int64; nothing changed */
+    SD_TOOBIG,    /* the out buffer is too small; out->len says how big */
+    SD_BADARG,    /* an argument is out of range (key length, size, ...) */
+    SD_CORRUPT,   /* the file is damaged (found while using it) */
+    SD_FORMAT,    /* the file is not a shmdict dict of this format */
+    SD_TIMEDOUT,  /* the lock was not granted within the timeout */
+    SD_SYSERR,    /* a system call failed; errno says why */
+    SD_INTERNAL,  /* a bug in the core (undo log overflow) */
+    SD_STATUS_COUNT
+} sd_status;
+
+/* A value going in. `data`/`len` are used by str and bytes; `i` by int and
+ * `f` by float; the other types carry nothing. */
+typedef struct sd_value_in {
+    uint8_t type;  /* SD_T_* from layout.h */
+    uint8_t ascii; /* str only: the UTF-8 bytes are pure ASCII */
+    int64_t i;
+    double f;
+    const void *data;
+    size_t len;
+} sd_value_in;
+
+/* A value coming out. The caller provides buf/cap for str and bytes; the
+ * core copies the bytes there, or returns SD_TOOBIG with len set. */
+typedef struct sd_value_out {
+    uint8_t type;
+    uint8_t ascii;
+    int64_t i;
+    double f;
+    void *buf;
+    size_t cap;
+    size_t len;
+} sd_value_out;
+
+typedef struct sd_handle sd_handle;
+
+/* Called by a thread that is about to block on the lock, and again (with
+ * what the first returned) after the operation has released the lock. The
+ * binding uses them to drop and retake the GIL. */
+typedef void *(*sd_block_begin_fn)(void);
+typedef void (*sd_block_end_fn)(void *token);
+
+typedef struct sd_open_opts {
+    uint64_t size;           /* create: file size in bytes */
+    unsigned mode;           /* create: permission bits */
+    int create;              /* 1: create; 0: attach */
+    int allow_foreign_owner; /* attach: accept a file owned by another uid */
+    int64_t lock_timeout_ms; /* <= 0: wait forever */
+} sd_open_opts;
+
+typedef struct sd_stats {
+    uint64_t count;
+    uint64_t n_expiring;
+    uint64_t used_bytes;
+    uint64_t heap_size;
+    uint64_t nbuckets;
+    uint64_t recoveries;
+    uint64_t lock_waits;
+} sd_stats;
+
+/* Open or create the dict at `path`. On SD_SYSERR, errno holds the cause
+ * (EEXIST for a live dict at the name on create, ENOENT on attach, ELOOP for
+ * a symlink, EACCES for a foreign owner). Cost: O(1); creating writes only
+ * the header and lock pages. */
+sd_status sd_open(const char *path, const sd_open_opts *opts, sd_handle **out);
+
+/* Unmap and free the handle. When `h` created the file, in this process,
+ * and the path still names that file, the path is unlinked. */
+void sd_close(sd_handle *h);
+
+/* Unlink the dict at `path` (whoever made it). SD_SYSERR/errno on failure. */
+sd_status sd_remove(const char *path);
+
+/* 1 if the creator recorded in the dict at `path` still runs, 0 if not,
+ * -1 with errno if the file can't be read. */
+int sd_creator_alive(const char *path);
+
+void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
+                        sd_block_end_fn end);
+int sd_is_owner(const sd_handle *h);
+uint64_t sd_file_size(const sd_handle *h);
+
+/* Key operations. Keys are 1..SD_MAX_KEY bytes. `ttl_ms` > 0 sets an
+ * expiry that many milliseconds from now, 0 means none. All are O(1) on
+ * average. */
+sd_status sd_get(sd_handle *h, const void *key, size_t klen,
+                 sd_value_out *out);
+sd_status sd_set(sd_handle *h, const void *key, size_t klen,
+                 const sd_value_in *v, int64_t ttl_ms);
+sd_status sd_delete(sd_handle *h, const void *key, size_t klen);
+/* `ttl_mode`: -1 keep the expiry, otherwise `ttl_ms` as in sd_set. */
+sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
+                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                  sd_value_out *out);
+/* Remaining time in ns (> 0), or 0 when the key never expires. */
+sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
+                 int64_t *ns_left);
+sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
+                    int64_t ttl_ms);
+sd_status sd_flush_all(sd_handle *h);
+/* Live entries. O(1) while no entry has an expiry, else O(n). */
+sd_status sd_count(sd_handle *h, uint64_t *n);
+
+/* Copy the keys of buckets [*cursor, ...) into buf as records of
+ * [u32 length][bytes], holding the lock for one bounded slice of the table.
+ * Sets *cursor to where the next call resumes, or to 0 when the table is
+ * done. SD_TOOBIG when one bucket's keys don't fit: retry with
+ * `*need` bytes. */
+sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
+                        size_t cap, size_t *used, size_t *need);
+
+/* Check every structure. Writes up to `cap` bytes of newline-separated
+ * problem descriptions into `buf` and the number of problems found into
+ * `*problems`. O(n) under the lock. */
+sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems);
+
+sd_status sd_get_stats(sd_handle *h, sd_stats *st);
+
+/* A static, human-readable description of a status code. */
+const char *sd_strstatus(sd_status s);
+
+#endif /* SHMDICT_H */

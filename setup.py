@@ -1,0 +1,45 @@
+"""Build the C extension shmdict._core from csrc/ and src/shmdict/_core.c.
+
+Environment switches (development and CI; the sdist default is plain):
+  SHMDICT_DEV=1       -Wall -Wextra -Werror and friends, asserts on.
+  SHMDICT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer.
+"""
+
+from __future__ import annotations
+
+import os
+from glob import glob
+
+from setuptools import Extension, setup
+
+CORE_SOURCES = sorted(glob("csrc/*.c"))
+cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-DNDEBUG"]
+ldflags: list[str] = []
+
+if os.environ.get("SHMDICT_DEV") == "1":
+    cflags = [f for f in cflags if f != "-DNDEBUG"]
+    cflags += [
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wshadow",
+        "-Wstrict-prototypes",
+        "-Wmissing-prototypes",
+    ]
+if os.environ.get("SHMDICT_SANITIZE") == "1":
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    cflags = [f for f in cflags if f != "-O2"] + ["-O1", "-g", *san]
+    ldflags += san
+
+setup(
+    ext_modules=[
+        Extension(
+            "shmdict._core",
+            sources=["src/shmdict/_core.c", *CORE_SOURCES],
+            include_dirs=["csrc"],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+            depends=sorted(glob("csrc/*.h")),
+        )
+    ]
+)

@@ -1,0 +1,34 @@
+"""shmdict: a dictionary in shared memory for the processes of one host.
+
+>>> import shmdict
+>>> d = shmdict.new("doctest-demo", 1 << 20)
+>>> d.set("hits", 1)
+True
+>>> d.incr("hits", 41)
+42
+>>> d.close()
+"""
+
+from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
+from ._dict import SharedDict, Value, exists, get, new, path_for, remove
+from .errors import CorruptError, Error, LockTimeout, NoMemoryError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_KEY_BYTES",
+    "MAX_SIZE",
+    "MIN_SIZE",
+    "CorruptError",
+    "Error",
+    "LockTimeout",
+    "NoMemoryError",
+    "SharedDict",
+    "Value",
+    "exists",
+    "get",
+    "new",
+    "path_for",
+    "remove",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,1089 @@
+/*
+ * _core.c - the CPython binding of the shmdict C core.
+ *
+ * This file only translates: Python objects to C arguments, core status
+ * codes to exceptions (one table, raise_status), and C results back to
+ * Python objects. It never calls into Python while the dict's lock is
+ * held: the core copies results into buffers owned here, releases the
+ * lock, and only then are objects built. When the core must wait for the
+ * lock it calls gil_release/gil_acquire around the wait, so other threads
+ * run meanwhile.
+ *
+ * Each method is a METH_FASTCALL parser followed by the work in C types.
+ * The module uses multi-phase init, a module state and a heap type.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <structmember.h>
+
+#include "layout.h"
+#include "shmdict.h"
+
+#define SHM_DIR "/dev/shm"
+#define STACK_BUF 256
+
+typedef struct {
+    PyTypeObject *DictType;
+    PyObject *Error;
+    PyObject *NoMemoryError;
+    PyObject *CorruptError;
+    PyObject *LockTimeout;
+} module_state;
+
+typedef struct {
+    PyObject_HEAD
+    sd_handle *h;          /* owned; NULL once closed */
+    PyObject *name;        /* str, owned */
+    PyObject *path;        /* str, owned */
+    double lock_timeout;   /* seconds, as given */
+    int busy;              /* core calls in flight (they may drop the GIL) */
+    int closing;           /* close() was called while busy */
+    PyObject *weakreflist; /* owned by the weakref machinery */
+} DictObject;
+
+static struct PyModuleDef core_module;
+
+static module_state *state_of(PyObject *self)
+{
+    PyObject *m = PyType_GetModuleByDef(Py_TYPE(self), &core_module);
+    return m ? PyModule_GetState(m) : NULL;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+enum exc_kind { EXC_NONE, EXC_KEY, EXC_TYPE, EXC_OVERFLOW, EXC_VALUE,
+                EXC_NOMEM, EXC_CORRUPT, EXC_TIMEOUT, EXC_OS, EXC_ERROR };
+
+/* Which exception each core status raises. */
+static const struct {
+    sd_status status;
+    enum exc_kind kind;
+} status_table[] = {
+    {SD_OK, EXC_NONE},          {SD_NOTFOUND, EXC_KEY},
+    {SD_NOMEM, EXC_NOMEM},      {SD_NOTNUM, EXC_TYPE},
+    {SD_OVERFLOW, EXC_OVERFLOW}, {SD_TOOBIG, EXC_ERROR},
+    {SD_BADARG, EXC_VALUE},     {SD_CORRUPT, EXC_CORRUPT},
+    {SD_FORMAT, EXC_CORRUPT},   {SD_TIMEDOUT, EXC_TIMEOUT},
+    {SD_SYSERR, EXC_OS},        {SD_INTERNAL, EXC_ERROR},
+};
+
+/* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
+ * (OSError); `self` finds the module state. Returns NULL. */
+static PyObject *raise_status(PyObject *self, sd_status rc, PyObject *obj)
+{
+    enum exc_kind kind = EXC_ERROR;
+    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+        if (status_table[i].status == rc)
+            kind = status_table[i].kind;
+    const char *msg = sd_strstatus(rc);
+    module_state *st = NULL;
+    if (kind >= EXC_NOMEM && kind != EXC_OS) {
+        st = state_of(self);
+        if (!st)
+            return NULL;
+    }
+    switch (kind) {
+    case EXC_KEY:
+        if (obj)
+            PyErr_SetObject(PyExc_KeyError, obj);
+        else
+            PyErr_SetString(PyExc_KeyError, msg);
+        break;
+    case EXC_TYPE:
+        PyErr_Format(PyExc_TypeError, "%s: %R", msg, obj ? obj : Py_None);
+        break;
+    case EXC_OVERFLOW:
+        PyErr_SetString(PyExc_OverflowError, msg);
+        break;
+    case EXC_VALUE:
+        PyErr_SetString(PyExc_ValueError, msg);
+        break;
+    case EXC_NOMEM:
+        PyErr_SetString(st->NoMemoryError, msg);
+        break;
+    case EXC_CORRUPT:
+        PyErr_Format(st->CorruptError, "%s: %S", msg, obj ? obj : Py_None);
+        break;
+    case EXC_TIMEOUT:
+        PyErr_SetString(st->LockTimeout, msg);
+        break;
+    case EXC_OS:
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, obj);
+        break;
+    default:
+        PyErr_SetString(st ? st->Error : PyExc_RuntimeError, msg);
+    }
+    return NULL;
+}
+
+static PyObject *closed_error(void)
+{
+    PyErr_SetString(PyExc_ValueError, "operation on a closed shmdict");
+    return NULL;
+}
+
+/* ---- argument parsing ------------------------------------------------------ */
+
+/* A minimal FASTCALL parser: `names` lists every parameter; the first
+ * `npos` may be given by position; the first `nreq` are required. */
+static int parse_args(const char *fname, const char *const *names, int nnames,
+                      int npos, int nreq, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames, PyObject **out)
+{
+    if (nargs > npos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d positional arguments (%zd given)",
+                     fname, npos, nargs);
+        return -1;
+    }
+    for (int i = 0; i < nnames; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *kw = PyTuple_GET_ITEM(kwnames, j);
+        int i = 0;
+        while (i < nnames && PyUnicode_CompareWithASCIIString(kw, names[i]))
+            i++;
+        if (i == nnames) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument %R", fname,
+                         kw);
+            return -1;
+        }
+        if (out[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+        out[i] = args[nargs + j];
+    }
+    for (int i = 0; i < nreq; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A key as UTF-8 bytes, borrowed from the str object (cached there). */
+static int key_arg(PyObject *key, const char **p, Py_ssize_t *n)
+{
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "keys must be str, not %.100s",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    *p = PyUnicode_AsUTF8AndSize(key, n);
+    if (!*p)
+        return -1;
+    if (*n == 0) {
+        PyErr_SetString(PyExc_ValueError, "keys must not be empty");
+        return -1;
+    }
+    if ((size_t)*n > SD_MAX_KEY) {
+        PyErr_Format(PyExc_ValueError,
+                     "key is %zd bytes of UTF-8; the limit is %u", *n,
+                     (unsigned)SD_MAX_KEY);
+        return -1;
+    }
+    return 0;
+}
+
+static int value_arg(PyObject *v, sd_value_in *out)
+{
+    out->ascii = 0;
+    out->data = NULL;
+    out->len = 0;
+    if (v == Py_None) {
+        out->type = SD_T_NONE;
+    } else if (v == Py_True) {
+        out->type = SD_T_TRUE;
+    } else if (v == Py_False) {
+        out->type = SD_T_FALSE;
+    } else if (PyLong_Check(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "int does not fit in 64 bits (shmdict stores "
+                            "signed 64-bit ints)");
+            return -1;
+        }
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        out->type = SD_T_INT;
+        out->i = x;
+    } else if (PyFloat_Check(v)) {
+        out->type = SD_T_FLOAT;
+        out->f = PyFloat_AS_DOUBLE(v);
+    } else if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        out->data = PyUnicode_AsUTF8AndSize(v, &n);
+        if (!out->data)
+            return -1;
+        out->type = SD_T_STR;
+        out->len = (size_t)n;
+        out->ascii = PyUnicode_IS_ASCII(v) ? 1 : 0;
+    } else if (PyBytes_Check(v)) {
+        out->type = SD_T_BYTES;
+        out->data = PyBytes_AS_STRING(v);
+        out->len = (size_t)PyBytes_GET_SIZE(v);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "values must be None, bool, int, float, str or bytes, "
+                     "not %.100s",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    if (out->len > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "value is larger than 4 GiB");
+        return -1;
+    }
+    return 0;
+}
+
+/* A number argument that must be finite: exptime or delta. */
+static int finite_number(PyObject *o, const char *what, double *d)
+{
+    if (PyBool_Check(o) || !(PyLong_Check(o) || PyFloat_Check(o))) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int or float, not %.100s",
+                     what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    *d = PyFloat_Check(o) ? PyFloat_AS_DOUBLE(o) : PyLong_AsDouble(o);
+    if (*d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s is too large", what);
+        return -1;
+    }
+    if (!isfinite(*d)) {
+        PyErr_Format(PyExc_ValueError, "%s must be finite, not %R", what, o);
+        return -1;
+    }
+    return 0;
+}
+
+/* exptime in seconds -> milliseconds: <= 0 means none (0); any positive
+ * time lasts at least 1 ms. */
+#define MAX_TTL_MS 9007199254740992.0 /* 2**53 ms, about 285,000 years */
+
+static int ttl_arg(PyObject *o, int64_t *ms)
+{
+    double d;
+    *ms = 0;
+    if (!o)
+        return 0;
+    if (finite_number(o, "exptime", &d) < 0)
+        return -1;
+    if (d <= 0)
+        return 0;
+    double m = ceil(d * 1000.0);
+    if (m > MAX_TTL_MS) {
+        PyErr_SetString(PyExc_ValueError,
+                        "exptime is too large (the limit is 2**53 ms)");
+        return -1;
+    }
+    *ms = m < 1 ? 1 : (int64_t)m;
+    return 0;
+}
+
+/* ---- results --------------------------------------------------------------- */
+
+static PyObject *value_obj(PyObject *self, const sd_value_out *o)
+{
+    switch (o->type) {
+    case SD_T_NONE:
+        Py_RETURN_NONE;
+    case SD_T_TRUE:
+        Py_RETURN_TRUE;
+    case SD_T_FALSE:
+        Py_RETURN_FALSE;
+    case SD_T_INT:
+        return PyLong_FromLongLong(o->i);
+    case SD_T_FLOAT:
+        return PyFloat_FromDouble(o->f);
+    case SD_T_STR: {
+        PyObject *s = PyUnicode_DecodeUTF8(o->buf, (Py_ssize_t)o->len, NULL);
+        if (!s && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear();
+            return raise_status(self, SD_CORRUPT, NULL);
+        }
+        return s;
+    }
+    case SD_T_BYTES:
+        return PyBytes_FromStringAndSize(o->buf, (Py_ssize_t)o->len);
+    default:
+        return raise_status(self, SD_CORRUPT, NULL);
+    }
+}
+
+/* ---- the Dict type ------------------------------------------------------------ */
+
+static void *gil_release(void) { return PyEval_SaveThread(); }
+
+static void gil_acquire(void *token)
+{
+    PyEval_RestoreThread((PyThreadState *)token);
+}
+
+static void really_close(DictObject *self)
+{
+    sd_handle *h = self->h;
+    self->h = NULL;
+    sd_close(h);
+}
+
+/* Bracket every core call: a close() from another thread while this one
+ * waits for the lock (GIL released) is deferred until the call returns. */
+#define ENTER(self)                                                          \
+    do {                                                                     \
+        if (!(self)->h || (self)->closing)                                   \
+            return closed_error();                                           \
+        (self)->busy++;                                                      \
+    } while (0)
+
+static inline void leave(DictObject *self)
+{
+    if (--self->busy == 0 && self->closing && self->h)
+        really_close(self);
+}
+
+static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"path", "name", "size", "create", "mode",
+                             "allow_foreign_owner", "lock_timeout", NULL};
+    PyObject *path, *name;
+    unsigned long long size = 0;
+    int create = 0, foreign = 0;
+    unsigned int mode = 0600;
+    double timeout = 10.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpd:Dict", kwlist,
+                                     &path, &name, &size, &create, &mode,
+                                     &foreign, &timeout))
+        return NULL;
+    if (isnan(timeout)) {
+        PyErr_SetString(PyExc_ValueError, "lock_timeout must not be NaN");
+        return NULL;
+    }
+    Py_ssize_t plen;
+    const char *cpath = PyUnicode_AsUTF8AndSize(path, &plen);
+    if (!cpath)
+        return NULL;
+    if (strlen(cpath) != (size_t)plen) {
+        PyErr_SetString(PyExc_ValueError, "path holds a NUL character");
+        return NULL;
+    }
+    sd_open_opts o = {
+        .size = size,
+        .mode = mode & 07777,
+        .create = create,
+        .allow_foreign_owner = foreign,
+        .lock_timeout_ms = isinf(timeout) || timeout <= 0
+                               ? 0
+                               : (int64_t)ceil(timeout * 1000.0),
+    };
+    if (create && (size < SD_MIN_SIZE || size > SD_MAX_SIZE)) {
+        PyErr_Format(PyExc_ValueError,
+                     "size must be between %llu and %llu bytes",
+                     (unsigned long long)SD_MIN_SIZE,
+                     (unsigned long long)SD_MAX_SIZE);
+        return NULL;
+    }
+    DictObject *self = (DictObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    sd_handle *h = NULL;
+    sd_status rc = sd_open(cpath, &o, &h);
+    if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, path);
+        Py_DECREF(self);
+        return NULL;
+    }
+    sd_set_block_hooks(h, gil_release, gil_acquire);
+    self->h = h;
+    self->lock_timeout = timeout;
+    self->name = Py_NewRef(name);
+    self->path = Py_NewRef(path);
+    return (PyObject *)self;
+}
+
+static void Dict_dealloc(DictObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->h)
+        really_close(self);
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->path);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* get(key, default=None) */
+static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
+                        int raise_missing)
+{
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return NULL;
+    ENTER(self);
+    char sbuf[STACK_BUF];
+    char *heap = NULL;
+    sd_value_out out = {.buf = sbuf, .cap = sizeof sbuf};
+    sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
+    while (rc == SD_TOOBIG) {
+        PyMem_Free(heap);
+        heap = PyMem_Malloc(out.len ? out.len : 1);
+        if (!heap) {
+            leave(self);
+            return PyErr_NoMemory();
+        }
+        out.buf = heap;
+        out.cap = out.len;
+        rc = sd_get(self->h, k, (size_t)klen, &out);
+    }
+    leave(self);
+    PyObject *res;
+    if (rc == SD_OK)
+        res = value_obj((PyObject *)self, &out);
+    else if (rc == SD_NOTFOUND && !raise_missing)
+        res = Py_NewRef(dflt);
+    else
+        res = raise_status((PyObject *)self, rc, key);
+    PyMem_Free(heap);
+    return res;
+}
+
+static PyObject *Dict_get(DictObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (!kwnames && nargs == 1)
+        return do_get(self, args[0], Py_None, 0);
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    if (parse_args("get", names, 2, 2, 1, args, nargs, kwnames, a) < 0)
+        return NULL;
+    return do_get(self, a[0], a[1] ? a[1] : Py_None, 0);
+}
+
+static PyObject *Dict_subscript(DictObject *self, PyObject *key)
+{
+    return do_get(self, key, NULL, 1);
+}
+
+static int do_set(DictObject *self, PyObject *key, PyObject *value,
+                  PyObject *exptime)
+{
+    const char *k;
+    Py_ssize_t klen;
+    sd_value_in v;
+    int64_t ttl;
+    if (key_arg(key, &k, &klen) < 0 || value_arg(value, &v) < 0 ||
+        ttl_arg(exptime, &ttl) < 0)
+        return -1;
+    if (!self->h || self->closing) {
+        closed_error();
+        return -1;
+    }
+    self->busy++;
+    sd_status rc = sd_set(self->h, k, (size_t)klen, &v, ttl);
+    leave(self);
+    if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, key);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Dict_set(DictObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "value", "exptime"};
+    PyObject *a[3];
+    if (!kwnames && (nargs == 2 || nargs == 3)) {
+        a[0] = args[0];
+        a[1] = args[1];
+        a[2] = nargs == 3 ? args[2] : NULL;
+    } else if (parse_args("set", names, 3, 3, 2, args, nargs, kwnames, a) < 0) {
+        return NULL;
+    }
+    if (do_set(self, a[0], a[1], a[2]) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+/* delete(key) -> bool; del d[key] raises KeyError. */
+static int do_delete(DictObject *self, PyObject *key, int raise_missing)
+{
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return -1;
+    if (!self->h || self->closing) {
+        closed_error();
+        return -1;
+    }
+    self->busy++;
+    sd_status rc = sd_delete(self->h, k, (size_t)klen);
+    leave(self);
+    if (rc == SD_OK)
+        return 1;
+    if (rc == SD_NOTFOUND && !raise_missing)
+        return 0;
+    raise_status((PyObject *)self, rc, key);
+    return -1;
+}
+
+static PyObject *Dict_delete(DictObject *self, PyObject *key)
+{
+    int r = do_delete(self, key, 0);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+static int Dict_ass_subscript(DictObject *self, PyObject *key, PyObject *value)
+{
+    if (value)
+        return do_set(self, key, value, NULL);
+    return do_delete(self, key, 1) < 0 ? -1 : 0;
+}
+
+static PyObject *Dict_incr(DictObject *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "delta", "exptime"};
+    PyObject *a[3];
+    if (parse_args("incr", names, 3, 3, 2, args, nargs, kwnames, a) < 0)
+        return NULL;
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(a[0], &k, &klen) < 0)
+        return NULL;
+    sd_value_in d = {0};
+    if (PyLong_Check(a[1]) && !PyBool_Check(a[1])) {
+        if (value_arg(a[1], &d) < 0)
+            return NULL;
+    } else {
+        if (finite_number(a[1], "delta", &d.f) < 0)
+            return NULL;
+        d.type = SD_T_FLOAT;
+    }
+    int ttl_mode = -1;
+    int64_t ttl = 0;
+    if (a[2] && a[2] != Py_None) {
+        if (ttl_arg(a[2], &ttl) < 0)
+            return NULL;
+        ttl_mode = 0;
+    }
+    ENTER(self);
+    sd_value_out out = {0};
+    sd_status rc = sd_incr(self->h, k, (size_t)klen, &d, ttl_mode, ttl, &out);
+    leave(self);
+    if (rc == SD_OK)
+        return out.type == SD_T_INT ? PyLong_FromLongLong(out.i)
+                                    : PyFloat_FromDouble(out.f);
+    if (rc == SD_NOTNUM) {
+        PyErr_Format(PyExc_TypeError,
+                     "incr: the value of %R is not an int or float", a[0]);
+        return NULL;
+    }
+    if (rc == SD_OVERFLOW) {
+        PyErr_Format(PyExc_OverflowError,
+                     "incr: the result for %R does not fit in 64 bits", a[0]);
+        return NULL;
+    }
+    return raise_status((PyObject *)self, rc, a[0]);
+}
+
+static PyObject *Dict_ttl(DictObject *self, PyObject *key)
+{
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return NULL;
+    ENTER(self);
+    int64_t ns = 0;
+    sd_status rc = sd_ttl(self->h, k, (size_t)klen, &ns);
+    leave(self);
+    if (rc == SD_NOTFOUND)
+        Py_RETURN_NONE;
+    if (rc != SD_OK)
+        return raise_status((PyObject *)self, rc, key);
+    return PyFloat_FromDouble((double)ns / 1e9);
+}
+
+static PyObject *Dict_expire(DictObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "exptime"};
+    PyObject *a[2];
+    if (parse_args("expire", names, 2, 2, 2, args, nargs, kwnames, a) < 0)
+        return NULL;
+    const char *k;
+    Py_ssize_t klen;
+    int64_t ttl;
+    if (key_arg(a[0], &k, &klen) < 0 || ttl_arg(a[1], &ttl) < 0)
+        return NULL;
+    ENTER(self);
+    sd_status rc = sd_expire(self->h, k, (size_t)klen, ttl);
+    leave(self);
+    if (rc == SD_OK)
+        Py_RETURN_TRUE;
+    if (rc == SD_NOTFOUND)
+        Py_RETURN_FALSE;
+    return raise_status((PyObject *)self, rc, a[0]);
+}
+
+static PyObject *Dict_flush_all(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    ENTER(self);
+    sd_status rc = sd_flush_all(self->h);
+    leave(self);
+    if (rc != SD_OK)
+        return raise_status((PyObject *)self, rc, self->path);
+    Py_RETURN_NONE;
+}
+
+/* Append the [u32 len][bytes] records in buf to list, up to max (0: all). */
+static int decode_keys(PyObject *list, const unsigned char *buf, size_t used,
+                       Py_ssize_t max)
+{
+    size_t pos = 0;
+    while (pos + 4 <= used && (max == 0 || PyList_GET_SIZE(list) < max)) {
+        uint32_t n;
+        memcpy(&n, buf + pos, 4);
+        if (n > used - pos - 4)
+            return -1;
+        PyObject *s =
+            PyUnicode_DecodeUTF8((const char *)buf + pos + 4, n, "surrogatepass");
+        if (!s)
+            return -1;
+        int r = PyList_Append(list, s);
+        Py_DECREF(s);
+        if (r < 0)
+            return -1;
+        pos += 4 + n;
+    }
+    return 0;
+}
+
+static PyObject *keys_list(DictObject *self, Py_ssize_t max)
+{
+    ENTER(self);
+    PyObject *list = PyList_New(0);
+    size_t cap = 64 * 1024;
+    unsigned char *buf = PyMem_Malloc(cap);
+    if (!list || !buf)
+        goto fail_nomem;
+    uint64_t cursor = 0;
+    do {
+        size_t used = 0, need = 0;
+        sd_status rc = sd_keys_chunk(self->h, &cursor, buf, cap, &used, &need);
+        if (rc == SD_TOOBIG) {
+            unsigned char *bigger = PyMem_Realloc(buf, need);
+            if (!bigger)
+                goto fail_nomem;
+            buf = bigger;
+            cap = need;
+            continue; /* cursor is unchanged: redo that bucket */
+        }
+        if (rc != SD_OK) {
+            raise_status((PyObject *)self, rc, self->path);
+            goto fail;
+        }
+        if (decode_keys(list, buf, used, max) < 0)
+            goto fail;
+    } while (cursor != 0 && (max == 0 || PyList_GET_SIZE(list) < max));
+    PyMem_Free(buf);
+    leave(self);
+    return list;
+fail_nomem:
+    PyErr_NoMemory();
+fail:
+    PyMem_Free(buf);
+    Py_XDECREF(list);
+    leave(self);
+    return NULL;
+}
+
+static PyObject *Dict_get_keys(DictObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"max_count"};
+    PyObject *a[1];
+    if (parse_args("get_keys", names, 1, 1, 0, args, nargs, kwnames, a) < 0)
+        return NULL;
+    Py_ssize_t max = 0;
+    if (a[0]) {
+        if (!PyLong_Check(a[0]) || PyBool_Check(a[0])) {
+            PyErr_SetString(PyExc_TypeError, "max_count must be an int");
+            return NULL;
+        }
+        max = PyLong_AsSsize_t(a[0]);
+        if (max == -1 && PyErr_Occurred())
+            return NULL;
+        if (max < 0) {
+            PyErr_SetString(PyExc_ValueError, "max_count must be >= 0");
+            return NULL;
+        }
+    }
+    return keys_list(self, max);
+}
+
+static PyObject *Dict_iter(DictObject *self)
+{
+    PyObject *keys = keys_list(self, 0);
+    if (!keys)
+        return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static Py_ssize_t Dict_len(DictObject *self)
+{
+    if (!self->h || self->closing) {
+        closed_error();
+        return -1;
+    }
+    self->busy++;
+    uint64_t n = 0;
+    sd_status rc = sd_count(self->h, &n);
+    leave(self);
+    if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, self->path);
+        return -1;
+    }
+    return (Py_ssize_t)n;
+}
+
+static int Dict_contains(DictObject *self, PyObject *key)
+{
+    if (!PyUnicode_Check(key))
+        return 0;
+    const char *k;
+    Py_ssize_t klen;
+    k = PyUnicode_AsUTF8AndSize(key, &klen);
+    if (!k)
+        return -1;
+    if (klen == 0 || (size_t)klen > SD_MAX_KEY)
+        return 0;
+    if (!self->h || self->closing) {
+        closed_error();
+        return -1;
+    }
+    self->busy++;
+    int64_t ns;
+    sd_status rc = sd_ttl(self->h, k, (size_t)klen, &ns);
+    leave(self);
+    if (rc == SD_OK)
+        return 1;
+    if (rc == SD_NOTFOUND)
+        return 0;
+    raise_status((PyObject *)self, rc, key);
+    return -1;
+}
+
+static PyObject *Dict_close(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    if (self->h) {
+        if (self->busy)
+            self->closing = 1; /* the last call in flight closes it */
+        else
+            really_close(self);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Dict_verify(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    ENTER(self);
+    size_t cap = 64 * 1024, problems = 0;
+    char *buf = PyMem_Malloc(cap);
+    if (!buf) {
+        leave(self);
+        return PyErr_NoMemory();
+    }
+    sd_status rc = sd_verify(self->h, buf, cap, &problems);
+    leave(self);
+    PyObject *res = NULL;
+    if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, self->path);
+    } else if (problems == 0) {
+        res = PyList_New(0);
+    } else {
+        PyObject *text = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf),
+                                              "replace");
+        if (text) {
+            res = PyUnicode_Splitlines(text, 0);
+            Py_DECREF(text);
+        }
+        if (res && (size_t)PyList_GET_SIZE(res) < problems) {
+            PyObject *more = PyUnicode_FromFormat(
+                "... and %zu more problems",
+                problems - (size_t)PyList_GET_SIZE(res));
+            if (!more || PyList_Append(res, more) < 0)
+                Py_CLEAR(res);
+            Py_XDECREF(more);
+        }
+    }
+    PyMem_Free(buf);
+    return res;
+}
+
+static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    ENTER(self);
+    sd_stats st;
+    sd_status rc = sd_get_stats(self->h, &st);
+    leave(self);
+    if (rc != SD_OK)
+        return raise_status((PyObject *)self, rc, self->path);
+    return Py_BuildValue(
+        "{sKsKsKsKsKsKsK}", "entries", (unsigned long long)st.count,
+        "expiring", (unsigned long long)st.n_expiring, "bytes_used",
+        (unsigned long long)st.used_bytes, "bytes_free",
+        (unsigned long long)(st.heap_size - st.used_bytes), "capacity",
+        (unsigned long long)st.heap_size, "recoveries",
+        (unsigned long long)st.recoveries, "lock_waits",
+        (unsigned long long)st.lock_waits);
+}
+
+static PyObject *Dict_get_name(DictObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->name);
+}
+
+static PyObject *Dict_get_path(DictObject *self, void *Py_UNUSED(c))
+{
+    return Py_NewRef(self->path);
+}
+
+static PyObject *Dict_get_size(DictObject *self, void *Py_UNUSED(c))
+{
+    if (!self->h)
+        return closed_error();
+    return PyLong_FromUnsignedLongLong(sd_file_size(self->h));
+}
+
+static PyObject *Dict_get_closed(DictObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(!self->h || self->closing);
+}
+
+static PyObject *Dict_get_owner(DictObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->h && sd_is_owner(self->h));
+}
+
+static PyObject *Dict_get_lock_timeout(DictObject *self, void *Py_UNUSED(c))
+{
+    return PyFloat_FromDouble(self->lock_timeout);
+}
+
+static PyGetSetDef Dict_getset[] = {
+    {"name", (getter)Dict_get_name, NULL, "The dict's name.", NULL},
+    {"path", (getter)Dict_get_path, NULL, "The file that holds the dict.", NULL},
+    {"size", (getter)Dict_get_size, NULL, "The file's size in bytes.", NULL},
+    {"closed", (getter)Dict_get_closed, NULL, "True after close().", NULL},
+    {"owner", (getter)Dict_get_owner, NULL,
+     "True for the handle that created the dict, in its own process: its "
+     "close removes the file.",
+     NULL},
+    {"lock_timeout", (getter)Dict_get_lock_timeout, NULL,
+     "Seconds a call waits for the lock before LockTimeout.", NULL},
+    {NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+static PyMethodDef Dict_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))Dict_get, FASTKW,
+     "get(key, default=None)\n--\n\n"
+     "The value of key, or default when it is missing or expired.\n"
+     "O(1) on average; takes no lock unless a writer is busy."},
+    {"set", (PyCFunction)(void (*)(void))Dict_set, FASTKW,
+     "set(key, value, exptime=0)\n--\n\n"
+     "Store value under key; it expires after exptime seconds if > 0.\n"
+     "Returns True. O(1) on average. Raises NoMemoryError when the dict is\n"
+     "full (the old value stays), TypeError/OverflowError for values it\n"
+     "can't store, ValueError for a NaN or infinite exptime."},
+    {"delete", (PyCFunction)Dict_delete, METH_O,
+     "delete(key)\n--\n\n"
+     "Remove key. True if it existed. O(1) on average."},
+    {"incr", (PyCFunction)(void (*)(void))Dict_incr, FASTKW,
+     "incr(key, delta, exptime=None)\n--\n\n"
+     "Add delta to the number at key and return the new value, atomically.\n"
+     "int + int stays int; a float on either side gives a float. exptime\n"
+     "None keeps the key's expiry, otherwise replaces it (<= 0 clears it).\n"
+     "KeyError if missing, TypeError if not a number, OverflowError past\n"
+     "64 bits (the value is unchanged). O(1) on average."},
+    {"ttl", (PyCFunction)Dict_ttl, METH_O,
+     "ttl(key)\n--\n\n"
+     "Seconds until key expires (> 0), 0 if it never does, None if it is\n"
+     "missing. O(1) on average."},
+    {"expire", (PyCFunction)(void (*)(void))Dict_expire, FASTKW,
+     "expire(key, exptime)\n--\n\n"
+     "Set key to expire after exptime seconds; <= 0 clears its expiry.\n"
+     "True on success, False if key is missing. O(1) on average."},
+    {"flush_all", (PyCFunction)Dict_flush_all, METH_NOARGS,
+     "flush_all()\n--\n\n"
+     "Remove every item and give its memory back. O(size of the index)."},
+    {"get_keys", (PyCFunction)(void (*)(void))Dict_get_keys, FASTKW,
+     "get_keys(max_count=0)\n--\n\n"
+     "A list of the live keys, at most max_count of them (0: all). O(n);\n"
+     "the lock is held for one slice of the table at a time, so keys set\n"
+     "or deleted meanwhile may or may not be listed."},
+    {"close", (PyCFunction)Dict_close, METH_NOARGS,
+     "close()\n--\n\n"
+     "Unmap the dict. Idempotent. On the creating handle, in the creating\n"
+     "process, also removes the file if its name still refers to it."},
+    {"verify", (PyCFunction)Dict_verify, METH_NOARGS,
+     "verify()\n--\n\n"
+     "Check every structure of the dict; return a list of the problems\n"
+     "found (empty when healthy). O(n) under the lock."},
+    {"stats", (PyCFunction)Dict_stats, METH_NOARGS,
+     "stats()\n--\n\n"
+     "Counters: entries, expiring, bytes_used, bytes_free, capacity,\n"
+     "recoveries (dead lock holders repaired) and lock_waits. O(1)."},
+    {NULL},
+};
+
+static PyMemberDef Dict_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(DictObject, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Dict_slots[] = {
+    {Py_tp_new, Dict_new},
+    {Py_tp_dealloc, Dict_dealloc},
+    {Py_tp_methods, Dict_methods},
+    {Py_tp_getset, Dict_getset},
+    {Py_tp_members, Dict_members},
+    {Py_tp_iter, Dict_iter},
+    {Py_mp_subscript, Dict_subscript},
+    {Py_mp_ass_subscript, Dict_ass_subscript},
+    {Py_mp_length, Dict_len},
+    {Py_sq_contains, Dict_contains},
+    {Py_tp_doc,
+     "Dict(path, name, size=0, *, create=False, mode=0o600, "
+     "allow_foreign_owner=False, lock_timeout=10.0)\n--\n\n"
+     "A handle on a shared-memory dict. Use shmdict.new() and shmdict.get()."},
+    {0, NULL},
+};
+
+static PyType_Spec Dict_spec = {
+    .name = "shmdict._core.Dict",
+    .basicsize = sizeof(DictObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Dict_slots,
+};
+
+/* ---- module ------------------------------------------------------------------- */
+
+static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    PyObject *bytes;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    int r = sd_creator_alive(PyBytes_AS_STRING(bytes));
+    Py_DECREF(bytes);
+    if (r < 0)
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+    return PyBool_FromLong(r);
+}
+
+static PyMethodDef core_methods[] = {
+    {"creator_alive", core_creator_alive, METH_O,
+     "creator_alive(path)\n--\n\n"
+     "Whether the process that created the dict at path still runs."},
+    {NULL},
+};
+
+static int add_u64(PyObject *m, const char *name, unsigned long long v)
+{
+    PyObject *o = PyLong_FromUnsignedLongLong(v);
+    if (!o)
+        return -1;
+    int r = PyModule_AddObjectRef(m, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+static int core_exec(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    PyObject *errors = PyImport_ImportModule("shmdict.errors");
+    if (!errors)
+        return -1;
+    st->Error = PyObject_GetAttrString(errors, "Error");
+    st->NoMemoryError = PyObject_GetAttrString(errors, "NoMemoryError");
+    st->CorruptError = PyObject_GetAttrString(errors, "CorruptError");
+    st->LockTimeout = PyObject_GetAttrString(errors, "LockTimeout");
+    Py_DECREF(errors);
+    if (!st->Error || !st->NoMemoryError || !st->CorruptError ||
+        !st->LockTimeout)
+        return -1;
+    st->DictType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Dict_spec, NULL);
+    if (!st->DictType || PyModule_AddType(m, st->DictType) < 0)
+        return -1;
+    if (PyModule_AddStringConstant(m, "SHM_DIR", SHM_DIR) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_KEY_BYTES", SD_MAX_KEY) < 0 ||
+        add_u64(m, "MAX_SIZE", SD_MAX_SIZE) < 0 ||
+        add_u64(m, "MIN_SIZE", SD_MIN_SIZE) < 0 ||
+        PyModule_AddIntConstant(m, "FORMAT_VERSION", SD_VERSION) < 0)
+        return -1;
+    return 0;
+}
+
+static int core_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_VISIT(st->DictType);
+    Py_VISIT(st->Error);
+    Py_VISIT(st->NoMemoryError);
+    Py_VISIT(st->CorruptError);
+    Py_VISIT(st->LockTimeout);
+    return 0;
+}
+
+static int core_clear(PyObject *m)
+{
+    module_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->DictType);
+    Py_CLEAR(st->Error);
+    Py_CLEAR(st->NoMemoryError);
+    Py_CLEAR(st->CorruptError);
+    Py_CLEAR(st->LockTimeout);
+    return 0;
+}
+
+static void core_free(void *m) { core_clear((PyObject *)m); }
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "shmdict._core",
+    .m_doc = "The C engine of shmdict (private; use the shmdict package).",
+    .m_size = sizeof(module_state),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void);
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_module); }

@@ -1,0 +1,154 @@
+"""The public SharedDict class and the functions that open one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
+from typing import Any, Callable, Union
+
+from . import _core
+
+__all__ = ["SharedDict", "Value", "exists", "get", "new", "path_for", "remove"]
+
+#: The types a shared dict stores; each comes back as the same type.
+Value = Union[None, bool, int, float, str, bytes]
+
+_MISSING: Any = object()
+
+
+def path_for(name: str) -> str:
+    """Return the file path of the dict called *name*.
+
+    Raises TypeError if *name* is not a str, and ValueError if it is empty,
+    ``.`` or ``..``, longer than 255 bytes, or holds ``/`` or NUL, so that no
+    name can reach outside the shared-memory directory.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be str, not {type(name).__name__}")
+    if name in ("", ".", ".."):
+        raise ValueError(f"invalid dict name {name!r}")
+    if "/" in name or "\0" in name:
+        raise ValueError(f"dict name {name!r} must not hold '/' or NUL")
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        raise ValueError("dict name is longer than 255 bytes")
+    return f"{_core.SHM_DIR}/{name}"
+
+
+class _ItemsView(ItemsView[str, Value]):
+    # Mapping's view would raise KeyError for a key that another process
+    # deletes between listing and reading; skip such keys instead.
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        m = self._mapping
+        for key in m:
+            value = m.get(key, _MISSING)
+            if value is not _MISSING:
+                yield key, value
+
+
+class _ValuesView(ValuesView[Value]):
+    # Same reason as _ItemsView.
+    def __iter__(self) -> Iterator[Value]:
+        for _, value in _ItemsView(self._mapping):
+            yield value
+
+
+class SharedDict(_core.Dict, MutableMapping[str, Value]):
+    """A dict kept in a file under /dev/shm and shared by every process
+    that opens it by name.
+
+    Create one with :func:`new` and attach to it with :func:`get`. All the
+    methods of a ``MutableMapping`` work; the engine's own methods (get,
+    set, delete, incr, ttl, expire, flush_all, get_keys) are atomic across
+    processes and threads. Each method's docstring gives its cost.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"size={self.size}"
+        role = " owner" if not self.closed and self.owner else ""
+        return f"<shmdict.SharedDict {self.name!r} {state}{role}>"
+
+    def __reduce__(self) -> tuple[Callable[..., SharedDict], tuple[str]]:
+        # A pickled handle reopens the dict by name, as a peer.
+        return (get, (self.name,))
+
+    def __enter__(self) -> SharedDict:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def items(self) -> ItemsView[str, Value]:
+        """A view of (key, value) pairs, read one key at a time. O(n)."""
+        return _ItemsView(self)
+
+    def values(self) -> ValuesView[Value]:
+        """A view of the values, read one key at a time. O(n)."""
+        return _ValuesView(self)
+
+    def clear(self) -> None:
+        """Remove every item: the same as :meth:`flush_all`."""
+        self.flush_all()
+
+
+def new(
+    name: str, size: int, *, mode: int = 0o600, lock_timeout: float = 10.0
+) -> SharedDict:
+    """Create the dict *name* of *size* bytes and return its owner handle.
+
+    The owner's :meth:`~SharedDict.close` (or garbage collection) removes the
+    file. *size* is the budget of the whole file, from ``MIN_SIZE`` (64 KiB)
+    to ``MAX_SIZE`` (64 GiB); memory is committed only as items are stored.
+    *mode* sets the file's permission bits. Cost: O(1).
+
+    Raises FileExistsError if a dict whose creator still runs has the name
+    (a name left by a killed creator is taken over), ValueError for a bad
+    name or size, TypeError for arguments of the wrong type.
+    """
+    path = path_for(name)
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise TypeError(f"size must be int, not {type(size).__name__}")
+    if not _core.MIN_SIZE <= size <= _core.MAX_SIZE:
+        raise ValueError(
+            f"size must be between {_core.MIN_SIZE} and {_core.MAX_SIZE} bytes"
+        )
+    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
+        raise ValueError("mode must be permission bits between 0 and 0o777")
+    return SharedDict(
+        path, name, size, create=True, mode=mode, lock_timeout=lock_timeout
+    )
+
+
+def get(
+    name: str, *, allow_foreign_owner: bool = False, lock_timeout: float = 10.0
+) -> SharedDict:
+    """Attach to the existing dict *name* as a peer (its close keeps the file).
+
+    Cost: O(1). Raises FileNotFoundError if there is no such dict, OSError if
+    the name is a symlink, PermissionError if another user owns the file and
+    *allow_foreign_owner* is false, and :class:`shmdict.CorruptError` if the
+    file is not a valid dict of this format.
+    """
+    path = path_for(name)
+    return SharedDict(
+        path,
+        name,
+        allow_foreign_owner=allow_foreign_owner,
+        lock_timeout=lock_timeout,
+    )
+
+
+def remove(name: str) -> None:
+    """Remove the dict *name* from /dev/shm, whoever created it.
+
+    This is the way out when a creator was killed and left its file. Handles
+    that are open keep working; later :func:`get` calls fail. Raises
+    FileNotFoundError if there is no such file.
+    """
+    os.unlink(path_for(name))
+
+
+def exists(name: str) -> bool:
+    """Whether a file called *name* exists in the shared-memory directory."""
+    return os.path.lexists(path_for(name))
