@@ -125,7 +125,7 @@ void sd_tx_rollback_locked(sd_handle *h)
         bool wide = where & 1;
         uint64_t off = where & ~UINT64_C(1);
         /* A damaged record must not become a wild store. */
-        if (off < sizeof(sd_header) || off % (wide ? 8 : 4) != 0 ||
+        if (off < offsetof(sd_header, count) || off % (wide ? 8 : 4) != 0 ||
             off > h->file_size - (wide ? 8 : 4))
             continue;
         if (wide)

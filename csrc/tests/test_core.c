@@ -1,0 +1,373 @@
+/*
+ * test_core.c - unit tests of the C core, with no Python involved.
+ *
+ * Each test creates its own dict under /dev/shm and removes it. Crash
+ * tests fork a child that dies holding the lock and check that the parent's
+ * next call repairs the dict. Run: make -C csrc test (add SAN=1 for
+ * AddressSanitizer and UndefinedBehaviorSanitizer, TSAN=1 for
+ * ThreadSanitizer).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../internal.h"
+
+static int failures, checks;
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        checks++;                                                            \
+        if (!(cond)) {                                                       \
+            failures++;                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,  \
+                    #cond);                                                  \
+        }                                                                    \
+    } while (0)
+
+static char path[128];
+
+static sd_handle *make(uint64_t size)
+{
+    snprintf(path, sizeof path, "/dev/shm/shmdict-ctest-%d", (int)getpid());
+    unlink(path);
+    sd_open_opts o = {.size = size, .mode = 0600, .create = 1,
+                      .lock_timeout_ms = 5000};
+    sd_handle *h = NULL;
+    sd_status rc = sd_open(path, &o, &h);
+    CHECK(rc == SD_OK);
+    return h;
+}
+
+static sd_handle *attach(void)
+{
+    sd_open_opts o = {.lock_timeout_ms = 5000};
+    sd_handle *h = NULL;
+    CHECK(sd_open(path, &o, &h) == SD_OK);
+    return h;
+}
+
+static size_t problems(sd_handle *h)
+{
+    char buf[4096];
+    size_t n = 99;
+    CHECK(sd_verify(h, buf, sizeof buf, &n) == SD_OK);
+    if (n)
+        fprintf(stderr, "verify:\n%s", buf);
+    return n;
+}
+
+static sd_value_in vint(int64_t i) { return (sd_value_in){.type = SD_T_INT, .i = i}; }
+
+static sd_value_in vbytes(const char *s, size_t n)
+{
+    return (sd_value_in){.type = SD_T_BYTES, .data = s, .len = n};
+}
+
+static sd_status getv(sd_handle *h, const char *k, sd_value_out *out,
+                      char *buf, size_t cap)
+{
+    out->buf = buf;
+    out->cap = cap;
+    return sd_get(h, k, strlen(k), out);
+}
+
+static void test_types(void)
+{
+    sd_handle *h = make(1 << 20);
+    char buf[64];
+    sd_value_out o;
+    sd_value_in none = {.type = SD_T_NONE}, t = {.type = SD_T_TRUE},
+                f = {.type = SD_T_FLOAT, .f = -2.5},
+                s = {.type = SD_T_STR, .data = "h\xc3\xa9", .len = 3};
+    CHECK(sd_set(h, "n", 1, &none, 0) == SD_OK);
+    CHECK(sd_set(h, "t", 1, &t, 0) == SD_OK);
+    CHECK(sd_set(h, "f", 1, &f, 0) == SD_OK);
+    CHECK(sd_set(h, "s", 1, &s, 0) == SD_OK);
+    sd_value_in big = vint(INT64_MIN);
+    CHECK(sd_set(h, "i", 1, &big, 0) == SD_OK);
+    CHECK(getv(h, "n", &o, buf, sizeof buf) == SD_OK && o.type == SD_T_NONE);
+    CHECK(getv(h, "t", &o, buf, sizeof buf) == SD_OK && o.type == SD_T_TRUE);
+    CHECK(getv(h, "f", &o, buf, sizeof buf) == SD_OK && o.f == -2.5);
+    CHECK(getv(h, "i", &o, buf, sizeof buf) == SD_OK && o.i == INT64_MIN);
+    CHECK(getv(h, "s", &o, buf, sizeof buf) == SD_OK && o.len == 3 &&
+          memcmp(buf, "h\xc3\xa9", 3) == 0 && !o.ascii);
+    CHECK(getv(h, "s", &o, buf, 2) == SD_TOOBIG && o.len == 3);
+    CHECK(getv(h, "zz", &o, buf, sizeof buf) == SD_NOTFOUND);
+    CHECK(sd_delete(h, "n", 1) == SD_OK);
+    CHECK(sd_delete(h, "n", 1) == SD_NOTFOUND);
+    uint64_t n;
+    CHECK(sd_count(h, &n) == SD_OK && n == 4);
+    CHECK(sd_set(h, "", 0, &none, 0) == SD_BADARG);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+    CHECK(access(path, F_OK) != 0); /* the owner removed it */
+}
+
+static void test_incr(void)
+{
+    sd_handle *h = make(1 << 20);
+    sd_value_out o = {0};
+    sd_value_in one = vint(1), max = vint(INT64_MAX),
+                half = {.type = SD_T_FLOAT, .f = 0.5};
+    CHECK(sd_incr(h, "c", 1, &one, -1, 0, &o) == SD_NOTFOUND);
+    CHECK(sd_set(h, "c", 1, &max, 0) == SD_OK);
+    CHECK(sd_incr(h, "c", 1, &one, -1, 0, &o) == SD_OVERFLOW);
+    CHECK(sd_get(h, "c", 1, &o) == SD_OK && o.i == INT64_MAX);
+    sd_value_in zero = vint(0);
+    CHECK(sd_set(h, "c", 1, &zero, 0) == SD_OK);
+    CHECK(sd_incr(h, "c", 1, &one, -1, 0, &o) == SD_OK && o.type == SD_T_INT &&
+          o.i == 1);
+    CHECK(sd_incr(h, "c", 1, &half, -1, 0, &o) == SD_OK &&
+          o.type == SD_T_FLOAT && o.f == 1.5);
+    sd_value_in s = vbytes("x", 1);
+    CHECK(sd_set(h, "b", 1, &s, 0) == SD_OK);
+    CHECK(sd_incr(h, "b", 1, &one, -1, 0, &o) == SD_NOTNUM);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+static void test_expiry(void)
+{
+    sd_handle *h = make(1 << 20);
+    sd_value_in one = vint(1);
+    int64_t ns;
+    CHECK(sd_set(h, "k", 1, &one, 1) == SD_OK);
+    CHECK(sd_set(h, "p", 1, &one, 0) == SD_OK);
+    CHECK(sd_ttl(h, "p", 1, &ns) == SD_OK && ns == 0);
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    sd_value_out o = {0};
+    CHECK(sd_get(h, "k", 1, &o) == SD_NOTFOUND);
+    CHECK(sd_ttl(h, "k", 1, &ns) == SD_NOTFOUND);
+    CHECK(sd_expire(h, "k", 1, 1000) == SD_NOTFOUND);
+    CHECK(sd_expire(h, "p", 1, 100000) == SD_OK);
+    CHECK(sd_ttl(h, "p", 1, &ns) == SD_OK && ns > 0 &&
+          ns <= INT64_C(100000000000));
+    CHECK(sd_expire(h, "p", 1, 0) == SD_OK);
+    CHECK(sd_ttl(h, "p", 1, &ns) == SD_OK && ns == 0);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+/* Fill until NOMEM, check the old value survives a failed overwrite, that
+ * deletes give the space back, and that flush restores full capacity. */
+static void test_full(void)
+{
+    sd_handle *h = make(SD_MIN_SIZE);
+    char val[1000];
+    memset(val, 'v', sizeof val);
+    sd_value_in v = vbytes(val, sizeof val);
+    char key[32];
+    int n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "k%d", n);
+        sd_status rc = sd_set(h, key, strlen(key), &v, 0);
+        if (rc == SD_NOMEM)
+            break;
+        CHECK(rc == SD_OK);
+        if (rc != SD_OK)
+            break;
+    }
+    CHECK(n > 30);
+    char huge[8000];
+    memset(huge, 'h', sizeof huge);
+    sd_value_in hv = vbytes(huge, sizeof huge);
+    CHECK(sd_set(h, "k0", 2, &hv, 0) == SD_NOMEM);
+    char buf[2000];
+    sd_value_out o;
+    CHECK(getv(h, "k0", &o, buf, sizeof buf) == SD_OK && o.len == 1000);
+    /* A value that fits once the old one is freed. */
+    sd_value_in same = vbytes(val, 990);
+    CHECK(sd_set(h, "k1", 2, &same, 0) == SD_OK);
+    CHECK(problems(h) == 0);
+    for (int i = 0; i < n; i += 2) {
+        snprintf(key, sizeof key, "k%d", i);
+        CHECK(sd_delete(h, key, strlen(key)) == SD_OK);
+    }
+    CHECK(problems(h) == 0);
+    CHECK(sd_flush_all(h) == SD_OK);
+    CHECK(problems(h) == 0);
+    int again = 0;
+    for (;; again++) {
+        snprintf(key, sizeof key, "k%d", again);
+        if (sd_set(h, key, strlen(key), &v, 0) != SD_OK)
+            break;
+    }
+    CHECK(again == n);
+    sd_close(h);
+}
+
+/* Random sets and deletes of random sizes, checked against verify. */
+static void test_churn(void)
+{
+    sd_handle *h = make(4 << 20);
+    static char val[20000];
+    memset(val, 'c', sizeof val);
+    unsigned seed = 12345;
+    char key[32];
+    for (int i = 0; i < 200000; i++) {
+        seed = seed * 1103515245u + 12345u;
+        snprintf(key, sizeof key, "key%u", (seed >> 8) % 3000);
+        if ((seed >> 4) % 3 == 0) {
+            sd_delete(h, key, strlen(key));
+        } else {
+            size_t len = (seed >> 12) % ((seed >> 20) % 8 == 0 ? 20000 : 200);
+            sd_value_in v = vbytes(val, len);
+            sd_status rc = sd_set(h, key, strlen(key), &v, 0);
+            CHECK(rc == SD_OK || rc == SD_NOMEM);
+        }
+        if (i % 50000 == 0)
+            CHECK(problems(h) == 0);
+    }
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+/* A child takes the lock, writes half a transaction and dies. The parent's
+ * next call must undo it. */
+static void test_dead_holder(void)
+{
+    sd_handle *h = make(1 << 20);
+    sd_value_in v = vint(7);
+    CHECK(sd_set(h, "stay", 4, &v, 0) == SD_OK);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sd_handle *c = attach();
+        sd_tx t;
+        if (sd_tx_begin(c, &t) != SD_OK)
+            _exit(2);
+        /* Scribble over the bucket array and the counters, logged. */
+        for (uint64_t b = 0; b < 64; b++)
+            sd_w32(&t, &c->buckets[b], 0xdeadu);
+        sd_w64(&t, &c->hdr->count, 999);
+        _exit(0); /* dies holding the lock */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    sd_value_out o = {0};
+    CHECK(sd_get(h, "stay", 4, &o) == SD_OK && o.i == 7);
+    CHECK(problems(h) == 0);
+    sd_stats st;
+    CHECK(sd_get_stats(h, &st) == SD_OK && st.recoveries == 1);
+    sd_close(h);
+}
+
+/* A lock held by a live process that never lets go: bounded wait. */
+static void test_lock_timeout(void)
+{
+    sd_handle *h = make(1 << 20);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sd_handle *c = attach();
+        sd_tx t;
+        sd_tx_begin(c, &t);
+        if (write(fds[1], "x", 1) != 1)
+            _exit(3);
+        pause();
+        _exit(0);
+    }
+    char x;
+    CHECK(read(fds[0], &x, 1) == 1);
+    h->lock_timeout_ms = 200;
+    sd_value_in v = vint(1);
+    CHECK(sd_set(h, "k", 1, &v, 0) == SD_TIMEDOUT);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CHECK(sd_set(h, "k", 1, &v, 0) == SD_OK);
+    CHECK(problems(h) == 0);
+    close(fds[0]);
+    close(fds[1]);
+    sd_close(h);
+}
+
+static void test_files(void)
+{
+    /* Bad sizes, garbage files, a peer's close keeps the file. */
+    sd_handle *h = NULL;
+    sd_open_opts o = {.size = 1000, .create = 1, .mode = 0600};
+    snprintf(path, sizeof path, "/dev/shm/shmdict-ctest-%d", (int)getpid());
+    CHECK(sd_open(path, &o, &h) == SD_BADARG);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 70000; i++)
+        fputc(i * 7, f);
+    fclose(f);
+    sd_open_opts a = {0};
+    CHECK(sd_open(path, &a, &h) == SD_FORMAT);
+    unlink(path);
+    CHECK(sd_open(path, &a, &h) == SD_SYSERR && errno == ENOENT);
+    h = make(1 << 20);
+    sd_handle *p = attach();
+    sd_close(p);
+    CHECK(access(path, F_OK) == 0);
+    o.size = 1 << 20;
+    sd_handle *dup = NULL;
+    CHECK(sd_open(path, &o, &dup) == SD_SYSERR && errno == EEXIST);
+    sd_close(h);
+    CHECK(access(path, F_OK) != 0);
+}
+
+typedef struct {
+    sd_handle *h;
+    int id;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    sd_value_in one = vint(1);
+    sd_value_out o = {0};
+    char key[16];
+    for (int i = 0; i < 20000; i++) {
+        sd_incr(a->h, "shared", 6, &one, -1, 0, &o);
+        snprintf(key, sizeof key, "t%d-%d", a->id, i % 100);
+        sd_value_in v = vint(i);
+        sd_set(a->h, key, strlen(key), &v, 0);
+        sd_get(a->h, key, strlen(key), &o);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    sd_handle *h = make(1 << 20);
+    sd_value_in zero = vint(0);
+    CHECK(sd_set(h, "shared", 6, &zero, 0) == SD_OK);
+    pthread_t th[4];
+    thr_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thr_arg){h, i};
+        pthread_create(&th[i], NULL, thr_main, &args[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    sd_value_out o = {0};
+    CHECK(sd_get(h, "shared", 6, &o) == SD_OK && o.i == 80000);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+int main(void)
+{
+    test_types();
+    test_incr();
+    test_expiry();
+    test_full();
+    test_churn();
+    test_dead_holder();
+    test_lock_timeout();
+    test_files();
+    test_threads();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}
