@@ -370,6 +370,7 @@ static void write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
         memcpy(d, &v->f, 8);
     else if (vlen)
         memcpy(d, v->data, vlen);
+    SD_CRASH_POINT();
 }
 
 /* Unlink a found entry and free its block. */
@@ -633,11 +634,15 @@ void sd_flush_locked_raw(sd_handle *h)
     sd_lock *l = h->lock;
     ST(&l->flush_pending, 1u);
     COMPILER_BARRIER();
+    SD_CRASH_POINT();
     wipe(h, h->index_off, h->nbuckets * sizeof(uint32_t));
+    SD_CRASH_POINT();
     /* The heap's bytes don't matter; release its pages past the first. */
     if (h->heap_size > 2 * SD_PAGE)
         wipe(h, h->heap_off + SD_PAGE, h->heap_size - 2 * SD_PAGE);
+    SD_CRASH_POINT();
     sd_heap_init(h);
+    SD_CRASH_POINT();
     ST(&h->hdr->count, UINT64_C(0));
     ST(&h->hdr->n_expiring, UINT64_C(0));
     ST(&l->log_n, 0u);

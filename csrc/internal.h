@@ -62,15 +62,31 @@ typedef struct sd_tx {
     int64_t now_ms; /* cached clock, -1 until read */
 } sd_tx;
 
+/* ---- crash points -------------------------------------------------------- */
+
+/* Test hook: when non-zero, every crash point counts it down and the
+ * process kills itself with SIGKILL when it reaches zero. Tests use it to
+ * die at each step of a write in turn and check the repair. One load and
+ * a branch per point when unused. */
+extern int sd_crash_countdown;
+void sd_crash_now(void);
+#define SD_CRASH_POINT()                                                     \
+    do {                                                                     \
+        if (SD_UNLIKELY(sd_crash_countdown) && --sd_crash_countdown == 0)    \
+            sd_crash_now();                                                  \
+    } while (0)
+
 /* ---- lock.c: locks, transactions, undo log ---------------------------- */
 
 sd_status sd_tx_begin(sd_handle *h, sd_tx *t);
 /* Make the open transaction's changes permanent (the commit point). */
 static inline void sd_tx_commit(sd_tx *t)
 {
+    SD_CRASH_POINT();
     COMPILER_BARRIER();
     ST(&t->h->lock->log_n, 0u);
     COMPILER_BARRIER();
+    SD_CRASH_POINT();
 }
 void sd_tx_rollback_locked(sd_handle *h);
 /* Empty the dict (dict.c); redone from the start by a recoverer. */
@@ -101,9 +117,11 @@ static inline void sd_log_word(sd_tx *t, const void *p, int wide,
     uint64_t off = (uint64_t)((const char *)p - t->h->base);
     ST(&l->log[n].where, off | (uint64_t)(wide != 0));
     ST(&l->log[n].old, old);
+    SD_CRASH_POINT();
     COMPILER_BARRIER();
     ST(&l->log_n, n + 1);
     COMPILER_BARRIER();
+    SD_CRASH_POINT();
 }
 
 static inline void sd_w32(sd_tx *t, _Atomic uint32_t *p, uint32_t v)
@@ -114,6 +132,7 @@ static inline void sd_w32(sd_tx *t, _Atomic uint32_t *p, uint32_t v)
     sd_log_word(t, p, 0, old);
     if (SD_LIKELY(!t->overflow))
         ST(p, v);
+    SD_CRASH_POINT();
 }
 
 static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
@@ -124,6 +143,7 @@ static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
     sd_log_word(t, p, 1, old);
     if (SD_LIKELY(!t->overflow))
         ST(p, v);
+    SD_CRASH_POINT();
 }
 
 /* Log a word that unlogged writes are about to clobber. */

@@ -40,9 +40,21 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include "internal.h"
+
+/* ---- crash points ------------------------------------------------------ */
+
+int sd_crash_countdown;
+
+void sd_crash_now(void)
+{
+    raise(SIGKILL);
+}
+
+void sd_set_crash_countdown(int n) { sd_crash_countdown = n; }
 
 /* ---- clock ------------------------------------------------------------- */
 
@@ -133,6 +145,7 @@ void sd_tx_rollback_locked(sd_handle *h)
         else
             ST((_Atomic uint32_t *)(void *)(h->base + off), (uint32_t)old);
         COMPILER_BARRIER();
+        SD_CRASH_POINT();
     }
     ST(&l->log_n, 0u);
     COMPILER_BARRIER();

@@ -357,6 +357,91 @@ static void test_threads(void)
     sd_close(h);
 }
 
+/* The state the crash tests start from, and the check after each crash:
+ * "stay" keys untouched, the target key old or new, verify clean. */
+static void crash_base(sd_handle *h)
+{
+    char key[16];
+    sd_value_in v;
+    CHECK(sd_flush_all(h) == SD_OK);
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof key, "stay%d", i);
+        v = vint(i);
+        CHECK(sd_set(h, key, strlen(key), &v, i % 2 ? 100000 : 0) == SD_OK);
+    }
+    static char big[3000];
+    memset(big, 'o', sizeof big);
+    v = vbytes(big, sizeof big);
+    CHECK(sd_set(h, "target", 6, &v, 0) == SD_OK);
+    v = vint(5);
+    CHECK(sd_set(h, "num", 3, &v, 0) == SD_OK);
+}
+
+static int crash_op(sd_handle *h, int op)
+{
+    static char big[5000];
+    memset(big, 'n', sizeof big);
+    sd_value_in v;
+    sd_value_out o = {0};
+    switch (op) {
+    case 0: v = vbytes(big, 5000); return sd_set(h, "target", 6, &v, 0);
+    case 1: v = vbytes(big, 10); return sd_set(h, "target", 6, &v, 50000);
+    case 2: v = vbytes(big, 5000); return sd_set(h, "fresh", 5, &v, 0);
+    case 3: return sd_delete(h, "target", 6);
+    case 4: v = vint(2); return sd_incr(h, "num", 3, &v, 0, 1000, &o);
+    case 5: return sd_expire(h, "target", 6, 1000);
+    case 6: return sd_flush_all(h);
+    case 7: v = vint(9); return sd_set(h, "num", 3, &v, 0);
+    default: return -1;
+    }
+}
+
+static void test_crash_points(void)
+{
+    sd_handle *h = make(1 << 20);
+    int total = 0;
+    for (int op = 0; op < 8; op++) {
+        for (int n = 1;; n++) {
+            crash_base(h);
+            pid_t pid = fork();
+            if (pid == 0) {
+                sd_handle *c = attach();
+                sd_set_crash_countdown(n);
+                crash_op(c, op);
+                _exit(0);
+            }
+            int status;
+            waitpid(pid, &status, 0);
+            bool crashed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+            CHECK(crashed || (WIFEXITED(status) && WEXITSTATUS(status) == 0));
+            /* Repair happens on the next lock; then everything checks. */
+            CHECK(problems(h) == 0);
+            char key[16], buf[6000];
+            sd_value_out o;
+            for (int i = 0; i < 50; i++) {
+                snprintf(key, sizeof key, "stay%d", i);
+                sd_status rc = getv(h, key, &o, buf, sizeof buf);
+                CHECK((op == 6 && rc == SD_NOTFOUND) ||
+                      (rc == SD_OK && o.i == i));
+            }
+            sd_status rc = getv(h, "target", &o, buf, sizeof buf);
+            CHECK(rc == SD_NOTFOUND ? (op == 3 || op == 6)
+                                    : (o.len == 3000 || o.len == 5000 ||
+                                       o.len == 10));
+            if (rc == SD_OK && o.len == 3000)
+                CHECK(buf[0] == 'o' && buf[2999] == 'o');
+            if (rc == SD_OK && o.len != 3000)
+                CHECK(buf[0] == 'n' && buf[o.len - 1] == 'n');
+            total++;
+            if (!crashed)
+                break;
+        }
+    }
+    CHECK(total > 200);
+    printf("crash points exercised: %d\n", total);
+    sd_close(h);
+}
+
 int main(void)
 {
     test_types();
@@ -368,6 +453,7 @@ int main(void)
     test_lock_timeout();
     test_files();
     test_threads();
+    test_crash_points();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }
