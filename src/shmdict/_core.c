@@ -906,51 +906,51 @@ static PyGetSetDef Dict_getset[] = {
 
 static PyMethodDef Dict_methods[] = {
     {"get", (PyCFunction)(void (*)(void))Dict_get, FASTKW,
-     "get(key, default=None)\n--\n\n"
+     "get($self, /, key, default=None)\n--\n\n"
      "The value of key, or default when it is missing or expired.\n"
      "O(1) on average; takes no lock unless a writer is busy."},
     {"set", (PyCFunction)(void (*)(void))Dict_set, FASTKW,
-     "set(key, value, exptime=0)\n--\n\n"
+     "set($self, /, key, value, exptime=0)\n--\n\n"
      "Store value under key; it expires after exptime seconds if > 0.\n"
      "Returns True. O(1) on average. Raises NoMemoryError when the dict is\n"
      "full (the old value stays), TypeError/OverflowError for values it\n"
      "can't store, ValueError for a NaN or infinite exptime."},
     {"delete", (PyCFunction)Dict_delete, METH_O,
-     "delete(key)\n--\n\n"
+     "delete($self, key, /)\n--\n\n"
      "Remove key. True if it existed. O(1) on average."},
     {"incr", (PyCFunction)(void (*)(void))Dict_incr, FASTKW,
-     "incr(key, delta, exptime=None)\n--\n\n"
+     "incr($self, /, key, delta, exptime=None)\n--\n\n"
      "Add delta to the number at key and return the new value, atomically.\n"
      "int + int stays int; a float on either side gives a float. exptime\n"
      "None keeps the key's expiry, otherwise replaces it (<= 0 clears it).\n"
      "KeyError if missing, TypeError if not a number, OverflowError past\n"
      "64 bits (the value is unchanged). O(1) on average."},
     {"ttl", (PyCFunction)Dict_ttl, METH_O,
-     "ttl(key)\n--\n\n"
+     "ttl($self, key, /)\n--\n\n"
      "Seconds until key expires (> 0), 0 if it never does, None if it is\n"
      "missing. O(1) on average."},
     {"expire", (PyCFunction)(void (*)(void))Dict_expire, FASTKW,
-     "expire(key, exptime)\n--\n\n"
+     "expire($self, /, key, exptime)\n--\n\n"
      "Set key to expire after exptime seconds; <= 0 clears its expiry.\n"
      "True on success, False if key is missing. O(1) on average."},
     {"flush_all", (PyCFunction)Dict_flush_all, METH_NOARGS,
-     "flush_all()\n--\n\n"
+     "flush_all($self, /)\n--\n\n"
      "Remove every item and give its memory back. O(size of the index)."},
     {"get_keys", (PyCFunction)(void (*)(void))Dict_get_keys, FASTKW,
-     "get_keys(max_count=0)\n--\n\n"
+     "get_keys($self, /, max_count=0)\n--\n\n"
      "A list of the live keys, at most max_count of them (0: all). O(n);\n"
      "the lock is held for one slice of the table at a time, so keys set\n"
      "or deleted meanwhile may or may not be listed."},
     {"close", (PyCFunction)Dict_close, METH_NOARGS,
-     "close()\n--\n\n"
+     "close($self, /)\n--\n\n"
      "Unmap the dict. Idempotent. On the creating handle, in the creating\n"
      "process, also removes the file if its name still refers to it."},
     {"verify", (PyCFunction)Dict_verify, METH_NOARGS,
-     "verify()\n--\n\n"
+     "verify($self, /)\n--\n\n"
      "Check every structure of the dict; return a list of the problems\n"
      "found (empty when healthy). O(n) under the lock."},
     {"stats", (PyCFunction)Dict_stats, METH_NOARGS,
-     "stats()\n--\n\n"
+     "stats($self, /)\n--\n\n"
      "Counters: entries, expiring, bytes_used, bytes_free, capacity,\n"
      "recoveries (dead lock holders repaired) and lock_waits. O(1)."},
     {NULL},
@@ -1012,11 +1012,11 @@ static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
 
 static PyMethodDef core_methods[] = {
     {"_crash_after", core_crash_after, METH_O,
-     "_crash_after(n)\n--\n\n"
+     "_crash_after(n, /)\n--\n\n"
      "Test hook: SIGKILL this process at the n-th step of a write from now\n"
      "(0 turns it off). Used by the crash tests."},
     {"creator_alive", core_creator_alive, METH_O,
-     "creator_alive(path)\n--\n\n"
+     "creator_alive(path, /)\n--\n\n"
      "Whether the process that created the dict at path still runs."},
     {NULL},
 };

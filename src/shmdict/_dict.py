@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import ItemsView, Iterator, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from typing import Any, Callable, Union
 
 from . import _core
@@ -37,6 +37,8 @@ def path_for(name: str) -> str:
 class _ItemsView(ItemsView[str, Value]):
     # Mapping's view would raise KeyError for a key that another process
     # deletes between listing and reading; skip such keys instead.
+    _mapping: Mapping[str, Value]  # set by MappingView.__init__
+
     def __iter__(self) -> Iterator[tuple[str, Value]]:
         m = self._mapping
         for key in m:
@@ -47,6 +49,8 @@ class _ItemsView(ItemsView[str, Value]):
 
 class _ValuesView(ValuesView[Value]):
     # Same reason as _ItemsView.
+    _mapping: Mapping[str, Value]  # set by MappingView.__init__
+
     def __iter__(self) -> Iterator[Value]:
         for _, value in _ItemsView(self._mapping):
             yield value

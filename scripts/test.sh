@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone:
+#   1. the C core's unit tests (-Werror; plain, ASan+UBSan, TSan)
+#   2. ruff, mypy --strict, and stubtest of the extension against its .pyi
+#   3. pytest
+#   4. pytest again against an ASan+UBSan build of the extension
+# SHMDICT_QUICK=1 skips 4 and the sanitizer builds of 1.
+source "$(dirname "$0")/_venv.sh"
+QUICK="${SHMDICT_QUICK:-0}"
+
+echo "== C unit tests"
+make -s -C csrc test
+if [ "$QUICK" != 1 ]; then
+    make -s -C csrc test SAN=1
+    make -s -C csrc test TSAN=1
+fi
+
+echo "== ruff, mypy, stubtest"
+ruff check src tests benchmarks examples
+ruff format --check src tests benchmarks examples
+mypy
+PYTHONPATH=src python -m mypy.stubtest shmdict._core --allowlist .stubtest-allowlist
+
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider tests
+
+if [ "$QUICK" != 1 ]; then
+    echo "== pytest under ASan+UBSan"
+    ASAN_PKG="$ROOT/build/asan-pkg"
+    rm -rf "$ASAN_PKG" && mkdir -p "$ASAN_PKG"
+    cp -r src/shmdict "$ASAN_PKG/"
+    rm -f "$ASAN_PKG"/shmdict/*.so
+    SHMDICT_DEV=1 SHMDICT_SANITIZE=1 python setup.py -q build_ext \
+        --build-temp build/asan-tmp --build-lib "$ASAN_PKG" --force 2>&1 \
+        | grep -v -E "BetaConfiguration|warnings.warn|cannot be found" || true
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        python -m pytest -q -p no:cacheprovider -o pythonpath="$ASAN_PKG" \
+        -m "not no_asan" tests
+fi
+echo "== all tests passed"
