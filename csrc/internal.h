@@ -39,6 +39,9 @@ struct sd_handle {
     sd_header *hdr;      /* = base */
     sd_lock *lock;       /* = base + lock_off; one stripe today */
     _Atomic uint32_t *buckets;
+    _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
+    uint64_t summary_off;
+    uint64_t summary_bytes;
     int64_t lock_timeout_ms;
     int mutex_kind;      /* glibc's __kind of a healthy mutex, or -1 */
     sd_block_begin_fn block_begin; /* borrowed, may be NULL */
@@ -198,5 +201,20 @@ static inline uint64_t sd_entry_need(uint64_t klen, uint64_t vlen)
 }
 
 uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed);
+
+/* The first bucket at or after b whose summary bit is set (nbuckets if
+ * none): scans use it to skip untouched pages of the index. */
+static inline uint64_t sd_next_used_bucket(const sd_handle *h, uint64_t b)
+{
+    while (b < h->nbuckets) {
+        uint64_t page = b / SD_BUCKETS_PER_PAGE;
+        uint32_t word = LD(&h->summary[page / 32]) >> (page % 32);
+        if (word & 1)
+            return b;
+        uint64_t skip = word ? (uint64_t)__builtin_ctz(word) : 32 - page % 32;
+        b = (page + skip) * SD_BUCKETS_PER_PAGE;
+    }
+    return h->nbuckets;
+}
 
 #endif /* SHMDICT_INTERNAL_H */

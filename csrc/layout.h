@@ -25,6 +25,12 @@
  *                    |   robust pthread mutex      (own cache line)    |
  *                    |   sequence counter          (own cache line)    |
  *                    |   undo log: count + entries                     |
+ *   summary_off      +-------------------------------------------------+
+ *                    | bucket summary: one bit per 4 KiB page of       |
+ *                    | buckets, set before the page's first entry is   |
+ *                    | linked; scans skip pages whose bit is clear, so |
+ *                    | they never fault in the untouched index of a    |
+ *                    | big sparse dict                                 |
  *   index_off        +-------------------------------------------------+
  *                    | buckets: uint32_t[nbuckets], block index of the |
  *                    | first entry of each chain, 0 = empty            |
@@ -94,6 +100,7 @@
 #define SD_LOG_CAP 500u /* undo entries per transaction */
 #define SD_ENTRY_HDR 24u
 #define SD_BUCKET_BYTES_PER 64u /* one bucket per 64 bytes of file */
+#define SD_BUCKETS_PER_PAGE (SD_PAGE / 4u) /* one summary bit covers these */
 
 #define SD_MIN_SIZE (UINT64_C(64) << 10)
 #define SD_MAX_SIZE (UINT64_C(64) << 30)
@@ -155,6 +162,7 @@ typedef struct sd_header {
     uint64_t file_size;
     uint64_t hash_seed;
     uint64_t lock_off;
+    uint64_t summary_off;
     uint64_t index_off;
     uint64_t nbuckets;
     uint64_t heap_off;

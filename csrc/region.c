@@ -33,7 +33,8 @@
 #include "internal.h"
 
 typedef struct layout {
-    uint64_t lock_off, index_off, nbuckets, heap_off, heap_size;
+    uint64_t lock_off, summary_off, summary_bytes, index_off, nbuckets;
+    uint64_t heap_off, heap_size;
 } layout;
 
 /* The layout is a pure function of the file size. */
@@ -42,12 +43,16 @@ static bool layout_for(uint64_t size, layout *lo)
     if (size < SD_MIN_SIZE || size > SD_MAX_SIZE)
         return false;
     lo->lock_off = SD_PAGE;
-    lo->index_off = lo->lock_off + SD_LOCK_STRIDE;
     uint64_t nb = 16;
     while (nb * 2 <= size / SD_BUCKET_BYTES_PER)
         nb *= 2;
     lo->nbuckets = nb;
     uint64_t index_bytes = (nb * 4 + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    uint64_t index_pages = index_bytes / SD_PAGE;
+    lo->summary_off = lo->lock_off + SD_LOCK_STRIDE;
+    lo->summary_bytes = (index_pages + 31) / 32 * 4;
+    lo->index_off = lo->summary_off +
+                    (lo->summary_bytes + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
     lo->heap_off = lo->index_off + index_bytes;
     if (lo->heap_off + SD_PAGE > size)
         return false;
@@ -62,12 +67,15 @@ static void handle_apply_layout(sd_handle *h, const layout *lo,
     h->heap_off = lo->heap_off;
     h->heap_size = lo->heap_size;
     h->index_off = lo->index_off;
+    h->summary_off = lo->summary_off;
+    h->summary_bytes = lo->summary_bytes;
     h->nbuckets = lo->nbuckets;
     h->hash_seed = seed;
     h->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
     h->hdr = (sd_header *)(void *)h->base;
     h->lock = (sd_lock *)(void *)(h->base + lo->lock_off);
     h->buckets = (_Atomic uint32_t *)(void *)(h->base + lo->index_off);
+    h->summary = (_Atomic uint32_t *)(void *)(h->base + lo->summary_off);
 }
 
 /* ---- process identity --------------------------------------------------- */
@@ -129,7 +137,8 @@ static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
         return false;
     if (!layout_for(size, lo))
         return false;
-    return hd->lock_off == lo->lock_off && hd->index_off == lo->index_off &&
+    return hd->lock_off == lo->lock_off &&
+           hd->summary_off == lo->summary_off && hd->index_off == lo->index_off &&
            hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
            hd->heap_size == lo->heap_size && hd->nlocks == 1;
 }
@@ -152,9 +161,13 @@ static void split_path(const char *path, char *dir, size_t cap)
  * free now (retry the link); 0: a live dict holds it (errno = EEXIST). */
 static int take_over_stale(const char *path)
 {
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 1 : 0;
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 1;
+        errno = EEXIST; /* a directory, a symlink, ...: the name is taken */
+        return 0;
+    }
     struct stat st;
     int result = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
@@ -251,6 +264,7 @@ static sd_status create(const char *path, const sd_open_opts *o,
     hd->file_size = o->size;
     hd->hash_seed = seed;
     hd->lock_off = lo.lock_off;
+    hd->summary_off = lo.summary_off;
     hd->index_off = lo.index_off;
     hd->nbuckets = lo.nbuckets;
     hd->heap_off = lo.heap_off;
