@@ -659,12 +659,13 @@ static int decode_keys(PyObject *list, const unsigned char *buf, size_t used,
     while (pos + 4 <= used && (max == 0 || PyList_GET_SIZE(list) < max)) {
         uint32_t n;
         memcpy(&n, buf + pos, 4);
-        if (n > used - pos - 4)
+        if (n > used - pos - 4) {
+            PyErr_SetString(PyExc_UnicodeDecodeError, "truncated key record");
             return -1;
-        PyObject *s =
-            PyUnicode_DecodeUTF8((const char *)buf + pos + 4, n, "surrogatepass");
+        }
+        PyObject *s = PyUnicode_DecodeUTF8((const char *)buf + pos + 4, n, NULL);
         if (!s)
-            return -1;
+            return -1; /* the caller turns a decode error into CorruptError */
         int r = PyList_Append(list, s);
         Py_DECREF(s);
         if (r < 0)
@@ -698,8 +699,13 @@ static PyObject *keys_list(DictObject *self, Py_ssize_t max)
             raise_status((PyObject *)self, rc, self->path);
             goto fail;
         }
-        if (decode_keys(list, buf, used, max) < 0)
+        if (decode_keys(list, buf, used, max) < 0) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                raise_status((PyObject *)self, SD_CORRUPT, self->path);
+            }
             goto fail;
+        }
     } while (cursor != 0 && (max == 0 || PyList_GET_SIZE(list) < max));
     PyMem_Free(buf);
     leave(self);

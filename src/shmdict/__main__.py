@@ -1,0 +1,119 @@
+"""Command line: look at, check and remove shared dicts.
+
+python -m shmdict ls                  the dicts in /dev/shm
+python -m shmdict stats NAME          counters of one dict
+python -m shmdict verify NAME         full structural check (exit 1 if bad)
+python -m shmdict keys NAME [-n N]    its keys
+python -m shmdict get NAME KEY        one value, as Python repr
+python -m shmdict rm NAME             remove it (e.g. left by a killed owner)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import _core
+from ._dict import get, remove
+from .errors import Error
+
+_MAGIC = (0x31544349444D4853).to_bytes(8, "little")
+
+
+def _is_dict_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == _MAGIC
+    except OSError:
+        return False
+
+
+def _cmd_ls(_: argparse.Namespace) -> int:
+    for entry in sorted(os.scandir(_core.SHM_DIR), key=lambda e: e.name):
+        if not entry.is_file(follow_symlinks=False) or not _is_dict_file(entry.path):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        try:
+            alive = "live" if _core.creator_alive(entry.path) else "creator gone"
+        except OSError:
+            alive = "?"
+        used = st.st_blocks * 512
+        print(f"{entry.name}\t{st.st_size} bytes\t{used} resident\t{alive}")
+    return 0
+
+
+def _cmd_stats(a: argparse.Namespace) -> int:
+    with get(a.name, allow_foreign_owner=True) as d:
+        for k, v in d.stats().items():
+            print(f"{k}\t{v}")
+    return 0
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    with get(a.name, allow_foreign_owner=True) as d:
+        problems = d.verify()
+    for p in problems:
+        print(p)
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _cmd_keys(a: argparse.Namespace) -> int:
+    with get(a.name, allow_foreign_owner=True) as d:
+        for k in d.get_keys(a.n):
+            print(k)
+    return 0
+
+
+def _cmd_get(a: argparse.Namespace) -> int:
+    with get(a.name, allow_foreign_owner=True) as d:
+        missing = object()
+        v = d.get(a.key, missing)
+    if v is missing:
+        print(f"no key {a.key!r}", file=sys.stderr)
+        return 1
+    print(repr(v))
+    return 0
+
+
+def _cmd_rm(a: argparse.Namespace) -> int:
+    remove(a.name)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    ap = argparse.ArgumentParser(
+        prog="python -m shmdict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("ls", help="list the dicts").set_defaults(fn=_cmd_ls)
+    for cmd, fn, text in (
+        ("stats", _cmd_stats, "show counters"),
+        ("verify", _cmd_verify, "check every structure"),
+        ("keys", _cmd_keys, "list keys"),
+        ("get", _cmd_get, "print one value"),
+        ("rm", _cmd_rm, "remove a dict by name"),
+    ):
+        p = sub.add_parser(cmd, help=text)
+        p.add_argument("name")
+        p.set_defaults(fn=fn)
+        if cmd == "keys":
+            p.add_argument("-n", type=int, default=0, help="at most N keys")
+        if cmd == "get":
+            p.add_argument("key")
+    args = ap.parse_args(argv)
+    try:
+        status: int = args.fn(args)
+    except (OSError, Error, ValueError) as e:
+        print(f"shmdict: {e}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
