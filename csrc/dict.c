@@ -90,27 +90,20 @@ static inline _Atomic uint32_t *bucket_of(const sd_handle *h, uint32_t hash)
     return &h->buckets[hash & (h->nbuckets - 1)];
 }
 
-/* ---- entries ---------------------------------------------------------------- */
-
-/* A checked copy of an entry's header. */
-typedef struct view {
-    uint32_t idx, next, hash, klen, vlen;
-    uint64_t meta;
-    uint64_t payload; /* bytes the block offers */
-    sd_entry *e;
-    unsigned char *val;
-} view;
-
-static inline uint64_t meta_exp(uint64_t meta) { return meta >> SD_META_EXP_SHIFT; }
-
-static inline bool expired(uint64_t meta, int64_t now_ms)
+uint32_t sd_key_hash(const sd_handle *h, const void *key, size_t klen)
 {
-    uint64_t exp = meta_exp(meta);
-    return exp != 0 && exp <= (uint64_t)now_ms;
+    return key_hash(h, key, klen);
 }
 
-/* Read and check the entry at idx. False if any field can't be right. */
-static bool read_entry(const sd_handle *h, uint32_t idx, view *v)
+/* ---- entries ---------------------------------------------------------------- */
+
+typedef sd_view view;
+typedef sd_found found;
+#define meta_exp sd_meta_exp
+#define expired sd_expired
+#define val_word sd_val_word
+
+static bool read_block(const sd_handle *h, uint32_t idx, view *v)
 {
     if (!sd_idx_ok(h, idx))
         return false;
@@ -128,14 +121,30 @@ static bool read_entry(const sd_handle *h, uint32_t idx, view *v)
     v->klen = LD(&e->klen);
     v->vlen = LD(&e->vlen);
     v->payload = size - 8;
-    unsigned type = v->meta & SD_META_TYPE;
-    if (v->klen == 0 || v->klen > SD_MAX_KEY || type == 0 || type > SD_T_MAX ||
-        sd_entry_need(v->klen, v->vlen) > v->payload)
+    if (v->klen > SD_MAX_KEY || sd_entry_need(v->klen, v->vlen) > v->payload)
         return false;
+    unsigned type = v->meta & SD_META_TYPE;
     if ((type == SD_T_INT || type == SD_T_FLOAT) && v->vlen != 8)
+        return false;
+    if (type == SD_T_LIST && v->vlen != 16)
         return false;
     v->val = e->data + sd_pad8(v->klen);
     return true;
+}
+
+/* Read and check the entry at idx. False if any field can't be right. */
+bool sd_read_entry(const sd_handle *h, uint32_t idx, view *v)
+{
+    unsigned type;
+    return read_block(h, idx, v) && v->klen != 0 &&
+           (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
+}
+
+bool sd_read_item(const sd_handle *h, uint32_t idx, view *v)
+{
+    unsigned type;
+    return read_block(h, idx, v) && v->klen == 0 &&
+           (type = v->meta & SD_META_TYPE) != 0 && type < SD_T_LIST;
 }
 
 static inline bool key_eq(const view *v, uint32_t hash, const void *key,
@@ -145,13 +154,7 @@ static inline bool key_eq(const view *v, uint32_t hash, const void *key,
            memcmp(v->e->data, key, klen) == 0;
 }
 
-static inline _Atomic uint64_t *val_word(const view *v, size_t i)
-{
-    return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
-}
-
-/* Copy the value of a checked entry into out. */
-static sd_status copy_value(const view *v, sd_value_out *out)
+sd_status sd_copy_value(const view *v, sd_value_out *out)
 {
     unsigned type = v->meta & SD_META_TYPE;
     out->type = (uint8_t)type;
@@ -166,26 +169,23 @@ static sd_status copy_value(const view *v, sd_value_out *out)
         if (v->vlen > out->cap)
             return SD_TOOBIG;
         memcpy(out->buf, v->val, v->vlen);
+    } else if (type == SD_T_LIST) {
+        return SD_WRONGTYPE;
     }
     return SD_OK;
 }
 
 /* ---- lookup ------------------------------------------------------------------ */
 
-typedef struct found {
-    _Atomic uint32_t *link; /* the word that points at the entry */
-    view v;
-} found;
-
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-static sd_status find_locked(sd_handle *h, const void *key, size_t klen,
-                             uint32_t hash, found *f)
+sd_status sd_find_locked(sd_handle *h, const void *key, size_t klen,
+                         uint32_t hash, found *f)
 {
     _Atomic uint32_t *link = bucket_of(h, hash);
     uint32_t idx = LD(link);
     for (uint64_t steps = 0; idx; steps++) {
-        if (steps > h->max_chain || !read_entry(h, idx, &f->v))
+        if (steps > h->max_chain || !sd_read_entry(h, idx, &f->v))
             return SD_CORRUPT;
         if (key_eq(&f->v, hash, key, klen)) {
             f->link = link;
@@ -201,24 +201,35 @@ static sd_status find_locked(sd_handle *h, const void *key, size_t klen,
 typedef struct peek {
     sd_value_out *out; /* NULL: don't copy the value */
     uint64_t meta;
+    bool stale_ok; /* return an expired entry that is still stored */
+    bool stale;    /* out: it had expired */
+    uint32_t bucket;
 } peek;
 
-/* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG, or
- * SD_CORRUPT when something read can't be right (the caller decides
- * whether that's a race or damage). */
+static inline sd_slot *my_slot(const sd_handle *h)
+{
+    return &h->slots[(uint32_t)sd_self_pid() % SD_NSLOTS];
+}
+
+/* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
+ * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
+ * caller decides whether that's a race or damage). */
 static sd_status peek_once(sd_handle *h, const void *key, size_t klen,
                            uint32_t hash, uint64_t max_steps, peek *p)
 {
     uint32_t idx = LD(bucket_of(h, hash));
     view v;
     for (uint64_t steps = 0; idx; steps++) {
-        if (steps > max_steps || !read_entry(h, idx, &v))
+        if (steps > max_steps || !sd_read_entry(h, idx, &v))
             return SD_CORRUPT;
         if (key_eq(&v, hash, key, klen)) {
-            if (meta_exp(v.meta) && expired(v.meta, sd_now_ms()))
+            p->stale = meta_exp(v.meta) && expired(v.meta, sd_now_ms());
+            if (p->stale && !p->stale_ok)
                 return SD_NOTFOUND;
             p->meta = v.meta;
-            return p->out ? copy_value(&v, p->out) : SD_OK;
+            if ((v.meta & SD_META_TYPE) == SD_T_LIST)
+                return p->out ? SD_WRONGTYPE : SD_OK;
+            return p->out ? sd_copy_value(&v, p->out) : SD_OK;
         }
         idx = v.next;
     }
@@ -239,6 +250,8 @@ static sd_status peek_key(sd_handle *h, const void *key, size_t klen,
         return SD_BADARG;
     uint32_t hash = key_hash(h, key, klen);
     _Atomic uint64_t *seq = &h->lock->seq;
+    sd_status rc = SD_CORRUPT;
+    bool done = false;
     for (int tries = 0, spins = 0; tries < OPTIMISTIC_TRIES;) {
         uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
         if (s1 & 1) {
@@ -247,19 +260,35 @@ static sd_status peek_key(sd_handle *h, const void *key, size_t klen,
             cpu_relax();
             continue;
         }
-        sd_status rc = peek_once(h, key, klen, hash, OPTIMISTIC_CHAIN, p);
+        rc = peek_once(h, key, klen, hash, OPTIMISTIC_CHAIN, p);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(seq, memory_order_relaxed) == s1 &&
-            rc != SD_CORRUPT)
-            return rc;
+            rc != SD_CORRUPT) {
+            done = true;
+            break;
+        }
         tries++;
     }
-    sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
-    rc = peek_once(h, key, klen, hash, h->max_chain, p);
-    return sd_tx_end(&t, rc);
+    if (!done) {
+        sd_tx t;
+        if ((rc = sd_tx_begin(h, &t)))
+            return rc;
+        rc = peek_once(h, key, klen, hash, h->max_chain, p);
+        rc = sd_tx_end(&t, rc);
+    }
+    if (p->out) {
+        sd_slot *s = my_slot(h);
+        if (rc == SD_OK || rc == SD_TOOBIG) {
+            _Atomic uint8_t *ref = &h->refs[hash & (h->nbuckets - 1)];
+            if (h->evict && !LD(ref))
+                ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
+            if (rc == SD_OK)
+                atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
+        } else if (rc == SD_NOTFOUND) {
+            atomic_fetch_add_explicit(&s->misses, 1, memory_order_relaxed);
+        }
+    }
+    return rc;
 }
 
 sd_status sd_get(sd_handle *h, const void *key, size_t klen,
@@ -267,6 +296,15 @@ sd_status sd_get(sd_handle *h, const void *key, size_t klen,
 {
     peek p = {.out = out};
     return peek_key(h, key, klen, &p);
+}
+
+sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
+                       sd_value_out *out, int *stale)
+{
+    peek p = {.out = out, .stale_ok = true};
+    sd_status rc = peek_key(h, key, klen, &p);
+    *stale = p.stale;
+    return rc;
 }
 
 sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
@@ -290,7 +328,7 @@ sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
 
 /* ---- writes ------------------------------------------------------------------ */
 
-static uint64_t value_len(const sd_value_in *v)
+uint64_t sd_value_len(const sd_value_in *v)
 {
     switch (v->type) {
     case SD_T_INT:
@@ -299,12 +337,14 @@ static uint64_t value_len(const sd_value_in *v)
     case SD_T_STR:
     case SD_T_BYTES:
         return v->len;
+    case SD_T_LIST:
+        return 16;
     default:
         return 0;
     }
 }
 
-static uint64_t make_meta(const sd_value_in *v, uint64_t exp)
+uint64_t sd_make_meta(const sd_value_in *v, uint64_t exp)
 {
     uint64_t m = v->type;
     if (v->type == SD_T_STR && v->ascii)
@@ -325,7 +365,7 @@ static void value_words(const sd_value_in *v, uint64_t *w, size_t nwords)
         memcpy(w, v->data, v->len);
 }
 
-static uint64_t expiry_for(sd_tx *t, int64_t ttl_ms)
+uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
 {
     if (ttl_ms <= 0)
         return 0;
@@ -333,7 +373,7 @@ static uint64_t expiry_for(sd_tx *t, int64_t ttl_ms)
     return exp > SD_MAX_EXPIRY_MS ? SD_MAX_EXPIRY_MS : exp;
 }
 
-static void count_add(sd_tx *t, int64_t entries, int64_t expiring)
+void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
 {
     sd_header *hd = t->h->hdr;
     if (entries)
@@ -346,14 +386,14 @@ static void count_add(sd_tx *t, int64_t entries, int64_t expiring)
  * they overlay the free block's list links, and the block's last word is
  * saved because it may be the free block's footer; the rest is unreachable
  * until linked, so it is written plainly. */
-static void write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
-                        uint64_t meta, const void *key, size_t klen,
-                        const sd_value_in *v)
+void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
+                    uint64_t meta, const void *key, size_t klen,
+                    const sd_value_in *v)
 {
     sd_handle *h = t->h;
     sd_entry *e = sd_blk_entry(h, idx);
     uint64_t bsize = LD(sd_blk_hdr(h, idx)) & ~SD_BLK_FLAGS;
-    uint64_t vlen = value_len(v);
+    uint64_t vlen = sd_value_len(v);
     sd_save64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, idx) + bsize - 8));
     sd_w32(t, &e->next, next);
     sd_w32(t, &e->hash, hash);
@@ -373,60 +413,16 @@ static void write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
     SD_CRASH_POINT();
 }
 
-/* Unlink a found entry and free its block. */
-static sd_status drop_locked(sd_tx *t, found *f)
+static inline void mark_ref(sd_handle *h, uint32_t hash)
 {
-    sd_w32(t, f->link, f->v.next);
-    count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
-    return sd_free_locked(t, f->v.idx);
+    if (h->evict)
+        ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
 }
 
-static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v,
-                            int64_t ttl_ms)
+void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
+                        const void *key, size_t klen, const sd_value_in *v)
 {
     sd_handle *h = t->h;
-    found f;
-    sd_status rc = find_locked(h, key, klen, hash, &f);
-    if (rc == SD_CORRUPT)
-        return rc;
-    bool have = rc == SD_OK;
-    uint64_t exp = expiry_for(t, ttl_ms);
-    uint64_t meta = make_meta(v, exp);
-    uint64_t vlen = value_len(v);
-    uint64_t need = sd_entry_need(klen, vlen);
-    int64_t exp_delta = exp ? 1 : 0;
-
-    if (have && vlen <= INPLACE_MAX && need <= f.v.payload) {
-        /* Overwrite in place: every word goes through the undo log. */
-        uint64_t w[INPLACE_MAX / 8];
-        size_t nw = (size_t)(sd_pad8(vlen) / 8);
-        value_words(v, w, nw);
-        for (size_t i = 0; i < nw; i++)
-            sd_w64(t, val_word(&f.v, i), w[i]);
-        sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
-        sd_w64(t, &f.v.e->meta, meta);
-        count_add(t, 0, exp_delta - (meta_exp(f.v.meta) ? 1 : 0));
-        return SD_OK;
-    }
-    uint32_t idx;
-    rc = sd_alloc_locked(t, need, &idx);
-    if (rc == SD_NOMEM && have) {
-        /* Maybe it fits once the old value is gone. If not, the caller
-         * rolls this back and the old value reappears. */
-        if ((rc = drop_locked(t, &f)))
-            return rc;
-        have = false;
-        rc = sd_alloc_locked(t, need, &idx);
-    }
-    if (rc)
-        return rc;
-    if (have) {
-        write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
-        sd_w32(t, f.link, idx);
-        count_add(t, 0, exp_delta - (meta_exp(f.v.meta) ? 1 : 0));
-        return sd_free_locked(t, f.v.idx);
-    }
     _Atomic uint32_t *b = bucket_of(h, hash);
     uint32_t head = LD(b);
     if (!head) {
@@ -437,53 +433,268 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
                                  memory_order_relaxed);
         COMPILER_BARRIER();
     }
-    write_entry(t, idx, head, hash, meta, key, klen, v);
+    sd_write_entry(t, idx, head, hash, meta, key, klen, v);
     sd_w32(t, b, idx);
-    count_add(t, 1, exp_delta);
-    return SD_OK;
+    sd_count_add(t, 1, meta_exp(meta) ? 1 : 0);
+    mark_ref(h, hash);
 }
 
-/* Free every expired entry, committing after each so the undo log never
- * fills. Returns how many were freed. O(buckets + entries). */
-static uint64_t sweep_expired_locked(sd_tx *t)
+sd_status sd_drop_locked(sd_tx *t, found *f)
+{
+    sd_w32(t, f->link, f->v.next);
+    sd_count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
+    if ((f->v.meta & SD_META_TYPE) == SD_T_LIST) {
+        /* Hand the items to the gc chain: two stores, however long. */
+        _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)f->v.val;
+        uint32_t head = LD(&hl[0]), tail = LD(&hl[1]);
+        if (head) {
+            if (!sd_idx_ok(t->h, tail))
+                return SD_CORRUPT;
+            sd_w32(t, &sd_blk_entry(t->h, tail)->next, LD(&t->h->hdr->gc_head));
+            sd_w32(t, &t->h->hdr->gc_head, head);
+        }
+    }
+    return sd_free_locked(t, f->v.idx);
+}
+
+sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
+                              uint32_t hash, found *f)
+{
+    sd_status rc = sd_find_locked(t->h, key, klen, hash, f);
+    if (rc == SD_OK && expired(f->v.meta, sd_tx_now(t))) {
+        atomic_fetch_add_explicit(&t->h->hdr->expirations, 1,
+                                  memory_order_relaxed);
+        rc = sd_drop_locked(t, f);
+        return rc ? rc : SD_NOTFOUND;
+    }
+    return rc;
+}
+
+/* Store v under key as one transaction step (the caller commits). */
+static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
+                            uint32_t hash, const sd_value_in *v,
+                            int64_t ttl_ms, unsigned flags)
 {
     sd_handle *h = t->h;
-    if (!LD(&h->hdr->n_expiring))
-        return 0;
-    int64_t now = sd_tx_now(t);
-    uint64_t freed = 0;
-    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
-         b = sd_next_used_bucket(h, b + 1)) {
-        _Atomic uint32_t *link = &h->buckets[b];
-        uint32_t idx = LD(link);
-        for (uint64_t steps = 0; idx && steps <= h->max_chain; steps++) {
-            found f;
-            if (!read_entry(h, idx, &f.v))
-                break; /* verify() will name it; don't touch it */
-            if (expired(f.v.meta, now)) {
-                f.link = link;
-                if (drop_locked(t, &f) != SD_OK || t->overflow) {
-                    sd_tx_rollback_locked(h);
-                    t->overflow = false;
-                    return freed;
-                }
-                sd_tx_commit(t);
-                freed++;
-                idx = LD(link);
-                continue;
-            }
-            link = &f.v.e->next;
-            idx = f.v.next;
+    found f;
+    sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
+    if (rc == SD_CORRUPT)
+        return rc;
+    bool have = rc == SD_OK;
+    unsigned mode = flags & SD_MODE_MASK;
+    if (mode == SD_MODE_ADD && have)
+        return SD_EXISTS;
+    if (mode == SD_MODE_REPLACE && !have)
+        return SD_NOTFOUND;
+    uint64_t exp = (flags & SD_KEEPTTL) && have ? meta_exp(f.v.meta)
+                                                : sd_expiry_for(t, ttl_ms);
+    uint64_t meta = sd_make_meta(v, exp);
+    uint64_t vlen = sd_value_len(v);
+    uint64_t need = sd_entry_need(klen, vlen);
+    int64_t exp_delta = (exp ? 1 : 0) - (have && meta_exp(f.v.meta) ? 1 : 0);
+    atomic_fetch_add_explicit(&h->hdr->sets, 1, memory_order_relaxed);
+
+    if (have && (f.v.meta & SD_META_TYPE) == SD_T_LIST) {
+        if ((rc = sd_drop_locked(t, &f)))
+            return rc;
+        have = false; /* replaced by a scalar: a fresh entry below */
+        exp_delta = exp ? 1 : 0;
+    }
+    if (have && vlen <= INPLACE_MAX && need <= f.v.payload) {
+        /* Overwrite in place: every word goes through the undo log. */
+        uint64_t w[INPLACE_MAX / 8];
+        size_t nw = (size_t)(sd_pad8(vlen) / 8);
+        value_words(v, w, nw);
+        for (size_t i = 0; i < nw; i++)
+            sd_w64(t, val_word(&f.v, i), w[i]);
+        sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
+        sd_w64(t, &f.v.e->meta, meta);
+        sd_count_add(t, 0, exp_delta);
+        mark_ref(h, hash);
+        return SD_OK;
+    }
+    uint32_t idx;
+    rc = sd_alloc_locked(t, need, &idx);
+    if (rc == SD_NOMEM && have) {
+        /* Maybe it fits once the old value is gone. If not, the caller
+         * rolls this back and the old value reappears. */
+        if ((rc = sd_drop_locked(t, &f)))
+            return rc;
+        have = false;
+        rc = sd_alloc_locked(t, need, &idx);
+    }
+    if (rc)
+        return rc;
+    if (!have) {
+        sd_link_new_locked(t, idx, hash, meta, key, klen, v);
+        return SD_OK;
+    }
+    sd_write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
+    sd_w32(t, f.link, idx);
+    sd_count_add(t, 0, exp_delta);
+    mark_ref(h, hash);
+    return sd_free_locked(t, f.v.idx);
+}
+
+/* ---- making room ------------------------------------------------------------- */
+
+void sd_gc_locked(sd_tx *t, uint64_t max)
+{
+    sd_handle *h = t->h;
+    for (uint64_t n = 0; n < max; n++) {
+        uint32_t idx = LD(&h->hdr->gc_head);
+        view v;
+        if (!idx)
+            return;
+        if (!sd_read_item(h, idx, &v) ||
+            (v.next && !sd_idx_ok(h, v.next))) {
+            sd_w32(t, &h->hdr->gc_head, 0); /* drop a damaged chain */
+            sd_tx_commit(t);
+            return;
         }
+        sd_w32(t, &h->hdr->gc_head, v.next);
+        if (sd_free_locked(t, idx) != SD_OK || t->overflow) {
+            sd_tx_rollback_locked(h);
+            t->overflow = false;
+            return;
+        }
+        sd_tx_commit(t);
+    }
+}
+
+/* Reclaim entries, one bucket at a time, from where `*cursor` points.
+ * With `evict`, live entries are evicted too, CLOCK style: a bucket whose
+ * reference mark is set gets it cleared and is passed over once. Each
+ * removal is committed on its own. Returns how many were removed and adds
+ * the live ones to *evicted. */
+static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
+                                      uint64_t *evicted)
+{
+    sd_handle *h = t->h;
+    int64_t now = sd_tx_now(t);
+    bool referenced = evict && LD(&h->refs[b]);
+    if (referenced)
+        ST(&h->refs[b], (uint8_t)0);
+    _Atomic uint32_t *link = &h->buckets[b];
+    uint32_t idx = LD(link);
+    uint64_t freed = 0;
+    for (uint64_t steps = 0; idx && steps <= h->max_chain; steps++) {
+        found f;
+        if (!sd_read_entry(h, idx, &f.v))
+            break; /* verify() will name it; don't touch it */
+        bool dead = expired(f.v.meta, now);
+        if (dead || (evict && !referenced)) {
+            f.link = link;
+            if (sd_drop_locked(t, &f) != SD_OK || t->overflow) {
+                sd_tx_rollback_locked(h);
+                t->overflow = false;
+                break;
+            }
+            sd_tx_commit(t);
+            freed++;
+            if (dead) {
+                atomic_fetch_add_explicit(&h->hdr->expirations, 1,
+                                          memory_order_relaxed);
+            } else {
+                atomic_fetch_add_explicit(&h->hdr->evictions, 1,
+                                          memory_order_relaxed);
+                (*evicted)++;
+            }
+            idx = LD(link);
+            continue;
+        }
+        link = &f.v.e->next;
+        idx = f.v.next;
     }
     return freed;
 }
 
-/* Finish a write: undo a failed one, so errors change nothing. */
-static sd_status end_write(sd_tx *t, sd_status rc)
+/* Free every expired entry. O(buckets in use + entries). */
+static uint64_t sweep_expired_locked(sd_tx *t)
 {
-    if (rc != SD_OK && rc != SD_NOTFOUND)
+    sd_handle *h = t->h;
+    uint64_t freed = 0, evicted = 0;
+    if (!LD(&h->hdr->n_expiring))
+        return 0;
+    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
+         b = sd_next_used_bucket(h, b + 1))
+        freed += reclaim_bucket_locked(t, b, false, &evicted);
+    return freed;
+}
+
+sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                               uint32_t *idx, uint64_t *evicted)
+{
+    sd_handle *h = t->h;
+    sd_tx_rollback_locked(h);
+    if (LD(&h->hdr->gc_head)) {
+        sd_gc_locked(t, UINT64_MAX);
+        sd_status rc = sd_alloc_locked(t, payload, idx);
+        if (rc != SD_NOMEM)
+            return rc;
+    }
+    if (!h->evict || noevict) {
+        if (!sweep_expired_locked(t))
+            return SD_NOMEM;
+        return sd_alloc_locked(t, payload, idx);
+    }
+    /* Evicting dict: run the clock until the block fits, at most twice
+     * round the table (the first pass may only clear marks). */
+    uint64_t hand = LD(&h->hdr->clock_hand) % h->nbuckets;
+    uint64_t visited = 0;
+    while (visited < 2 * h->nbuckets) {
+        uint64_t b = sd_next_used_bucket(h, hand);
+        if (b >= h->nbuckets) {
+            visited += h->nbuckets - hand;
+            hand = 0;
+            b = sd_next_used_bucket(h, 0);
+            if (b >= h->nbuckets)
+                break; /* nothing stored at all */
+        }
+        visited += b - hand + 1;
+        hand = b + 1 == h->nbuckets ? 0 : b + 1;
+        ST(&h->hdr->clock_hand, hand);
+        if (reclaim_bucket_locked(t, b, true, evicted)) {
+            sd_status rc = sd_alloc_locked(t, payload, idx);
+            if (rc != SD_NOMEM)
+                return rc;
+        }
+    }
+    return SD_NOMEM;
+}
+
+/* A set, retried after making room. */
+static sd_status set_with_room_locked(sd_tx *t, const void *key, size_t klen,
+                                      uint32_t hash, const sd_value_in *v,
+                                      int64_t ttl_ms, unsigned flags,
+                                      uint64_t *evicted)
+{
+    sd_status rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    if (rc != SD_NOMEM)
+        return rc;
+    uint64_t need = sd_entry_need(klen, sd_value_len(v));
+    for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
+        uint32_t idx;
+        /* Make room for a block of the size the set needs, give it back,
+         * and try the set again (it may also free the old value). */
+        rc = sd_alloc_room_locked(t, need, flags & SD_NOEVICT, &idx, evicted);
+        if (rc != SD_OK)
+            return rc;
+        sd_tx_rollback_locked(t->h); /* the probe allocation only */
+        rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    }
+    return rc;
+}
+
+/* Finish a write: undo a failed one, so errors change nothing. */
+sd_status sd_end_write(sd_tx *t, sd_status rc)
+{
+    if (rc != SD_OK)
         sd_tx_rollback_locked(t->h);
+    else if (!t->overflow)
+        sd_tx_commit(t);
+    if (!t->overflow && LD(&t->h->hdr->gc_head))
+        sd_gc_locked(t, 16);
     return sd_tx_end(t, rc);
 }
 
@@ -492,61 +703,62 @@ static sd_status check_key(size_t klen)
     return klen == 0 || klen > SD_MAX_KEY ? SD_BADARG : SD_OK;
 }
 
-sd_status sd_set(sd_handle *h, const void *key, size_t klen,
-                 const sd_value_in *v, int64_t ttl_ms)
+static sd_status check_value(const sd_value_in *v)
 {
-    if (check_key(klen) || v->type == 0 || v->type > SD_T_MAX ||
-        value_len(v) > UINT32_MAX)
+    return v->type == 0 || v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX
+               ? SD_BADARG
+               : SD_OK;
+}
+
+sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
+                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
+                    uint64_t *evicted)
+{
+    uint64_t ev = 0;
+    if (evicted)
+        *evicted = 0;
+    if (check_key(klen) || check_value(v))
         return SD_BADARG;
-    if (sd_entry_need(klen, value_len(v)) + 8 > h->heap_size)
+    if (sd_entry_need(klen, sd_value_len(v)) + 8 > h->heap_size)
         return SD_NOMEM;
     uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
-    rc = set_locked(&t, key, klen, hash, v, ttl_ms);
-    if (rc == SD_NOMEM) {
-        sd_tx_rollback_locked(h);
-        if (sweep_expired_locked(&t))
-            rc = set_locked(&t, key, klen, hash, v, ttl_ms);
-    }
-    return end_write(&t, rc);
+    rc = set_with_room_locked(&t, key, klen, hash, v, ttl_ms, flags, &ev);
+    if (evicted)
+        *evicted = ev;
+    return sd_end_write(&t, rc);
 }
 
-/* Look a key up for a write, reclaiming it if it has expired. */
-static sd_status find_live_locked(sd_tx *t, const void *key, size_t klen,
-                                  found *f)
+sd_status sd_set(sd_handle *h, const void *key, size_t klen,
+                 const sd_value_in *v, int64_t ttl_ms)
 {
-    uint32_t hash = key_hash(t->h, key, klen);
-    sd_status rc = find_locked(t->h, key, klen, hash, f);
-    if (rc == SD_OK && expired(f->v.meta, sd_tx_now(t))) {
-        rc = drop_locked(t, f);
-        return rc ? rc : SD_NOTFOUND;
-    }
-    return rc;
+    return sd_set_ex(h, key, klen, v, ttl_ms, SD_MODE_SET, NULL);
 }
 
 sd_status sd_delete(sd_handle *h, const void *key, size_t klen)
 {
     if (check_key(klen))
         return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
     found f;
-    rc = find_live_locked(&t, key, klen, &f);
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
     if (rc == SD_OK)
-        rc = drop_locked(&t, &f);
-    return end_write(&t, rc);
+        rc = sd_drop_locked(&t, &f);
+    else if (rc == SD_NOTFOUND)
+        sd_tx_commit(&t); /* keep the reclaim of an expired entry */
+    return sd_end_write(&t, rc);
 }
 
-static sd_status add_numbers(const view *v, const sd_value_in *d,
-                             sd_value_out *out)
+static sd_status add_numbers(unsigned type, uint64_t bits,
+                             const sd_value_in *d, sd_value_out *out)
 {
-    unsigned type = v->meta & SD_META_TYPE;
-    uint64_t bits = LD(val_word(v, 0));
     if (type == SD_T_INT && d->type == SD_T_INT) {
         int64_t r;
         if (__builtin_add_overflow((int64_t)bits, d->i, &r))
@@ -566,38 +778,75 @@ static sd_status add_numbers(const view *v, const sd_value_in *d,
     return SD_OK;
 }
 
-sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
-                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                  sd_value_out *out)
+static bool is_number(const sd_value_in *v)
 {
-    if (check_key(klen) ||
-        (delta->type != SD_T_INT && delta->type != SD_T_FLOAT))
+    return v->type == SD_T_INT || v->type == SD_T_FLOAT;
+}
+
+sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
+                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                       const sd_value_in *init, int64_t init_ttl_ms,
+                       sd_value_out *out)
+{
+    if (check_key(klen) || !is_number(delta) || (init && !is_number(init)))
         return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
     found f;
-    rc = find_live_locked(&t, key, klen, &f);
-    if (rc == SD_OK) {
-        unsigned type = f.v.meta & SD_META_TYPE;
-        if (type != SD_T_INT && type != SD_T_FLOAT)
-            rc = SD_NOTNUM;
-        else
-            rc = add_numbers(&f.v, delta, out);
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_NOTFOUND && init) {
+        /* Start from init + delta, as one step. */
+        uint64_t bits;
+        memcpy(&bits, init->type == SD_T_INT ? (const void *)&init->i
+                                             : (const void *)&init->f, 8);
+        rc = add_numbers(init->type, bits, delta, out);
+        if (rc == SD_OK) {
+            sd_value_in v = {.type = out->type, .i = out->i, .f = out->f};
+            int64_t ttl = init_ttl_ms > 0 ? init_ttl_ms
+                          : ttl_mode < 0 ? 0 : ttl_ms;
+            uint64_t ev = 0;
+            sd_tx_commit(&t); /* keep the reclaim of an expired entry */
+            rc = set_with_room_locked(&t, key, klen, hash, &v, ttl,
+                                      SD_MODE_ADD, &ev);
+        }
+        return sd_end_write(&t, rc);
     }
     if (rc == SD_OK) {
-        uint64_t exp = ttl_mode < 0 ? meta_exp(f.v.meta) : expiry_for(&t, ttl_ms);
+        unsigned type = f.v.meta & SD_META_TYPE;
+        if (type == SD_T_LIST)
+            rc = SD_WRONGTYPE;
+        else if (type != SD_T_INT && type != SD_T_FLOAT)
+            rc = SD_NOTNUM;
+        else
+            rc = add_numbers(type, LD(val_word(&f.v, 0)), delta, out);
+    } else if (rc == SD_NOTFOUND) {
+        sd_tx_commit(&t);
+    }
+    if (rc == SD_OK) {
+        uint64_t exp =
+            ttl_mode < 0 ? meta_exp(f.v.meta) : sd_expiry_for(&t, ttl_ms);
         uint64_t bits;
         if (out->type == SD_T_INT)
             memcpy(&bits, &out->i, 8);
         else
             memcpy(&bits, &out->f, 8);
         sd_w64(&t, val_word(&f.v, 0), bits);
-        sd_w64(&t, &f.v.e->meta, (uint64_t)out->type | (exp << SD_META_EXP_SHIFT));
-        count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
+        sd_w64(&t, &f.v.e->meta,
+               (uint64_t)out->type | (exp << SD_META_EXP_SHIFT));
+        sd_count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
+        mark_ref(h, hash);
     }
-    return end_write(&t, rc);
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
+                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                  sd_value_out *out)
+{
+    return sd_incr_init(h, key, klen, delta, ttl_mode, ttl_ms, NULL, 0, out);
 }
 
 sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
@@ -605,19 +854,266 @@ sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
 {
     if (check_key(klen))
         return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
     found f;
-    rc = find_live_locked(&t, key, klen, &f);
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
     if (rc == SD_OK) {
-        uint64_t exp = expiry_for(&t, ttl_ms);
+        uint64_t exp = sd_expiry_for(&t, ttl_ms);
         uint64_t meta = (f.v.meta & 0xffu) | (exp << SD_META_EXP_SHIFT);
         sd_w64(&t, &f.v.e->meta, meta);
-        count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
+        sd_count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
+    } else if (rc == SD_NOTFOUND) {
+        sd_tx_commit(&t);
     }
-    return end_write(&t, rc);
+    return sd_end_write(&t, rc);
+}
+
+/* Same type and same value; floats compare as numbers (0.0 == -0.0). */
+static bool value_equals(const view *v, const sd_value_in *x)
+{
+    unsigned type = v->meta & SD_META_TYPE;
+    if (type != x->type)
+        return false;
+    uint64_t bits;
+    switch (type) {
+    case SD_T_INT:
+        return (int64_t)LD(val_word(v, 0)) == x->i;
+    case SD_T_FLOAT: {
+        double d;
+        bits = LD(val_word(v, 0));
+        memcpy(&d, &bits, 8);
+        return d == x->f;
+    }
+    case SD_T_STR:
+    case SD_T_BYTES:
+        return v->vlen == x->len && memcmp(v->val, x->data, x->len) == 0;
+    default:
+        return true; /* None, True, False: the type is the value */
+    }
+}
+
+sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
+                 const sd_value_in *expected, const sd_value_in *nv,
+                 int ttl_mode, int64_t ttl_ms)
+{
+    if (check_key(klen) || check_value(expected) || check_value(nv))
+        return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    found f;
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_OK && (f.v.meta & SD_META_TYPE) == SD_T_LIST)
+        rc = SD_WRONGTYPE;
+    else if (rc == SD_OK && !value_equals(&f.v, expected))
+        rc = SD_EXISTS;
+    if (rc == SD_OK) {
+        uint64_t ev = 0;
+        rc = set_with_room_locked(&t, key, klen, hash, nv, ttl_ms,
+                                  SD_MODE_REPLACE |
+                                      (ttl_mode < 0 ? SD_KEEPTTL : 0),
+                                  &ev);
+    } else if (rc == SD_NOTFOUND || rc == SD_EXISTS) {
+        sd_tx_commit(&t);
+    }
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
+                 sd_value_out *out)
+{
+    if (check_key(klen))
+        return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    found f;
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_OK)
+        rc = sd_copy_value(&f.v, out);
+    else if (rc == SD_NOTFOUND)
+        sd_tx_commit(&t);
+    if (rc == SD_OK)
+        rc = sd_drop_locked(&t, &f);
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
+                        const sd_value_in *dflt, sd_value_out *out)
+{
+    if (check_key(klen) || check_value(dflt))
+        return SD_BADARG;
+    uint32_t hash = key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    found f;
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_OK) {
+        rc = sd_copy_value(&f.v, out);
+    } else if (rc == SD_NOTFOUND) {
+        uint64_t ev = 0;
+        sd_tx_commit(&t);
+        rc = set_with_room_locked(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
+                                  &ev);
+        if (rc == SD_OK) {
+            sd_end_write(&t, SD_OK);
+            return SD_NOTFOUND; /* the default was stored */
+        }
+    }
+    return sd_end_write(&t, rc);
+}
+
+/* ---- batches ------------------------------------------------------------------ */
+
+/* Commit a batch before its undo log could overflow in the next item. */
+#define BATCH_LOG_RESERVE 200u
+
+sd_status sd_get_many(sd_handle *h, size_t n, const char *const *keys,
+                      const size_t *klens, void *buf, size_t cap,
+                      size_t *need)
+{
+    for (size_t i = 0; i < n; i++)
+        if (check_key(klens[i]))
+            return SD_BADARG;
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    unsigned char *out = buf;
+    size_t pos = 0;
+    int64_t now = sd_tx_now(&t);
+    for (size_t i = 0; i < n && rc == SD_OK; i++) {
+        uint32_t hash = key_hash(h, keys[i], klens[i]);
+        found f;
+        sd_status r = sd_find_locked(h, keys[i], klens[i], hash, &f);
+        unsigned char rec[8] = {0};
+        uint32_t len = 0;
+        if (r == SD_CORRUPT) {
+            rc = r;
+            break;
+        }
+        if (r == SD_OK && !expired(f.v.meta, now)) {
+            unsigned type = f.v.meta & SD_META_TYPE;
+            if (type == SD_T_LIST) {
+                rc = SD_WRONGTYPE;
+                break;
+            }
+            rec[0] = (unsigned char)type;
+            rec[1] = (f.v.meta & SD_META_ASCII) != 0;
+            len = f.v.vlen;
+        }
+        memcpy(rec + 4, &len, 4);
+        size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES ? sd_pad8(len)
+                      : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
+                                                                   : 0;
+        if (pos + 8 + body <= cap) {
+            memcpy(out + pos, rec, 8);
+            if (body)
+                memcpy(out + pos + 8, f.v.val, rec[0] == SD_T_INT ||
+                                                       rec[0] == SD_T_FLOAT
+                                                   ? 8
+                                                   : len);
+        }
+        pos += 8 + body;
+    }
+    if (rc == SD_OK && pos > cap) {
+        *need = pos;
+        rc = SD_TOOBIG;
+    }
+    return sd_tx_end(&t, rc);
+}
+
+sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
+                      const size_t *klens, const sd_value_in *vals,
+                      int64_t ttl_ms, size_t *done, uint64_t *evicted)
+{
+    *done = 0;
+    *evicted = 0;
+    for (size_t i = 0; i < n; i++)
+        if (check_key(klens[i]) || check_value(&vals[i]))
+            return SD_BADARG;
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    /* Fast path: the whole batch in one transaction, with a checkpoint
+     * whenever the undo log nears its end, so a batch that fits is all or
+     * nothing. */
+    size_t committed = 0, i = 0;
+    for (; i < n && rc == SD_OK; i++) {
+        if (LD(&h->lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE) {
+            sd_tx_commit(&t);
+            committed = i;
+        }
+        rc = set_locked(&t, keys[i], klens[i], key_hash(h, keys[i], klens[i]),
+                        &vals[i], ttl_ms, SD_MODE_SET);
+    }
+    if (rc == SD_NOMEM) {
+        /* Slow path: undo back to the checkpoint, then store item by item,
+         * making room as needed (which commits as it goes). */
+        sd_tx_rollback_locked(h);
+        rc = SD_OK;
+        for (i = committed; i < n && rc == SD_OK; i++) {
+            uint64_t ev = 0;
+            rc = set_with_room_locked(&t, keys[i], klens[i],
+                                      key_hash(h, keys[i], klens[i]), &vals[i],
+                                      ttl_ms, SD_MODE_SET, &ev);
+            *evicted += ev;
+            if (rc == SD_OK) {
+                sd_tx_commit(&t);
+                committed = i + 1;
+            }
+        }
+    }
+    *done = rc == SD_OK ? n : committed;
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_delete_many(sd_handle *h, size_t n, const char *const *keys,
+                         const size_t *klens, size_t *deleted)
+{
+    *deleted = 0;
+    for (size_t i = 0; i < n; i++)
+        if (check_key(klens[i]))
+            return SD_BADARG;
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == SD_OK; i++) {
+        found f;
+        rc = sd_find_live_locked(&t, keys[i], klens[i],
+                                 key_hash(h, keys[i], klens[i]), &f);
+        if (rc == SD_OK) {
+            rc = sd_drop_locked(&t, &f);
+            ++*deleted;
+        } else if (rc == SD_NOTFOUND) {
+            rc = SD_OK;
+        }
+        if (rc == SD_OK) /* each delete stands on its own */
+            sd_tx_commit(&t);
+    }
+    if (rc != SD_OK && *deleted)
+        --*deleted; /* the failed one was rolled back */
+    return sd_end_write(&t, rc);
+}
+
+void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes)
+{
+    uint64_t cap = h->heap_size - SD_UNIT;
+    uint64_t used = LD(&h->hdr->used_bytes);
+    *capacity = cap;
+    *free_bytes = used < cap ? cap - used : 0;
 }
 
 /* ---- flush ------------------------------------------------------------------- */
@@ -647,6 +1143,7 @@ void sd_flush_locked_raw(sd_handle *h)
     wipe(h, h->index_off, h->nbuckets * sizeof(uint32_t));
     SD_CRASH_POINT();
     wipe(h, h->summary_off, h->summary_bytes); /* after the buckets */
+    wipe(h, (uint64_t)((char *)(void *)h->refs - h->base), h->nbuckets);
     SD_CRASH_POINT();
     /* The heap's bytes don't matter; release its pages past the first. */
     if (h->heap_size > 2 * SD_PAGE)
@@ -656,6 +1153,8 @@ void sd_flush_locked_raw(sd_handle *h)
     SD_CRASH_POINT();
     ST(&h->hdr->count, UINT64_C(0));
     ST(&h->hdr->n_expiring, UINT64_C(0));
+    ST(&h->hdr->gc_head, 0u);
+    ST(&h->hdr->clock_hand, UINT64_C(0));
     ST(&l->log_n, 0u);
     COMPILER_BARRIER();
     ST(&l->flush_pending, 0u);
@@ -670,6 +1169,26 @@ sd_status sd_flush_all(sd_handle *h)
         return rc;
     sd_flush_locked_raw(h);
     return sd_tx_end(&t, SD_OK);
+}
+
+sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed)
+{
+    *freed = 0;
+    if (!LD(&h->hdr->n_expiring))
+        return SD_OK;
+    for (uint64_t b = 0; b < h->nbuckets && (!max || *freed < max);) {
+        sd_tx t;
+        sd_status rc = sd_tx_begin(h, &t);
+        if (rc)
+            return rc;
+        uint64_t end = b + KEYS_CHUNK_BUCKETS, evicted = 0;
+        for (; (b = sd_next_used_bucket(h, b)) < end && b < h->nbuckets &&
+               (!max || *freed < max);
+             b++)
+            *freed += reclaim_bucket_locked(&t, b, false, &evicted);
+        sd_end_write(&t, SD_OK);
+    }
+    return SD_OK;
 }
 
 /* ---- scans ------------------------------------------------------------------- */
@@ -697,7 +1216,7 @@ sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
         uint32_t idx = LD(&h->buckets[b]);
         for (uint64_t steps = 0; idx; steps++) {
             view v;
-            if (steps > h->max_chain || !read_entry(h, idx, &v)) {
+            if (steps > h->max_chain || !sd_read_entry(h, idx, &v)) {
                 rc = SD_CORRUPT;
                 break;
             }
@@ -757,7 +1276,7 @@ sd_status sd_count(sd_handle *h, uint64_t *n)
             uint32_t idx = LD(&h->buckets[b]);
             for (uint64_t steps = 0; idx; steps++) {
                 view v;
-                if (steps > h->max_chain || !read_entry(h, idx, &v))
+                if (steps > h->max_chain || !sd_read_entry(h, idx, &v))
                     return sd_tx_end(&t, SD_CORRUPT);
                 live += !expired(v.meta, now);
                 idx = v.next;
@@ -806,7 +1325,7 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
         hd->heap_off != h->heap_off || hd->heap_size != h->heap_size ||
         hd->index_off != h->index_off || hd->nbuckets != h->nbuckets)
         report(&r, "header: identity or layout fields changed");
-    uint64_t entries = 0, expiring = 0;
+    uint64_t entries = 0, expiring = 0, items = 0;
     /* Pages whose summary bit is clear are not read (that would commit the
      * whole index of a sparse dict); an entry hidden behind a wrongly clear
      * bit still shows, as a block in use that no chain reaches. */
@@ -821,7 +1340,7 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
                 report(&r, msg);
                 break;
             }
-            if (!read_entry(h, idx, &v)) {
+            if (!sd_read_entry(h, idx, &v)) {
                 snprintf(msg, sizeof msg,
                          "index: bucket %llu links to a bad entry at block %u",
                          (unsigned long long)b, idx);
@@ -838,6 +1357,8 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
             }
             entries++;
             expiring += meta_exp(v.meta) != 0;
+            if ((v.meta & SD_META_TYPE) == SD_T_LIST)
+                items += sd_verify_list(h, &v, report, &r);
             idx = v.next;
         }
     }
@@ -854,12 +1375,15 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
                  (unsigned long long)expiring);
         report(&r, msg);
     }
+    items += sd_verify_gc(h, report, &r);
     uint64_t used_blocks = 0;
     sd_verify_heap(h, report, &r, &used_blocks);
-    if (used_blocks != entries) {
+    if (used_blocks != entries + items) {
         snprintf(msg, sizeof msg,
-                 "heap: %llu blocks in use, %llu entries reachable (leak)",
-                 (unsigned long long)used_blocks, (unsigned long long)entries);
+                 "heap: %llu blocks in use, %llu entries and %llu list items "
+                 "reachable (leak)",
+                 (unsigned long long)used_blocks, (unsigned long long)entries,
+                 (unsigned long long)items);
         report(&r, msg);
     }
     *problems = r.problems;
@@ -879,5 +1403,22 @@ sd_status sd_get_stats(sd_handle *h, sd_stats *st)
     st->nbuckets = h->nbuckets;
     st->recoveries = LD(&h->lock->recoveries);
     st->lock_waits = LD(&h->lock->lock_waits);
+    st->hits = st->misses = 0;
+    for (unsigned i = 0; i < SD_NSLOTS; i++) {
+        st->hits += LD(&h->slots[i].hits);
+        st->misses += LD(&h->slots[i].misses);
+    }
+    st->sets = LD(&h->hdr->sets);
+    st->evictions = LD(&h->hdr->evictions);
+    st->expirations = LD(&h->hdr->expirations);
+    st->evict = h->evict;
+    st->pending_free = 0;
+    for (uint32_t idx = LD(&h->hdr->gc_head); idx && st->pending_free <= h->max_chain;
+         st->pending_free++) {
+        sd_view v;
+        if (!sd_read_item(h, idx, &v))
+            break;
+        idx = v.next;
+    }
     return sd_tx_end(&t, SD_OK);
 }

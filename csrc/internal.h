@@ -40,6 +40,9 @@ struct sd_handle {
     sd_lock *lock;       /* = base + lock_off; one stripe today */
     _Atomic uint32_t *buckets;
     _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
+    _Atomic uint8_t *refs;     /* CLOCK marks, one per bucket */
+    sd_slot *slots;            /* hit/miss counters */
+    bool evict;                /* full dict: evict instead of NOMEM */
     uint64_t summary_off;
     uint64_t summary_bytes;
     int64_t lock_timeout_ms;
@@ -99,6 +102,8 @@ sd_status sd_tx_end(sd_tx *t, sd_status rc);
 void sd_lock_init(sd_lock *l);
 int sd_mutex_kind_of_new(void);
 int64_t sd_now_ms(void);
+/* getpid(), cached and refreshed in a forked child. */
+int sd_self_pid(void);
 int64_t sd_now_ns(void);
 static inline int64_t sd_tx_now(sd_tx *t)
 {
@@ -201,6 +206,82 @@ static inline uint64_t sd_entry_need(uint64_t klen, uint64_t vlen)
 }
 
 uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed);
+
+/* ---- dict.c: entries and chains, shared with list.c ------------------- */
+
+/* A checked copy of an entry's (or list item's) header. */
+typedef struct sd_view {
+    uint32_t idx, next, hash, klen, vlen;
+    uint64_t meta;
+    uint64_t payload; /* bytes the block offers */
+    sd_entry *e;
+    unsigned char *val;
+} sd_view;
+
+/* A key found under the lock, and the word that links to it. */
+typedef struct sd_found {
+    _Atomic uint32_t *link;
+    sd_view v;
+} sd_found;
+
+static inline uint64_t sd_meta_exp(uint64_t meta)
+{
+    return meta >> SD_META_EXP_SHIFT;
+}
+
+static inline bool sd_expired(uint64_t meta, int64_t now_ms)
+{
+    uint64_t exp = sd_meta_exp(meta);
+    return exp != 0 && exp <= (uint64_t)now_ms;
+}
+
+static inline _Atomic uint64_t *sd_val_word(const sd_view *v, size_t i)
+{
+    return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
+}
+
+bool sd_read_entry(const sd_handle *h, uint32_t idx, sd_view *v);
+/* A list item: klen 0, a scalar type. */
+bool sd_read_item(const sd_handle *h, uint32_t idx, sd_view *v);
+uint32_t sd_key_hash(const sd_handle *h, const void *key, size_t klen);
+/* Find a live key for a write; an expired one is reclaimed first. */
+sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
+                              uint32_t hash, sd_found *f);
+/* Unlink a found entry and free it (a list's items go to the gc chain). */
+sd_status sd_drop_locked(sd_tx *t, sd_found *f);
+/* Allocate, making room by draining the gc chain, reclaiming expired
+ * entries and (on an evicting dict, unless `noevict`) evicting. Each
+ * reclaimed item is committed on its own, so the caller's transaction must
+ * hold no changes yet (it is rolled back first). */
+sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                               uint32_t *idx, uint64_t *evicted);
+/* Free list items waiting on the gc chain, up to `max`. */
+void sd_gc_locked(sd_tx *t, uint64_t max);
+void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring);
+/* Make a new entry at the head of its bucket's chain. */
+void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash,
+                        uint64_t meta, const void *key, size_t klen,
+                        const sd_value_in *v);
+uint64_t sd_value_len(const sd_value_in *v);
+/* Fill a freshly allocated block as an entry (or, with klen 0 and the
+ * previous item in `hash`, as a list item). */
+void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
+                    uint64_t meta, const void *key, size_t klen,
+                    const sd_value_in *v);
+sd_status sd_find_locked(sd_handle *h, const void *key, size_t klen,
+                         uint32_t hash, sd_found *f);
+uint64_t sd_make_meta(const sd_value_in *v, uint64_t exp);
+uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms);
+/* Copy a scalar value out of a checked entry or item. */
+sd_status sd_copy_value(const sd_view *v, sd_value_out *out);
+/* Finish a write: undo it if it failed, commit it if not, free some gc
+ * items, release the lock. */
+sd_status sd_end_write(sd_tx *t, sd_status rc);
+/* Verify the items of one list; returns how many blocks they hold. */
+uint64_t sd_verify_list(sd_handle *h, const sd_view *v,
+                        void (*report)(void *, const char *), void *ctx);
+uint64_t sd_verify_gc(sd_handle *h, void (*report)(void *, const char *),
+                      void *ctx);
 
 /* The first bucket at or after b whose summary bit is set (nbuckets if
  * none): scans use it to skip untouched pages of the index. */

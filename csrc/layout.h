@@ -25,12 +25,19 @@
  *                    |   robust pthread mutex      (own cache line)    |
  *                    |   sequence counter          (own cache line)    |
  *                    |   undo log: count + entries                     |
+ *   slots_off        +-------------------------------------------------+
+ *                    | sd_slot[64]: hit/miss counters, one cache line  |
+ *                    | per slot, slot = pid % 64, so readers of        |
+ *                    | different processes don't share a line          |
  *   summary_off      +-------------------------------------------------+
  *                    | bucket summary: one bit per 4 KiB page of       |
  *                    | buckets, set before the page's first entry is   |
  *                    | linked; scans skip pages whose bit is clear, so |
  *                    | they never fault in the untouched index of a    |
  *                    | big sparse dict                                 |
+ *   refs_off         +-------------------------------------------------+
+ *                    | uint8_t[nbuckets]: CLOCK reference marks for    |
+ *                    | eviction, set by a hit only when clear          |
  *   index_off        +-------------------------------------------------+
  *                    | buckets: uint32_t[nbuckets], block index of the |
  *                    | first entry of each chain, 0 = empty            |
@@ -65,6 +72,12 @@
  *   +24  key bytes, zero-padded to a multiple of 8
  *   +24+pad8(klen)   value bytes (8-aligned, so numbers are aligned words)
  *
+ * A list is an entry of type SD_T_LIST whose 16-byte value is
+ * {u32 head, u32 tail, u64 count}; its items are blocks of their own,
+ * laid out like entries with klen = 0 and the hash field holding the
+ * previous item's block index. Items of a list that was deleted wait on
+ * the header's gc chain and are freed a few at a time by later writes.
+ *
  * A 16-byte key with a 16-byte value takes 8 + 24 + 16 + 16 = 64 bytes of
  * heap plus 4 bytes of bucket.
  */
@@ -97,7 +110,8 @@
 #define SD_SL_COUNT (1u << SD_SL_LOG2)
 #define SD_SMALL_LIMIT (SD_UNIT * SD_SL_COUNT) /* 256 */
 
-#define SD_LOG_CAP 500u /* undo entries per transaction */
+#define SD_LOG_CAP 1012u /* undo entries per transaction */
+#define SD_NSLOTS 64u
 #define SD_ENTRY_HDR 24u
 #define SD_BUCKET_BYTES_PER 64u /* one bucket per 64 bytes of file */
 #define SD_BUCKETS_PER_PAGE (SD_PAGE / 4u) /* one summary bit covers these */
@@ -115,13 +129,17 @@ enum {
     SD_T_FLOAT = 5,
     SD_T_STR = 6,
     SD_T_BYTES = 7,
-    SD_T_MAX = 7
+    SD_T_LIST = 8,
+    SD_T_MAX = 8
 };
 #define SD_META_TYPE 0x0fu
 #define SD_META_ASCII 0x10u /* a str value that is pure ASCII */
 #define SD_META_FLAGS 0xf0u
 #define SD_META_EXP_SHIFT 8u
 #define SD_MAX_EXPIRY_MS ((UINT64_C(1) << 56) - 1)
+
+/* Creation flags (sd_header.create_flags). */
+#define SD_CREATE_EVICT 1u
 
 /* Header states (sd_header.state). */
 enum { SD_STATE_LIVE = 1, SD_STATE_RETIRED = 2 };
@@ -162,7 +180,9 @@ typedef struct sd_header {
     uint64_t file_size;
     uint64_t hash_seed;
     uint64_t lock_off;
+    uint64_t slots_off;
     uint64_t summary_off;
+    uint64_t refs_off;
     uint64_t index_off;
     uint64_t nbuckets;
     uint64_t heap_off;
@@ -181,6 +201,14 @@ typedef struct sd_header {
     alignas(SD_LINE) _Atomic uint64_t count; /* entries stored */
     _Atomic uint64_t n_expiring;             /* entries with an expiry */
     _Atomic uint64_t used_bytes;             /* heap bytes in used blocks */
+    _Atomic uint32_t gc_head; /* list items waiting to be freed, or 0 */
+    uint32_t reserved1;
+    /* Statistics and hints: plain atomics, not logged (a crash may lose a
+     * count, never structure). */
+    _Atomic uint64_t sets;
+    _Atomic uint64_t evictions;
+    _Atomic uint64_t expirations;
+    _Atomic uint64_t clock_hand; /* next bucket the evictor looks at */
 
     /* Allocator state, protected by lock 0. */
     alignas(SD_LINE) _Atomic uint32_t fl_bitmap;
@@ -200,6 +228,15 @@ static_assert(SD_SMALL_LIMIT == 256, "small classes cover 16..240");
 static_assert(sizeof(_Atomic uint64_t) == 8 && alignof(_Atomic uint64_t) == 8,
               "lock-free 64-bit words");
 static_assert(sizeof(_Atomic uint32_t) == 4, "lock-free 32-bit words");
+
+/* Per-process counters, one cache line each. */
+typedef struct sd_slot {
+    _Atomic uint64_t hits;
+    _Atomic uint64_t misses;
+    char pad[SD_LINE - 16];
+} sd_slot;
+
+static_assert(sizeof(sd_slot) == SD_LINE, "one slot per line");
 
 /* The payload of an allocated block. */
 typedef struct sd_entry {

@@ -42,6 +42,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -55,6 +56,26 @@ void sd_crash_now(void)
 }
 
 void sd_set_crash_countdown(int n) { sd_crash_countdown = n; }
+
+/* ---- process id ---------------------------------------------------------- */
+
+static _Atomic int self_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void) { atomic_store(&self_pid, 0); }
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_pid); }
+
+int sd_self_pid(void)
+{
+    int pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (SD_UNLIKELY(!pid)) {
+        pthread_once(&pid_once, register_atfork);
+        pid = (int)getpid();
+        atomic_store(&self_pid, pid);
+    }
+    return pid;
+}
 
 /* ---- clock ------------------------------------------------------------- */
 

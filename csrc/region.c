@@ -33,9 +33,16 @@
 #include "internal.h"
 
 typedef struct layout {
-    uint64_t lock_off, summary_off, summary_bytes, index_off, nbuckets;
-    uint64_t heap_off, heap_size;
+    uint64_t lock_off, slots_off, summary_off, summary_bytes, refs_off;
+    uint64_t index_off, nbuckets, heap_off, heap_size;
 } layout;
+
+static inline uint64_t page_up(uint64_t n)
+{
+    return (n + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+}
+
+static_assert(sizeof(sd_slot) * SD_NSLOTS <= SD_PAGE, "slots fit a page");
 
 /* The layout is a pure function of the file size. */
 static bool layout_for(uint64_t size, layout *lo)
@@ -49,10 +56,11 @@ static bool layout_for(uint64_t size, layout *lo)
     lo->nbuckets = nb;
     uint64_t index_bytes = (nb * 4 + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
     uint64_t index_pages = index_bytes / SD_PAGE;
-    lo->summary_off = lo->lock_off + SD_LOCK_STRIDE;
+    lo->slots_off = lo->lock_off + SD_LOCK_STRIDE;
+    lo->summary_off = lo->slots_off + SD_PAGE;
     lo->summary_bytes = (index_pages + 31) / 32 * 4;
-    lo->index_off = lo->summary_off +
-                    (lo->summary_bytes + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    lo->refs_off = lo->summary_off + page_up(lo->summary_bytes);
+    lo->index_off = lo->refs_off + page_up(nb);
     lo->heap_off = lo->index_off + index_bytes;
     if (lo->heap_off + SD_PAGE > size)
         return false;
@@ -68,6 +76,8 @@ static void handle_apply_layout(sd_handle *h, const layout *lo,
     h->heap_size = lo->heap_size;
     h->index_off = lo->index_off;
     h->summary_off = lo->summary_off;
+    h->slots = (sd_slot *)(void *)(h->base + lo->slots_off);
+    h->refs = (_Atomic uint8_t *)(void *)(h->base + lo->refs_off);
     h->summary_bytes = lo->summary_bytes;
     h->nbuckets = lo->nbuckets;
     h->hash_seed = seed;
@@ -137,8 +147,9 @@ static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
         return false;
     if (!layout_for(size, lo))
         return false;
-    return hd->lock_off == lo->lock_off &&
-           hd->summary_off == lo->summary_off && hd->index_off == lo->index_off &&
+    return hd->lock_off == lo->lock_off && hd->slots_off == lo->slots_off &&
+           hd->summary_off == lo->summary_off && hd->refs_off == lo->refs_off &&
+           hd->index_off == lo->index_off &&
            hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
            hd->heap_size == lo->heap_size && hd->nlocks == 1;
 }
@@ -257,6 +268,7 @@ static sd_status create(const char *path, const sd_open_opts *o,
         nonce = seed * UINT64_C(0x9e3779b97f4a7c15);
     }
     handle_apply_layout(h, &lo, o->size, seed);
+    h->evict = o->evict != 0;
     sd_header *hd = h->hdr;
     hd->magic = SD_MAGIC;
     hd->version = SD_VERSION;
@@ -264,7 +276,10 @@ static sd_status create(const char *path, const sd_open_opts *o,
     hd->file_size = o->size;
     hd->hash_seed = seed;
     hd->lock_off = lo.lock_off;
+    hd->slots_off = lo.slots_off;
     hd->summary_off = lo.summary_off;
+    hd->refs_off = lo.refs_off;
+    hd->create_flags = o->evict ? SD_CREATE_EVICT : 0;
     hd->index_off = lo.index_off;
     hd->nbuckets = lo.nbuckets;
     hd->heap_off = lo.heap_off;
@@ -342,6 +357,7 @@ static sd_status attach(const char *path, const sd_open_opts *o,
         goto out;
     }
     handle_apply_layout(h, &lo, size, hd->hash_seed);
+    h->evict = (hd->create_flags & SD_CREATE_EVICT) != 0;
 out:
     if (rc != SD_OK && h->base) {
         int err = errno;

@@ -29,6 +29,8 @@ typedef enum sd_status {
     SD_TIMEDOUT,  /* the lock was not granted within the timeout */
     SD_SYSERR,    /* a system call failed; errno says why */
     SD_INTERNAL,  /* a bug in the core (undo log overflow) */
+    SD_EXISTS,    /* add: the key is there; cas: the value differs */
+    SD_WRONGTYPE, /* a list where a scalar is wanted, or the reverse */
     SD_STATUS_COUNT
 } sd_status;
 
@@ -69,6 +71,7 @@ typedef struct sd_open_opts {
     int create;              /* 1: create; 0: attach */
     int allow_foreign_owner; /* attach: accept a file owned by another uid */
     int64_t lock_timeout_ms; /* <= 0: wait forever */
+    int evict;               /* create: a full dict evicts (CLOCK) */
 } sd_open_opts;
 
 typedef struct sd_stats {
@@ -79,7 +82,24 @@ typedef struct sd_stats {
     uint64_t nbuckets;
     uint64_t recoveries;
     uint64_t lock_waits;
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t sets;
+    uint64_t evictions;
+    uint64_t expirations;
+    uint64_t pending_free; /* list items waiting on the gc chain */
+    int evict;
 } sd_stats;
+
+/* sd_set_ex flags: one mode, plus options. */
+enum {
+    SD_MODE_SET = 0,     /* store */
+    SD_MODE_ADD = 1,     /* store only if absent (or expired): SD_EXISTS */
+    SD_MODE_REPLACE = 2, /* store only if present: SD_NOTFOUND */
+    SD_MODE_MASK = 3,
+    SD_NOEVICT = 16,     /* never evict live items: SD_NOMEM instead */
+    SD_KEEPTTL = 32,     /* keep the key's expiry (ttl_ms ignored) */
+};
 
 /* Open or create the dict at `path`. On SD_SYSERR, errno holds the cause
  * (EEXIST for a live dict at the name on create, ENOENT on attach, ELOOP for
@@ -110,17 +130,71 @@ sd_status sd_get(sd_handle *h, const void *key, size_t klen,
                  sd_value_out *out);
 sd_status sd_set(sd_handle *h, const void *key, size_t klen,
                  const sd_value_in *v, int64_t ttl_ms);
+/* sd_set with a mode and options (flags above). `*evicted` (may be NULL)
+ * gets the number of live items evicted to make room. */
+sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
+                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
+                    uint64_t *evicted);
+/* An expired value that is still stored is returned with *stale = 1. */
+sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
+                       sd_value_out *out, int *stale);
+/* Compare-and-set: SD_OK if the value equalled `expected` (same type and
+ * value) and is now `nv`; SD_EXISTS if it differed; SD_NOTFOUND. */
+sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
+                 const sd_value_in *expected, const sd_value_in *nv,
+                 int ttl_mode, int64_t ttl_ms);
+/* Remove the key and return its value (SD_TOOBIG leaves it in place). */
+sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
+                 sd_value_out *out);
+/* The value, or store `dflt` and return SD_NOTFOUND. */
+sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
+                        const sd_value_in *dflt, sd_value_out *out);
 sd_status sd_delete(sd_handle *h, const void *key, size_t klen);
 /* `ttl_mode`: -1 keep the expiry, otherwise `ttl_ms` as in sd_set. */
 sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
                   const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
                   sd_value_out *out);
+/* sd_incr that, for a missing key and a non-NULL `init`, stores
+ * init + delta with expiry `init_ttl_ms` (0: none). */
+sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
+                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                       const sd_value_in *init, int64_t init_ttl_ms,
+                       sd_value_out *out);
 /* Remaining time in ns (> 0), or 0 when the key never expires. */
 sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
                  int64_t *ns_left);
 sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
                     int64_t ttl_ms);
 sd_status sd_flush_all(sd_handle *h);
+/* Free up to `max` expired items (0: all), a slice of the table per lock
+ * hold. */
+sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed);
+
+/* Batches. Each runs under one hold of the lock, so no other process sees
+ * part of it. sd_get_many writes one record per key into buf:
+ *   u8 type (0: missing), u8 ascii, u16 0, u32 len, then 8 bytes for a
+ *   number or len bytes for str/bytes, padded to a multiple of 8;
+ * SD_TOOBIG sets *need. sd_set_many stores every item or, if the dict runs
+ * out of room, as many whole items as it could: *done says how many. */
+sd_status sd_get_many(sd_handle *h, size_t n, const char *const *keys,
+                      const size_t *klens, void *buf, size_t cap,
+                      size_t *need);
+sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
+                      const size_t *klens, const sd_value_in *vals,
+                      int64_t ttl_ms, size_t *done, uint64_t *evicted);
+sd_status sd_delete_many(sd_handle *h, size_t n, const char *const *keys,
+                         const size_t *klens, size_t *deleted);
+
+/* Lists. Push returns the new length; pop copies the item out (SD_TOOBIG
+ * leaves it in place) and removes the key when the list becomes empty. */
+sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
+                  const sd_value_in *v, uint64_t *len);
+sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
+                      sd_value_out *out);
+sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len);
+
+/* Heap bytes in all and free, without locking. O(1). */
+void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes);
 /* Live entries. O(1) while no entry has an expiry, else O(n). */
 sd_status sd_count(sd_handle *h, uint64_t *n);
 

@@ -176,7 +176,7 @@ static void test_full(void)
         if (rc != SD_OK)
             break;
     }
-    CHECK(n > 30);
+    CHECK(n > 20);
     char huge[8000];
     memset(huge, 'h', sizeof huge);
     sd_value_in hv = vbytes(huge, sizeof huge);

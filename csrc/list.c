@@ -1,0 +1,225 @@
+/*
+ * list.c - lists: a value that works as a shared queue.
+ *
+ * A list key is an entry of type SD_T_LIST whose value is
+ * {u32 head, u32 tail, u64 count}. Each item is a block of its own, laid
+ * out like an entry with klen 0: `next` links to the following item and
+ * `hash` holds the previous one. Push and pop at either end are O(1) and,
+ * like every write, go through the undo log, so a crash leaves the list
+ * as it was before or after the operation.
+ *
+ * Deleting, overwriting, expiring or evicting a list moves its items to
+ * the header's gc chain in two logged stores; later writes free them a few
+ * at a time (sd_gc_locked), so no single write pays for a long list.
+ */
+#include "internal.h"
+
+static inline _Atomic uint32_t *list_ends(const sd_view *v)
+{
+    return (_Atomic uint32_t *)(void *)v->val; /* [0] head, [1] tail */
+}
+
+static inline _Atomic uint64_t *list_count(const sd_view *v)
+{
+    return sd_val_word(v, 1);
+}
+
+static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
+                             uint32_t hash, int left, const sd_value_in *v,
+                             uint64_t *len)
+{
+    sd_handle *h = t->h;
+    sd_found f;
+    sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
+    if (rc == SD_NOTFOUND) {
+        static const unsigned char empty[16];
+        sd_value_in lv = {.type = SD_T_LIST, .data = empty, .len = 16};
+        uint32_t e;
+        if ((rc = sd_alloc_locked(t, sd_entry_need(klen, 16), &e)))
+            return rc;
+        sd_link_new_locked(t, e, hash, sd_make_meta(&lv, 0), key, klen, &lv);
+        rc = sd_find_locked(h, key, klen, hash, &f);
+    }
+    if (rc)
+        return rc;
+    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+        return SD_WRONGTYPE;
+    _Atomic uint32_t *ends = list_ends(&f.v);
+    uint32_t head = LD(&ends[0]), tail = LD(&ends[1]);
+    if ((head && !sd_idx_ok(h, head)) || (tail && !sd_idx_ok(h, tail)))
+        return SD_CORRUPT;
+    uint32_t n;
+    if ((rc = sd_alloc_locked(t, sd_entry_need(0, sd_value_len(v)), &n)))
+        return rc;
+    if (left) {
+        sd_write_entry(t, n, head, 0, sd_make_meta(v, 0), "", 0, v);
+        if (head)
+            sd_w32(t, &sd_blk_entry(h, head)->hash, n);
+        else
+            sd_w32(t, &ends[1], n);
+        sd_w32(t, &ends[0], n);
+    } else {
+        sd_write_entry(t, n, 0, tail, sd_make_meta(v, 0), "", 0, v);
+        if (tail)
+            sd_w32(t, &sd_blk_entry(h, tail)->next, n);
+        else
+            sd_w32(t, &ends[0], n);
+        sd_w32(t, &ends[1], n);
+    }
+    uint64_t count = LD(list_count(&f.v)) + 1;
+    sd_w64(t, list_count(&f.v), count);
+    *len = count;
+    return SD_OK;
+}
+
+sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
+                  const sd_value_in *v, uint64_t *len)
+{
+    if (klen == 0 || klen > SD_MAX_KEY || v->type == 0 ||
+        v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX)
+        return SD_BADARG;
+    uint32_t hash = sd_key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    rc = push_locked(&t, key, klen, hash, left, v, len);
+    uint64_t need = sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));
+    for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
+        uint32_t probe;
+        uint64_t evicted = 0;
+        rc = sd_alloc_room_locked(&t, need, false, &probe, &evicted);
+        if (rc != SD_OK)
+            break;
+        sd_tx_rollback_locked(h); /* the probe allocation only */
+        rc = push_locked(&t, key, klen, hash, left, v, len);
+    }
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
+                      sd_value_out *out)
+{
+    if (klen == 0 || klen > SD_MAX_KEY)
+        return SD_BADARG;
+    uint32_t hash = sd_key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    sd_found f;
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_NOTFOUND)
+        sd_tx_commit(&t); /* keep the reclaim of an expired entry */
+    if (rc)
+        return sd_end_write(&t, rc);
+    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+        return sd_end_write(&t, SD_WRONGTYPE);
+    _Atomic uint32_t *ends = list_ends(&f.v);
+    uint32_t idx = LD(&ends[left ? 0 : 1]);
+    sd_view it;
+    if (!sd_read_item(h, idx, &it))
+        return sd_end_write(&t, SD_CORRUPT);
+    if ((rc = sd_copy_value(&it, out)))
+        return sd_end_write(&t, rc);
+    uint32_t next = it.next, prev = it.hash;
+    if ((next && !sd_idx_ok(h, next)) || (prev && !sd_idx_ok(h, prev)))
+        return sd_end_write(&t, SD_CORRUPT);
+    if (left) {
+        if (next)
+            sd_w32(&t, &sd_blk_entry(h, next)->hash, 0);
+        else
+            sd_w32(&t, &ends[1], 0);
+        sd_w32(&t, &ends[0], next);
+    } else {
+        if (prev)
+            sd_w32(&t, &sd_blk_entry(h, prev)->next, 0);
+        else
+            sd_w32(&t, &ends[0], 0);
+        sd_w32(&t, &ends[1], prev);
+    }
+    if ((rc = sd_free_locked(&t, idx)))
+        return sd_end_write(&t, rc);
+    uint64_t count = LD(list_count(&f.v));
+    if (count <= 1 || !LD(&ends[0]))
+        rc = sd_drop_locked(&t, &f); /* an empty list is no key */
+    else
+        sd_w64(&t, list_count(&f.v), count - 1);
+    return sd_end_write(&t, rc);
+}
+
+sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len)
+{
+    if (klen == 0 || klen > SD_MAX_KEY)
+        return SD_BADARG;
+    uint32_t hash = sd_key_hash(h, key, klen);
+    sd_tx t;
+    sd_status rc = sd_tx_begin(h, &t);
+    if (rc)
+        return rc;
+    sd_found f;
+    *len = 0;
+    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    if (rc == SD_OK) {
+        if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+            rc = SD_WRONGTYPE;
+        else
+            *len = LD(list_count(&f.v));
+    } else if (rc == SD_NOTFOUND) {
+        sd_tx_commit(&t);
+    }
+    return sd_end_write(&t, rc);
+}
+
+#include <stdio.h>
+
+uint64_t sd_verify_list(sd_handle *h, const sd_view *v,
+                        void (*report)(void *, const char *), void *ctx)
+{
+    char msg[160];
+    _Atomic uint32_t *ends = list_ends(v);
+    uint32_t idx = LD(&ends[0]), prev = 0;
+    uint64_t n = 0;
+    while (idx) {
+        sd_view it;
+        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+            snprintf(msg, sizeof msg, "list at block %u: bad item at %u",
+                     v->idx, idx);
+            report(ctx, msg);
+            return n;
+        }
+        if (it.hash != prev) {
+            snprintf(msg, sizeof msg, "list at block %u: item %u back link",
+                     v->idx, idx);
+            report(ctx, msg);
+        }
+        n++;
+        prev = idx;
+        idx = it.next;
+    }
+    if (prev != LD(&ends[1]) || n != LD(list_count(v)) || n == 0) {
+        snprintf(msg, sizeof msg,
+                 "list at block %u: %llu items, count %llu, tail mismatch %d",
+                 v->idx, (unsigned long long)n,
+                 (unsigned long long)LD(list_count(v)), prev != LD(&ends[1]));
+        report(ctx, msg);
+    }
+    return n;
+}
+
+uint64_t sd_verify_gc(sd_handle *h, void (*report)(void *, const char *),
+                      void *ctx)
+{
+    uint32_t idx = LD(&h->hdr->gc_head);
+    uint64_t n = 0;
+    while (idx) {
+        sd_view it;
+        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+            report(ctx, "gc: the chain of list items to free is damaged");
+            return n;
+        }
+        n++;
+        idx = it.next;
+    }
+    return n;
+}
