@@ -16,6 +16,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <structmember.h>
 
 #include "layout.h"
@@ -67,6 +68,7 @@ static const struct {
     {SD_BADARG, EXC_VALUE},     {SD_CORRUPT, EXC_CORRUPT},
     {SD_FORMAT, EXC_CORRUPT},   {SD_TIMEDOUT, EXC_TIMEOUT},
     {SD_SYSERR, EXC_OS},        {SD_INTERNAL, EXC_ERROR},
+    {SD_EXISTS, EXC_ERROR},     {SD_WRONGTYPE, EXC_TYPE},
 };
 
 /* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
@@ -357,15 +359,16 @@ static inline void leave(DictObject *self)
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "name", "size", "create", "mode",
-                             "allow_foreign_owner", "lock_timeout", NULL};
+                             "allow_foreign_owner", "lock_timeout", "evict",
+                             NULL};
     PyObject *path, *name;
     unsigned long long size = 0;
-    int create = 0, foreign = 0;
+    int create = 0, foreign = 0, evict = 0;
     unsigned int mode = 0600;
     double timeout = 10.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpd:Dict", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpdp:Dict", kwlist,
                                      &path, &name, &size, &create, &mode,
-                                     &foreign, &timeout))
+                                     &foreign, &timeout, &evict))
         return NULL;
     if (isnan(timeout)) {
         PyErr_SetString(PyExc_ValueError, "lock_timeout must not be NaN");
@@ -384,6 +387,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         .mode = mode & 07777,
         .create = create,
         .allow_foreign_owner = foreign,
+        .evict = evict,
         .lock_timeout_ms = isinf(timeout) || timeout <= 0
                                ? 0
                                : (int64_t)ceil(timeout * 1000.0),
@@ -426,40 +430,115 @@ static void Dict_dealloc(DictObject *self)
     Py_DECREF(tp);
 }
 
-/* get(key, default=None) */
-static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
-                        int raise_missing)
+/* Run a core call that copies a value out, growing the buffer while it
+ * says SD_TOOBIG. The caller frees *heap. */
+typedef sd_status (*fetch_fn)(sd_handle *h, const char *k, size_t klen,
+                              sd_value_out *out, void *arg);
+
+static sd_status fetch(DictObject *self, const char *k, size_t klen,
+                       fetch_fn fn, void *arg, sd_value_out *out, char *sbuf,
+                       size_t scap, char **heap)
+{
+    *heap = NULL;
+    out->buf = sbuf;
+    out->cap = scap;
+    self->busy++;
+    sd_status rc = fn(self->h, k, klen, out, arg);
+    while (rc == SD_TOOBIG) {
+        PyMem_Free(*heap);
+        *heap = PyMem_Malloc(out->len ? out->len : 1);
+        if (!*heap) {
+            leave(self);
+            PyErr_NoMemory();
+            return SD_STATUS_COUNT; /* an error is set */
+        }
+        out->buf = *heap;
+        out->cap = out->len;
+        rc = fn(self->h, k, klen, out, arg);
+    }
+    leave(self);
+    return rc;
+}
+
+static sd_status fetch_get(sd_handle *h, const char *k, size_t n,
+                           sd_value_out *out, void *arg)
+{
+    (void)arg;
+    return sd_get(h, k, n, out);
+}
+
+static sd_status fetch_stale(sd_handle *h, const char *k, size_t n,
+                             sd_value_out *out, void *arg)
+{
+    return sd_get_stale(h, k, n, out, arg);
+}
+
+static sd_status fetch_pop(sd_handle *h, const char *k, size_t n,
+                           sd_value_out *out, void *arg)
+{
+    (void)arg;
+    return sd_pop(h, k, n, out);
+}
+
+static sd_status fetch_setdefault(sd_handle *h, const char *k, size_t n,
+                                  sd_value_out *out, void *arg)
+{
+    return sd_setdefault(h, k, n, arg, out);
+}
+
+static sd_status fetch_lpop(sd_handle *h, const char *k, size_t n,
+                            sd_value_out *out, void *arg)
+{
+    (void)arg;
+    return sd_list_pop(h, k, n, 1, out);
+}
+
+static sd_status fetch_rpop(sd_handle *h, const char *k, size_t n,
+                            sd_value_out *out, void *arg)
+{
+    (void)arg;
+    return sd_list_pop(h, k, n, 0, out);
+}
+
+/* The common shape: look the key up with fn; on SD_NOTFOUND return
+ * `missing` (a new reference) or raise KeyError when it is NULL. */
+static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
+                           void *arg, PyObject *missing)
 {
     const char *k;
     Py_ssize_t klen;
     if (key_arg(key, &k, &klen) < 0)
         return NULL;
-    ENTER(self);
-    char sbuf[STACK_BUF];
-    char *heap = NULL;
-    sd_value_out out = {.buf = sbuf, .cap = sizeof sbuf};
-    sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
-    while (rc == SD_TOOBIG) {
-        PyMem_Free(heap);
-        heap = PyMem_Malloc(out.len ? out.len : 1);
-        if (!heap) {
-            leave(self);
-            return PyErr_NoMemory();
-        }
-        out.buf = heap;
-        out.cap = out.len;
-        rc = sd_get(self->h, k, (size_t)klen, &out);
-    }
-    leave(self);
+    if (!self->h || self->closing)
+        return closed_error();
+    char sbuf[STACK_BUF], *heap;
+    sd_value_out out;
+    sd_status rc = fetch(self, k, (size_t)klen, fn, arg, &out, sbuf,
+                         sizeof sbuf, &heap);
     PyObject *res;
     if (rc == SD_OK)
         res = value_obj((PyObject *)self, &out);
-    else if (rc == SD_NOTFOUND && !raise_missing)
-        res = Py_NewRef(dflt);
+    else if (rc == SD_NOTFOUND && missing)
+        res = Py_NewRef(missing);
+    else if (rc == SD_WRONGTYPE)
+        res = PyErr_Format(PyExc_TypeError,
+                           fn == fetch_lpop || fn == fetch_rpop
+                               ? "%R does not hold a list"
+                               : "%R holds a list: use the list methods",
+                           key);
+    else if (rc == SD_STATUS_COUNT)
+        res = NULL;
     else
         res = raise_status((PyObject *)self, rc, key);
     PyMem_Free(heap);
     return res;
+}
+
+/* get(key, default=None) */
+static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
+                        int raise_missing)
+{
+    return fetch_obj(self, key, fetch_get, NULL, raise_missing ? NULL : dflt);
 }
 
 static PyObject *Dict_get(DictObject *self, PyObject *const *args,
@@ -479,8 +558,11 @@ static PyObject *Dict_subscript(DictObject *self, PyObject *key)
     return do_get(self, key, NULL, 1);
 }
 
+/* Store with sd_set_ex. Returns the status (after raising for errors other
+ * than SD_EXISTS and SD_NOTFOUND, which add/replace report as False), or
+ * -1 if an argument was bad. */
 static int do_set(DictObject *self, PyObject *key, PyObject *value,
-                  PyObject *exptime)
+                  PyObject *exptime, unsigned flags, uint64_t *evicted)
 {
     const char *k;
     Py_ssize_t klen;
@@ -494,30 +576,64 @@ static int do_set(DictObject *self, PyObject *key, PyObject *value,
         return -1;
     }
     self->busy++;
-    sd_status rc = sd_set(self->h, k, (size_t)klen, &v, ttl);
+    sd_status rc = sd_set_ex(self->h, k, (size_t)klen, &v, ttl, flags, evicted);
     leave(self);
-    if (rc != SD_OK) {
-        raise_status((PyObject *)self, rc, key);
-        return -1;
+    if (rc == SD_OK || rc == SD_EXISTS || rc == SD_NOTFOUND)
+        return (int)rc;
+    raise_status((PyObject *)self, rc, key);
+    return -1;
+}
+
+/* The shared parser of set, add, replace, safe_set, safe_add and
+ * set_forcible: (key, value, exptime=0). */
+static int set_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames, PyObject **a)
+{
+    static const char *const names[] = {"key", "value", "exptime"};
+    if (!kwnames && (nargs == 2 || nargs == 3)) {
+        a[0] = args[0];
+        a[1] = args[1];
+        a[2] = nargs == 3 ? args[2] : NULL;
+        return 0;
     }
-    return 0;
+    return parse_args(fname, names, 3, 3, 2, args, nargs, kwnames, a);
 }
 
 static PyObject *Dict_set(DictObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"key", "value", "exptime"};
     PyObject *a[3];
-    if (!kwnames && (nargs == 2 || nargs == 3)) {
-        a[0] = args[0];
-        a[1] = args[1];
-        a[2] = nargs == 3 ? args[2] : NULL;
-    } else if (parse_args("set", names, 3, 3, 2, args, nargs, kwnames, a) < 0) {
-        return NULL;
-    }
-    if (do_set(self, a[0], a[1], a[2]) < 0)
+    if (set_args("set", args, nargs, kwnames, a) < 0 ||
+        do_set(self, a[0], a[1], a[2], SD_MODE_SET, NULL) < 0)
         return NULL;
     Py_RETURN_TRUE;
+}
+
+#define SET_VARIANT(fn, pyname, flags)                                       \
+    static PyObject *fn(DictObject *self, PyObject *const *args,             \
+                        Py_ssize_t nargs, PyObject *kwnames)                 \
+    {                                                                        \
+        PyObject *a[3];                                                      \
+        if (set_args(pyname, args, nargs, kwnames, a) < 0)                   \
+            return NULL;                                                     \
+        int r = do_set(self, a[0], a[1], a[2], (flags), NULL);               \
+        return r < 0 ? NULL : PyBool_FromLong(r == SD_OK);                   \
+    }
+
+SET_VARIANT(Dict_add, "add", SD_MODE_ADD)
+SET_VARIANT(Dict_replace, "replace", SD_MODE_REPLACE)
+SET_VARIANT(Dict_safe_set, "safe_set", SD_MODE_SET | SD_NOEVICT)
+SET_VARIANT(Dict_safe_add, "safe_add", SD_MODE_ADD | SD_NOEVICT)
+
+static PyObject *Dict_set_forcible(DictObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3];
+    uint64_t evicted = 0;
+    if (set_args("set_forcible", args, nargs, kwnames, a) < 0 ||
+        do_set(self, a[0], a[1], a[2], SD_MODE_SET, &evicted) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(evicted);
 }
 
 /* delete(key) -> bool; del d[key] raises KeyError. */
@@ -551,45 +667,58 @@ static PyObject *Dict_delete(DictObject *self, PyObject *key)
 static int Dict_ass_subscript(DictObject *self, PyObject *key, PyObject *value)
 {
     if (value)
-        return do_set(self, key, value, NULL);
+        return do_set(self, key, value, NULL, SD_MODE_SET, NULL) < 0 ? -1 : 0;
     return do_delete(self, key, 1) < 0 ? -1 : 0;
+}
+
+/* A number argument for incr: delta or init. */
+static int number_arg(PyObject *o, const char *what, sd_value_in *v)
+{
+    memset(v, 0, sizeof *v);
+    if (PyLong_Check(o) && !PyBool_Check(o))
+        return value_arg(o, v);
+    if (finite_number(o, what, &v->f) < 0)
+        return -1;
+    v->type = SD_T_FLOAT;
+    return 0;
 }
 
 static PyObject *Dict_incr(DictObject *self, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames)
 {
-    static const char *const names[] = {"key", "delta", "exptime"};
-    PyObject *a[3];
-    if (parse_args("incr", names, 3, 3, 2, args, nargs, kwnames, a) < 0)
+    static const char *const names[] = {"key", "delta", "exptime", "init",
+                                         "init_ttl"};
+    PyObject *a[5];
+    if (parse_args("incr", names, 5, 3, 2, args, nargs, kwnames, a) < 0)
         return NULL;
     const char *k;
     Py_ssize_t klen;
     if (key_arg(a[0], &k, &klen) < 0)
         return NULL;
-    sd_value_in d = {0};
-    if (PyLong_Check(a[1]) && !PyBool_Check(a[1])) {
-        if (value_arg(a[1], &d) < 0)
-            return NULL;
-    } else {
-        if (finite_number(a[1], "delta", &d.f) < 0)
-            return NULL;
-        d.type = SD_T_FLOAT;
-    }
+    sd_value_in d, init;
+    if (number_arg(a[1], "delta", &d) < 0)
+        return NULL;
     int ttl_mode = -1;
-    int64_t ttl = 0;
+    int64_t ttl = 0, init_ttl = 0;
     if (a[2] && a[2] != Py_None) {
         if (ttl_arg(a[2], &ttl) < 0)
             return NULL;
         ttl_mode = 0;
     }
+    bool has_init = a[3] && a[3] != Py_None;
+    if (has_init && number_arg(a[3], "init", &init) < 0)
+        return NULL;
+    if (a[4] && a[4] != Py_None && ttl_arg(a[4], &init_ttl) < 0)
+        return NULL;
     ENTER(self);
     sd_value_out out = {0};
-    sd_status rc = sd_incr(self->h, k, (size_t)klen, &d, ttl_mode, ttl, &out);
+    sd_status rc = sd_incr_init(self->h, k, (size_t)klen, &d, ttl_mode, ttl,
+                                has_init ? &init : NULL, init_ttl, &out);
     leave(self);
     if (rc == SD_OK)
         return out.type == SD_T_INT ? PyLong_FromLongLong(out.i)
                                     : PyFloat_FromDouble(out.f);
-    if (rc == SD_NOTNUM) {
+    if (rc == SD_NOTNUM || rc == SD_WRONGTYPE) {
         PyErr_Format(PyExc_TypeError,
                      "incr: the value of %R is not an int or float", a[0]);
         return NULL;
@@ -600,6 +729,402 @@ static PyObject *Dict_incr(DictObject *self, PyObject *const *args,
         return NULL;
     }
     return raise_status((PyObject *)self, rc, a[0]);
+}
+
+static PyObject *Dict_get_stale(DictObject *self, PyObject *key)
+{
+    int stale = 0;
+    PyObject *v = fetch_obj(self, key, fetch_stale, &stale, NULL);
+    if (!v) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError))
+            return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NO)", v, stale ? Py_True : Py_False);
+}
+
+static PyObject *Dict_pop(DictObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    if (parse_args("pop", names, 2, 2, 1, args, nargs, kwnames, a) < 0)
+        return NULL;
+    return fetch_obj(self, a[0], fetch_pop, NULL, a[1]);
+}
+
+static PyObject *Dict_setdefault(DictObject *self, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "default"};
+    PyObject *a[2];
+    if (parse_args("setdefault", names, 2, 2, 1, args, nargs, kwnames, a) < 0)
+        return NULL;
+    PyObject *dflt = a[1] ? a[1] : Py_None;
+    sd_value_in v;
+    if (value_arg(dflt, &v) < 0)
+        return NULL;
+    return fetch_obj(self, a[0], fetch_setdefault, &v, dflt);
+}
+
+static PyObject *Dict_cas(DictObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "expected", "new", "exptime"};
+    PyObject *a[4];
+    if (parse_args("cas", names, 4, 4, 3, args, nargs, kwnames, a) < 0)
+        return NULL;
+    const char *k;
+    Py_ssize_t klen;
+    sd_value_in expected, nv;
+    int64_t ttl = 0;
+    int ttl_mode = -1;
+    if (key_arg(a[0], &k, &klen) < 0 || value_arg(a[1], &expected) < 0 ||
+        value_arg(a[2], &nv) < 0)
+        return NULL;
+    if (a[3] && a[3] != Py_None) {
+        if (ttl_arg(a[3], &ttl) < 0)
+            return NULL;
+        ttl_mode = 0;
+    }
+    ENTER(self);
+    sd_status rc =
+        sd_cas(self->h, k, (size_t)klen, &expected, &nv, ttl_mode, ttl);
+    leave(self);
+    if (rc == SD_OK)
+        Py_RETURN_TRUE;
+    if (rc == SD_NOTFOUND || rc == SD_EXISTS)
+        Py_RETURN_FALSE;
+    if (rc == SD_WRONGTYPE)
+        return PyErr_Format(PyExc_TypeError,
+                            "%R holds a list: use the list methods", a[0]);
+    return raise_status((PyObject *)self, rc, a[0]);
+}
+
+static PyObject *push(DictObject *self, PyObject *const *args,
+                      Py_ssize_t nargs, int left)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (%zd given)",
+                     left ? "lpush" : "rpush", nargs);
+        return NULL;
+    }
+    const char *k;
+    Py_ssize_t klen;
+    sd_value_in v;
+    if (key_arg(args[0], &k, &klen) < 0 || value_arg(args[1], &v) < 0)
+        return NULL;
+    ENTER(self);
+    uint64_t len = 0;
+    sd_status rc = sd_push(self->h, k, (size_t)klen, left, &v, &len);
+    leave(self);
+    if (rc == SD_OK)
+        return PyLong_FromUnsignedLongLong(len);
+    if (rc == SD_WRONGTYPE)
+        return PyErr_Format(PyExc_TypeError, "%R does not hold a list",
+                            args[0]);
+    return raise_status((PyObject *)self, rc, args[0]);
+}
+
+static PyObject *Dict_lpush(DictObject *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    return push(self, args, nargs, 1);
+}
+
+static PyObject *Dict_rpush(DictObject *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    return push(self, args, nargs, 0);
+}
+
+static PyObject *Dict_lpop(DictObject *self, PyObject *key)
+{
+    return fetch_obj(self, key, fetch_lpop, NULL, Py_None);
+}
+
+static PyObject *Dict_rpop(DictObject *self, PyObject *key)
+{
+    return fetch_obj(self, key, fetch_rpop, NULL, Py_None);
+}
+
+static PyObject *Dict_llen(DictObject *self, PyObject *key)
+{
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return NULL;
+    ENTER(self);
+    uint64_t len = 0;
+    sd_status rc = sd_llen(self->h, k, (size_t)klen, &len);
+    leave(self);
+    if (rc == SD_OK || rc == SD_NOTFOUND)
+        return PyLong_FromUnsignedLongLong(len);
+    if (rc == SD_WRONGTYPE)
+        return PyErr_Format(PyExc_TypeError, "%R does not hold a list", key);
+    return raise_status((PyObject *)self, rc, key);
+}
+
+/* ---- batches ---- */
+
+/* Keys of an iterable, as UTF-8 arrays that borrow from `*seq`. */
+typedef struct key_batch {
+    PyObject *seq; /* owned: a list or tuple holding the keys */
+    Py_ssize_t n;
+    const char **keys;
+    size_t *klens;
+} key_batch;
+
+static void batch_free(key_batch *b)
+{
+    Py_CLEAR(b->seq);
+    PyMem_Free(b->keys);
+    PyMem_Free(b->klens);
+    b->keys = NULL;
+    b->klens = NULL;
+}
+
+static int batch_keys(PyObject *iterable, key_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    if (PyUnicode_Check(iterable)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "expected an iterable of keys, not one str");
+        return -1;
+    }
+    b->seq = PySequence_Fast(iterable, "expected an iterable of keys");
+    if (!b->seq)
+        return -1;
+    b->n = PySequence_Fast_GET_SIZE(b->seq);
+    b->keys = PyMem_Calloc((size_t)b->n + 1, sizeof *b->keys);
+    b->klens = PyMem_Calloc((size_t)b->n + 1, sizeof *b->klens);
+    if (!b->keys || !b->klens) {
+        batch_free(b);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(b->seq);
+    for (Py_ssize_t i = 0; i < b->n; i++) {
+        Py_ssize_t len;
+        if (key_arg(items[i], &b->keys[i], &len) < 0) {
+            batch_free(b);
+            return -1;
+        }
+        b->klens[i] = (size_t)len;
+    }
+    return 0;
+}
+
+static PyObject *record_value(PyObject *self, const unsigned char *rec,
+                              const unsigned char *body)
+{
+    sd_value_out o = {.type = rec[0], .ascii = rec[1]};
+    uint32_t len;
+    memcpy(&len, rec + 4, 4);
+    o.len = len;
+    o.buf = (void *)body;
+    if (o.type == SD_T_INT)
+        memcpy(&o.i, body, 8);
+    else if (o.type == SD_T_FLOAT)
+        memcpy(&o.f, body, 8);
+    return value_obj(self, &o);
+}
+
+static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
+{
+    key_batch b;
+    if (batch_keys(keys, &b) < 0)
+        return NULL;
+    if (!self->h || self->closing) {
+        batch_free(&b);
+        return closed_error();
+    }
+    size_t cap = 4096, need = 0;
+    unsigned char *buf = PyMem_Malloc(cap);
+    PyObject *res = NULL;
+    sd_status rc = SD_TOOBIG;
+    while (buf && rc == SD_TOOBIG) {
+        self->busy++;
+        rc = sd_get_many(self->h, (size_t)b.n, b.keys, b.klens, buf, cap,
+                         &need);
+        leave(self);
+        if (rc == SD_TOOBIG) {
+            PyMem_Free(buf);
+            cap = need;
+            buf = PyMem_Malloc(cap);
+        }
+    }
+    if (!buf) {
+        PyErr_NoMemory();
+    } else if (rc == SD_WRONGTYPE) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_many: one of the keys holds a list");
+    } else if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, self->path);
+    } else if ((res = PyDict_New())) {
+        PyObject **items = PySequence_Fast_ITEMS(b.seq);
+        size_t pos = 0;
+        for (Py_ssize_t i = 0; i < b.n; i++) {
+            const unsigned char *rec = buf + pos;
+            uint32_t len;
+            memcpy(&len, rec + 4, 4);
+            size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
+                              ? ((size_t)len + 7) / 8 * 8
+                          : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
+                                                                       : 0;
+            pos += 8 + body;
+            if (rec[0] == 0)
+                continue; /* missing */
+            PyObject *v = record_value((PyObject *)self, rec, rec + 8);
+            if (!v || PyDict_SetItem(res, items[i], v) < 0) {
+                Py_XDECREF(v);
+                Py_CLEAR(res);
+                break;
+            }
+            Py_DECREF(v);
+        }
+    }
+    PyMem_Free(buf);
+    batch_free(&b);
+    return res;
+}
+
+static PyObject *Dict_set_many(DictObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"mapping", "exptime"};
+    PyObject *a[2];
+    if (parse_args("set_many", names, 2, 2, 1, args, nargs, kwnames, a) < 0)
+        return NULL;
+    int64_t ttl;
+    if (ttl_arg(a[1], &ttl) < 0)
+        return NULL;
+    if (!PyMapping_Check(a[0]) || PyUnicode_Check(a[0])) {
+        PyErr_SetString(PyExc_TypeError, "set_many expects a mapping");
+        return NULL;
+    }
+    PyObject *items = PyMapping_Items(a[0]);
+    if (!items)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *keys = PyList_New(n);
+    sd_value_in *vals = PyMem_Calloc((size_t)n + 1, sizeof *vals);
+    key_batch b = {0};
+    PyObject *res = NULL;
+    if (!keys || !vals) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *kv = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(kv) || PyTuple_GET_SIZE(kv) != 2) {
+            PyErr_SetString(PyExc_TypeError, "mapping items must be pairs");
+            goto done;
+        }
+        PyList_SET_ITEM(keys, i, Py_NewRef(PyTuple_GET_ITEM(kv, 0)));
+        if (value_arg(PyTuple_GET_ITEM(kv, 1), &vals[i]) < 0)
+            goto done;
+    }
+    if (batch_keys(keys, &b) < 0)
+        goto done;
+    if (!self->h || self->closing) {
+        closed_error();
+        goto done;
+    }
+    size_t stored = 0;
+    uint64_t evicted = 0;
+    self->busy++;
+    sd_status rc = sd_set_many(self->h, (size_t)n, b.keys, b.klens, vals, ttl,
+                               &stored, &evicted);
+    leave(self);
+    if (rc == SD_OK) {
+        res = Py_NewRef(Py_None);
+    } else if (rc == SD_NOMEM) {
+        module_state *st = state_of((PyObject *)self);
+        PyObject *exc = st ? PyObject_CallFunction(
+                                 st->NoMemoryError, "s",
+                                 "no memory: the dict is full") : NULL;
+        PyObject *num = PyLong_FromSize_t(stored);
+        if (exc && num && PyObject_SetAttrString(exc, "stored", num) == 0)
+            PyErr_SetObject(st->NoMemoryError, exc);
+        Py_XDECREF(exc);
+        Py_XDECREF(num);
+    } else {
+        raise_status((PyObject *)self, rc, self->path);
+    }
+done:
+    batch_free(&b);
+    PyMem_Free(vals);
+    Py_XDECREF(keys);
+    Py_DECREF(items);
+    return res;
+}
+
+static PyObject *Dict_delete_many(DictObject *self, PyObject *keys)
+{
+    key_batch b;
+    if (batch_keys(keys, &b) < 0)
+        return NULL;
+    if (!self->h || self->closing) {
+        batch_free(&b);
+        return closed_error();
+    }
+    size_t deleted = 0;
+    self->busy++;
+    sd_status rc =
+        sd_delete_many(self->h, (size_t)b.n, b.keys, b.klens, &deleted);
+    leave(self);
+    batch_free(&b);
+    if (rc != SD_OK)
+        return raise_status((PyObject *)self, rc, self->path);
+    return PyLong_FromSize_t(deleted);
+}
+
+static PyObject *Dict_flush_expired(DictObject *self, PyObject *const *args,
+                                    Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"max_count"};
+    PyObject *a[1];
+    if (parse_args("flush_expired", names, 1, 1, 0, args, nargs, kwnames, a) <
+        0)
+        return NULL;
+    unsigned long long max = 0;
+    if (a[0]) {
+        if (!PyLong_Check(a[0]) || PyBool_Check(a[0]))
+            return PyErr_Format(PyExc_TypeError, "max_count must be an int");
+        long long m = PyLong_AsLongLong(a[0]);
+        if (m == -1 && PyErr_Occurred())
+            return NULL;
+        if (m < 0)
+            return PyErr_Format(PyExc_ValueError, "max_count must be >= 0");
+        max = (unsigned long long)m;
+    }
+    ENTER(self);
+    uint64_t freed = 0;
+    sd_status rc = sd_flush_expired(self->h, max, &freed);
+    leave(self);
+    if (rc != SD_OK)
+        return raise_status((PyObject *)self, rc, self->path);
+    return PyLong_FromUnsignedLongLong(freed);
+}
+
+static PyObject *Dict_capacity(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    if (!self->h || self->closing)
+        return closed_error();
+    uint64_t cap, free_bytes;
+    sd_space(self->h, &cap, &free_bytes);
+    return PyLong_FromUnsignedLongLong(cap);
+}
+
+static PyObject *Dict_free_space(DictObject *self, PyObject *Py_UNUSED(arg))
+{
+    if (!self->h || self->closing)
+        return closed_error();
+    uint64_t cap, free_bytes;
+    sd_space(self->h, &cap, &free_bytes);
+    return PyLong_FromUnsignedLongLong(free_bytes);
 }
 
 static PyObject *Dict_ttl(DictObject *self, PyObject *key)
@@ -852,14 +1377,17 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
     leave(self);
     if (rc != SD_OK)
         return raise_status((PyObject *)self, rc, self->path);
+#define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsK}", "entries", (unsigned long long)st.count,
-        "expiring", (unsigned long long)st.n_expiring, "bytes_used",
-        (unsigned long long)st.used_bytes, "bytes_free",
-        (unsigned long long)(st.heap_size - st.used_bytes), "capacity",
-        (unsigned long long)st.heap_size, "recoveries",
-        (unsigned long long)st.recoveries, "lock_waits",
-        (unsigned long long)st.lock_waits);
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", "entries", U(st.count), "expiring",
+        U(st.n_expiring), "bytes_used", U(st.used_bytes), "bytes_free",
+        U(st.heap_size - st.used_bytes), "capacity", U(st.heap_size), "hits",
+        U(st.hits), "misses", U(st.misses), "sets", U(st.sets), "evictions",
+        U(st.evictions), "expirations", U(st.expirations), "lock_waits",
+        U(st.lock_waits), "recoveries", U(st.recoveries), "pending_free",
+        U(st.pending_free), "buckets", U(st.nbuckets), "evict",
+        st.evict ? Py_True : Py_False);
+#undef U
 }
 
 static PyObject *Dict_get_name(DictObject *self, void *Py_UNUSED(c))
@@ -921,16 +1449,96 @@ static PyMethodDef Dict_methods[] = {
      "Returns True. O(1) on average. Raises NoMemoryError when the dict is\n"
      "full (the old value stays), TypeError/OverflowError for values it\n"
      "can't store, ValueError for a NaN or infinite exptime."},
+    {"add", (PyCFunction)(void (*)(void))Dict_add, FASTKW,
+     "add($self, /, key, value, exptime=0)\n--\n\n"
+     "Store value only if key is missing or expired; True if stored, False\n"
+     "if the key exists. Atomic. O(1) on average."},
+    {"replace", (PyCFunction)(void (*)(void))Dict_replace, FASTKW,
+     "replace($self, /, key, value, exptime=0)\n--\n\n"
+     "Store value only if key exists; True if stored, False if missing.\n"
+     "O(1) on average."},
+    {"safe_set", (PyCFunction)(void (*)(void))Dict_safe_set, FASTKW,
+     "safe_set($self, /, key, value, exptime=0)\n--\n\n"
+     "set() that never evicts live items: NoMemoryError instead."},
+    {"safe_add", (PyCFunction)(void (*)(void))Dict_safe_add, FASTKW,
+     "safe_add($self, /, key, value, exptime=0)\n--\n\n"
+     "add() that never evicts live items: NoMemoryError instead."},
+    {"set_forcible", (PyCFunction)(void (*)(void))Dict_set_forcible, FASTKW,
+     "set_forcible($self, /, key, value, exptime=0)\n--\n\n"
+     "set(), returning how many live items were evicted to make room (0\n"
+     "unless the dict was made with evict=True and was full): ngx's\n"
+     "'forcible' flag is set_forcible(...) > 0."},
+    {"get_stale", (PyCFunction)Dict_get_stale, METH_O,
+     "get_stale($self, key, /)\n--\n\n"
+     "(value, is_stale), or None if missing: an expired value that has not\n"
+     "been reclaimed yet comes back with is_stale True. O(1) on average."},
+    {"pop", (PyCFunction)(void (*)(void))Dict_pop, FASTKW,
+     "pop($self, /, key, default=<missing>)\n--\n\n"
+     "Remove key and return its value, atomically; default (or KeyError)\n"
+     "if missing. O(1) on average."},
+    {"setdefault", (PyCFunction)(void (*)(void))Dict_setdefault, FASTKW,
+     "setdefault($self, /, key, default=None)\n--\n\n"
+     "The value of key; if missing, store default and return it, atomically.\n"
+     "O(1) on average."},
+    {"cas", (PyCFunction)(void (*)(void))Dict_cas, FASTKW,
+     "cas($self, /, key, expected, new, exptime=None)\n--\n\n"
+     "Compare-and-set: if key holds a value of the same type equal to\n"
+     "expected, store new and return True; otherwise False. exptime None\n"
+     "keeps the expiry. Atomic. O(1) on average plus the value sizes."},
+    {"lpush", (PyCFunction)(void (*)(void))Dict_lpush, METH_FASTCALL,
+     "lpush($self, key, value, /)\n--\n\n"
+     "Put value at the head of the list at key (made if missing); return\n"
+     "the new length. TypeError if key holds a scalar. O(1)."},
+    {"rpush", (PyCFunction)(void (*)(void))Dict_rpush, METH_FASTCALL,
+     "rpush($self, key, value, /)\n--\n\n"
+     "Put value at the tail of the list at key; return the new length. O(1)."},
+    {"lpop", (PyCFunction)Dict_lpop, METH_O,
+     "lpop($self, key, /)\n--\n\n"
+     "Remove and return the head of the list at key, or None. A list that\n"
+     "becomes empty is removed. O(1)."},
+    {"rpop", (PyCFunction)Dict_rpop, METH_O,
+     "rpop($self, key, /)\n--\n\n"
+     "Remove and return the tail of the list at key, or None. O(1)."},
+    {"llen", (PyCFunction)Dict_llen, METH_O,
+     "llen($self, key, /)\n--\n\n"
+     "The length of the list at key (0 if missing). O(1)."},
+    {"get_many", (PyCFunction)Dict_get_many, METH_O,
+     "get_many($self, keys, /)\n--\n\n"
+     "A dict of the keys that exist, read under one hold of the lock (a\n"
+     "consistent snapshot). O(len(keys))."},
+    {"set_many", (PyCFunction)(void (*)(void))Dict_set_many, FASTKW,
+     "set_many($self, /, mapping, exptime=0)\n--\n\n"
+     "Store every item under one hold of the lock. Every input is checked\n"
+     "first. If the dict runs out of room, NoMemoryError is raised; a batch\n"
+     "that fits one transaction (dozens of items) is then left unchanged,\n"
+     "a larger one keeps its first e.stored items. O(len(mapping))."},
+    {"delete_many", (PyCFunction)Dict_delete_many, METH_O,
+     "delete_many($self, keys, /)\n--\n\n"
+     "Delete the keys under one hold of the lock; return how many existed.\n"
+     "O(len(keys))."},
+    {"flush_expired", (PyCFunction)(void (*)(void))Dict_flush_expired, FASTKW,
+     "flush_expired($self, /, max_count=0)\n--\n\n"
+     "Free up to max_count expired items (0: all); return how many. O(n),\n"
+     "one slice of the table per hold of the lock."},
+    {"capacity", (PyCFunction)Dict_capacity, METH_NOARGS,
+     "capacity($self, /)\n--\n\n"
+     "Bytes of heap for items (the file minus header and index). O(1)."},
+    {"free_space", (PyCFunction)Dict_free_space, METH_NOARGS,
+     "free_space($self, /)\n--\n\n"
+     "Heap bytes not in use. Fragmentation may keep a value of this size\n"
+     "from fitting. O(1), no lock."},
     {"delete", (PyCFunction)Dict_delete, METH_O,
      "delete($self, key, /)\n--\n\n"
      "Remove key. True if it existed. O(1) on average."},
     {"incr", (PyCFunction)(void (*)(void))Dict_incr, FASTKW,
-     "incr($self, /, key, delta, exptime=None)\n--\n\n"
+     "incr($self, /, key, delta, exptime=None, *, init=None, init_ttl=None)\n--\n\n"
      "Add delta to the number at key and return the new value, atomically.\n"
      "int + int stays int; a float on either side gives a float. exptime\n"
      "None keeps the key's expiry, otherwise replaces it (<= 0 clears it).\n"
      "KeyError if missing, TypeError if not a number, OverflowError past\n"
-     "64 bits (the value is unchanged). O(1) on average."},
+     "64 bits (the value is unchanged). With init, a missing key starts\n"
+     "at init (+ delta) with expiry init_ttl (or exptime), atomically, as\n"
+     "ngx.shared.DICT's incr does. O(1) on average."},
     {"ttl", (PyCFunction)Dict_ttl, METH_O,
      "ttl($self, key, /)\n--\n\n"
      "Seconds until key expires (> 0), 0 if it never does, None if it is\n"
@@ -957,8 +1565,10 @@ static PyMethodDef Dict_methods[] = {
      "found (empty when healthy). O(n) under the lock."},
     {"stats", (PyCFunction)Dict_stats, METH_NOARGS,
      "stats($self, /)\n--\n\n"
-     "Counters: entries, expiring, bytes_used, bytes_free, capacity,\n"
-     "recoveries (dead lock holders repaired) and lock_waits. O(1)."},
+     "Counters: entries, expiring, bytes_used, bytes_free, capacity, hits,\n"
+     "misses, sets, evictions, expirations, lock_waits, recoveries (dead\n"
+     "lock holders repaired), pending_free (list items not yet freed),\n"
+     "buckets and evict. O(1) plus the pending list items."},
     {NULL},
 };
 
@@ -981,7 +1591,7 @@ static PyType_Slot Dict_slots[] = {
     {Py_sq_contains, Dict_contains},
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=False, mode=0o600, "
-     "allow_foreign_owner=False, lock_timeout=10.0)\n--\n\n"
+     "allow_foreign_owner=False, lock_timeout=10.0, evict=False)\n--\n\n"
      "A handle on a shared-memory dict. Use shmdict.new() and shmdict.get()."},
     {0, NULL},
 };

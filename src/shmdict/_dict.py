@@ -56,7 +56,9 @@ class _ValuesView(ValuesView[Value]):
             yield value
 
 
-class SharedDict(_core.Dict, MutableMapping[str, Value]):
+# The engine's setdefault takes any storable default, which typeshed's
+# overloads of MutableMapping.setdefault can't express: hence the ignore.
+class SharedDict(_core.Dict, MutableMapping[str, Value]):  # type: ignore[misc]
     """A dict kept in a file under /dev/shm and shared by every process
     that opens it by name.
 
@@ -97,14 +99,22 @@ class SharedDict(_core.Dict, MutableMapping[str, Value]):
 
 
 def new(
-    name: str, size: int, *, mode: int = 0o600, lock_timeout: float = 10.0
+    name: str,
+    size: int,
+    *,
+    mode: int = 0o600,
+    lock_timeout: float = 10.0,
+    evict: bool = False,
 ) -> SharedDict:
     """Create the dict *name* of *size* bytes and return its owner handle.
 
     The owner's :meth:`~SharedDict.close` (or garbage collection) removes the
     file. *size* is the budget of the whole file, from ``MIN_SIZE`` (64 KiB)
     to ``MAX_SIZE`` (64 GiB); memory is committed only as items are stored.
-    *mode* sets the file's permission bits. Cost: O(1).
+    *mode* sets the file's permission bits. With *evict*, a full dict makes
+    room by dropping expired items and then the least recently used ones
+    (CLOCK), as ngx.shared.DICT does; without it, a write that does not fit
+    raises :class:`shmdict.NoMemoryError`. Cost: O(1).
 
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), ValueError for a bad
@@ -120,7 +130,13 @@ def new(
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
         raise ValueError("mode must be permission bits between 0 and 0o777")
     return SharedDict(
-        path, name, size, create=True, mode=mode, lock_timeout=lock_timeout
+        path,
+        name,
+        size,
+        create=True,
+        mode=mode,
+        lock_timeout=lock_timeout,
+        evict=bool(evict),
     )
 
 
