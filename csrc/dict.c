@@ -39,45 +39,6 @@
 
 /* ---- hashing -------------------------------------------------------------- */
 
-static inline uint64_t rotl64(uint64_t x, unsigned r)
-{
-    return (x << r) | (x >> (64 - r));
-}
-
-static inline uint64_t fmix64(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= UINT64_C(0xff51afd7ed558ccd);
-    k ^= k >> 33;
-    k *= UINT64_C(0xc4ceb9fe1a85ec53);
-    k ^= k >> 33;
-    return k;
-}
-
-/* A keyed multiply-rotate hash over 8-byte words; the tail is read as one
- * partial word. Not cryptographic: the seed only keeps chains short against
- * keys chosen without access to the file. */
-uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed)
-{
-    const unsigned char *s = p;
-    const uint64_t k1 = UINT64_C(0x9e3779b97f4a7c15);
-    const uint64_t k2 = UINT64_C(0xbf58476d1ce4e5b9);
-    uint64_t h = seed ^ ((uint64_t)n * k1);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = rotl64(h ^ (w * k2), 29) * k1;
-        s += 8;
-        n -= 8;
-    }
-    if (n) {
-        uint64_t w = 0;
-        memcpy(&w, s, n);
-        h = rotl64(h ^ (w * k2), 29) * k1;
-    }
-    return fmix64(h);
-}
-
 static inline uint32_t key_hash(const sd_handle *h, const void *key,
                                 size_t klen)
 {
@@ -102,50 +63,6 @@ typedef sd_found found;
 #define meta_exp sd_meta_exp
 #define expired sd_expired
 #define val_word sd_val_word
-
-static bool read_block(const sd_handle *h, uint32_t idx, view *v)
-{
-    if (!sd_idx_ok(h, idx))
-        return false;
-    uint64_t hdr = LD(sd_blk_hdr(h, idx));
-    uint64_t size = hdr & ~SD_BLK_FLAGS;
-    if ((hdr & SD_BLK_FREE) || size < SD_MIN_BLOCK ||
-        ((uint64_t)idx << SD_UNIT_SHIFT) + size > h->heap_size)
-        return false;
-    sd_entry *e = sd_blk_entry(h, idx);
-    v->idx = idx;
-    v->e = e;
-    v->next = LD(&e->next);
-    v->hash = LD(&e->hash);
-    v->meta = LD(&e->meta);
-    v->klen = LD(&e->klen);
-    v->vlen = LD(&e->vlen);
-    v->payload = size - 8;
-    if (v->klen > SD_MAX_KEY || sd_entry_need(v->klen, v->vlen) > v->payload)
-        return false;
-    unsigned type = v->meta & SD_META_TYPE;
-    if ((type == SD_T_INT || type == SD_T_FLOAT) && v->vlen != 8)
-        return false;
-    if (type == SD_T_LIST && v->vlen != 16)
-        return false;
-    v->val = e->data + sd_pad8(v->klen);
-    return true;
-}
-
-/* Read and check the entry at idx. False if any field can't be right. */
-bool sd_read_entry(const sd_handle *h, uint32_t idx, view *v)
-{
-    unsigned type;
-    return read_block(h, idx, v) && v->klen != 0 &&
-           (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
-}
-
-bool sd_read_item(const sd_handle *h, uint32_t idx, view *v)
-{
-    unsigned type;
-    return read_block(h, idx, v) && v->klen == 0 &&
-           (type = v->meta & SD_META_TYPE) != 0 && type < SD_T_LIST;
-}
 
 static inline bool key_eq(const view *v, uint32_t hash, const void *key,
                           size_t klen)
@@ -209,6 +126,14 @@ typedef struct peek {
 static inline sd_slot *my_slot(const sd_handle *h)
 {
     return &h->slots[(uint32_t)sd_self_pid() % SD_NSLOTS];
+}
+
+/* Statistics only: a plain load and store, no locked instruction. Threads
+ * of one process, or processes whose pids share a slot, may lose a count
+ * now and then. */
+static inline void slot_inc(_Atomic uint64_t *c)
+{
+    ST(c, LD(c) + 1);
 }
 
 /* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
@@ -283,9 +208,9 @@ static sd_status peek_key(sd_handle *h, const void *key, size_t klen,
             if (h->evict && !LD(ref))
                 ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
             if (rc == SD_OK)
-                atomic_fetch_add_explicit(&s->hits, 1, memory_order_relaxed);
+                slot_inc(&s->hits);
         } else if (rc == SD_NOTFOUND) {
-            atomic_fetch_add_explicit(&s->misses, 1, memory_order_relaxed);
+            slot_inc(&s->misses);
         }
     }
     return rc;
@@ -461,7 +386,8 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, found *f)
 {
     sd_status rc = sd_find_locked(t->h, key, klen, hash, f);
-    if (rc == SD_OK && expired(f->v.meta, sd_tx_now(t))) {
+    if (rc == SD_OK && meta_exp(f->v.meta) &&
+        expired(f->v.meta, sd_tx_now(t))) {
         atomic_fetch_add_explicit(&t->h->hdr->expirations, 1,
                                   memory_order_relaxed);
         rc = sd_drop_locked(t, f);
@@ -492,7 +418,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     uint64_t vlen = sd_value_len(v);
     uint64_t need = sd_entry_need(klen, vlen);
     int64_t exp_delta = (exp ? 1 : 0) - (have && meta_exp(f.v.meta) ? 1 : 0);
-    atomic_fetch_add_explicit(&h->hdr->sets, 1, memory_order_relaxed);
+    slot_inc(&my_slot(h)->sets);
 
     if (have && (f.v.meta & SD_META_TYPE) == SD_T_LIST) {
         if ((rc = sd_drop_locked(t, &f)))
@@ -1408,7 +1334,9 @@ sd_status sd_get_stats(sd_handle *h, sd_stats *st)
         st->hits += LD(&h->slots[i].hits);
         st->misses += LD(&h->slots[i].misses);
     }
-    st->sets = LD(&h->hdr->sets);
+    st->sets = 0;
+    for (unsigned i = 0; i < SD_NSLOTS; i++)
+        st->sets += LD(&h->slots[i].sets);
     st->evictions = LD(&h->hdr->evictions);
     st->expirations = LD(&h->hdr->expirations);
     st->evict = h->evict;

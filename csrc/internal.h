@@ -205,7 +205,48 @@ static inline uint64_t sd_entry_need(uint64_t klen, uint64_t vlen)
     return SD_ENTRY_HDR + sd_pad8(klen) + vlen;
 }
 
-uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed);
+/* ---- hashing ---- */
+
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= UINT64_C(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k *= UINT64_C(0xc4ceb9fe1a85ec53);
+    k ^= k >> 33;
+    return k;
+}
+
+/* A keyed multiply-rotate hash over 8-byte words; the tail is read as one
+ * partial word. Not cryptographic: the seed only keeps chains short against
+ * keys chosen without access to the file. */
+static inline uint64_t sd_hash_bytes(const void *p, size_t n,
+                                     uint64_t seed)
+{
+    const unsigned char *s = p;
+    const uint64_t k1 = UINT64_C(0x9e3779b97f4a7c15);
+    const uint64_t k2 = UINT64_C(0xbf58476d1ce4e5b9);
+    uint64_t h = seed ^ ((uint64_t)n * k1);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = rotl64(h ^ (w * k2), 29) * k1;
+        s += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, s, n);
+        h = rotl64(h ^ (w * k2), 29) * k1;
+    }
+    return fmix64(h);
+}
+
 
 /* ---- dict.c: entries and chains, shared with list.c ------------------- */
 
@@ -240,9 +281,52 @@ static inline _Atomic uint64_t *sd_val_word(const sd_view *v, size_t i)
     return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
 }
 
-bool sd_read_entry(const sd_handle *h, uint32_t idx, sd_view *v);
-/* A list item: klen 0, a scalar type. */
-bool sd_read_item(const sd_handle *h, uint32_t idx, sd_view *v);
+static inline bool sd_read_block(const sd_handle *h, uint32_t idx, sd_view *v)
+{
+    if (!sd_idx_ok(h, idx))
+        return false;
+    uint64_t hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t size = hdr & ~SD_BLK_FLAGS;
+    if ((hdr & SD_BLK_FREE) || size < SD_MIN_BLOCK ||
+        ((uint64_t)idx << SD_UNIT_SHIFT) + size > h->heap_size)
+        return false;
+    sd_entry *e = sd_blk_entry(h, idx);
+    v->idx = idx;
+    v->e = e;
+    v->next = LD(&e->next);
+    v->hash = LD(&e->hash);
+    v->meta = LD(&e->meta);
+    v->klen = LD(&e->klen);
+    v->vlen = LD(&e->vlen);
+    v->payload = size - 8;
+    if (v->klen > SD_MAX_KEY || sd_entry_need(v->klen, v->vlen) > v->payload)
+        return false;
+    unsigned type = v->meta & SD_META_TYPE;
+    if ((type == SD_T_INT || type == SD_T_FLOAT) && v->vlen != 8)
+        return false;
+    if (type == SD_T_LIST && v->vlen != 16)
+        return false;
+    v->val = e->data + sd_pad8(v->klen);
+    return true;
+}
+
+/* Read and check the entry at idx. False if any field can't be right. */
+static inline bool sd_read_entry(const sd_handle *h, uint32_t idx,
+                                 sd_view *v)
+{
+    unsigned type;
+    return sd_read_block(h, idx, v) && v->klen != 0 &&
+           (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
+}
+
+static inline bool sd_read_item(const sd_handle *h, uint32_t idx,
+                                sd_view *v)
+{
+    unsigned type;
+    return sd_read_block(h, idx, v) && v->klen == 0 &&
+           (type = v->meta & SD_META_TYPE) != 0 && type < SD_T_LIST;
+}
+
 uint32_t sd_key_hash(const sd_handle *h, const void *key, size_t klen);
 /* Find a live key for a write; an expired one is reclaimed first. */
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,

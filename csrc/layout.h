@@ -205,7 +205,6 @@ typedef struct sd_header {
     uint32_t reserved1;
     /* Statistics and hints: plain atomics, not logged (a crash may lose a
      * count, never structure). */
-    _Atomic uint64_t sets;
     _Atomic uint64_t evictions;
     _Atomic uint64_t expirations;
     _Atomic uint64_t clock_hand; /* next bucket the evictor looks at */
@@ -233,7 +232,8 @@ static_assert(sizeof(_Atomic uint32_t) == 4, "lock-free 32-bit words");
 typedef struct sd_slot {
     _Atomic uint64_t hits;
     _Atomic uint64_t misses;
-    char pad[SD_LINE - 16];
+    _Atomic uint64_t sets;
+    char pad[SD_LINE - 24];
 } sd_slot;
 
 static_assert(sizeof(sd_slot) == SD_LINE, "one slot per line");

@@ -297,6 +297,23 @@ static int ttl_arg(PyObject *o, int64_t *ms)
 
 /* ---- results --------------------------------------------------------------- */
 
+/* Whether every byte is below 128, a word at a time. */
+static int is_ascii(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t acc = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= s[i];
+    return (acc & UINT64_C(0x8080808080808080)) == 0;
+}
+
+#define SD_LIKELY_OK(rc) __builtin_expect((rc) == SD_OK, 1)
+
 static PyObject *value_obj(PyObject *self, const sd_value_out *o)
 {
     switch (o->type) {
@@ -311,6 +328,13 @@ static PyObject *value_obj(PyObject *self, const sd_value_out *o)
     case SD_T_FLOAT:
         return PyFloat_FromDouble(o->f);
     case SD_T_STR: {
+        if (o->ascii && is_ascii(o->buf, o->len)) {
+            /* Skip the decoder: the flag said ASCII and the bytes agree. */
+            PyObject *s = PyUnicode_New((Py_ssize_t)o->len, 127);
+            if (s)
+                memcpy(PyUnicode_DATA(s), o->buf, o->len);
+            return s;
+        }
         PyObject *s = PyUnicode_DecodeUTF8(o->buf, (Py_ssize_t)o->len, NULL);
         if (!s && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
             PyErr_Clear();
@@ -534,10 +558,25 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
     return res;
 }
 
-/* get(key, default=None) */
+/* get(key, default=None): fetch_obj's work, inlined for the hot path. */
 static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
                         int raise_missing)
 {
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return NULL;
+    if (!self->h || self->closing)
+        return closed_error();
+    char sbuf[STACK_BUF];
+    sd_value_out out = {.buf = sbuf, .cap = sizeof sbuf};
+    self->busy++;
+    sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
+    leave(self);
+    if (SD_LIKELY_OK(rc))
+        return value_obj((PyObject *)self, &out);
+    if (rc == SD_NOTFOUND && !raise_missing)
+        return Py_NewRef(dflt);
     return fetch_obj(self, key, fetch_get, NULL, raise_missing ? NULL : dflt);
 }
 
