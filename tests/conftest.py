@@ -1,0 +1,109 @@
+"""Shared fixtures: a dict name unique to each test, and /dev/shm hygiene.
+
+Every name a test uses starts with ``PREFIX`` (which holds the pid of the
+pytest process), so teardown can remove whatever a test left behind, and the
+session can fail if anything is still there at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import shmdict
+
+SHM_DIR = "/dev/shm"
+PREFIX = f"shmdict-test-{os.getpid()}-"
+MiB = 1 << 20
+
+# Modest defaults: the whole suite has to run in a few minutes on 2 cores.
+# No example database, so running the suite writes nothing outside tests/.
+settings.register_profile(
+    "default",
+    deadline=None,
+    max_examples=60,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    parent=settings.get_profile("default"),
+    max_examples=1000,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def new_name(tag: str = "") -> str:
+    """A fresh dict name under this session's prefix."""
+    return f"{PREFIX}{tag}{uuid.uuid4().hex[:12]}"
+
+
+def shm_files(name_prefix: str) -> list[str]:
+    """Paths in /dev/shm whose file name contains ``name_prefix``.
+
+    ``contains`` rather than ``startswith`` so that temporary or hidden
+    files the engine might make next to a dict are caught too.
+    """
+    return sorted(glob.glob(os.path.join(SHM_DIR, f"*{glob.escape(name_prefix)}*")))
+
+
+def _remove_all(name_prefix: str) -> None:
+    for path in shm_files(name_prefix):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+@pytest.fixture
+def name_factory() -> Iterator[Callable[[], str]]:
+    """Makes any number of fresh names; removes their files at teardown."""
+    base = new_name()
+    count = 0
+
+    def make() -> str:
+        nonlocal count
+        count += 1
+        return f"{base}-{count}"
+
+    yield make
+    _remove_all(base)
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A dict name unique to this test; its files are removed at teardown."""
+    n = new_name()
+    yield n
+    _remove_all(n)
+
+
+@pytest.fixture
+def d(name: str) -> Iterator[shmdict.SharedDict]:
+    """A fresh, empty 1 MiB dict owned by this process."""
+    sd = shmdict.new(name, MiB)
+    try:
+        yield sd
+    finally:
+        sd.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test left a file in /dev/shm."""
+    strays = shm_files(PREFIX)
+    if not strays:
+        return
+    _remove_all(PREFIX)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    msg = f"shmdict tests left {len(strays)} file(s) in /dev/shm: {strays[:10]}"
+    if reporter is not None:
+        reporter.write_line("\n" + msg, red=True)
+    else:  # pragma: no cover - only without the terminal plugin
+        print(msg)
+    if exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
