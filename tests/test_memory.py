@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from collections.abc import Callable
 
 import pytest
@@ -268,10 +267,10 @@ def test_churn_never_loses_capacity(
 
 @pytest.mark.parametrize("size", [16 * GiB, shmdict.MAX_SIZE], ids=["16GiB", "64GiB"])
 def test_large_dict(name: str, size: int) -> None:
-    start = time.monotonic()
     d = shmdict.new(name, size)
-    created_in = time.monotonic() - start
     try:
+        # O(1) creation, shown without timing: new() commits a few pages.
+        assert os.stat(d.path).st_blocks * 512 < MiB
         assert d.size == size
         assert os.stat(d.path).st_size == size
         d["a"] = 1
@@ -288,8 +287,6 @@ def test_large_dict(name: str, size: int) -> None:
         # hold 64 GiB), and neither must a few small sets.
         allocated = os.stat(d.path).st_blocks * 512
         assert allocated < 64 * MiB, allocated
-        # A generous bound: creating must not be proportional to the size.
-        assert created_in < 10.0, created_in
         d.delete("c")
         d["d"] = 4
         assert d.get("c") is None
