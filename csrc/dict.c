@@ -36,6 +36,7 @@
 #define ODD_SPINS 2000
 #define KEYS_CHUNK_BUCKETS 4096u
 #define INPLACE_MAX 64u /* values up to this size are overwritten in place */
+#define LOGGED_BLOCK_MAX 4096u /* blocks this small can be written logged */
 
 /* ---- hashing -------------------------------------------------------------- */
 
@@ -319,6 +320,31 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
     sd_entry *e = sd_blk_entry(h, idx);
     uint64_t bsize = LD(sd_blk_hdr(h, idx)) & ~SD_BLK_FLAGS;
     uint64_t vlen = sd_value_len(v);
+    if (t->log_all && bsize <= LOGGED_BLOCK_MAX) {
+        /* The block may hold bytes a rollback must bring back: build the
+         * payload aside and store it word by word through the log. */
+        uint64_t words[LOGGED_BLOCK_MAX / 8];
+        unsigned char *p = (unsigned char *)words;
+        size_t n = (size_t)(bsize - 8) / 8;
+        memset(words, 0, n * 8);
+        memcpy(p + 24, key, klen);
+        if (v->type == SD_T_INT)
+            memcpy(p + 24 + sd_pad8(klen), &v->i, 8);
+        else if (v->type == SD_T_FLOAT)
+            memcpy(p + 24 + sd_pad8(klen), &v->f, 8);
+        else if (vlen)
+            memcpy(p + 24 + sd_pad8(klen), v->data, vlen);
+        _Atomic uint64_t *dst = (_Atomic uint64_t *)(void *)e;
+        for (size_t i = 3; i < n; i++)
+            sd_w64(t, &dst[i], words[i]);
+        sd_w32(t, &e->next, next);
+        sd_w32(t, &e->hash, hash);
+        sd_w64(t, &e->meta, meta);
+        sd_w32(t, &e->klen, (uint32_t)klen);
+        sd_w32(t, &e->vlen, (uint32_t)vlen);
+        SD_CRASH_POINT();
+        return;
+    }
     sd_save64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, idx) + bsize - 8));
     sd_w32(t, &e->next, next);
     sd_w32(t, &e->hash, hash);
@@ -364,13 +390,13 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
     mark_ref(h, hash);
 }
 
-sd_status sd_drop_locked(sd_tx *t, found *f)
+/* Give back what an unlinked entry holds: a list's items go to the gc
+ * chain (two stores, however long the list), the block is freed at the
+ * commit. */
+static sd_status release_locked(sd_tx *t, const view *v)
 {
-    sd_w32(t, f->link, f->v.next);
-    sd_count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
-    if ((f->v.meta & SD_META_TYPE) == SD_T_LIST) {
-        /* Hand the items to the gc chain: two stores, however long. */
-        _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)f->v.val;
+    if ((v->meta & SD_META_TYPE) == SD_T_LIST) {
+        _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)v->val;
         uint32_t head = LD(&hl[0]), tail = LD(&hl[1]);
         if (head) {
             if (!sd_idx_ok(t->h, tail))
@@ -379,7 +405,32 @@ sd_status sd_drop_locked(sd_tx *t, found *f)
             sd_w32(t, &t->h->hdr->gc_head, head);
         }
     }
-    return sd_free_locked(t, f->v.idx);
+    return sd_free_deferred(t, v->idx);
+}
+
+sd_status sd_drop_locked(sd_tx *t, found *f)
+{
+    sd_w32(t, f->link, f->v.next);
+    sd_count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
+    return release_locked(t, &f->v);
+}
+
+/* Would a block for `payload` fit where block idx is, once it is freed and
+ * merged with free neighbours? */
+static bool fits_after_free(sd_handle *h, uint32_t idx, uint64_t payload)
+{
+    uint64_t hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t size = hdr & ~SD_BLK_FLAGS;
+    uint64_t want = sd_block_size_for(payload);
+    uint64_t nx = idx + (size >> SD_UNIT_SHIFT);
+    if ((nx << SD_UNIT_SHIFT) < h->heap_size) {
+        uint64_t nh = LD(sd_blk_hdr(h, nx));
+        if (nh & SD_BLK_FREE)
+            size += nh & ~SD_BLK_FLAGS;
+    }
+    if (hdr & SD_BLK_PREV_FREE)
+        size += LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
+    return size >= want;
 }
 
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
@@ -418,15 +469,10 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     uint64_t vlen = sd_value_len(v);
     uint64_t need = sd_entry_need(klen, vlen);
     int64_t exp_delta = (exp ? 1 : 0) - (have && meta_exp(f.v.meta) ? 1 : 0);
+    bool old_list = have && (f.v.meta & SD_META_TYPE) == SD_T_LIST;
     slot_inc(&my_slot(h)->sets);
 
-    if (have && (f.v.meta & SD_META_TYPE) == SD_T_LIST) {
-        if ((rc = sd_drop_locked(t, &f)))
-            return rc;
-        have = false; /* replaced by a scalar: a fresh entry below */
-        exp_delta = exp ? 1 : 0;
-    }
-    if (have && vlen <= INPLACE_MAX && need <= f.v.payload) {
+    if (have && !old_list && vlen <= INPLACE_MAX && need <= f.v.payload) {
         /* Overwrite in place: every word goes through the undo log. */
         uint64_t w[INPLACE_MAX / 8];
         size_t nw = (size_t)(sd_pad8(vlen) / 8);
@@ -442,12 +488,31 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     uint32_t idx;
     rc = sd_alloc_locked(t, need, &idx);
     if (rc == SD_NOMEM && have) {
-        /* Maybe it fits once the old value is gone. If not, the caller
-         * rolls this back and the old value reappears. */
-        if ((rc = sd_drop_locked(t, &f)))
+        /* It may fit where the old value is, once that is freed. A block
+         * freed in a transaction may only be reused if every byte written
+         * into it is logged (see sd_tx); for a block up to 4 KiB we do
+         * that, so a crash leaves the old value or the new one. A bigger
+         * one is dropped and committed first: a crash in between leaves
+         * the key absent, never torn. */
+        if (!fits_after_free(h, f.v.idx, need))
+            return SD_NOMEM;
+        bool logged = sd_block_size_for(need) <= LOGGED_BLOCK_MAX;
+        sd_w32(t, f.link, f.v.next);
+        sd_count_add(t, -1, meta_exp(f.v.meta) ? -1 : 0);
+        if ((rc = release_locked(t, &f.v)))
             return rc;
+        t->npending--; /* free the old block now, not at the commit */
+        if ((rc = sd_free_locked(t, f.v.idx)))
+            return rc;
+        if (!logged)
+            sd_tx_commit(t);
         have = false;
-        rc = sd_alloc_locked(t, need, &idx);
+        if ((rc = sd_alloc_locked(t, need, &idx)))
+            return rc;
+        t->log_all = logged;
+        sd_link_new_locked(t, idx, hash, meta, key, klen, v);
+        t->log_all = false;
+        return SD_OK;
     }
     if (rc)
         return rc;
@@ -459,7 +524,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     sd_w32(t, f.link, idx);
     sd_count_add(t, 0, exp_delta);
     mark_ref(h, hash);
-    return sd_free_locked(t, f.v.idx);
+    return release_locked(t, &f.v);
 }
 
 /* ---- making room ------------------------------------------------------------- */
@@ -480,8 +545,7 @@ void sd_gc_locked(sd_tx *t, uint64_t max)
         }
         sd_w32(t, &h->hdr->gc_head, v.next);
         if (sd_free_locked(t, idx) != SD_OK || t->overflow) {
-            sd_tx_rollback_locked(h);
-            t->overflow = false;
+            sd_tx_abort(t);
             return;
         }
         sd_tx_commit(t);
@@ -512,8 +576,7 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
         if (dead || (evict && !referenced)) {
             f.link = link;
             if (sd_drop_locked(t, &f) != SD_OK || t->overflow) {
-                sd_tx_rollback_locked(h);
-                t->overflow = false;
+                sd_tx_abort(t);
                 break;
             }
             sd_tx_commit(t);
@@ -552,7 +615,7 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
                                uint32_t *idx, uint64_t *evicted)
 {
     sd_handle *h = t->h;
-    sd_tx_rollback_locked(h);
+    sd_tx_abort(t);
     if (LD(&h->hdr->gc_head)) {
         sd_gc_locked(t, UINT64_MAX);
         sd_status rc = sd_alloc_locked(t, payload, idx);
@@ -606,7 +669,7 @@ static sd_status set_with_room_locked(sd_tx *t, const void *key, size_t klen,
         rc = sd_alloc_room_locked(t, need, flags & SD_NOEVICT, &idx, evicted);
         if (rc != SD_OK)
             return rc;
-        sd_tx_rollback_locked(t->h); /* the probe allocation only */
+        sd_tx_abort(t); /* the probe allocation only */
         rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
     }
     return rc;
@@ -616,7 +679,7 @@ static sd_status set_with_room_locked(sd_tx *t, const void *key, size_t klen,
 sd_status sd_end_write(sd_tx *t, sd_status rc)
 {
     if (rc != SD_OK)
-        sd_tx_rollback_locked(t->h);
+        sd_tx_abort(t);
     else if (!t->overflow)
         sd_tx_commit(t);
     if (!t->overflow && LD(&t->h->hdr->gc_head))
@@ -977,7 +1040,8 @@ sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
      * nothing. */
     size_t committed = 0, i = 0;
     for (; i < n && rc == SD_OK; i++) {
-        if (LD(&h->lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE) {
+        if (LD(&h->lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE ||
+            t.npending > SD_PENDING_CAP - 8) {
             sd_tx_commit(&t);
             committed = i;
         }
@@ -987,7 +1051,7 @@ sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
     if (rc == SD_NOMEM) {
         /* Slow path: undo back to the checkpoint, then store item by item,
          * making room as needed (which commits as it goes). */
-        sd_tx_rollback_locked(h);
+        sd_tx_abort(&t);
         rc = SD_OK;
         for (i = committed; i < n && rc == SD_OK; i++) {
             uint64_t ev = 0;

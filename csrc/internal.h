@@ -57,15 +57,26 @@ struct sd_handle {
     char *path; /* owned, malloc-ed copy */
 };
 
+#define SD_PENDING_CAP 64u
+
 /* An open transaction: the lock is held and the sequence counter is odd.
- * Lives on the stack of the operation that opened it. */
+ * Lives on the stack of the operation that opened it.
+ *
+ * Blocks that become free during a transaction are only queued in
+ * `pending` and freed at the commit, after every allocation of the
+ * transaction. Otherwise a later allocation in the same transaction could
+ * hand out, and overwrite without logging, bytes that a rollback brings
+ * back to life. */
 typedef struct sd_tx {
     sd_handle *h;
     void *token;   /* from block_begin, when the thread blocked */
     bool blocked;  /* block_end must be called after unlock */
     bool overflow; /* the undo log filled up: the change must be undone */
+    bool log_all;  /* log every word of new entries, not just headers */
     uint64_t seq;  /* the odd sequence value written at begin */
     int64_t now_ms; /* cached clock, -1 until read */
+    unsigned npending;
+    uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;
 
 /* ---- crash points -------------------------------------------------------- */
@@ -85,15 +96,15 @@ void sd_crash_now(void);
 /* ---- lock.c: locks, transactions, undo log ---------------------------- */
 
 sd_status sd_tx_begin(sd_handle *h, sd_tx *t);
-/* Make the open transaction's changes permanent (the commit point). */
-static inline void sd_tx_commit(sd_tx *t)
-{
-    SD_CRASH_POINT();
-    COMPILER_BARRIER();
-    ST(&t->h->lock->log_n, 0u);
-    COMPILER_BARRIER();
-    SD_CRASH_POINT();
-}
+/* Free the queued blocks, then make the open transaction's changes
+ * permanent (the commit point). If the undo log overflowed, nothing is
+ * committed and sd_tx_end rolls it all back. */
+void sd_tx_commit(sd_tx *t);
+/* Undo the open transaction and forget its queued frees. */
+void sd_tx_abort(sd_tx *t);
+/* Queue a block to be freed at the commit (see sd_tx). */
+sd_status sd_free_deferred(sd_tx *t, uint32_t idx);
+/* Replay the undo log (recovery, and sd_tx_abort). */
 void sd_tx_rollback_locked(sd_handle *h);
 /* Empty the dict (dict.c); redone from the start by a recoverer. */
 void sd_flush_locked_raw(sd_handle *h);

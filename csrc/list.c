@@ -91,7 +91,7 @@ sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
         rc = sd_alloc_room_locked(&t, need, false, &probe, &evicted);
         if (rc != SD_OK)
             break;
-        sd_tx_rollback_locked(h); /* the probe allocation only */
+        sd_tx_abort(&t); /* the probe allocation only */
         rc = push_locked(&t, key, klen, hash, left, v, len);
     }
     return sd_end_write(&t, rc);
@@ -138,7 +138,7 @@ sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
             sd_w32(&t, &ends[0], 0);
         sd_w32(&t, &ends[1], prev);
     }
-    if ((rc = sd_free_locked(&t, idx)))
+    if ((rc = sd_free_deferred(&t, idx)))
         return sd_end_write(&t, rc);
     uint64_t count = LD(list_count(&f.v));
     if (count <= 1 || !LD(&ends[0]))

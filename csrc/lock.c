@@ -200,10 +200,43 @@ static int timed_lock(sd_handle *h, pthread_mutex_t *m)
     return pthread_mutex_timedlock(m, &ts);
 }
 
+void sd_tx_commit(sd_tx *t)
+{
+    for (unsigned i = 0; i < t->npending; i++)
+        (void)sd_free_locked(t, t->pending[i]); /* damage: verify() names it */
+    t->npending = 0;
+    if (t->overflow)
+        return;
+    SD_CRASH_POINT();
+    COMPILER_BARRIER();
+    ST(&t->h->lock->log_n, 0u);
+    COMPILER_BARRIER();
+    SD_CRASH_POINT();
+}
+
+void sd_tx_abort(sd_tx *t)
+{
+    t->npending = 0;
+    sd_tx_rollback_locked(t->h);
+    t->overflow = false;
+}
+
+sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
+{
+    if (!sd_idx_ok(t->h, idx))
+        return SD_CORRUPT;
+    if (t->npending == SD_PENDING_CAP)
+        return SD_INTERNAL; /* callers checkpoint long before this */
+    t->pending[t->npending++] = idx;
+    return SD_OK;
+}
+
 sd_status sd_tx_begin(sd_handle *h, sd_tx *t)
 {
     sd_lock *l = h->lock;
     t->h = h;
+    t->npending = 0;
+    t->log_all = false;
     t->token = NULL;
     t->blocked = false;
     t->overflow = false;
@@ -255,11 +288,11 @@ sd_status sd_tx_end(sd_tx *t, sd_status rc)
 {
     sd_handle *h = t->h;
     sd_lock *l = h->lock;
+    if (!t->overflow)
+        sd_tx_commit(t); /* may overflow while freeing */
     if (SD_UNLIKELY(t->overflow)) {
-        sd_tx_rollback_locked(h);
+        sd_tx_abort(t);
         rc = SD_INTERNAL;
-    } else {
-        sd_tx_commit(t);
     }
     atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
     pthread_mutex_unlock(&l->mutex);
