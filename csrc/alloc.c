@@ -45,14 +45,14 @@ uint64_t sd_block_size_for(uint64_t payload)
     return s < SD_MIN_BLOCK ? SD_MIN_BLOCK : s;
 }
 
-static inline sd_freeblk *fblk(const sd_handle *h, uint64_t idx)
+static inline sd_freeblk *fblk(const sd_part *h, uint64_t idx)
 {
     return (sd_freeblk *)(void *)sd_blk(h, idx);
 }
 
 /* The size in a block header, or 0 if the header can't be right for a
  * block at idx. */
-static uint64_t hdr_size(const sd_handle *h, uint64_t idx, uint64_t hdr)
+static uint64_t hdr_size(const sd_part *h, uint64_t idx, uint64_t hdr)
 {
     uint64_t size = hdr & ~SD_BLK_FLAGS;
     if (size < SD_MIN_BLOCK || (idx << SD_UNIT_SHIFT) + size > h->heap_size)
@@ -65,12 +65,12 @@ static inline uint64_t next_idx(uint64_t idx, uint64_t size)
     return idx + (size >> SD_UNIT_SHIFT);
 }
 
-static inline bool has_block(const sd_handle *h, uint64_t idx)
+static inline bool has_block(const sd_part *h, uint64_t idx)
 {
     return (idx << SD_UNIT_SHIFT) < h->heap_size;
 }
 
-uint64_t sd_block_payload(sd_handle *h, uint32_t idx)
+uint64_t sd_block_payload(sd_part *h, uint32_t idx)
 {
     uint64_t size = hdr_size(h, idx, LD(sd_blk_hdr(h, idx)));
     return size ? size - 8 : 0;
@@ -80,8 +80,8 @@ uint64_t sd_block_payload(sd_handle *h, uint32_t idx)
 
 static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
 {
-    sd_handle *h = t->h;
-    sd_header *hd = h->hdr;
+    sd_part *h = t->h;
+    sd_pstate *hd = h->st;
     unsigned fl, sl;
     mapping(size, &fl, &sl);
     sd_freeblk *b = fblk(h, idx);
@@ -110,8 +110,8 @@ static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
 
 static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
 {
-    sd_handle *h = t->h;
-    sd_header *hd = h->hdr;
+    sd_part *h = t->h;
+    sd_pstate *hd = h->st;
     unsigned fl, sl;
     mapping(size, &fl, &sl);
     uint32_t head = LD(&hd->heads[fl][sl]);
@@ -128,9 +128,9 @@ static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
 }
 
 /* Head of the first non-empty list at or above (fl, sl), or 0. */
-static uint32_t find_list(sd_handle *h, unsigned fl, unsigned sl)
+static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
 {
-    sd_header *hd = h->hdr;
+    sd_pstate *hd = h->st;
     uint32_t slm = LD(&hd->sl_bitmap[fl]) & (~0u << sl);
     if (!slm) {
         if (fl + 1 >= SD_FL_COUNT)
@@ -151,7 +151,7 @@ static uint32_t find_list(sd_handle *h, unsigned fl, unsigned sl)
 
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     *out = 0;
     uint64_t want = sd_block_size_for(payload);
     if (want > h->heap_size - SD_UNIT)
@@ -169,7 +169,7 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
         /* Good fit failed: walk the request's own list for a block that
          * is big enough after all. */
         mapping(want, &fl, &sl);
-        uint32_t cur = LD(&h->hdr->heads[fl][sl]);
+        uint32_t cur = LD(&h->st->heads[fl][sl]);
         for (uint64_t steps = 0; cur && steps < h->max_chain; steps++) {
             if (!sd_idx_ok(h, cur))
                 return SD_CORRUPT;
@@ -208,22 +208,22 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
         }
     }
     sd_w64(t, hp, size | (hdr & SD_BLK_PREV_FREE));
-    sd_w64(t, &h->hdr->used_bytes, LD(&h->hdr->used_bytes) + size);
+    sd_w64(t, &h->st->used_bytes, LD(&h->st->used_bytes) + size);
     *out = idx;
     return SD_OK;
 }
 
 sd_status sd_free_locked(sd_tx *t, uint32_t idx)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     if (!sd_idx_ok(h, idx))
         return SD_CORRUPT;
     uint64_t hdr = LD(sd_blk_hdr(h, idx));
     uint64_t size = hdr_size(h, idx, hdr);
     if (!size || (hdr & SD_BLK_FREE))
         return SD_CORRUPT;
-    uint64_t used = LD(&h->hdr->used_bytes);
-    sd_w64(t, &h->hdr->used_bytes, used >= size ? used - size : 0);
+    uint64_t used = LD(&h->st->used_bytes);
+    sd_w64(t, &h->st->used_bytes, used >= size ? used - size : 0);
     uint64_t start = idx, total = size;
     sd_status rc;
 
@@ -268,9 +268,9 @@ sd_status sd_free_locked(sd_tx *t, uint32_t idx)
 /* Lay out an empty heap: one free block from index 1 to the end. Plain
  * stores: callers are creating the file or redoing a flush, both of which
  * recover by starting over. */
-void sd_heap_init(sd_handle *h)
+void sd_heap_init(sd_part *h)
 {
-    sd_header *hd = h->hdr;
+    sd_pstate *hd = h->st;
     ST(&hd->fl_bitmap, 0u);
     for (unsigned f = 0; f < SD_FL_COUNT; f++) {
         ST(&hd->sl_bitmap[f], 0u);
@@ -302,10 +302,10 @@ void sd_heap_init(sd_handle *h)
 
 #include <stdio.h>
 
-void sd_verify_heap(sd_handle *h, void (*report)(void *, const char *),
+void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
                     void *ctx, uint64_t *used_blocks)
 {
-    sd_header *hd = h->hdr;
+    sd_pstate *hd = h->st;
     uint64_t idx = 1, free_blocks = 0, used_bytes = 0, used = 0;
     bool prev_free = false;
     while (has_block(h, idx)) {

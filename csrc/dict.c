@@ -40,19 +40,19 @@
 
 /* ---- hashing -------------------------------------------------------------- */
 
-static inline uint32_t key_hash(const sd_handle *h, const void *key,
+static inline uint32_t key_hash(const sd_part *h, const void *key,
                                 size_t klen)
 {
     uint64_t x = sd_hash_bytes(key, klen, h->hash_seed);
     return (uint32_t)(x ^ (x >> 32));
 }
 
-static inline _Atomic uint32_t *bucket_of(const sd_handle *h, uint32_t hash)
+static inline _Atomic uint32_t *bucket_of(const sd_part *h, uint32_t hash)
 {
     return &h->buckets[hash & (h->nbuckets - 1)];
 }
 
-uint32_t sd_key_hash(const sd_handle *h, const void *key, size_t klen)
+uint32_t sd_key_hash(const sd_part *h, const void *key, size_t klen)
 {
     return key_hash(h, key, klen);
 }
@@ -97,7 +97,7 @@ sd_status sd_copy_value(const view *v, sd_value_out *out)
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-sd_status sd_find_locked(sd_handle *h, const void *key, size_t klen,
+sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, found *f)
 {
     _Atomic uint32_t *link = bucket_of(h, hash);
@@ -124,7 +124,7 @@ typedef struct peek {
     uint32_t bucket;
 } peek;
 
-static inline sd_slot *my_slot(const sd_handle *h)
+static inline sd_slot *my_slot(const sd_part *h)
 {
     return &h->slots[(uint32_t)sd_self_pid() % SD_NSLOTS];
 }
@@ -140,7 +140,7 @@ static inline void slot_inc(_Atomic uint64_t *c)
 /* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
  * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
  * caller decides whether that's a race or damage). */
-static sd_status peek_once(sd_handle *h, const void *key, size_t klen,
+static sd_status peek_once(sd_part *h, const void *key, size_t klen,
                            uint32_t hash, uint64_t max_steps, peek *p)
 {
     uint32_t idx = LD(bucket_of(h, hash));
@@ -169,12 +169,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static sd_status peek_key(sd_handle *h, const void *key, size_t klen,
-                          peek *p)
+static sd_status peek_key(sd_part *h, const void *key, size_t klen,
+                          uint32_t hash, peek *p)
 {
     if (klen == 0 || klen > SD_MAX_KEY)
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     _Atomic uint64_t *seq = &h->lock->seq;
     sd_status rc = SD_CORRUPT;
     bool done = false;
@@ -217,27 +216,30 @@ static sd_status peek_key(sd_handle *h, const void *key, size_t klen,
     return rc;
 }
 
-sd_status sd_get(sd_handle *h, const void *key, size_t klen,
+sd_status part_get(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                  sd_value_out *out)
 {
     peek p = {.out = out};
-    return peek_key(h, key, klen, &p);
+    return peek_key(h, key, klen, hash, &p);
 }
 
-sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
+sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                        sd_value_out *out, int *stale)
 {
     peek p = {.out = out, .stale_ok = true};
-    sd_status rc = peek_key(h, key, klen, &p);
+    sd_status rc = peek_key(h, key, klen, hash, &p);
     *stale = p.stale;
     return rc;
 }
 
-sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
+sd_status part_ttl(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                  int64_t *ns_left)
 {
     peek p = {.out = NULL};
-    sd_status rc = peek_key(h, key, klen, &p);
+    sd_status rc = peek_key(h, key, klen, hash, &p);
     if (rc)
         return rc;
     uint64_t exp = meta_exp(p.meta);
@@ -301,7 +303,7 @@ uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
 
 void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
 {
-    sd_header *hd = t->h->hdr;
+    sd_pstate *hd = t->h->st;
     if (entries)
         sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
     if (expiring)
@@ -316,7 +318,7 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     uint64_t meta, const void *key, size_t klen,
                     const sd_value_in *v)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     sd_entry *e = sd_blk_entry(h, idx);
     uint64_t bsize = LD(sd_blk_hdr(h, idx)) & ~SD_BLK_FLAGS;
     uint64_t vlen = sd_value_len(v);
@@ -364,7 +366,7 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
     SD_CRASH_POINT();
 }
 
-static inline void mark_ref(sd_handle *h, uint32_t hash)
+static inline void mark_ref(sd_part *h, uint32_t hash)
 {
     if (h->evict)
         ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
@@ -373,7 +375,7 @@ static inline void mark_ref(sd_handle *h, uint32_t hash)
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     _Atomic uint32_t *b = bucket_of(h, hash);
     uint32_t head = LD(b);
     if (!head) {
@@ -401,8 +403,8 @@ static sd_status release_locked(sd_tx *t, const view *v)
         if (head) {
             if (!sd_idx_ok(t->h, tail))
                 return SD_CORRUPT;
-            sd_w32(t, &sd_blk_entry(t->h, tail)->next, LD(&t->h->hdr->gc_head));
-            sd_w32(t, &t->h->hdr->gc_head, head);
+            sd_w32(t, &sd_blk_entry(t->h, tail)->next, LD(&t->h->st->gc_head));
+            sd_w32(t, &t->h->st->gc_head, head);
         }
     }
     return sd_free_deferred(t, v->idx);
@@ -417,7 +419,7 @@ sd_status sd_drop_locked(sd_tx *t, found *f)
 
 /* Would a block for `payload` fit where block idx is, once it is freed and
  * merged with free neighbours? */
-static bool fits_after_free(sd_handle *h, uint32_t idx, uint64_t payload)
+static bool fits_after_free(sd_part *h, uint32_t idx, uint64_t payload)
 {
     uint64_t hdr = LD(sd_blk_hdr(h, idx));
     uint64_t size = hdr & ~SD_BLK_FLAGS;
@@ -439,7 +441,7 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
     sd_status rc = sd_find_locked(t->h, key, klen, hash, f);
     if (rc == SD_OK && meta_exp(f->v.meta) &&
         expired(f->v.meta, sd_tx_now(t))) {
-        atomic_fetch_add_explicit(&t->h->hdr->expirations, 1,
+        atomic_fetch_add_explicit(&t->h->st->expirations, 1,
                                   memory_order_relaxed);
         rc = sd_drop_locked(t, f);
         return rc ? rc : SD_NOTFOUND;
@@ -448,11 +450,11 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
 }
 
 /* Store v under key as one transaction step (the caller commits). */
-static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v,
-                            int64_t ttl_ms, unsigned flags)
+sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen,
+                        uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
+                        unsigned flags)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     found f;
     sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
     if (rc == SD_CORRUPT)
@@ -531,19 +533,19 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
 
 void sd_gc_locked(sd_tx *t, uint64_t max)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     for (uint64_t n = 0; n < max; n++) {
-        uint32_t idx = LD(&h->hdr->gc_head);
+        uint32_t idx = LD(&h->st->gc_head);
         view v;
         if (!idx)
             return;
         if (!sd_read_item(h, idx, &v) ||
             (v.next && !sd_idx_ok(h, v.next))) {
-            sd_w32(t, &h->hdr->gc_head, 0); /* drop a damaged chain */
+            sd_w32(t, &h->st->gc_head, 0); /* drop a damaged chain */
             sd_tx_commit(t);
             return;
         }
-        sd_w32(t, &h->hdr->gc_head, v.next);
+        sd_w32(t, &h->st->gc_head, v.next);
         if (sd_free_locked(t, idx) != SD_OK || t->overflow) {
             sd_tx_abort(t);
             return;
@@ -560,7 +562,7 @@ void sd_gc_locked(sd_tx *t, uint64_t max)
 static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
                                       uint64_t *evicted)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     int64_t now = sd_tx_now(t);
     bool referenced = evict && LD(&h->refs[b]);
     if (referenced)
@@ -582,10 +584,10 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
             sd_tx_commit(t);
             freed++;
             if (dead) {
-                atomic_fetch_add_explicit(&h->hdr->expirations, 1,
+                atomic_fetch_add_explicit(&h->st->expirations, 1,
                                           memory_order_relaxed);
             } else {
-                atomic_fetch_add_explicit(&h->hdr->evictions, 1,
+                atomic_fetch_add_explicit(&h->st->evictions, 1,
                                           memory_order_relaxed);
                 (*evicted)++;
             }
@@ -601,9 +603,9 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
 /* Free every expired entry. O(buckets in use + entries). */
 static uint64_t sweep_expired_locked(sd_tx *t)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     uint64_t freed = 0, evicted = 0;
-    if (!LD(&h->hdr->n_expiring))
+    if (!LD(&h->st->n_expiring))
         return 0;
     for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
          b = sd_next_used_bucket(h, b + 1))
@@ -614,9 +616,9 @@ static uint64_t sweep_expired_locked(sd_tx *t)
 sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
                                uint32_t *idx, uint64_t *evicted)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     sd_tx_abort(t);
-    if (LD(&h->hdr->gc_head)) {
+    if (LD(&h->st->gc_head)) {
         sd_gc_locked(t, UINT64_MAX);
         sd_status rc = sd_alloc_locked(t, payload, idx);
         if (rc != SD_NOMEM)
@@ -629,7 +631,7 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
     }
     /* Evicting dict: run the clock until the block fits, at most twice
      * round the table (the first pass may only clear marks). */
-    uint64_t hand = LD(&h->hdr->clock_hand) % h->nbuckets;
+    uint64_t hand = LD(&h->st->clock_hand) % h->nbuckets;
     uint64_t visited = 0;
     while (visited < 2 * h->nbuckets) {
         uint64_t b = sd_next_used_bucket(h, hand);
@@ -642,7 +644,7 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
         }
         visited += b - hand + 1;
         hand = b + 1 == h->nbuckets ? 0 : b + 1;
-        ST(&h->hdr->clock_hand, hand);
+        ST(&h->st->clock_hand, hand);
         if (reclaim_bucket_locked(t, b, true, evicted)) {
             sd_status rc = sd_alloc_locked(t, payload, idx);
             if (rc != SD_NOMEM)
@@ -653,12 +655,12 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
 }
 
 /* A set, retried after making room. */
-static sd_status set_with_room_locked(sd_tx *t, const void *key, size_t klen,
+sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
                                       uint32_t hash, const sd_value_in *v,
                                       int64_t ttl_ms, unsigned flags,
                                       uint64_t *evicted)
 {
-    sd_status rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    sd_status rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     if (rc != SD_NOMEM)
         return rc;
     uint64_t need = sd_entry_need(klen, sd_value_len(v));
@@ -670,7 +672,7 @@ static sd_status set_with_room_locked(sd_tx *t, const void *key, size_t klen,
         if (rc != SD_OK)
             return rc;
         sd_tx_abort(t); /* the probe allocation only */
-        rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+        rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     }
     return rc;
 }
@@ -682,7 +684,7 @@ sd_status sd_end_write(sd_tx *t, sd_status rc)
         sd_tx_abort(t);
     else if (!t->overflow)
         sd_tx_commit(t);
-    if (!t->overflow && LD(&t->h->hdr->gc_head))
+    if (!t->overflow && LD(&t->h->st->gc_head))
         sd_gc_locked(t, 16);
     return sd_tx_end(t, rc);
 }
@@ -699,7 +701,10 @@ static sd_status check_value(const sd_value_in *v)
                : SD_OK;
 }
 
-sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
+bool sd_check_value(const sd_value_in *v) { return check_value(v) == SD_OK; }
+
+sd_status part_set_ex(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                     const sd_value_in *v, int64_t ttl_ms, unsigned flags,
                     uint64_t *evicted)
 {
@@ -710,28 +715,22 @@ sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
         return SD_BADARG;
     if (sd_entry_need(klen, sd_value_len(v)) + 8 > h->heap_size)
         return SD_NOMEM;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
-    rc = set_with_room_locked(&t, key, klen, hash, v, ttl_ms, flags, &ev);
+    rc = sd_set_with_room_locked(&t, key, klen, hash, v, ttl_ms, flags, &ev);
     if (evicted)
         *evicted = ev;
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_set(sd_handle *h, const void *key, size_t klen,
-                 const sd_value_in *v, int64_t ttl_ms)
-{
-    return sd_set_ex(h, key, klen, v, ttl_ms, SD_MODE_SET, NULL);
-}
 
-sd_status sd_delete(sd_handle *h, const void *key, size_t klen)
+sd_status part_delete(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash)
 {
     if (check_key(klen))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -772,14 +771,14 @@ static bool is_number(const sd_value_in *v)
     return v->type == SD_T_INT || v->type == SD_T_FLOAT;
 }
 
-sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
+sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                        const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
                        const sd_value_in *init, int64_t init_ttl_ms,
                        sd_value_out *out)
 {
     if (check_key(klen) || !is_number(delta) || (init && !is_number(init)))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -798,7 +797,7 @@ sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
                           : ttl_mode < 0 ? 0 : ttl_ms;
             uint64_t ev = 0;
             sd_tx_commit(&t); /* keep the reclaim of an expired entry */
-            rc = set_with_room_locked(&t, key, klen, hash, &v, ttl,
+            rc = sd_set_with_room_locked(&t, key, klen, hash, &v, ttl,
                                       SD_MODE_ADD, &ev);
         }
         return sd_end_write(&t, rc);
@@ -831,19 +830,13 @@ sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
-                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                  sd_value_out *out)
-{
-    return sd_incr_init(h, key, klen, delta, ttl_mode, ttl_ms, NULL, 0, out);
-}
 
-sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
+sd_status part_expire(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                     int64_t ttl_ms)
 {
     if (check_key(klen))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -885,13 +878,13 @@ static bool value_equals(const view *v, const sd_value_in *x)
     }
 }
 
-sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
+sd_status part_cas(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                  const sd_value_in *expected, const sd_value_in *nv,
                  int ttl_mode, int64_t ttl_ms)
 {
     if (check_key(klen) || check_value(expected) || check_value(nv))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -904,7 +897,7 @@ sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
         rc = SD_EXISTS;
     if (rc == SD_OK) {
         uint64_t ev = 0;
-        rc = set_with_room_locked(&t, key, klen, hash, nv, ttl_ms,
+        rc = sd_set_with_room_locked(&t, key, klen, hash, nv, ttl_ms,
                                   SD_MODE_REPLACE |
                                       (ttl_mode < 0 ? SD_KEEPTTL : 0),
                                   &ev);
@@ -914,12 +907,12 @@ sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
+sd_status part_pop(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                  sd_value_out *out)
 {
     if (check_key(klen))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -935,12 +928,12 @@ sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
+sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
+                 uint32_t hash,
                         const sd_value_in *dflt, sd_value_out *out)
 {
     if (check_key(klen) || check_value(dflt))
         return SD_BADARG;
-    uint32_t hash = key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -952,7 +945,7 @@ sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
     } else if (rc == SD_NOTFOUND) {
         uint64_t ev = 0;
         sd_tx_commit(&t);
-        rc = set_with_room_locked(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
+        rc = sd_set_with_room_locked(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
                                   &ev);
         if (rc == SD_OK) {
             sd_end_write(&t, SD_OK);
@@ -967,141 +960,10 @@ sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
 /* Commit a batch before its undo log could overflow in the next item. */
 #define BATCH_LOG_RESERVE 200u
 
-sd_status sd_get_many(sd_handle *h, size_t n, const char *const *keys,
-                      const size_t *klens, void *buf, size_t cap,
-                      size_t *need)
-{
-    for (size_t i = 0; i < n; i++)
-        if (check_key(klens[i]))
-            return SD_BADARG;
-    sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
-    unsigned char *out = buf;
-    size_t pos = 0;
-    int64_t now = sd_tx_now(&t);
-    for (size_t i = 0; i < n && rc == SD_OK; i++) {
-        uint32_t hash = key_hash(h, keys[i], klens[i]);
-        found f;
-        sd_status r = sd_find_locked(h, keys[i], klens[i], hash, &f);
-        unsigned char rec[8] = {0};
-        uint32_t len = 0;
-        if (r == SD_CORRUPT) {
-            rc = r;
-            break;
-        }
-        if (r == SD_OK && !expired(f.v.meta, now)) {
-            unsigned type = f.v.meta & SD_META_TYPE;
-            if (type == SD_T_LIST) {
-                rc = SD_WRONGTYPE;
-                break;
-            }
-            rec[0] = (unsigned char)type;
-            rec[1] = (f.v.meta & SD_META_ASCII) != 0;
-            len = f.v.vlen;
-        }
-        memcpy(rec + 4, &len, 4);
-        size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES ? sd_pad8(len)
-                      : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
-                                                                   : 0;
-        if (pos + 8 + body <= cap) {
-            memcpy(out + pos, rec, 8);
-            if (body)
-                memcpy(out + pos + 8, f.v.val, rec[0] == SD_T_INT ||
-                                                       rec[0] == SD_T_FLOAT
-                                                   ? 8
-                                                   : len);
-        }
-        pos += 8 + body;
-    }
-    if (rc == SD_OK && pos > cap) {
-        *need = pos;
-        rc = SD_TOOBIG;
-    }
-    return sd_tx_end(&t, rc);
-}
-
-sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
-                      const size_t *klens, const sd_value_in *vals,
-                      int64_t ttl_ms, size_t *done, uint64_t *evicted)
-{
-    *done = 0;
-    *evicted = 0;
-    for (size_t i = 0; i < n; i++)
-        if (check_key(klens[i]) || check_value(&vals[i]))
-            return SD_BADARG;
-    sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
-    /* Fast path: the whole batch in one transaction, with a checkpoint
-     * whenever the undo log nears its end, so a batch that fits is all or
-     * nothing. */
-    size_t committed = 0, i = 0;
-    for (; i < n && rc == SD_OK; i++) {
-        if (LD(&h->lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE ||
-            t.npending > SD_PENDING_CAP - 8) {
-            sd_tx_commit(&t);
-            committed = i;
-        }
-        rc = set_locked(&t, keys[i], klens[i], key_hash(h, keys[i], klens[i]),
-                        &vals[i], ttl_ms, SD_MODE_SET);
-    }
-    if (rc == SD_NOMEM) {
-        /* Slow path: undo back to the checkpoint, then store item by item,
-         * making room as needed (which commits as it goes). */
-        sd_tx_abort(&t);
-        rc = SD_OK;
-        for (i = committed; i < n && rc == SD_OK; i++) {
-            uint64_t ev = 0;
-            rc = set_with_room_locked(&t, keys[i], klens[i],
-                                      key_hash(h, keys[i], klens[i]), &vals[i],
-                                      ttl_ms, SD_MODE_SET, &ev);
-            *evicted += ev;
-            if (rc == SD_OK) {
-                sd_tx_commit(&t);
-                committed = i + 1;
-            }
-        }
-    }
-    *done = rc == SD_OK ? n : committed;
-    return sd_end_write(&t, rc);
-}
-
-sd_status sd_delete_many(sd_handle *h, size_t n, const char *const *keys,
-                         const size_t *klens, size_t *deleted)
-{
-    *deleted = 0;
-    for (size_t i = 0; i < n; i++)
-        if (check_key(klens[i]))
-            return SD_BADARG;
-    sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n && rc == SD_OK; i++) {
-        found f;
-        rc = sd_find_live_locked(&t, keys[i], klens[i],
-                                 key_hash(h, keys[i], klens[i]), &f);
-        if (rc == SD_OK) {
-            rc = sd_drop_locked(&t, &f);
-            ++*deleted;
-        } else if (rc == SD_NOTFOUND) {
-            rc = SD_OK;
-        }
-        if (rc == SD_OK) /* each delete stands on its own */
-            sd_tx_commit(&t);
-    }
-    if (rc != SD_OK && *deleted)
-        --*deleted; /* the failed one was rolled back */
-    return sd_end_write(&t, rc);
-}
-
-void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes)
+void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
 {
     uint64_t cap = h->heap_size - SD_UNIT;
-    uint64_t used = LD(&h->hdr->used_bytes);
+    uint64_t used = LD(&h->st->used_bytes);
     *capacity = cap;
     *free_bytes = used < cap ? cap - used : 0;
 }
@@ -1109,7 +971,7 @@ void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes)
 /* ---- flush ------------------------------------------------------------------- */
 
 /* Zero [off, off+len) of the file, giving whole pages back to the kernel. */
-static void wipe(sd_handle *h, uint64_t off, uint64_t len)
+static void wipe(sd_part *h, uint64_t off, uint64_t len)
 {
     char *p = h->base + off;
     uint64_t head = (SD_PAGE - off % SD_PAGE) % SD_PAGE;
@@ -1124,7 +986,7 @@ static void wipe(sd_handle *h, uint64_t off, uint64_t len)
 
 /* Empty the dict. Runs with flush_pending set, so that a holder that dies
  * here has the next locker run it again from the start. */
-void sd_flush_locked_raw(sd_handle *h)
+void sd_flush_locked_raw(sd_part *h)
 {
     sd_lock *l = h->lock;
     ST(&l->flush_pending, 1u);
@@ -1141,30 +1003,20 @@ void sd_flush_locked_raw(sd_handle *h)
     SD_CRASH_POINT();
     sd_heap_init(h);
     SD_CRASH_POINT();
-    ST(&h->hdr->count, UINT64_C(0));
-    ST(&h->hdr->n_expiring, UINT64_C(0));
-    ST(&h->hdr->gc_head, 0u);
-    ST(&h->hdr->clock_hand, UINT64_C(0));
+    ST(&h->st->count, UINT64_C(0));
+    ST(&h->st->n_expiring, UINT64_C(0));
+    ST(&h->st->gc_head, 0u);
+    ST(&h->st->clock_hand, UINT64_C(0));
     ST(&l->log_n, 0u);
     COMPILER_BARRIER();
     ST(&l->flush_pending, 0u);
     COMPILER_BARRIER();
 }
 
-sd_status sd_flush_all(sd_handle *h)
-{
-    sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
-    sd_flush_locked_raw(h);
-    return sd_tx_end(&t, SD_OK);
-}
-
-sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed)
+sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
 {
     *freed = 0;
-    if (!LD(&h->hdr->n_expiring))
+    if (!LD(&h->st->n_expiring))
         return SD_OK;
     for (uint64_t b = 0; b < h->nbuckets && (!max || *freed < max);) {
         sd_tx t;
@@ -1183,7 +1035,7 @@ sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed)
 
 /* ---- scans ------------------------------------------------------------------- */
 
-sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
+sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf,
                         size_t cap, size_t *used, size_t *need)
 {
     *used = 0;
@@ -1235,13 +1087,13 @@ sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
     return sd_tx_end(&t, rc);
 }
 
-sd_status sd_count(sd_handle *h, uint64_t *n)
+sd_status part_count(sd_part *h, uint64_t *n)
 {
     _Atomic uint64_t *seq = &h->lock->seq;
     for (int tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
         uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
-        uint64_t count = LD(&h->hdr->count);
-        uint64_t expiring = LD(&h->hdr->n_expiring);
+        uint64_t count = LD(&h->st->count);
+        uint64_t expiring = LD(&h->st->n_expiring);
         atomic_thread_fence(memory_order_acquire);
         if (!(s1 & 1) && atomic_load_explicit(seq, memory_order_relaxed) == s1) {
             if (!expiring) {
@@ -1299,7 +1151,7 @@ static void report(void *ctx, const char *msg)
     }
 }
 
-sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
+sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems)
 {
     report_buf r = {buf, cap, 0, 0};
     char msg[200];
@@ -1309,12 +1161,7 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
-    sd_header *hd = h->hdr;
-    if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
-        hd->format != SD_FORMAT_WORD || hd->file_size != h->file_size ||
-        hd->heap_off != h->heap_off || hd->heap_size != h->heap_size ||
-        hd->index_off != h->index_off || hd->nbuckets != h->nbuckets)
-        report(&r, "header: identity or layout fields changed");
+    sd_pstate *hd = h->st;
     uint64_t entries = 0, expiring = 0, items = 0;
     /* Pages whose summary bit is clear are not read (that would commit the
      * whole index of a sparse dict); an entry hidden behind a wrongly clear
@@ -1338,6 +1185,7 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
                 break;
             }
             if ((v.hash & (h->nbuckets - 1)) != b ||
+                (h->part_shift < 32 && v.hash >> h->part_shift != h->part_index) ||
                 key_hash(h, v.e->data, v.klen) != v.hash) {
                 snprintf(msg, sizeof msg,
                          "index: entry at block %u is in the wrong bucket or "
@@ -1380,32 +1228,24 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems)
     return sd_tx_end(&t, SD_OK);
 }
 
-sd_status sd_get_stats(sd_handle *h, sd_stats *st)
+sd_status part_get_stats(sd_part *h, sd_stats *st)
 {
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
-    st->count = LD(&h->hdr->count);
-    st->n_expiring = LD(&h->hdr->n_expiring);
-    st->used_bytes = LD(&h->hdr->used_bytes);
+    st->count = LD(&h->st->count);
+    st->n_expiring = LD(&h->st->n_expiring);
+    st->used_bytes = LD(&h->st->used_bytes);
     st->heap_size = h->heap_size - SD_UNIT;
     st->nbuckets = h->nbuckets;
     st->recoveries = LD(&h->lock->recoveries);
     st->lock_waits = LD(&h->lock->lock_waits);
-    st->hits = st->misses = 0;
-    for (unsigned i = 0; i < SD_NSLOTS; i++) {
-        st->hits += LD(&h->slots[i].hits);
-        st->misses += LD(&h->slots[i].misses);
-    }
-    st->sets = 0;
-    for (unsigned i = 0; i < SD_NSLOTS; i++)
-        st->sets += LD(&h->slots[i].sets);
-    st->evictions = LD(&h->hdr->evictions);
-    st->expirations = LD(&h->hdr->expirations);
+    st->evictions = LD(&h->st->evictions);
+    st->expirations = LD(&h->st->expirations);
     st->evict = h->evict;
     st->pending_free = 0;
-    for (uint32_t idx = LD(&h->hdr->gc_head); idx && st->pending_free <= h->max_chain;
+    for (uint32_t idx = LD(&h->st->gc_head); idx && st->pending_free <= h->max_chain;
          st->pending_free++) {
         sd_view v;
         if (!sd_read_item(h, idx, &v))

@@ -23,32 +23,49 @@
 #define SD_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SD_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* The process-local handle. Every layout value the core navigates by is
- * copied here from a validated header and never read from the file again,
- * so a process that scribbles on the header later can't steer us out of
- * the mapping. */
-struct sd_handle {
-    char *base;          /* owned: the MAP_SHARED mapping of file_size */
+/* One stripe, as seen by this process. The engine's functions work on a
+ * stripe (sd_part); the public API (api.c) picks the stripe of a key and
+ * calls them. Every layout value the core navigates by is copied here from
+ * a validated header and never read from the file again, so a process
+ * that scribbles on the header later can't steer us out of the mapping. */
+typedef struct sd_part {
+    char *base;          /* the mapping (owned by sd_handle) */
     uint64_t file_size;  /* bytes mapped */
+    uint64_t part_off;   /* file offset of the stripe */
+    uint64_t part_size;  /* bytes of the stripe */
     uint64_t heap_off;   /* file offset of heap byte 0 */
     uint64_t heap_size;  /* bytes of heap, a multiple of SD_UNIT */
     uint64_t index_off;  /* file offset of bucket 0 */
     uint64_t nbuckets;   /* a power of two */
     uint64_t hash_seed;  /* copied from the header */
     uint64_t max_chain;  /* upper bound on any chain's length */
-    sd_header *hdr;      /* = base */
-    sd_lock *lock;       /* = base + lock_off; one stripe today */
+    sd_pstate *st;       /* = base + part_off */
+    sd_lock *lock;
     _Atomic uint32_t *buckets;
     _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
     _Atomic uint8_t *refs;     /* CLOCK marks, one per bucket */
-    sd_slot *slots;            /* hit/miss counters */
+    sd_slot *slots;            /* hit/miss/set counters (shared) */
     bool evict;                /* full dict: evict instead of NOMEM */
     uint64_t summary_off;
     uint64_t summary_bytes;
+    uint64_t refs_off;
     int64_t lock_timeout_ms;
     int mutex_kind;      /* glibc's __kind of a healthy mutex, or -1 */
     sd_block_begin_fn block_begin; /* borrowed, may be NULL */
     sd_block_end_fn block_end;
+    unsigned part_index; /* which stripe this is */
+    unsigned part_shift; /* hash >> part_shift picks the stripe (32: one) */
+} sd_part;
+
+/* The process-local handle on a whole dict. */
+struct sd_handle {
+    char *base;          /* owned: the MAP_SHARED mapping of file_size */
+    uint64_t file_size;  /* bytes mapped */
+    uint64_t hash_seed;
+    unsigned nparts;     /* stripes, a power of two */
+    unsigned part_shift; /* stripe = hash >> part_shift (32 if one) */
+    sd_part *parts;      /* owned: nparts of them */
+    sd_header *hdr;      /* = base */
     /* Ownership: set only on the handle that created the file. */
     int owner;
     pid_t owner_pid; /* the process that created it (forks don't own) */
@@ -56,6 +73,7 @@ struct sd_handle {
     ino_t ino;
     char *path; /* owned, malloc-ed copy */
 };
+
 
 #define SD_PENDING_CAP 64u
 
@@ -68,7 +86,7 @@ struct sd_handle {
  * hand out, and overwrite without logging, bytes that a rollback brings
  * back to life. */
 typedef struct sd_tx {
-    sd_handle *h;
+    sd_part *h;
     void *token;   /* from block_begin, when the thread blocked */
     bool blocked;  /* block_end must be called after unlock */
     bool overflow; /* the undo log filled up: the change must be undone */
@@ -95,7 +113,10 @@ void sd_crash_now(void);
 
 /* ---- lock.c: locks, transactions, undo log ---------------------------- */
 
-sd_status sd_tx_begin(sd_handle *h, sd_tx *t);
+sd_status sd_tx_begin(sd_part *h, sd_tx *t);
+/* sd_tx_begin that calls the blocking hooks only if `hooks` (a caller
+ * taking several stripes calls them once itself). */
+sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks);
 /* Free the queued blocks, then make the open transaction's changes
  * permanent (the commit point). If the undo log overflowed, nothing is
  * committed and sd_tx_end rolls it all back. */
@@ -105,9 +126,9 @@ void sd_tx_abort(sd_tx *t);
 /* Queue a block to be freed at the commit (see sd_tx). */
 sd_status sd_free_deferred(sd_tx *t, uint32_t idx);
 /* Replay the undo log (recovery, and sd_tx_abort). */
-void sd_tx_rollback_locked(sd_handle *h);
+void sd_tx_rollback_locked(sd_part *h);
 /* Empty the dict (dict.c); redone from the start by a recoverer. */
-void sd_flush_locked_raw(sd_handle *h);
+void sd_flush_locked_raw(sd_part *h);
 /* Commit (or undo, if the log overflowed), release, and call block_end. */
 sd_status sd_tx_end(sd_tx *t, sd_status rc);
 void sd_lock_init(sd_lock *l);
@@ -173,37 +194,37 @@ static inline void sd_save64(sd_tx *t, _Atomic uint64_t *p)
 
 /* ---- alloc.c: the TLSF heap -------------------------------------------- */
 
-void sd_heap_init(sd_handle *h);
+void sd_heap_init(sd_part *h);
 /* A block whose payload holds at least `payload` bytes; 0 when full. */
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *idx);
 sd_status sd_free_locked(sd_tx *t, uint32_t idx);
 /* Bytes of payload an allocated block offers. */
-uint64_t sd_block_payload(sd_handle *h, uint32_t idx);
+uint64_t sd_block_payload(sd_part *h, uint32_t idx);
 uint64_t sd_block_size_for(uint64_t payload);
-void sd_verify_heap(sd_handle *h, void (*report)(void *, const char *),
+void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
                     void *ctx, uint64_t *used_blocks);
 
 /* ---- addressing -------------------------------------------------------- */
 
 /* A block index is valid when a minimum block starting there lies inside
  * the heap. Index 0 is NIL. */
-static inline bool sd_idx_ok(const sd_handle *h, uint64_t idx)
+static inline bool sd_idx_ok(const sd_part *h, uint64_t idx)
 {
     return idx != 0 &&
            idx <= (h->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
 }
 
-static inline char *sd_blk(const sd_handle *h, uint64_t idx)
+static inline char *sd_blk(const sd_part *h, uint64_t idx)
 {
     return h->base + h->heap_off + (idx << SD_UNIT_SHIFT);
 }
 
-static inline _Atomic uint64_t *sd_blk_hdr(const sd_handle *h, uint64_t idx)
+static inline _Atomic uint64_t *sd_blk_hdr(const sd_part *h, uint64_t idx)
 {
     return (_Atomic uint64_t *)(void *)sd_blk(h, idx);
 }
 
-static inline sd_entry *sd_blk_entry(const sd_handle *h, uint64_t idx)
+static inline sd_entry *sd_blk_entry(const sd_part *h, uint64_t idx)
 {
     return (sd_entry *)(void *)(sd_blk(h, idx) + 8);
 }
@@ -292,7 +313,7 @@ static inline _Atomic uint64_t *sd_val_word(const sd_view *v, size_t i)
     return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
 }
 
-static inline bool sd_read_block(const sd_handle *h, uint32_t idx, sd_view *v)
+static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
 {
     if (!sd_idx_ok(h, idx))
         return false;
@@ -322,7 +343,7 @@ static inline bool sd_read_block(const sd_handle *h, uint32_t idx, sd_view *v)
 }
 
 /* Read and check the entry at idx. False if any field can't be right. */
-static inline bool sd_read_entry(const sd_handle *h, uint32_t idx,
+static inline bool sd_read_entry(const sd_part *h, uint32_t idx,
                                  sd_view *v)
 {
     unsigned type;
@@ -330,7 +351,7 @@ static inline bool sd_read_entry(const sd_handle *h, uint32_t idx,
            (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
 }
 
-static inline bool sd_read_item(const sd_handle *h, uint32_t idx,
+static inline bool sd_read_item(const sd_part *h, uint32_t idx,
                                 sd_view *v)
 {
     unsigned type;
@@ -338,7 +359,7 @@ static inline bool sd_read_item(const sd_handle *h, uint32_t idx,
            (type = v->meta & SD_META_TYPE) != 0 && type < SD_T_LIST;
 }
 
-uint32_t sd_key_hash(const sd_handle *h, const void *key, size_t klen);
+uint32_t sd_key_hash(const sd_part *h, const void *key, size_t klen);
 /* Find a live key for a write; an expired one is reclaimed first. */
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, sd_found *f);
@@ -363,7 +384,7 @@ uint64_t sd_value_len(const sd_value_in *v);
 void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     uint64_t meta, const void *key, size_t klen,
                     const sd_value_in *v);
-sd_status sd_find_locked(sd_handle *h, const void *key, size_t klen,
+sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, sd_found *f);
 uint64_t sd_make_meta(const sd_value_in *v, uint64_t exp);
 uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms);
@@ -372,15 +393,67 @@ sd_status sd_copy_value(const sd_view *v, sd_value_out *out);
 /* Finish a write: undo it if it failed, commit it if not, free some gc
  * items, release the lock. */
 sd_status sd_end_write(sd_tx *t, sd_status rc);
+/* Store v under key as one step of the open transaction, which the
+ * caller commits; SD_NOMEM when it doesn't fit as things are. */
+sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen, uint32_t hash,
+                        const sd_value_in *v, int64_t ttl_ms, unsigned flags);
+/* sd_set_locked, retried after making room (which commits as it goes). */
+sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
+                                  uint32_t hash, const sd_value_in *v,
+                                  int64_t ttl_ms, unsigned flags,
+                                  uint64_t *evicted);
+
+/* ---- the same operations on one stripe (api.c picks the stripe) ------- */
+
+sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   sd_value_out *out);
+sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
+                         uint32_t hash, sd_value_out *out, int *stale);
+sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   int64_t *ns_left);
+sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                      const sd_value_in *v, int64_t ttl_ms, unsigned flags,
+                      uint64_t *evicted);
+sd_status part_delete(sd_part *h, const void *key, size_t klen,
+                      uint32_t hash);
+sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
+                         uint32_t hash, const sd_value_in *delta, int ttl_mode,
+                         int64_t ttl_ms, const sd_value_in *init,
+                         int64_t init_ttl_ms, sd_value_out *out);
+sd_status part_expire(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                      int64_t ttl_ms);
+sd_status part_cas(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   const sd_value_in *expected, const sd_value_in *nv,
+                   int ttl_mode, int64_t ttl_ms);
+sd_status part_pop(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   sd_value_out *out);
+sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
+                          uint32_t hash, const sd_value_in *dflt,
+                          sd_value_out *out);
+sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                    int left, const sd_value_in *v, uint64_t *len);
+sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
+                        uint32_t hash, int left, sd_value_out *out);
+sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                    uint64_t *len);
+void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes);
+sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed);
+sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
+                          size_t *used, size_t *need);
+sd_status part_count(sd_part *h, uint64_t *n);
+sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems);
+sd_status part_get_stats(sd_part *h, sd_stats *st);
+bool sd_check_value(const sd_value_in *v);
+
 /* Verify the items of one list; returns how many blocks they hold. */
-uint64_t sd_verify_list(sd_handle *h, const sd_view *v,
+uint64_t sd_verify_list(sd_part *h, const sd_view *v,
                         void (*report)(void *, const char *), void *ctx);
-uint64_t sd_verify_gc(sd_handle *h, void (*report)(void *, const char *),
+uint64_t sd_verify_gc(sd_part *h, void (*report)(void *, const char *),
                       void *ctx);
 
 /* The first bucket at or after b whose summary bit is set (nbuckets if
  * none): scans use it to skip untouched pages of the index. */
-static inline uint64_t sd_next_used_bucket(const sd_handle *h, uint64_t b)
+static inline uint64_t sd_next_used_bucket(const sd_part *h, uint64_t b)
 {
     while (b < h->nbuckets) {
         uint64_t page = b / SD_BUCKETS_PER_PAGE;

@@ -12,23 +12,31 @@
  * with another layout (other word size, other pthread_mutex_t) refuses to
  * attach instead of misreading the file.
  *
- * The file, for a dict of `file_size` bytes:
+ * The file, for a dict of `file_size` bytes split into `nparts` stripes
+ * (a power of two: the top bits of a key's hash pick its stripe):
  *
  *   offset 0         +-------------------------------------------------+
- *                    | sd_header (4 KiB)                               |
- *                    |   identity: magic, version, format word, sizes  |
- *                    |   creator: pid, start time, pid namespace, nonce|
- *                    |   counters: live entries, entries with a TTL    |
- *                    |   allocator: TLSF bitmaps and free-list heads   |
+ *                    | sd_header (4 KiB): magic, version, format word, |
+ *                    | sizes, hash seed, stripe count, creator (pid,   |
+ *                    | start time, pid namespace, nonce), state        |
+ *   4096             +-------------------------------------------------+
+ *                    | sd_slot[64]: hit/miss/set counters, one cache   |
+ *                    | line per slot, slot = pid % 64, so processes    |
+ *                    | don't share a line                              |
+ *   8192             +-------------------------------------------------+
+ *                    | stripe 0 | stripe 1 | ... (part_size bytes each)  |
+ *                    +-------------------------------------------------+
+ *
+ * Each stripe is a dict of its own, with its own lock, index and heap, so
+ * writers of different stripes never touch the same cache line. A stripe
+ * of `part_size` bytes, offsets relative to its start:
+ *
+ *   0                +-------------------------------------------------+
+ *                    | sd_pstate (4 KiB): entry counters, gc chain,    |
+ *                    | clock hand, TLSF bitmaps and free-list heads    |
  *   lock_off         +-------------------------------------------------+
- *                    | sd_lock[nlocks] (each rounded to 4 KiB)         |
- *                    |   robust pthread mutex      (own cache line)    |
- *                    |   sequence counter          (own cache line)    |
- *                    |   undo log: count + entries                     |
- *   slots_off        +-------------------------------------------------+
- *                    | sd_slot[64]: hit/miss counters, one cache line  |
- *                    | per slot, slot = pid % 64, so readers of        |
- *                    | different processes don't share a line          |
+ *                    | sd_lock: robust pthread mutex (own cache line), |
+ *                    | sequence counter (own line), undo log           |
  *   summary_off      +-------------------------------------------------+
  *                    | bucket summary: one bit per 4 KiB page of       |
  *                    | buckets, set before the page's first entry is   |
@@ -46,9 +54,9 @@
  *                    | block | block | block | ...        (16-aligned) |
  *   heap_off+heap_size +-----------------------------------------------+
  *
- * Every region above is a pure function of file_size (see
- * sd_layout_compute), so a reader recomputes it and compares instead of
- * trusting the header.
+ * Every region above is a pure function of file_size and nparts (see
+ * layout_for in region.c), so a reader recomputes it and compares instead
+ * of trusting the header.
  *
  * A heap block (TLSF-style boundary tags, sizes are multiples of 16):
  *
@@ -112,6 +120,8 @@
 
 #define SD_LOG_CAP 1012u /* undo entries per transaction */
 #define SD_NSLOTS 64u
+#define SD_MAX_PARTS 64u
+#define SD_PARTS_OFF (2 * SD_PAGE) /* header page, slots page */
 #define SD_ENTRY_HDR 24u
 #define SD_BUCKET_BYTES_PER 64u /* one bucket per 64 bytes of file */
 #define SD_BUCKETS_PER_PAGE (SD_PAGE / 4u) /* one summary bit covers these */
@@ -179,16 +189,17 @@ typedef struct sd_header {
     uint32_t format; /* SD_FORMAT_WORD of the build that made the file */
     uint64_t file_size;
     uint64_t hash_seed;
+    uint32_t nparts;    /* stripes, a power of two */
+    uint32_t create_flags;
+    uint64_t part_size; /* bytes per stripe */
+    /* The layout of every stripe, relative to its start. */
     uint64_t lock_off;
-    uint64_t slots_off;
     uint64_t summary_off;
     uint64_t refs_off;
     uint64_t index_off;
-    uint64_t nbuckets;
+    uint64_t nbuckets; /* per stripe */
     uint64_t heap_off;
     uint64_t heap_size;
-    uint32_t nlocks;
-    uint32_t create_flags;
     /* Creator: used to tell a dict whose owner was killed. */
     uint64_t creator_pid;
     uint64_t creator_start; /* process start time, clock ticks since boot */
@@ -196,12 +207,14 @@ typedef struct sd_header {
     uint64_t nonce;
     _Atomic uint32_t state; /* SD_STATE_*: CAS-ed once when taken over */
     uint32_t reserved0;
+} sd_header;
 
-    /* Counters, protected by lock 0. */
-    alignas(SD_LINE) _Atomic uint64_t count; /* entries stored */
-    _Atomic uint64_t n_expiring;             /* entries with an expiry */
-    _Atomic uint64_t used_bytes;             /* heap bytes in used blocks */
-    _Atomic uint32_t gc_head; /* list items waiting to be freed, or 0 */
+/* The mutable state of one stripe, protected by the stripe's lock. */
+typedef struct sd_pstate {
+    _Atomic uint64_t count;      /* entries stored */
+    _Atomic uint64_t n_expiring; /* entries with an expiry */
+    _Atomic uint64_t used_bytes; /* heap bytes in used blocks */
+    _Atomic uint32_t gc_head;    /* list items waiting to be freed, or 0 */
     uint32_t reserved1;
     /* Statistics and hints: plain atomics, not logged (a crash may lose a
      * count, never structure). */
@@ -209,15 +222,16 @@ typedef struct sd_header {
     _Atomic uint64_t expirations;
     _Atomic uint64_t clock_hand; /* next bucket the evictor looks at */
 
-    /* Allocator state, protected by lock 0. */
+    /* Allocator state. */
     alignas(SD_LINE) _Atomic uint32_t fl_bitmap;
     _Atomic uint32_t sl_bitmap[SD_FL_COUNT];
     _Atomic uint32_t heads[SD_FL_COUNT][SD_SL_COUNT];
-} sd_header;
+} sd_pstate;
 
 static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
+static_assert(sizeof(sd_pstate) <= SD_PAGE, "stripe state fits its page");
 static_assert(offsetof(sd_header, magic) == 0, "magic first");
-static_assert(offsetof(sd_header, count) % SD_LINE == 0, "counters aligned");
+static_assert(offsetof(sd_pstate, fl_bitmap) % SD_LINE == 0, "alloc aligned");
 static_assert(offsetof(sd_lock, seq) == SD_LINE, "seq on its own line");
 static_assert(offsetof(sd_lock, log_n) == 2 * SD_LINE, "log state line");
 static_assert(offsetof(sd_lock, log) == 3 * SD_LINE, "log after state");
@@ -267,7 +281,8 @@ static_assert(SD_MIN_BLOCK >= sizeof(sd_freeblk) + 8, "room for footer");
      (uint32_t)(sizeof(sd_header) * 131u) ^                                  \
      (uint32_t)(sizeof(sd_lock) * 8191u) ^                                   \
      (uint32_t)(sizeof(pthread_mutex_t) << 24) ^                             \
-     (uint32_t)(offsetof(sd_header, heads) << 12) ^                          \
+     (uint32_t)(offsetof(sd_pstate, heads) << 12) ^                          \
+     (uint32_t)(sizeof(sd_header) << 4) ^                                    \
      (uint32_t)(SD_ENTRY_HDR << 20) ^ (uint32_t)(SD_UNIT << 28))
 
 #endif /* SHMDICT_LAYOUT_H */

@@ -28,7 +28,7 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
                              uint32_t hash, int left, const sd_value_in *v,
                              uint64_t *len)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     sd_found f;
     sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
     if (rc == SD_NOTFOUND) {
@@ -72,13 +72,13 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     return SD_OK;
 }
 
-sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
+sd_status part_push(sd_part *h, const void *key, size_t klen,
+                    uint32_t hash, int left,
                   const sd_value_in *v, uint64_t *len)
 {
     if (klen == 0 || klen > SD_MAX_KEY || v->type == 0 ||
         v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX)
         return SD_BADARG;
-    uint32_t hash = sd_key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -97,12 +97,12 @@ sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
+sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
+                    uint32_t hash, int left,
                       sd_value_out *out)
 {
     if (klen == 0 || klen > SD_MAX_KEY)
         return SD_BADARG;
-    uint32_t hash = sd_key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -148,11 +148,11 @@ sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
     return sd_end_write(&t, rc);
 }
 
-sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len)
+sd_status part_llen(sd_part *h, const void *key, size_t klen,
+                    uint32_t hash, uint64_t *len)
 {
     if (klen == 0 || klen > SD_MAX_KEY)
         return SD_BADARG;
-    uint32_t hash = sd_key_hash(h, key, klen);
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
@@ -173,7 +173,7 @@ sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len)
 
 #include <stdio.h>
 
-uint64_t sd_verify_list(sd_handle *h, const sd_view *v,
+uint64_t sd_verify_list(sd_part *h, const sd_view *v,
                         void (*report)(void *, const char *), void *ctx)
 {
     char msg[160];
@@ -207,10 +207,10 @@ uint64_t sd_verify_list(sd_handle *h, const sd_view *v,
     return n;
 }
 
-uint64_t sd_verify_gc(sd_handle *h, void (*report)(void *, const char *),
+uint64_t sd_verify_gc(sd_part *h, void (*report)(void *, const char *),
                       void *ctx)
 {
-    uint32_t idx = LD(&h->hdr->gc_head);
+    uint32_t idx = LD(&h->st->gc_head);
     uint64_t n = 0;
     while (idx) {
         sd_view it;

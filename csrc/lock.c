@@ -132,7 +132,7 @@ int sd_mutex_kind_of_new(void)
 #endif
 }
 
-static bool mutex_looks_sane(const sd_handle *h)
+static bool mutex_looks_sane(const sd_part *h)
 {
 #ifdef __GLIBC__
     if (h->mutex_kind >= 0) {
@@ -146,7 +146,7 @@ static bool mutex_looks_sane(const sd_handle *h)
 
 /* ---- undo log ----------------------------------------------------------- */
 
-void sd_tx_rollback_locked(sd_handle *h)
+void sd_tx_rollback_locked(sd_part *h)
 {
     sd_lock *l = h->lock;
     uint32_t n = LD(&l->log_n);
@@ -158,9 +158,9 @@ void sd_tx_rollback_locked(sd_handle *h)
         bool wide = where & 1;
         uint64_t off = where & ~UINT64_C(1);
         /* A damaged record must not become a wild store. */
-        if (off < offsetof(sd_header, count) || off % (wide ? 8 : 4) != 0 ||
-            off > h->file_size - (wide ? 8 : 4))
-            continue;
+        if (off < h->part_off || off % (wide ? 8 : 4) != 0 ||
+            off > h->part_off + h->part_size - (wide ? 8 : 4))
+            continue; /* only this stripe's words are ever logged */
         if (wide)
             ST((_Atomic uint64_t *)(void *)(h->base + off), old);
         else
@@ -174,7 +174,7 @@ void sd_tx_rollback_locked(sd_handle *h)
 
 /* Called with the mutex held after EOWNERDEAD: finish or undo what the
  * dead holder left half done. */
-static void recover_locked(sd_handle *h)
+static void recover_locked(sd_part *h)
 {
     sd_lock *l = h->lock;
     if (LD(&l->flush_pending)) {
@@ -188,7 +188,7 @@ static void recover_locked(sd_handle *h)
 
 /* ---- transactions ------------------------------------------------------- */
 
-static int timed_lock(sd_handle *h, pthread_mutex_t *m)
+static int timed_lock(sd_part *h, pthread_mutex_t *m)
 {
     if (h->lock_timeout_ms <= 0)
         return pthread_mutex_lock(m);
@@ -231,7 +231,12 @@ sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
     return SD_OK;
 }
 
-sd_status sd_tx_begin(sd_handle *h, sd_tx *t)
+sd_status sd_tx_begin(sd_part *h, sd_tx *t)
+{
+    return sd_tx_begin_hooks(h, t, true);
+}
+
+sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
 {
     sd_lock *l = h->lock;
     t->h = h;
@@ -252,7 +257,7 @@ sd_status sd_tx_begin(sd_handle *h, sd_tx *t)
     }
     if (rc == EBUSY) {
         atomic_fetch_add_explicit(&l->lock_waits, 1, memory_order_relaxed);
-        if (h->block_begin) {
+        if (h->block_begin && hooks) {
             t->token = h->block_begin();
             t->blocked = true;
         }
@@ -286,7 +291,7 @@ sd_status sd_tx_begin(sd_handle *h, sd_tx *t)
 
 sd_status sd_tx_end(sd_tx *t, sd_status rc)
 {
-    sd_handle *h = t->h;
+    sd_part *h = t->h;
     sd_lock *l = h->lock;
     if (!t->overflow)
         sd_tx_commit(t); /* may overflow while freeing */

@@ -32,8 +32,11 @@
 
 #include "internal.h"
 
+/* Where things are, relative to the start of a stripe, plus the stripe
+ * geometry of the whole file. */
 typedef struct layout {
-    uint64_t lock_off, slots_off, summary_off, summary_bytes, refs_off;
+    uint64_t nparts, part_size;
+    uint64_t lock_off, summary_off, summary_bytes, refs_off;
     uint64_t index_off, nbuckets, heap_off, heap_size;
 } layout;
 
@@ -44,48 +47,88 @@ static inline uint64_t page_up(uint64_t n)
 
 static_assert(sizeof(sd_slot) * SD_NSLOTS <= SD_PAGE, "slots fit a page");
 
-/* The layout is a pure function of the file size. */
-static bool layout_for(uint64_t size, layout *lo)
+#define AUTO_PART_MIN (UINT64_C(32) << 20) /* auto stripes are >= 32 MiB */
+#define AUTO_PART_MAX 8u
+
+/* How many stripes a dict of `size` bytes gets when not told: one per
+ * 32 MiB, at most 8, a power of two. */
+static unsigned auto_parts(uint64_t size)
 {
-    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE)
+    unsigned n = 1;
+    while (n * 2 <= AUTO_PART_MAX && size / (n * 2) >= AUTO_PART_MIN)
+        n *= 2;
+    return n;
+}
+
+/* The layout is a pure function of the file size and the stripe count. */
+static bool layout_for(uint64_t size, uint64_t nparts, layout *lo)
+{
+    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE || nparts == 0 ||
+        nparts > SD_MAX_PARTS || (nparts & (nparts - 1)))
         return false;
-    lo->lock_off = SD_PAGE;
+    uint64_t part = (size - SD_PARTS_OFF) / nparts / SD_PAGE * SD_PAGE;
+    lo->nparts = nparts;
+    lo->part_size = part;
+    lo->lock_off = SD_PAGE; /* after the stripe's sd_pstate page */
     uint64_t nb = 16;
-    while (nb * 2 <= size / SD_BUCKET_BYTES_PER)
+    while (nb * 2 <= part / SD_BUCKET_BYTES_PER)
         nb *= 2;
     lo->nbuckets = nb;
-    uint64_t index_bytes = (nb * 4 + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    uint64_t index_bytes = page_up(nb * 4);
     uint64_t index_pages = index_bytes / SD_PAGE;
-    lo->slots_off = lo->lock_off + SD_LOCK_STRIDE;
-    lo->summary_off = lo->slots_off + SD_PAGE;
+    lo->summary_off = lo->lock_off + SD_LOCK_STRIDE;
     lo->summary_bytes = (index_pages + 31) / 32 * 4;
     lo->refs_off = lo->summary_off + page_up(lo->summary_bytes);
     lo->index_off = lo->refs_off + page_up(nb);
     lo->heap_off = lo->index_off + index_bytes;
-    if (lo->heap_off + SD_PAGE > size)
-        return false;
-    lo->heap_size = (size - lo->heap_off) & ~(uint64_t)(SD_UNIT - 1);
+    if (lo->heap_off + 4 * SD_PAGE > part)
+        return false; /* a stripe must hold a useful heap */
+    lo->heap_size = (part - lo->heap_off) & ~(uint64_t)(SD_UNIT - 1);
     return true;
 }
 
-static void handle_apply_layout(sd_handle *h, const layout *lo,
-                                uint64_t size, uint64_t seed)
+/* Point every stripe of d at its part of the mapping. */
+static bool handle_apply_layout(sd_handle *d, const layout *lo, uint64_t size,
+                                uint64_t seed, bool evict)
 {
-    h->file_size = size;
-    h->heap_off = lo->heap_off;
-    h->heap_size = lo->heap_size;
-    h->index_off = lo->index_off;
-    h->summary_off = lo->summary_off;
-    h->slots = (sd_slot *)(void *)(h->base + lo->slots_off);
-    h->refs = (_Atomic uint8_t *)(void *)(h->base + lo->refs_off);
-    h->summary_bytes = lo->summary_bytes;
-    h->nbuckets = lo->nbuckets;
-    h->hash_seed = seed;
-    h->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
-    h->hdr = (sd_header *)(void *)h->base;
-    h->lock = (sd_lock *)(void *)(h->base + lo->lock_off);
-    h->buckets = (_Atomic uint32_t *)(void *)(h->base + lo->index_off);
-    h->summary = (_Atomic uint32_t *)(void *)(h->base + lo->summary_off);
+    d->file_size = size;
+    d->hash_seed = seed;
+    d->nparts = (unsigned)lo->nparts;
+    unsigned bits = 0;
+    while ((1u << bits) < d->nparts)
+        bits++;
+    d->part_shift = 32 - bits;
+    d->hdr = (sd_header *)(void *)d->base;
+    d->parts = calloc(d->nparts, sizeof *d->parts);
+    if (!d->parts)
+        return false;
+    for (unsigned i = 0; i < d->nparts; i++) {
+        sd_part *h = &d->parts[i];
+        uint64_t off = SD_PARTS_OFF + i * lo->part_size;
+        h->base = d->base;
+        h->file_size = size;
+        h->part_off = off;
+        h->part_size = lo->part_size;
+        h->heap_off = off + lo->heap_off;
+        h->heap_size = lo->heap_size;
+        h->index_off = off + lo->index_off;
+        h->summary_off = off + lo->summary_off;
+        h->summary_bytes = lo->summary_bytes;
+        h->refs_off = off + lo->refs_off;
+        h->nbuckets = lo->nbuckets;
+        h->hash_seed = seed;
+        h->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
+        h->st = (sd_pstate *)(void *)(d->base + off);
+        h->lock = (sd_lock *)(void *)(d->base + off + lo->lock_off);
+        h->buckets = (_Atomic uint32_t *)(void *)(d->base + h->index_off);
+        h->summary = (_Atomic uint32_t *)(void *)(d->base + h->summary_off);
+        h->refs = (_Atomic uint8_t *)(void *)(d->base + h->refs_off);
+        h->slots = (sd_slot *)(void *)(d->base + SD_PAGE);
+        h->evict = evict;
+        h->part_index = i;
+        h->part_shift = d->part_shift;
+    }
+    return true;
 }
 
 /* ---- process identity --------------------------------------------------- */
@@ -145,13 +188,12 @@ static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
     if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
         hd->format != SD_FORMAT_WORD || hd->file_size != size)
         return false;
-    if (!layout_for(size, lo))
+    if (!layout_for(size, hd->nparts, lo))
         return false;
-    return hd->lock_off == lo->lock_off && hd->slots_off == lo->slots_off &&
+    return hd->part_size == lo->part_size && hd->lock_off == lo->lock_off &&
            hd->summary_off == lo->summary_off && hd->refs_off == lo->refs_off &&
-           hd->index_off == lo->index_off &&
-           hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
-           hd->heap_size == lo->heap_size && hd->nlocks == 1;
+           hd->index_off == lo->index_off && hd->nbuckets == lo->nbuckets &&
+           hd->heap_off == lo->heap_off && hd->heap_size == lo->heap_size;
 }
 
 /* ---- create ---------------------------------------------------------------- */
@@ -241,7 +283,8 @@ static sd_status create(const char *path, const sd_open_opts *o,
                         sd_handle *h)
 {
     layout lo;
-    if (!layout_for(o->size, &lo))
+    if (!layout_for(o->size, o->nparts ? o->nparts : auto_parts(o->size),
+                    &lo))
         return SD_BADARG;
     bool tmpfile;
     int fd = make_file(path, o->mode, &tmpfile);
@@ -267,16 +310,19 @@ static sd_status create(const char *path, const sd_open_opts *o,
         seed = (uint64_t)sd_now_ns() ^ ((uint64_t)getpid() << 32);
         nonce = seed * UINT64_C(0x9e3779b97f4a7c15);
     }
-    handle_apply_layout(h, &lo, o->size, seed);
-    h->evict = o->evict != 0;
+    if (!handle_apply_layout(h, &lo, o->size, seed, o->evict != 0)) {
+        err = ENOMEM;
+        goto fail;
+    }
     sd_header *hd = h->hdr;
     hd->magic = SD_MAGIC;
     hd->version = SD_VERSION;
     hd->format = SD_FORMAT_WORD;
     hd->file_size = o->size;
     hd->hash_seed = seed;
+    hd->nparts = (uint32_t)lo.nparts;
+    hd->part_size = lo.part_size;
     hd->lock_off = lo.lock_off;
-    hd->slots_off = lo.slots_off;
     hd->summary_off = lo.summary_off;
     hd->refs_off = lo.refs_off;
     hd->create_flags = o->evict ? SD_CREATE_EVICT : 0;
@@ -284,14 +330,15 @@ static sd_status create(const char *path, const sd_open_opts *o,
     hd->nbuckets = lo.nbuckets;
     hd->heap_off = lo.heap_off;
     hd->heap_size = lo.heap_size;
-    hd->nlocks = 1;
     hd->creator_pid = (uint64_t)getpid();
     hd->creator_start = proc_start_time(getpid());
     hd->creator_pidns = pid_namespace();
     hd->nonce = nonce;
     ST(&hd->state, (uint32_t)SD_STATE_LIVE);
-    sd_lock_init(h->lock);
-    sd_heap_init(h);
+    for (unsigned i = 0; i < h->nparts; i++) {
+        sd_lock_init(h->parts[i].lock);
+        sd_heap_init(&h->parts[i]);
+    }
     if (tmpfile && publish(fd, path) != 0) {
         err = errno;
         goto fail;
@@ -341,7 +388,7 @@ static sd_status attach(const char *path, const sd_open_opts *o,
     }
     size = (uint64_t)st.st_size;
     layout lo;
-    if (!layout_for(size, &lo)) {
+    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE) {
         rc = SD_FORMAT;
         goto out;
     }
@@ -356,8 +403,11 @@ static sd_status attach(const char *path, const sd_open_opts *o,
         rc = SD_FORMAT;
         goto out;
     }
-    handle_apply_layout(h, &lo, size, hd->hash_seed);
-    h->evict = (hd->create_flags & SD_CREATE_EVICT) != 0;
+    if (!handle_apply_layout(h, &lo, size, hd->hash_seed,
+                             (hd->create_flags & SD_CREATE_EVICT) != 0)) {
+        errno = ENOMEM;
+        rc = SD_SYSERR;
+    }
 out:
     if (rc != SD_OK && h->base) {
         int err = errno;
@@ -384,19 +434,22 @@ sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
         errno = ENOMEM;
         return SD_SYSERR;
     }
-    h->lock_timeout_ms = o->lock_timeout_ms;
     if (cached_mutex_kind == -2)
         cached_mutex_kind = sd_mutex_kind_of_new();
-    h->mutex_kind = cached_mutex_kind;
     sd_status rc = o->create ? create(path, o, h) : attach(path, o, h);
     if (rc != SD_OK) {
         int err = errno;
         if (h->base)
             munmap(h->base, h->file_size);
+        free(h->parts);
         free(h->path);
         free(h);
         errno = err;
         return rc;
+    }
+    for (unsigned i = 0; i < h->nparts; i++) {
+        h->parts[i].lock_timeout_ms = o->lock_timeout_ms;
+        h->parts[i].mutex_kind = cached_mutex_kind;
     }
     *out = h;
     return SD_OK;
@@ -416,6 +469,7 @@ void sd_close(sd_handle *h)
     }
     if (h->base)
         munmap(h->base, h->file_size);
+    free(h->parts);
     free(h->path);
     free(h);
 }
@@ -448,9 +502,19 @@ int sd_creator_alive(const char *path)
 void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
                         sd_block_end_fn end)
 {
-    h->block_begin = begin;
-    h->block_end = end;
+    for (unsigned i = 0; i < h->nparts; i++) {
+        h->parts[i].block_begin = begin;
+        h->parts[i].block_end = end;
+    }
 }
+
+void sd_set_lock_timeout(sd_handle *h, int64_t ms)
+{
+    for (unsigned i = 0; i < h->nparts; i++)
+        h->parts[i].lock_timeout_ms = ms;
+}
+
+unsigned sd_nparts(const sd_handle *h) { return h->nparts; }
 
 int sd_is_owner(const sd_handle *h) { return h->owner && h->owner_pid == getpid(); }
 

@@ -72,6 +72,7 @@ typedef struct sd_open_opts {
     int allow_foreign_owner; /* attach: accept a file owned by another uid */
     int64_t lock_timeout_ms; /* <= 0: wait forever */
     int evict;               /* create: a full dict evicts (CLOCK) */
+    unsigned nparts;         /* create: stripes, a power of two; 0: auto */
 } sd_open_opts;
 
 typedef struct sd_stats {
@@ -89,6 +90,7 @@ typedef struct sd_stats {
     uint64_t expirations;
     uint64_t pending_free; /* list items waiting on the gc chain */
     int evict;
+    unsigned nparts; /* stripes */
 } sd_stats;
 
 /* sd_set_ex flags: one mode, plus options. */
@@ -121,6 +123,10 @@ int sd_creator_alive(const char *path);
 void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
                         sd_block_end_fn end);
 int sd_is_owner(const sd_handle *h);
+/* The lock timeout of every stripe, in ms (<= 0: wait forever). */
+void sd_set_lock_timeout(sd_handle *h, int64_t ms);
+/* How many stripes (independent locks and heaps) the dict has. */
+unsigned sd_nparts(const sd_handle *h);
 uint64_t sd_file_size(const sd_handle *h);
 
 /* Key operations. Keys are 1..SD_MAX_KEY bytes. `ttl_ms` > 0 sets an

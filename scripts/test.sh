@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone:
 #   1. the C core's unit tests (-Werror; plain, ASan+UBSan, TSan)
 #   2. ruff, mypy --strict, and stubtest of the extension against its .pyi
-#   3. pytest
+#   3. pytest, then again with dicts split into stripes
 #   4. pytest again against an ASan+UBSan build of the extension
 # SHMDICT_QUICK=1 skips 4 and the sanitizer builds of 1.
 source "$(dirname "$0")/_venv.sh"
@@ -23,6 +23,9 @@ PYTHONPATH=src python -m mypy.stubtest shmdict._core --allowlist .stubtest-allow
 
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests
+
+echo "== pytest with every dict split into up to 4 stripes"
+SHMDICT_STRIPES=4 python -m pytest -q -p no:cacheprovider tests
 
 if [ "$QUICK" != 1 ]; then
     echo "== pytest under ASan+UBSan"

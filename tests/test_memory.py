@@ -19,6 +19,14 @@ GiB = 1 << 30
 SIZES = [shmdict.MIN_SIZE, MiB]
 
 
+@pytest.fixture(autouse=True)
+def _default_stripes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests measure how one heap fills and refills, so they use the
+    # default layout even when the suite is re-run with SHMDICT_STRIPES.
+    monkeypatch.delenv("SHMDICT_STRIPES", raising=False)
+
+
+
 def fill(d: SharedDict, prefix: str, value: object, cap: int = 1_000_000) -> int:
     """Set distinct keys of equal length until NoMemoryError; return the count."""
     for i in range(cap):

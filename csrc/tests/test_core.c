@@ -33,13 +33,15 @@ static int failures, checks;
     } while (0)
 
 static char path[128];
+static unsigned g_nparts; /* stripes for make(); 0: automatic */
 
 static sd_handle *make(uint64_t size)
 {
     snprintf(path, sizeof path, "/dev/shm/shmdict-ctest-%d", (int)getpid());
     unlink(path);
     sd_open_opts o = {.size = size, .mode = 0600, .create = 1,
-                      .lock_timeout_ms = 5000};
+                      .lock_timeout_ms = 5000,
+                      .nparts = size >= (UINT64_C(1) << 20) ? g_nparts : 0};
     sd_handle *h = NULL;
     sd_status rc = sd_open(path, &o, &h);
     CHECK(rc == SD_OK);
@@ -241,13 +243,14 @@ static void test_dead_holder(void)
     pid_t pid = fork();
     if (pid == 0) {
         sd_handle *c = attach();
+        sd_part *p = &c->parts[0];
         sd_tx t;
-        if (sd_tx_begin(c, &t) != SD_OK)
+        if (sd_tx_begin(p, &t) != SD_OK)
             _exit(2);
         /* Scribble over the bucket array and the counters, logged. */
         for (uint64_t b = 0; b < 64; b++)
-            sd_w32(&t, &c->buckets[b], 0xdeadu);
-        sd_w64(&t, &c->hdr->count, 999);
+            sd_w32(&t, &p->buckets[b], 0xdeadu);
+        sd_w64(&t, &p->st->count, 999);
         _exit(0); /* dies holding the lock */
     }
     int status;
@@ -271,7 +274,8 @@ static void test_lock_timeout(void)
     if (pid == 0) {
         sd_handle *c = attach();
         sd_tx t;
-        sd_tx_begin(c, &t);
+        for (unsigned i = 0; i < c->nparts; i++)
+            sd_tx_begin(&c->parts[i], &t); /* hold every stripe */
         if (write(fds[1], "x", 1) != 1)
             _exit(3);
         pause();
@@ -279,7 +283,7 @@ static void test_lock_timeout(void)
     }
     char x;
     CHECK(read(fds[0], &x, 1) == 1);
-    h->lock_timeout_ms = 200;
+    sd_set_lock_timeout(h, 200);
     sd_value_in v = vint(1);
     CHECK(sd_set(h, "k", 1, &v, 0) == SD_TIMEDOUT);
     kill(pid, SIGKILL);
@@ -442,7 +446,7 @@ static void test_crash_points(void)
     sd_close(h);
 }
 
-int main(void)
+static void run_all(void)
 {
     test_types();
     test_incr();
@@ -454,6 +458,13 @@ int main(void)
     test_files();
     test_threads();
     test_crash_points();
+}
+
+int main(void)
+{
+    run_all();
+    g_nparts = 4; /* again, with the keys spread over four stripes */
+    run_all();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

@@ -384,16 +384,23 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path", "name", "size", "create", "mode",
                              "allow_foreign_owner", "lock_timeout", "evict",
-                             NULL};
+                             "stripes", NULL};
     PyObject *path, *name;
     unsigned long long size = 0;
     int create = 0, foreign = 0, evict = 0;
+    unsigned int stripes = 0;
     unsigned int mode = 0600;
     double timeout = 10.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpdp:Dict", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpdpI:Dict", kwlist,
                                      &path, &name, &size, &create, &mode,
-                                     &foreign, &timeout, &evict))
+                                     &foreign, &timeout, &evict, &stripes))
         return NULL;
+    if (stripes > SD_MAX_PARTS || (stripes & (stripes - 1))) {
+        PyErr_Format(PyExc_ValueError,
+                     "stripes must be 0 (automatic) or a power of two up to %u",
+                     (unsigned)SD_MAX_PARTS);
+        return NULL;
+    }
     if (isnan(timeout)) {
         PyErr_SetString(PyExc_ValueError, "lock_timeout must not be NaN");
         return NULL;
@@ -412,6 +419,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         .create = create,
         .allow_foreign_owner = foreign,
         .evict = evict,
+        .nparts = stripes,
         .lock_timeout_ms = isinf(timeout) || timeout <= 0
                                ? 0
                                : (int64_t)ceil(timeout * 1000.0),
@@ -428,6 +436,13 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     sd_handle *h = NULL;
     sd_status rc = sd_open(cpath, &o, &h);
+    if (rc == SD_BADARG && create) {
+        Py_DECREF(self);
+        return PyErr_Format(PyExc_ValueError,
+                            "a dict of %llu bytes can't have %u stripes "
+                            "(each needs room for its own heap)",
+                            size, stripes);
+    }
     if (rc != SD_OK) {
         raise_status((PyObject *)self, rc, path);
         Py_DECREF(self);
@@ -1248,7 +1263,7 @@ static PyObject *keys_list(DictObject *self, Py_ssize_t max)
     if (!list || !buf)
         goto fail_nomem;
     uint64_t cursor = 0;
-    do {
+    for (;;) {
         size_t used = 0, need = 0;
         sd_status rc = sd_keys_chunk(self->h, &cursor, buf, cap, &used, &need);
         if (rc == SD_TOOBIG) {
@@ -1257,7 +1272,7 @@ static PyObject *keys_list(DictObject *self, Py_ssize_t max)
                 goto fail_nomem;
             buf = bigger;
             cap = need;
-            continue; /* cursor is unchanged: redo that bucket */
+            continue; /* the cursor points at that bucket: redo it */
         }
         if (rc != SD_OK) {
             raise_status((PyObject *)self, rc, self->path);
@@ -1270,7 +1285,9 @@ static PyObject *keys_list(DictObject *self, Py_ssize_t max)
             }
             goto fail;
         }
-    } while (cursor != 0 && (max == 0 || PyList_GET_SIZE(list) < max));
+        if (cursor == 0 || (max != 0 && PyList_GET_SIZE(list) >= max))
+            break;
+    }
     PyMem_Free(buf);
     leave(self);
     return list;
@@ -1418,14 +1435,14 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         return raise_status((PyObject *)self, rc, self->path);
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsO}", "entries", U(st.count), "expiring",
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsI}", "entries", U(st.count), "expiring",
         U(st.n_expiring), "bytes_used", U(st.used_bytes), "bytes_free",
         U(st.heap_size - st.used_bytes), "capacity", U(st.heap_size), "hits",
         U(st.hits), "misses", U(st.misses), "sets", U(st.sets), "evictions",
         U(st.evictions), "expirations", U(st.expirations), "lock_waits",
         U(st.lock_waits), "recoveries", U(st.recoveries), "pending_free",
         U(st.pending_free), "buckets", U(st.nbuckets), "evict",
-        st.evict ? Py_True : Py_False);
+        st.evict ? Py_True : Py_False, "stripes", st.nparts);
 #undef U
 }
 
@@ -1607,7 +1624,7 @@ static PyMethodDef Dict_methods[] = {
      "Counters: entries, expiring, bytes_used, bytes_free, capacity, hits,\n"
      "misses, sets, evictions, expirations, lock_waits, recoveries (dead\n"
      "lock holders repaired), pending_free (list items not yet freed),\n"
-     "buckets and evict. O(1) plus the pending list items."},
+     "buckets, evict and stripes. O(stripes) plus the pending list items."},
     {NULL},
 };
 
@@ -1630,7 +1647,8 @@ static PyType_Slot Dict_slots[] = {
     {Py_sq_contains, Dict_contains},
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=False, mode=0o600, "
-     "allow_foreign_owner=False, lock_timeout=10.0, evict=False)\n--\n\n"
+     "allow_foreign_owner=False, lock_timeout=10.0, evict=False, "
+     "stripes=0)\n--\n\n"
      "A handle on a shared-memory dict. Use shmdict.new() and shmdict.get()."},
     {0, NULL},
 };

@@ -27,6 +27,7 @@ class Dict:
         allow_foreign_owner: bool = False,
         lock_timeout: float = 10.0,
         evict: bool = False,
+        stripes: int = 0,
     ) -> Self: ...
     @property
     def name(self) -> str: ...

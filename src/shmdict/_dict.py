@@ -105,6 +105,7 @@ def new(
     mode: int = 0o600,
     lock_timeout: float = 10.0,
     evict: bool = False,
+    stripes: int | None = None,
 ) -> SharedDict:
     """Create the dict *name* of *size* bytes and return its owner handle.
 
@@ -114,7 +115,15 @@ def new(
     *mode* sets the file's permission bits. With *evict*, a full dict makes
     room by dropping expired items and then the least recently used ones
     (CLOCK), as ngx.shared.DICT does; without it, a write that does not fit
-    raises :class:`shmdict.NoMemoryError`. Cost: O(1).
+    raises :class:`shmdict.NoMemoryError`.
+
+    *stripes* splits the dict into that many independent parts (a power of
+    two, each with its own lock and heap), so writers of different keys
+    don't wait for each other. 0 chooses one stripe per 32 MiB, up to 8;
+    None (the default) does the same unless the environment variable
+    ``SHMDICT_STRIPES`` asks for a count, which is lowered as far as the
+    size needs. A single item must fit in one stripe: ``size // stripes``
+    less the index. Cost: O(stripes).
 
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), ValueError for a bad
@@ -127,6 +136,8 @@ def new(
         raise ValueError(
             f"size must be between {_core.MIN_SIZE} and {_core.MAX_SIZE} bytes"
         )
+    if stripes is None:
+        stripes = _stripes_from_env(size)
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
         raise ValueError("mode must be permission bits between 0 and 0o777")
     return SharedDict(
@@ -137,7 +148,24 @@ def new(
         mode=mode,
         lock_timeout=lock_timeout,
         evict=bool(evict),
+        stripes=stripes,
     )
+
+
+_MIN_STRIPE = 512 << 10
+
+
+def _stripes_from_env(size: int) -> int:
+    """The stripe count SHMDICT_STRIPES asks for, lowered to fit *size*."""
+    want = os.environ.get("SHMDICT_STRIPES", "")
+    if not want:
+        return 0
+    n = int(want)
+    if n <= 0 or n & (n - 1):
+        raise ValueError("SHMDICT_STRIPES must be a power of two")
+    while n > 1 and size // n < _MIN_STRIPE:
+        n //= 2
+    return n
 
 
 def get(

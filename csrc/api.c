@@ -1,0 +1,494 @@
+/*
+ * api.c - the public API: pick a key's stripe, or work across stripes.
+ *
+ * A dict is split into nparts stripes (a power of two), each with its own
+ * lock, undo log, index and heap, so that writers of different keys
+ * rarely meet on a lock or a cache line. The top bits of a key's 32-bit
+ * hash choose its stripe and the low bits its bucket there.
+ *
+ * Single-key calls lock one stripe. Calls over several keys or the whole
+ * dict (batches, flush_all) take the stripes they need in ascending order,
+ * which keeps them deadlock-free, and hold them together, so no other
+ * process sees part of the call. Scans (keys, counting, expiry sweeps)
+ * visit one stripe slice at a time instead.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+static inline uint32_t hash_of(const sd_handle *d, const void *key,
+                               size_t klen)
+{
+    uint64_t x = sd_hash_bytes(key, klen, d->hash_seed);
+    return (uint32_t)(x ^ (x >> 32));
+}
+
+static inline sd_part *part_of(const sd_handle *d, uint32_t hash)
+{
+    return &d->parts[d->part_shift >= 32 ? 0 : hash >> d->part_shift];
+}
+
+static inline bool key_ok(size_t klen)
+{
+    return klen != 0 && klen <= SD_MAX_KEY;
+}
+
+#define ROUTE(call)                                                          \
+    if (!key_ok(klen))                                                       \
+        return SD_BADARG;                                                    \
+    uint32_t hash = hash_of(d, key, klen);                                   \
+    return call
+
+/* ---- single keys ----------------------------------------------------------- */
+
+sd_status sd_get(sd_handle *d, const void *key, size_t klen,
+                 sd_value_out *out)
+{
+    ROUTE(part_get(part_of(d, hash), key, klen, hash, out));
+}
+
+sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
+                       sd_value_out *out, int *stale)
+{
+    ROUTE(part_get_stale(part_of(d, hash), key, klen, hash, out, stale));
+}
+
+sd_status sd_ttl(sd_handle *d, const void *key, size_t klen, int64_t *ns_left)
+{
+    ROUTE(part_ttl(part_of(d, hash), key, klen, hash, ns_left));
+}
+
+sd_status sd_set_ex(sd_handle *d, const void *key, size_t klen,
+                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
+                    uint64_t *evicted)
+{
+    ROUTE(part_set_ex(part_of(d, hash), key, klen, hash, v, ttl_ms, flags,
+                      evicted));
+}
+
+sd_status sd_set(sd_handle *d, const void *key, size_t klen,
+                 const sd_value_in *v, int64_t ttl_ms)
+{
+    return sd_set_ex(d, key, klen, v, ttl_ms, SD_MODE_SET, NULL);
+}
+
+sd_status sd_delete(sd_handle *d, const void *key, size_t klen)
+{
+    ROUTE(part_delete(part_of(d, hash), key, klen, hash));
+}
+
+sd_status sd_incr_init(sd_handle *d, const void *key, size_t klen,
+                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                       const sd_value_in *init, int64_t init_ttl_ms,
+                       sd_value_out *out)
+{
+    ROUTE(part_incr_init(part_of(d, hash), key, klen, hash, delta, ttl_mode,
+                         ttl_ms, init, init_ttl_ms, out));
+}
+
+sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
+                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
+                  sd_value_out *out)
+{
+    return sd_incr_init(d, key, klen, delta, ttl_mode, ttl_ms, NULL, 0, out);
+}
+
+sd_status sd_expire(sd_handle *d, const void *key, size_t klen,
+                    int64_t ttl_ms)
+{
+    ROUTE(part_expire(part_of(d, hash), key, klen, hash, ttl_ms));
+}
+
+sd_status sd_cas(sd_handle *d, const void *key, size_t klen,
+                 const sd_value_in *expected, const sd_value_in *nv,
+                 int ttl_mode, int64_t ttl_ms)
+{
+    ROUTE(part_cas(part_of(d, hash), key, klen, hash, expected, nv, ttl_mode,
+                   ttl_ms));
+}
+
+sd_status sd_pop(sd_handle *d, const void *key, size_t klen,
+                 sd_value_out *out)
+{
+    ROUTE(part_pop(part_of(d, hash), key, klen, hash, out));
+}
+
+sd_status sd_setdefault(sd_handle *d, const void *key, size_t klen,
+                        const sd_value_in *dflt, sd_value_out *out)
+{
+    ROUTE(part_setdefault(part_of(d, hash), key, klen, hash, dflt, out));
+}
+
+sd_status sd_push(sd_handle *d, const void *key, size_t klen, int left,
+                  const sd_value_in *v, uint64_t *len)
+{
+    ROUTE(part_push(part_of(d, hash), key, klen, hash, left, v, len));
+}
+
+sd_status sd_list_pop(sd_handle *d, const void *key, size_t klen, int left,
+                      sd_value_out *out)
+{
+    ROUTE(part_list_pop(part_of(d, hash), key, klen, hash, left, out));
+}
+
+sd_status sd_llen(sd_handle *d, const void *key, size_t klen, uint64_t *len)
+{
+    ROUTE(part_llen(part_of(d, hash), key, klen, hash, len));
+}
+
+/* ---- several stripes at once ------------------------------------------------ */
+
+typedef struct multi {
+    sd_tx t[SD_MAX_PARTS];
+    bool held[SD_MAX_PARTS];
+    sd_handle *d;
+    bool blocked; /* block_begin was called once, for all of them */
+    void *token;
+} multi;
+
+/* Take the stripes in `want` (all if NULL), in ascending order. */
+static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
+{
+    m->d = d;
+    m->blocked = false;
+    for (unsigned i = 0; i < d->nparts; i++) {
+        m->held[i] = false;
+        if (want && !want[i])
+            continue;
+        sd_status rc = sd_tx_begin_hooks(&d->parts[i], &m->t[i], !m->blocked);
+        if (rc) {
+            for (unsigned j = i; j-- > 0;)
+                if (m->held[j])
+                    sd_tx_end(&m->t[j], SD_OK);
+            if (m->blocked && d->parts[0].block_end)
+                d->parts[0].block_end(m->token);
+            return rc;
+        }
+        m->held[i] = true;
+        if (m->t[i].blocked) {
+            /* This one released the GIL; the others must not again, and
+             * only the last release may take it back. */
+            m->blocked = true;
+            m->token = m->t[i].token;
+            m->t[i].blocked = false;
+        }
+    }
+    return SD_OK;
+}
+
+/* Finish every held stripe (commit, or undo if rc is an error) and
+ * release them. */
+static sd_status unlock_parts(multi *m, sd_status rc)
+{
+    sd_handle *d = m->d;
+    for (unsigned i = d->nparts; i-- > 0;) {
+        if (!m->held[i])
+            continue;
+        sd_status r = sd_end_write(&m->t[i], rc);
+        if (rc == SD_OK && r != SD_OK)
+            rc = r;
+    }
+    if (m->blocked && d->parts[0].block_end)
+        d->parts[0].block_end(m->token);
+    return rc;
+}
+
+static sd_status check_keys(size_t n, const size_t *klens)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!key_ok(klens[i]))
+            return SD_BADARG;
+    return SD_OK;
+}
+
+sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
+                      const size_t *klens, void *buf, size_t cap,
+                      size_t *need)
+{
+    if (check_keys(n, klens))
+        return SD_BADARG;
+    multi m;
+    sd_status rc = lock_parts(d, NULL, &m);
+    if (rc)
+        return rc;
+    unsigned char *out = buf;
+    size_t pos = 0;
+    int64_t now = sd_now_ms();
+    for (size_t i = 0; i < n && rc == SD_OK; i++) {
+        uint32_t hash = hash_of(d, keys[i], klens[i]);
+        sd_found f;
+        sd_status r =
+            sd_find_locked(part_of(d, hash), keys[i], klens[i], hash, &f);
+        unsigned char rec[8] = {0};
+        uint32_t len = 0;
+        if (r == SD_CORRUPT) {
+            rc = r;
+            break;
+        }
+        if (r == SD_OK && !sd_expired(f.v.meta, now)) {
+            unsigned type = f.v.meta & SD_META_TYPE;
+            if (type == SD_T_LIST) {
+                rc = SD_WRONGTYPE;
+                break;
+            }
+            rec[0] = (unsigned char)type;
+            rec[1] = (f.v.meta & SD_META_ASCII) != 0;
+            len = f.v.vlen;
+        }
+        memcpy(rec + 4, &len, 4);
+        bool num = rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT;
+        size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES ? sd_pad8(len)
+                      : num                                      ? 8
+                                                                 : 0;
+        if (pos + 8 + body <= cap) {
+            memcpy(out + pos, rec, 8);
+            if (body)
+                memcpy(out + pos + 8, f.v.val, num ? 8 : len);
+        }
+        pos += 8 + body;
+    }
+    if (rc == SD_OK && pos > cap) {
+        *need = pos;
+        rc = SD_TOOBIG;
+    }
+    sd_status r = unlock_parts(&m, SD_OK);
+    return rc != SD_OK ? rc : r;
+}
+
+/* Commit every held stripe: a checkpoint of a batch. */
+static void commit_parts(multi *m)
+{
+    for (unsigned i = 0; i < m->d->nparts; i++)
+        if (m->held[i])
+            sd_tx_commit(&m->t[i]);
+}
+
+/* Does any held stripe's transaction need a checkpoint before the next
+ * item? (its undo log or its queue of frees is nearly full) */
+#define BATCH_LOG_RESERVE 200u
+
+static bool needs_checkpoint(multi *m)
+{
+    for (unsigned i = 0; i < m->d->nparts; i++)
+        if (m->held[i] &&
+            (LD(&m->d->parts[i].lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE ||
+             m->t[i].npending > SD_PENDING_CAP - 8))
+            return true;
+    return false;
+}
+
+sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
+                      const size_t *klens, const sd_value_in *vals,
+                      int64_t ttl_ms, size_t *done, uint64_t *evicted)
+{
+    *done = 0;
+    *evicted = 0;
+    if (check_keys(n, klens))
+        return SD_BADARG;
+    for (size_t i = 0; i < n; i++)
+        if (!sd_check_value(&vals[i]))
+            return SD_BADARG;
+    multi m;
+    sd_status rc = lock_parts(d, NULL, &m);
+    if (rc)
+        return rc;
+    /* Fast path: the whole batch in one transaction per stripe, with a
+     * checkpoint of all of them whenever one log nears its end, so a
+     * batch that fits is all or nothing. */
+    size_t committed = 0, i = 0;
+    for (; i < n && rc == SD_OK; i++) {
+        if (needs_checkpoint(&m)) {
+            commit_parts(&m);
+            committed = i;
+        }
+        uint32_t hash = hash_of(d, keys[i], klens[i]);
+        sd_part *p = part_of(d, hash);
+        rc = sd_set_locked(&m.t[p - d->parts], keys[i], klens[i], hash,
+                           &vals[i], ttl_ms, SD_MODE_SET);
+    }
+    if (rc == SD_NOMEM) {
+        /* Slow path: undo back to the checkpoint, then store item by item,
+         * making room as needed (which commits as it goes). */
+        for (unsigned j = 0; j < d->nparts; j++)
+            if (m.held[j])
+                sd_tx_abort(&m.t[j]);
+        rc = SD_OK;
+        for (i = committed; i < n && rc == SD_OK; i++) {
+            uint64_t ev = 0;
+            uint32_t hash = hash_of(d, keys[i], klens[i]);
+            sd_tx *t = &m.t[part_of(d, hash) - d->parts];
+            rc = sd_set_with_room_locked(t, keys[i], klens[i], hash, &vals[i],
+                                         ttl_ms, SD_MODE_SET, &ev);
+            *evicted += ev;
+            if (rc == SD_OK) {
+                sd_tx_commit(t);
+                committed = i + 1;
+            }
+        }
+    }
+    *done = rc == SD_OK ? n : committed;
+    return unlock_parts(&m, rc);
+}
+
+sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
+                         const size_t *klens, size_t *deleted)
+{
+    *deleted = 0;
+    if (check_keys(n, klens))
+        return SD_BADARG;
+    multi m;
+    sd_status rc = lock_parts(d, NULL, &m);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == SD_OK; i++) {
+        uint32_t hash = hash_of(d, keys[i], klens[i]);
+        sd_tx *t = &m.t[part_of(d, hash) - d->parts];
+        sd_found f;
+        rc = sd_find_live_locked(t, keys[i], klens[i], hash, &f);
+        if (rc == SD_OK) {
+            rc = sd_drop_locked(t, &f);
+            if (rc == SD_OK)
+                ++*deleted;
+        } else if (rc == SD_NOTFOUND) {
+            rc = SD_OK;
+        }
+        if (rc == SD_OK) /* each delete stands on its own */
+            sd_tx_commit(t);
+    }
+    return unlock_parts(&m, rc);
+}
+
+sd_status sd_flush_all(sd_handle *d)
+{
+    multi m;
+    sd_status rc = lock_parts(d, NULL, &m);
+    if (rc)
+        return rc;
+    for (unsigned i = 0; i < d->nparts; i++)
+        sd_flush_locked_raw(&d->parts[i]);
+    return unlock_parts(&m, SD_OK);
+}
+
+/* ---- whole-dict scans, one stripe at a time --------------------------------- */
+
+sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
+{
+    *freed = 0;
+    for (unsigned i = 0; i < d->nparts && (!max || *freed < max); i++) {
+        uint64_t n = 0;
+        sd_status rc = part_flush_expired(&d->parts[i], max ? max - *freed : 0,
+                                          &n);
+        *freed += n;
+        if (rc)
+            return rc;
+    }
+    return SD_OK;
+}
+
+/* The cursor is part * nbuckets + bucket, so it stays below 2^63. */
+sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf,
+                        size_t cap, size_t *used, size_t *need)
+{
+    uint64_t nb = d->parts[0].nbuckets;
+    uint64_t part = *cursor / nb, local = *cursor % nb;
+    *used = 0;
+    *need = 0;
+    if (part >= d->nparts) {
+        *cursor = 0;
+        return SD_OK;
+    }
+    sd_status rc =
+        part_keys_chunk(&d->parts[part], &local, buf, cap, used, need);
+    if (rc == SD_TOOBIG) {
+        *cursor = part * nb + local; /* retry that bucket, bigger buffer */
+        return rc;
+    }
+    if (rc)
+        return rc;
+    if (local == 0) /* that stripe is done */
+        *cursor = part + 1 < d->nparts ? (part + 1) * nb : 0;
+    else
+        *cursor = part * nb + local;
+    return SD_OK;
+}
+
+sd_status sd_count(sd_handle *d, uint64_t *n)
+{
+    *n = 0;
+    for (unsigned i = 0; i < d->nparts; i++) {
+        uint64_t c;
+        sd_status rc = part_count(&d->parts[i], &c);
+        if (rc)
+            return rc;
+        *n += c;
+    }
+    return SD_OK;
+}
+
+void sd_space(sd_handle *d, uint64_t *capacity, uint64_t *free_bytes)
+{
+    *capacity = *free_bytes = 0;
+    for (unsigned i = 0; i < d->nparts; i++) {
+        uint64_t c, f;
+        part_space(&d->parts[i], &c, &f);
+        *capacity += c;
+        *free_bytes += f;
+    }
+}
+
+sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
+{
+    *problems = 0;
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    const sd_header *hd = d->hdr;
+    if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
+        hd->format != SD_FORMAT_WORD || hd->file_size != d->file_size ||
+        hd->nparts != d->nparts || hd->heap_size != d->parts[0].heap_size ||
+        hd->nbuckets != d->parts[0].nbuckets) {
+        ++*problems;
+        len += (size_t)snprintf(buf, cap, "header: identity or layout changed\n");
+    }
+    for (unsigned i = 0; i < d->nparts; i++) {
+        size_t p = 0;
+        char *at = len < cap ? buf + len : NULL;
+        sd_status rc = part_verify(&d->parts[i], at, at ? cap - len : 0, &p);
+        if (rc)
+            return rc;
+        *problems += p;
+        if (at)
+            len += strlen(at);
+    }
+    return SD_OK;
+}
+
+sd_status sd_get_stats(sd_handle *d, sd_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    for (unsigned i = 0; i < d->nparts; i++) {
+        sd_stats s;
+        sd_status rc = part_get_stats(&d->parts[i], &s);
+        if (rc)
+            return rc;
+        st->count += s.count;
+        st->n_expiring += s.n_expiring;
+        st->used_bytes += s.used_bytes;
+        st->heap_size += s.heap_size;
+        st->nbuckets += s.nbuckets;
+        st->recoveries += s.recoveries;
+        st->lock_waits += s.lock_waits;
+        st->evictions += s.evictions;
+        st->expirations += s.expirations;
+        st->pending_free += s.pending_free;
+        st->evict = s.evict;
+    }
+    const sd_slot *slots = d->parts[0].slots;
+    for (unsigned i = 0; i < SD_NSLOTS; i++) {
+        st->hits += LD(&slots[i].hits);
+        st->misses += LD(&slots[i].misses);
+        st->sets += LD(&slots[i].sets);
+    }
+    st->nparts = d->nparts;
+    return SD_OK;
+}
