@@ -306,9 +306,13 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
         rc = sd_set_locked(&m.t[p - d->parts], keys[i], klens[i], hash,
                            &vals[i], ttl_ms, SD_MODE_SET);
     }
-    if (rc == SD_NOMEM) {
+    bool room = false;
+    for (unsigned j = 0; rc == SD_NOMEM && j < d->nparts; j++)
+        room = room || sd_can_make_room(&d->parts[j]);
+    if (rc == SD_NOMEM && room) {
         /* Slow path: undo back to the checkpoint, then store item by item,
-         * making room as needed (which commits as it goes). */
+         * making room as needed (which commits as it goes). A dict that
+         * can't make room skips this and is left as the checkpoint was. */
         for (unsigned j = 0; j < d->nparts; j++)
             if (m.held[j])
                 sd_tx_abort(&m.t[j]);

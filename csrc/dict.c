@@ -298,7 +298,13 @@ uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
     if (ttl_ms <= 0)
         return 0;
     uint64_t exp = (uint64_t)sd_tx_now(t) + (uint64_t)ttl_ms;
-    return exp > SD_MAX_EXPIRY_MS ? SD_MAX_EXPIRY_MS : exp;
+    if (exp > SD_MAX_EXPIRY_MS)
+        exp = SD_MAX_EXPIRY_MS;
+    /* Keep next_expiry a lower bound (a hint: not logged, only ever
+     * lowered here, so a rollback can leave it low, never high). */
+    if (exp < LD(&t->h->st->next_expiry))
+        ST(&t->h->st->next_expiry, exp);
+    return exp;
 }
 
 void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
@@ -450,9 +456,22 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
 }
 
 /* Store v under key as one transaction step (the caller commits). */
-sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen,
-                        uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
-                        unsigned flags)
+static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
+                            uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
+                            unsigned flags);
+
+sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen, uint32_t hash,
+                        const sd_value_in *v, int64_t ttl_ms, unsigned flags)
+{
+    sd_status rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    if (rc == SD_OK)
+        slot_inc(&my_slot(t->h)->sets); /* once per store, not per retry */
+    return rc;
+}
+
+static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
+                            uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
+                            unsigned flags)
 {
     sd_part *h = t->h;
     found f;
@@ -472,7 +491,6 @@ sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen,
     uint64_t need = sd_entry_need(klen, vlen);
     int64_t exp_delta = (exp ? 1 : 0) - (have && meta_exp(f.v.meta) ? 1 : 0);
     bool old_list = have && (f.v.meta & SD_META_TYPE) == SD_T_LIST;
-    slot_inc(&my_slot(h)->sets);
 
     if (have && !old_list && vlen <= INPLACE_MAX && need <= f.v.payload) {
         /* Overwrite in place: every word goes through the undo log. */
@@ -554,12 +572,25 @@ void sd_gc_locked(sd_tx *t, uint64_t max)
     }
 }
 
-/* Reclaim entries, one bucket at a time, from where `*cursor` points.
- * With `evict`, live entries are evicted too, CLOCK style: a bucket whose
+/* A key that making room must not evict: the one being written. */
+typedef struct protect {
+    const void *key;
+    size_t klen;
+    uint32_t hash;
+} protect;
+
+static bool is_protected(const protect *pk, const view *v)
+{
+    return pk && pk->key && key_eq(v, pk->hash, pk->key, pk->klen);
+}
+
+/* Reclaim entries of bucket b, at most `limit` (0: no limit). Expired
+ * ones always go; with `evict`, live ones too, CLOCK style: a bucket whose
  * reference mark is set gets it cleared and is passed over once. Each
  * removal is committed on its own. Returns how many were removed and adds
  * the live ones to *evicted. */
 static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
+                                      const protect *pk, uint64_t limit,
                                       uint64_t *evicted)
 {
     sd_part *h = t->h;
@@ -575,7 +606,8 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
         if (!sd_read_entry(h, idx, &f.v))
             break; /* verify() will name it; don't touch it */
         bool dead = expired(f.v.meta, now);
-        if (dead || (evict && !referenced)) {
+        if ((dead || (evict && !referenced)) && !is_protected(pk, &f.v) &&
+            (!limit || freed < limit)) {
             f.link = link;
             if (sd_drop_locked(t, &f) != SD_OK || t->overflow) {
                 sd_tx_abort(t);
@@ -600,21 +632,28 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
     return freed;
 }
 
-/* Free every expired entry. O(buckets in use + entries). */
-static uint64_t sweep_expired_locked(sd_tx *t)
+/* Free every expired entry. O(buckets in use + entries). Skipped while no
+ * expiry can have passed: next_expiry is a lower bound on every stored
+ * expiry, lowered by each write of a TTL and raised by a full sweep. */
+static uint64_t sweep_expired_locked(sd_tx *t, const protect *pk)
 {
     sd_part *h = t->h;
     uint64_t freed = 0, evicted = 0;
-    if (!LD(&h->st->n_expiring))
+    if (!LD(&h->st->n_expiring) ||
+        (uint64_t)sd_tx_now(t) < LD(&h->st->next_expiry))
         return 0;
     for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
          b = sd_next_used_bucket(h, b + 1))
-        freed += reclaim_bucket_locked(t, b, false, &evicted);
+        freed += reclaim_bucket_locked(t, b, false, pk, 0, &evicted);
+    /* What is left expires later than now; the exact minimum would cost a
+     * second pass, so the bound moves only to now + 1 ms. */
+    ST(&h->st->next_expiry, (uint64_t)sd_tx_now(t) + 1);
     return freed;
 }
 
-sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
-                               uint32_t *idx, uint64_t *evicted)
+static sd_status alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                                   const protect *pk, uint32_t *idx,
+                                   uint64_t *evicted)
 {
     sd_part *h = t->h;
     sd_tx_abort(t);
@@ -624,11 +663,14 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
         if (rc != SD_NOMEM)
             return rc;
     }
-    if (!h->evict || noevict) {
-        if (!sweep_expired_locked(t))
-            return SD_NOMEM;
-        return sd_alloc_locked(t, payload, idx);
+    /* Expired items go first, evicting or not. */
+    if (sweep_expired_locked(t, pk)) {
+        sd_status rc = sd_alloc_locked(t, payload, idx);
+        if (rc != SD_NOMEM || !h->evict || noevict)
+            return rc;
     }
+    if (!h->evict || noevict)
+        return SD_NOMEM;
     /* Evicting dict: run the clock until the block fits, at most twice
      * round the table (the first pass may only clear marks). */
     uint64_t hand = LD(&h->st->clock_hand) % h->nbuckets;
@@ -645,7 +687,9 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
         visited += b - hand + 1;
         hand = b + 1 == h->nbuckets ? 0 : b + 1;
         ST(&h->st->clock_hand, hand);
-        if (reclaim_bucket_locked(t, b, true, evicted)) {
+        if (reclaim_bucket_locked(t, b, true, pk, 0, evicted)) {
+            if (LD(&h->st->gc_head)) /* an evicted list's items */
+                sd_gc_locked(t, UINT64_MAX);
             sd_status rc = sd_alloc_locked(t, payload, idx);
             if (rc != SD_NOMEM)
                 return rc;
@@ -654,21 +698,42 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
     return SD_NOMEM;
 }
 
-/* A set, retried after making room. */
+sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                               uint32_t *idx, uint64_t *evicted)
+{
+    return alloc_room_locked(t, payload, noevict, NULL, idx, evicted);
+}
+
+bool sd_can_make_room(sd_part *h)
+{
+    return h->evict || LD(&h->st->gc_head) ||
+           (LD(&h->st->n_expiring) &&
+            (uint64_t)sd_now_ms() >= LD(&h->st->next_expiry));
+}
+
+/* A set, retried after making room. The key itself is never evicted to
+ * make room for its own new value. */
 sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
-                                      uint32_t hash, const sd_value_in *v,
-                                      int64_t ttl_ms, unsigned flags,
-                                      uint64_t *evicted)
+                                  uint32_t hash, const sd_value_in *v,
+                                  int64_t ttl_ms, unsigned flags,
+                                  uint64_t *evicted)
 {
     sd_status rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     if (rc != SD_NOMEM)
         return rc;
+    protect pk = {key, klen, hash};
     uint64_t need = sd_entry_need(klen, sd_value_len(v));
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t idx;
         /* Make room for a block of the size the set needs, give it back,
          * and try the set again (it may also free the old value). */
-        rc = sd_alloc_room_locked(t, need, flags & SD_NOEVICT, &idx, evicted);
+        rc = alloc_room_locked(t, need, flags & SD_NOEVICT, &pk, &idx,
+                               evicted);
+        if (rc == SD_NOMEM) {
+            /* Everything else that could go is gone: the value may still
+             * fit in the key's own place, merged with what was freed. */
+            return sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
+        }
         if (rc != SD_OK)
             return rc;
         sd_tx_abort(t); /* the probe allocation only */
@@ -1027,7 +1092,8 @@ sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
         for (; (b = sd_next_used_bucket(h, b)) < end && b < h->nbuckets &&
                (!max || *freed < max);
              b++)
-            *freed += reclaim_bucket_locked(&t, b, false, &evicted);
+            *freed += reclaim_bucket_locked(&t, b, false, NULL,
+                                            max ? max - *freed : 0, &evicted);
         sd_end_write(&t, SD_OK);
     }
     return SD_OK;

@@ -371,6 +371,9 @@ sd_status sd_drop_locked(sd_tx *t, sd_found *f);
  * hold no changes yet (it is rolled back first). */
 sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
                                uint32_t *idx, uint64_t *evicted);
+/* Whether sd_alloc_room_locked could free anything (an evicting dict,
+ * items on the gc chain, or expiries that may have passed). */
+bool sd_can_make_room(sd_part *h);
 /* Free list items waiting on the gc chain, up to `max`. */
 void sd_gc_locked(sd_tx *t, uint64_t max);
 void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring);

@@ -221,6 +221,7 @@ typedef struct sd_pstate {
     _Atomic uint64_t evictions;
     _Atomic uint64_t expirations;
     _Atomic uint64_t clock_hand; /* next bucket the evictor looks at */
+    _Atomic uint64_t next_expiry; /* ms; no stored expiry is earlier */
 
     /* Allocator state. */
     alignas(SD_LINE) _Atomic uint32_t fl_bitmap;

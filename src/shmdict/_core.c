@@ -590,8 +590,12 @@ static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
     leave(self);
     if (SD_LIKELY_OK(rc))
         return value_obj((PyObject *)self, &out);
-    if (rc == SD_NOTFOUND && !raise_missing)
-        return Py_NewRef(dflt);
+    if (rc == SD_NOTFOUND) {
+        if (!raise_missing)
+            return Py_NewRef(dflt);
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
     return fetch_obj(self, key, fetch_get, NULL, raise_missing ? NULL : dflt);
 }
 
@@ -1054,7 +1058,7 @@ static PyObject *Dict_set_many(DictObject *self, PyObject *const *args,
     int64_t ttl;
     if (ttl_arg(a[1], &ttl) < 0)
         return NULL;
-    if (!PyMapping_Check(a[0]) || PyUnicode_Check(a[0])) {
+    if (!PyDict_Check(a[0]) && !PyObject_HasAttrString(a[0], "items")) {
         PyErr_SetString(PyExc_TypeError, "set_many expects a mapping");
         return NULL;
     }
