@@ -188,16 +188,33 @@ static void recover_locked(sd_part *h)
 
 /* ---- transactions ------------------------------------------------------- */
 
+/* Wait for the mutex in short slices, up to the handle's timeout (none if
+ * <= 0). Sleeping in one long futex wait is not safe with robust mutexes:
+ * if the waiter an unlock wakes is killed before it takes the lock, and a
+ * third process takes it on the fast path before the kernel cleans up the
+ * dead one, the lock word loses its waiters bit and nobody wakes the rest
+ * while the lock is free again. A slice bounds that stall. */
+#define WAIT_SLICE_NS INT64_C(20000000) /* 20 ms */
+
 static int timed_lock(sd_part *h, pthread_mutex_t *m)
 {
-    if (h->lock_timeout_ms <= 0)
-        return pthread_mutex_lock(m);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (h->lock_timeout_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(h->lock_timeout_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    return pthread_mutex_timedlock(m, &ts);
+    int64_t end = h->lock_timeout_ms > 0
+                      ? sd_now_ns() + h->lock_timeout_ms * INT64_C(1000000)
+                      : INT64_MAX;
+    for (;;) {
+        int64_t now = sd_now_ns();
+        if (now >= end)
+            return ETIMEDOUT;
+        int64_t wait = end - now < WAIT_SLICE_NS ? end - now : WAIT_SLICE_NS;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + wait;
+        ts.tv_sec += (time_t)(ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        int rc = pthread_mutex_timedlock(m, &ts);
+        if (rc != ETIMEDOUT)
+            return rc;
+    }
 }
 
 void sd_tx_commit(sd_tx *t)
