@@ -176,6 +176,13 @@ static int parse_args(const char *fname, const char *const *names, int nnames,
 /* A key as UTF-8 bytes, borrowed from the str object (cached there). */
 static int key_arg(PyObject *key, const char **p, Py_ssize_t *n)
 {
+    if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        /* The common case, without a call: ASCII is its own UTF-8. */
+        *p = (const char *)PyUnicode_DATA(key);
+        *n = PyUnicode_GET_LENGTH(key);
+        if (*n != 0 && (size_t)*n <= SD_MAX_KEY)
+            return 0;
+    }
     if (!PyUnicode_Check(key)) {
         PyErr_Format(PyExc_TypeError, "keys must be str, not %.100s",
                      Py_TYPE(key)->tp_name);
