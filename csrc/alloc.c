@@ -25,7 +25,10 @@
  */
 #include "internal.h"
 
-static inline unsigned fls64(uint64_t x) { return 63u - (unsigned)__builtin_clzll(x); }
+static inline unsigned fls64(uint64_t x)
+{
+    return 63u - (unsigned)__builtin_clzll(x);
+}
 
 static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
 {
@@ -147,7 +150,8 @@ static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
     return LD(&hd->heads[fl][sl]);
 }
 
-/* ---- allocation ----------------------------------------------------------- */
+/* ---- allocation -----------------------------------------------------------
+ */
 
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
 {
@@ -242,8 +246,8 @@ sd_status sd_free_locked(sd_tx *t, uint32_t idx)
     if (hdr & SD_BLK_PREV_FREE) {
         uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
         uint64_t pidx = idx - (ps >> SD_UNIT_SHIFT);
-        if (ps < SD_MIN_BLOCK || ps % SD_UNIT || (ps >> SD_UNIT_SHIFT) >= idx ||
-            !sd_idx_ok(h, pidx))
+        if (ps < SD_MIN_BLOCK || ps % SD_UNIT ||
+            (ps >> SD_UNIT_SHIFT) >= idx || !sd_idx_ok(h, pidx))
             return SD_CORRUPT;
         uint64_t ph = LD(sd_blk_hdr(h, pidx));
         if (!(ph & SD_BLK_FREE) || hdr_size(h, pidx, ph) != ps)
@@ -291,13 +295,14 @@ void sd_heap_init(sd_part *h)
     ST(&hd->used_bytes, UINT64_C(0));
 }
 
-/* ---- verification ----------------------------------------------------------- */
+/* ---- verification
+ * ----------------------------------------------------------- */
 
-#define REPORT(...)                                                          \
-    do {                                                                     \
-        char msg_[160];                                                      \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                            \
-        report(ctx, msg_);                                                   \
+#define REPORT(...)                                                           \
+    do {                                                                      \
+        char msg_[160];                                                       \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                             \
+        report(ctx, msg_);                                                    \
     } while (0)
 
 #include <stdio.h>

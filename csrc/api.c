@@ -33,16 +33,16 @@ static inline bool key_ok(size_t klen)
     return klen != 0 && klen <= SD_MAX_KEY;
 }
 
-#define ROUTE(call)                                                          \
-    if (!key_ok(klen))                                                       \
-        return SD_BADARG;                                                    \
-    uint32_t hash = hash_of(d, key, klen);                                   \
+#define ROUTE(call)                                                           \
+    if (!key_ok(klen))                                                        \
+        return SD_BADARG;                                                     \
+    uint32_t hash = hash_of(d, key, klen);                                    \
     return call
 
-/* ---- single keys ----------------------------------------------------------- */
+/* ---- single keys -----------------------------------------------------------
+ */
 
-sd_status sd_get(sd_handle *d, const void *key, size_t klen,
-                 sd_value_out *out)
+sd_status sd_get(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
 {
     ROUTE(part_get(part_of(d, hash), key, klen, hash, out));
 }
@@ -93,8 +93,7 @@ sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
     return sd_incr_init(d, key, klen, delta, ttl_mode, ttl_ms, NULL, 0, out);
 }
 
-sd_status sd_expire(sd_handle *d, const void *key, size_t klen,
-                    int64_t ttl_ms)
+sd_status sd_expire(sd_handle *d, const void *key, size_t klen, int64_t ttl_ms)
 {
     ROUTE(part_expire(part_of(d, hash), key, klen, hash, ttl_ms));
 }
@@ -107,8 +106,7 @@ sd_status sd_cas(sd_handle *d, const void *key, size_t klen,
                    ttl_ms));
 }
 
-sd_status sd_pop(sd_handle *d, const void *key, size_t klen,
-                 sd_value_out *out)
+sd_status sd_pop(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
 {
     ROUTE(part_pop(part_of(d, hash), key, klen, hash, out));
 }
@@ -136,7 +134,8 @@ sd_status sd_llen(sd_handle *d, const void *key, size_t klen, uint64_t *len)
     ROUTE(part_llen(part_of(d, hash), key, klen, hash, len));
 }
 
-/* ---- several stripes at once ------------------------------------------------ */
+/* ---- several stripes at once
+ * ------------------------------------------------ */
 
 typedef struct multi {
     sd_tx t[SD_MAX_PARTS];
@@ -202,8 +201,7 @@ static sd_status check_keys(size_t n, const size_t *klens)
 }
 
 sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
-                      const size_t *klens, void *buf, size_t cap,
-                      size_t *need)
+                      const size_t *klens, void *buf, size_t cap, size_t *need)
 {
     if (check_keys(n, klens))
         return SD_BADARG;
@@ -270,9 +268,9 @@ static void commit_parts(multi *m)
 static bool needs_checkpoint(multi *m)
 {
     for (unsigned i = 0; i < m->d->nparts; i++)
-        if (m->held[i] &&
-            (LD(&m->d->parts[i].lock->log_n) > SD_LOG_CAP - BATCH_LOG_RESERVE ||
-             m->t[i].npending > SD_PENDING_CAP - 8))
+        if (m->held[i] && (LD(&m->d->parts[i].lock->log_n) >
+                               SD_LOG_CAP - BATCH_LOG_RESERVE ||
+                           m->t[i].npending > SD_PENDING_CAP - 8))
             return true;
     return false;
 }
@@ -373,15 +371,16 @@ sd_status sd_flush_all(sd_handle *d)
     return unlock_parts(&m, SD_OK);
 }
 
-/* ---- whole-dict scans, one stripe at a time --------------------------------- */
+/* ---- whole-dict scans, one stripe at a time
+ * --------------------------------- */
 
 sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
 {
     *freed = 0;
     for (unsigned i = 0; i < d->nparts && (!max || *freed < max); i++) {
         uint64_t n = 0;
-        sd_status rc = part_flush_expired(&d->parts[i], max ? max - *freed : 0,
-                                          &n);
+        sd_status rc =
+            part_flush_expired(&d->parts[i], max ? max - *freed : 0, &n);
         *freed += n;
         if (rc)
             return rc;
@@ -390,8 +389,8 @@ sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
 }
 
 /* The cursor is part * nbuckets + bucket, so it stays below 2^63. */
-sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf,
-                        size_t cap, size_t *used, size_t *need)
+sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
+                        size_t *used, size_t *need)
 {
     uint64_t nb = d->parts[0].nbuckets;
     uint64_t part = *cursor / nb, local = *cursor % nb;
@@ -452,7 +451,8 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
         hd->nparts != d->nparts || hd->heap_size != d->parts[0].heap_size ||
         hd->nbuckets != d->parts[0].nbuckets) {
         ++*problems;
-        len += (size_t)snprintf(buf, cap, "header: identity or layout changed\n");
+        len +=
+            (size_t)snprintf(buf, cap, "header: identity or layout changed\n");
     }
     for (unsigned i = 0; i < d->nparts; i++) {
         size_t p = 0;

@@ -38,10 +38,10 @@
 #define INPLACE_MAX 64u /* values up to this size are overwritten in place */
 #define LOGGED_BLOCK_MAX 4096u /* blocks this small can be written logged */
 
-/* ---- hashing -------------------------------------------------------------- */
+/* ---- hashing --------------------------------------------------------------
+ */
 
-static inline uint32_t key_hash(const sd_part *h, const void *key,
-                                size_t klen)
+static inline uint32_t key_hash(const sd_part *h, const void *key, size_t klen)
 {
     uint64_t x = sd_hash_bytes(key, klen, h->hash_seed);
     return (uint32_t)(x ^ (x >> 32));
@@ -57,7 +57,8 @@ uint32_t sd_key_hash(const sd_part *h, const void *key, size_t klen)
     return key_hash(h, key, klen);
 }
 
-/* ---- entries ---------------------------------------------------------------- */
+/* ---- entries
+ * ---------------------------------------------------------------- */
 
 typedef sd_view view;
 typedef sd_found found;
@@ -93,7 +94,8 @@ sd_status sd_copy_value(const view *v, sd_value_out *out)
     return SD_OK;
 }
 
-/* ---- lookup ------------------------------------------------------------------ */
+/* ---- lookup
+ * ------------------------------------------------------------------ */
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
@@ -216,17 +218,15 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
     return rc;
 }
 
-sd_status part_get(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                 sd_value_out *out)
+sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   sd_value_out *out)
 {
     peek p = {.out = out};
     return peek_key(h, key, klen, hash, &p);
 }
 
 sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                       sd_value_out *out, int *stale)
+                         uint32_t hash, sd_value_out *out, int *stale)
 {
     peek p = {.out = out, .stale_ok = true};
     sd_status rc = peek_key(h, key, klen, hash, &p);
@@ -234,9 +234,8 @@ sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
     return rc;
 }
 
-sd_status part_ttl(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                 int64_t *ns_left)
+sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   int64_t *ns_left)
 {
     peek p = {.out = NULL};
     sd_status rc = peek_key(h, key, klen, hash, &p);
@@ -254,7 +253,8 @@ sd_status part_ttl(sd_part *h, const void *key, size_t klen,
     return SD_OK;
 }
 
-/* ---- writes ------------------------------------------------------------------ */
+/* ---- writes
+ * ------------------------------------------------------------------ */
 
 uint64_t sd_value_len(const sd_value_in *v)
 {
@@ -441,6 +441,19 @@ static bool fits_after_free(sd_part *h, uint32_t idx, uint64_t payload)
     return size >= want;
 }
 
+sd_status sd_open_find(sd_part *h, sd_tx *t, const void *key, size_t klen,
+                       uint32_t hash, found *f, bool *open)
+{
+    sd_status rc = sd_tx_begin(h, t);
+    *open = rc == SD_OK;
+    if (!*open)
+        return rc;
+    rc = sd_find_live_locked(t, key, klen, hash, f);
+    if (rc == SD_NOTFOUND)
+        sd_tx_commit(t); /* keep the reclaim of an expired entry */
+    return rc;
+}
+
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, found *f)
 {
@@ -457,8 +470,8 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
 
 /* Store v under key as one transaction step (the caller commits). */
 static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
-                            unsigned flags);
+                            uint32_t hash, const sd_value_in *v,
+                            int64_t ttl_ms, unsigned flags);
 
 sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen, uint32_t hash,
                         const sd_value_in *v, int64_t ttl_ms, unsigned flags)
@@ -470,8 +483,8 @@ sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen, uint32_t hash,
 }
 
 static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
-                            unsigned flags)
+                            uint32_t hash, const sd_value_in *v,
+                            int64_t ttl_ms, unsigned flags)
 {
     sd_part *h = t->h;
     found f;
@@ -547,7 +560,8 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     return release_locked(t, &f.v);
 }
 
-/* ---- making room ------------------------------------------------------------- */
+/* ---- making room
+ * ------------------------------------------------------------- */
 
 void sd_gc_locked(sd_tx *t, uint64_t max)
 {
@@ -557,8 +571,7 @@ void sd_gc_locked(sd_tx *t, uint64_t max)
         view v;
         if (!idx)
             return;
-        if (!sd_read_item(h, idx, &v) ||
-            (v.next && !sd_idx_ok(h, v.next))) {
+        if (!sd_read_item(h, idx, &v) || (v.next && !sd_idx_ok(h, v.next))) {
             sd_w32(t, &h->st->gc_head, 0); /* drop a damaged chain */
             sd_tx_commit(t);
             return;
@@ -727,8 +740,8 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
         uint32_t idx;
         /* Make room for a block of the size the set needs, give it back,
          * and try the set again (it may also free the old value). */
-        rc = alloc_room_locked(t, need, flags & SD_NOEVICT, &pk, &idx,
-                               evicted);
+        rc =
+            alloc_room_locked(t, need, flags & SD_NOEVICT, &pk, &idx, evicted);
         if (rc == SD_NOMEM) {
             /* Everything else that could go is gone: the value may still
              * fit in the key's own place, merged with what was freed. */
@@ -766,12 +779,14 @@ static sd_status check_value(const sd_value_in *v)
                : SD_OK;
 }
 
-bool sd_check_value(const sd_value_in *v) { return check_value(v) == SD_OK; }
+bool sd_check_value(const sd_value_in *v)
+{
+    return check_value(v) == SD_OK;
+}
 
-sd_status part_set_ex(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
-                    uint64_t *evicted)
+sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                      const sd_value_in *v, int64_t ttl_ms, unsigned flags,
+                      uint64_t *evicted)
 {
     uint64_t ev = 0;
     if (evicted)
@@ -790,22 +805,16 @@ sd_status part_set_ex(sd_part *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-
-sd_status part_delete(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash)
+sd_status part_delete(sd_part *h, const void *key, size_t klen, uint32_t hash)
 {
-    if (check_key(klen))
-        return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK)
         rc = sd_drop_locked(&t, &f);
-    else if (rc == SD_NOTFOUND)
-        sd_tx_commit(&t); /* keep the reclaim of an expired entry */
     return sd_end_write(&t, rc);
 }
 
@@ -837,33 +846,34 @@ static bool is_number(const sd_value_in *v)
 }
 
 sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                       const sd_value_in *init, int64_t init_ttl_ms,
-                       sd_value_out *out)
+                         uint32_t hash, const sd_value_in *delta, int ttl_mode,
+                         int64_t ttl_ms, const sd_value_in *init,
+                         int64_t init_ttl_ms, sd_value_out *out)
 {
-    if (check_key(klen) || !is_number(delta) || (init && !is_number(init)))
+    if (!is_number(delta) || (init && !is_number(init)))
         return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_NOTFOUND && init) {
         /* Start from init + delta, as one step. */
         uint64_t bits;
-        memcpy(&bits, init->type == SD_T_INT ? (const void *)&init->i
-                                             : (const void *)&init->f, 8);
+        memcpy(&bits,
+               init->type == SD_T_INT ? (const void *)&init->i
+                                      : (const void *)&init->f,
+               8);
         rc = add_numbers(init->type, bits, delta, out);
         if (rc == SD_OK) {
             sd_value_in v = {.type = out->type, .i = out->i, .f = out->f};
             int64_t ttl = init_ttl_ms > 0 ? init_ttl_ms
-                          : ttl_mode < 0 ? 0 : ttl_ms;
+                          : ttl_mode < 0  ? 0
+                                          : ttl_ms;
             uint64_t ev = 0;
-            sd_tx_commit(&t); /* keep the reclaim of an expired entry */
             rc = sd_set_with_room_locked(&t, key, klen, hash, &v, ttl,
-                                      SD_MODE_ADD, &ev);
+                                         SD_MODE_ADD, &ev);
         }
         return sd_end_write(&t, rc);
     }
@@ -875,8 +885,6 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
             rc = SD_NOTNUM;
         else
             rc = add_numbers(type, LD(val_word(&f.v, 0)), delta, out);
-    } else if (rc == SD_NOTFOUND) {
-        sd_tx_commit(&t);
     }
     if (rc == SD_OK) {
         uint64_t exp =
@@ -895,26 +903,20 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-
-sd_status part_expire(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                    int64_t ttl_ms)
+sd_status part_expire(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                      int64_t ttl_ms)
 {
-    if (check_key(klen))
-        return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK) {
         uint64_t exp = sd_expiry_for(&t, ttl_ms);
         uint64_t meta = (f.v.meta & 0xffu) | (exp << SD_META_EXP_SHIFT);
         sd_w64(&t, &f.v.e->meta, meta);
         sd_count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
-    } else if (rc == SD_NOTFOUND) {
-        sd_tx_commit(&t);
     }
     return sd_end_write(&t, rc);
 }
@@ -943,75 +945,65 @@ static bool value_equals(const view *v, const sd_value_in *x)
     }
 }
 
-sd_status part_cas(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                 const sd_value_in *expected, const sd_value_in *nv,
-                 int ttl_mode, int64_t ttl_ms)
+sd_status part_cas(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   const sd_value_in *expected, const sd_value_in *nv,
+                   int ttl_mode, int64_t ttl_ms)
 {
-    if (check_key(klen) || check_value(expected) || check_value(nv))
+    if (check_value(expected) || check_value(nv))
         return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK && (f.v.meta & SD_META_TYPE) == SD_T_LIST)
         rc = SD_WRONGTYPE;
     else if (rc == SD_OK && !value_equals(&f.v, expected))
         rc = SD_EXISTS;
     if (rc == SD_OK) {
         uint64_t ev = 0;
-        rc = sd_set_with_room_locked(&t, key, klen, hash, nv, ttl_ms,
-                                  SD_MODE_REPLACE |
-                                      (ttl_mode < 0 ? SD_KEEPTTL : 0),
-                                  &ev);
-    } else if (rc == SD_NOTFOUND || rc == SD_EXISTS) {
-        sd_tx_commit(&t);
+        rc = sd_set_with_room_locked(
+            &t, key, klen, hash, nv, ttl_ms,
+            SD_MODE_REPLACE | (ttl_mode < 0 ? SD_KEEPTTL : 0), &ev);
     }
     return sd_end_write(&t, rc);
 }
 
-sd_status part_pop(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                 sd_value_out *out)
+sd_status part_pop(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   sd_value_out *out)
 {
-    if (check_key(klen))
-        return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK)
         rc = sd_copy_value(&f.v, out);
-    else if (rc == SD_NOTFOUND)
-        sd_tx_commit(&t);
     if (rc == SD_OK)
         rc = sd_drop_locked(&t, &f);
     return sd_end_write(&t, rc);
 }
 
 sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
-                 uint32_t hash,
-                        const sd_value_in *dflt, sd_value_out *out)
+                          uint32_t hash, const sd_value_in *dflt,
+                          sd_value_out *out)
 {
-    if (check_key(klen) || check_value(dflt))
+    if (check_value(dflt))
         return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK) {
         rc = sd_copy_value(&f.v, out);
     } else if (rc == SD_NOTFOUND) {
         uint64_t ev = 0;
-        sd_tx_commit(&t);
         rc = sd_set_with_room_locked(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
-                                  &ev);
+                                     &ev);
         if (rc == SD_OK) {
             sd_end_write(&t, SD_OK);
             return SD_NOTFOUND; /* the default was stored */
@@ -1019,11 +1011,6 @@ sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
     }
     return sd_end_write(&t, rc);
 }
-
-/* ---- batches ------------------------------------------------------------------ */
-
-/* Commit a batch before its undo log could overflow in the next item. */
-#define BATCH_LOG_RESERVE 200u
 
 void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
 {
@@ -1033,7 +1020,8 @@ void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
     *free_bytes = used < cap ? cap - used : 0;
 }
 
-/* ---- flush ------------------------------------------------------------------- */
+/* ---- flush
+ * ------------------------------------------------------------------- */
 
 /* Zero [off, off+len) of the file, giving whole pages back to the kernel. */
 static void wipe(sd_part *h, uint64_t off, uint64_t len)
@@ -1099,10 +1087,11 @@ sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
     return SD_OK;
 }
 
-/* ---- scans ------------------------------------------------------------------- */
+/* ---- scans
+ * ------------------------------------------------------------------- */
 
-sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf,
-                        size_t cap, size_t *used, size_t *need)
+sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
+                          size_t *used, size_t *need)
 {
     *used = 0;
     *need = 0;
@@ -1161,7 +1150,8 @@ sd_status part_count(sd_part *h, uint64_t *n)
         uint64_t count = LD(&h->st->count);
         uint64_t expiring = LD(&h->st->n_expiring);
         atomic_thread_fence(memory_order_acquire);
-        if (!(s1 & 1) && atomic_load_explicit(seq, memory_order_relaxed) == s1) {
+        if (!(s1 & 1) &&
+            atomic_load_explicit(seq, memory_order_relaxed) == s1) {
             if (!expiring) {
                 *n = count;
                 return SD_OK;
@@ -1196,7 +1186,8 @@ sd_status part_count(sd_part *h, uint64_t *n)
     return SD_OK;
 }
 
-/* ---- verify ------------------------------------------------------------------ */
+/* ---- verify
+ * ------------------------------------------------------------------ */
 
 typedef struct report_buf {
     char *buf;
@@ -1251,7 +1242,8 @@ sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems)
                 break;
             }
             if ((v.hash & (h->nbuckets - 1)) != b ||
-                (h->part_shift < 32 && v.hash >> h->part_shift != h->part_index) ||
+                (h->part_shift < 32 &&
+                 v.hash >> h->part_shift != h->part_index) ||
                 key_hash(h, v.e->data, v.klen) != v.hash) {
                 snprintf(msg, sizeof msg,
                          "index: entry at block %u is in the wrong bucket or "
@@ -1311,8 +1303,8 @@ sd_status part_get_stats(sd_part *h, sd_stats *st)
     st->expirations = LD(&h->st->expirations);
     st->evict = h->evict;
     st->pending_free = 0;
-    for (uint32_t idx = LD(&h->st->gc_head); idx && st->pending_free <= h->max_chain;
-         st->pending_free++) {
+    for (uint32_t idx = LD(&h->st->gc_head);
+         idx && st->pending_free <= h->max_chain; st->pending_free++) {
         sd_view v;
         if (!sd_read_item(h, idx, &v))
             break;

@@ -29,17 +29,17 @@
  * a validated header and never read from the file again, so a process
  * that scribbles on the header later can't steer us out of the mapping. */
 typedef struct sd_part {
-    char *base;          /* the mapping (owned by sd_handle) */
-    uint64_t file_size;  /* bytes mapped */
-    uint64_t part_off;   /* file offset of the stripe */
-    uint64_t part_size;  /* bytes of the stripe */
-    uint64_t heap_off;   /* file offset of heap byte 0 */
-    uint64_t heap_size;  /* bytes of heap, a multiple of SD_UNIT */
-    uint64_t index_off;  /* file offset of bucket 0 */
-    uint64_t nbuckets;   /* a power of two */
-    uint64_t hash_seed;  /* copied from the header */
-    uint64_t max_chain;  /* upper bound on any chain's length */
-    sd_pstate *st;       /* = base + part_off */
+    char *base;         /* the mapping (owned by sd_handle) */
+    uint64_t file_size; /* bytes mapped */
+    uint64_t part_off;  /* file offset of the stripe */
+    uint64_t part_size; /* bytes of the stripe */
+    uint64_t heap_off;  /* file offset of heap byte 0 */
+    uint64_t heap_size; /* bytes of heap, a multiple of SD_UNIT */
+    uint64_t index_off; /* file offset of bucket 0 */
+    uint64_t nbuckets;  /* a power of two */
+    uint64_t hash_seed; /* copied from the header */
+    uint64_t max_chain; /* upper bound on any chain's length */
+    sd_pstate *st;      /* = base + part_off */
     sd_lock *lock;
     _Atomic uint32_t *buckets;
     _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
@@ -50,7 +50,7 @@ typedef struct sd_part {
     uint64_t summary_bytes;
     uint64_t refs_off;
     int64_t lock_timeout_ms;
-    int mutex_kind;      /* glibc's __kind of a healthy mutex, or -1 */
+    int mutex_kind; /* glibc's __kind of a healthy mutex, or -1 */
     sd_block_begin_fn block_begin; /* borrowed, may be NULL */
     sd_block_end_fn block_end;
     unsigned part_index; /* which stripe this is */
@@ -59,8 +59,8 @@ typedef struct sd_part {
 
 /* The process-local handle on a whole dict. */
 struct sd_handle {
-    char *base;          /* owned: the MAP_SHARED mapping of file_size */
-    uint64_t file_size;  /* bytes mapped */
+    char *base;         /* owned: the MAP_SHARED mapping of file_size */
+    uint64_t file_size; /* bytes mapped */
     uint64_t hash_seed;
     unsigned nparts;     /* stripes, a power of two */
     unsigned part_shift; /* stripe = hash >> part_shift (32 if one) */
@@ -74,7 +74,6 @@ struct sd_handle {
     char *path; /* owned, malloc-ed copy */
 };
 
-
 #define SD_PENDING_CAP 64u
 
 /* An open transaction: the lock is held and the sequence counter is odd.
@@ -87,17 +86,18 @@ struct sd_handle {
  * back to life. */
 typedef struct sd_tx {
     sd_part *h;
-    void *token;   /* from block_begin, when the thread blocked */
-    bool blocked;  /* block_end must be called after unlock */
-    bool overflow; /* the undo log filled up: the change must be undone */
-    bool log_all;  /* log every word of new entries, not just headers */
-    uint64_t seq;  /* the odd sequence value written at begin */
+    void *token;    /* from block_begin, when the thread blocked */
+    bool blocked;   /* block_end must be called after unlock */
+    bool overflow;  /* the undo log filled up: the change must be undone */
+    bool log_all;   /* log every word of new entries, not just headers */
+    uint64_t seq;   /* the odd sequence value written at begin */
     int64_t now_ms; /* cached clock, -1 until read */
     unsigned npending;
     uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;
 
-/* ---- crash points -------------------------------------------------------- */
+/* ---- crash points --------------------------------------------------------
+ */
 
 /* Test hook: when non-zero, every crash point counts it down and the
  * process kills itself with SIGKILL when it reaches zero. Tests use it to
@@ -105,10 +105,10 @@ typedef struct sd_tx {
  * a branch per point when unused. */
 extern int sd_crash_countdown;
 void sd_crash_now(void);
-#define SD_CRASH_POINT()                                                     \
-    do {                                                                     \
-        if (SD_UNLIKELY(sd_crash_countdown) && --sd_crash_countdown == 0)    \
-            sd_crash_now();                                                  \
+#define SD_CRASH_POINT()                                                      \
+    do {                                                                      \
+        if (SD_UNLIKELY(sd_crash_countdown) && --sd_crash_countdown == 0)     \
+            sd_crash_now();                                                   \
     } while (0)
 
 /* ---- lock.c: locks, transactions, undo log ---------------------------- */
@@ -145,8 +145,7 @@ static inline int64_t sd_tx_now(sd_tx *t)
 }
 
 /* Log the word at p, then store v: undone on rollback. */
-static inline void sd_log_word(sd_tx *t, const void *p, int wide,
-                               uint64_t old)
+static inline void sd_log_word(sd_tx *t, const void *p, int wide, uint64_t old)
 {
     sd_lock *l = t->h->lock;
     uint32_t n = LD(&l->log_n);
@@ -210,8 +209,7 @@ void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
  * the heap. Index 0 is NIL. */
 static inline bool sd_idx_ok(const sd_part *h, uint64_t idx)
 {
-    return idx != 0 &&
-           idx <= (h->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
+    return idx != 0 && idx <= (h->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
 }
 
 static inline char *sd_blk(const sd_part *h, uint64_t idx)
@@ -229,7 +227,10 @@ static inline sd_entry *sd_blk_entry(const sd_part *h, uint64_t idx)
     return (sd_entry *)(void *)(sd_blk(h, idx) + 8);
 }
 
-static inline uint64_t sd_pad8(uint64_t n) { return (n + 7) & ~UINT64_C(7); }
+static inline uint64_t sd_pad8(uint64_t n)
+{
+    return (n + 7) & ~UINT64_C(7);
+}
 
 /* Payload bytes an entry with these lengths needs. */
 static inline uint64_t sd_entry_need(uint64_t klen, uint64_t vlen)
@@ -257,8 +258,7 @@ static inline uint64_t fmix64(uint64_t k)
 /* A keyed multiply-rotate hash over 8-byte words; the tail is read as one
  * partial word. Not cryptographic: the seed only keeps chains short against
  * keys chosen without access to the file. */
-static inline uint64_t sd_hash_bytes(const void *p, size_t n,
-                                     uint64_t seed)
+static inline uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed)
 {
     const unsigned char *s = p;
     const uint64_t k1 = UINT64_C(0x9e3779b97f4a7c15);
@@ -278,7 +278,6 @@ static inline uint64_t sd_hash_bytes(const void *p, size_t n,
     }
     return fmix64(h);
 }
-
 
 /* ---- dict.c: entries and chains, shared with list.c ------------------- */
 
@@ -343,16 +342,14 @@ static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
 }
 
 /* Read and check the entry at idx. False if any field can't be right. */
-static inline bool sd_read_entry(const sd_part *h, uint32_t idx,
-                                 sd_view *v)
+static inline bool sd_read_entry(const sd_part *h, uint32_t idx, sd_view *v)
 {
     unsigned type;
     return sd_read_block(h, idx, v) && v->klen != 0 &&
            (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
 }
 
-static inline bool sd_read_item(const sd_part *h, uint32_t idx,
-                                sd_view *v)
+static inline bool sd_read_item(const sd_part *h, uint32_t idx, sd_view *v)
 {
     unsigned type;
     return sd_read_block(h, idx, v) && v->klen == 0 &&
@@ -363,6 +360,11 @@ uint32_t sd_key_hash(const sd_part *h, const void *key, size_t klen);
 /* Find a live key for a write; an expired one is reclaimed first. */
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, sd_found *f);
+/* Lock the stripe and find a live key. *open says whether the
+ * transaction was opened (then end it with sd_end_write, whatever the
+ * status); a reclaimed expired entry is committed at once. */
+sd_status sd_open_find(sd_part *h, sd_tx *t, const void *key, size_t klen,
+                       uint32_t hash, sd_found *f, bool *open);
 /* Unlink a found entry and free it (a list's items go to the gc chain). */
 sd_status sd_drop_locked(sd_tx *t, sd_found *f);
 /* Allocate, making room by draining the gc chain, reclaiming expired
@@ -378,9 +380,8 @@ bool sd_can_make_room(sd_part *h);
 void sd_gc_locked(sd_tx *t, uint64_t max);
 void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring);
 /* Make a new entry at the head of its bucket's chain. */
-void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash,
-                        uint64_t meta, const void *key, size_t klen,
-                        const sd_value_in *v);
+void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
+                        const void *key, size_t klen, const sd_value_in *v);
 uint64_t sd_value_len(const sd_value_in *v);
 /* Fill a freshly allocated block as an entry (or, with klen 0 and the
  * previous item in `hash`, as a list item). */
@@ -417,8 +418,7 @@ sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
 sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
                       const sd_value_in *v, int64_t ttl_ms, unsigned flags,
                       uint64_t *evicted);
-sd_status part_delete(sd_part *h, const void *key, size_t klen,
-                      uint32_t hash);
+sd_status part_delete(sd_part *h, const void *key, size_t klen, uint32_t hash);
 sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, const sd_value_in *delta, int ttl_mode,
                          int64_t ttl_ms, const sd_value_in *init,

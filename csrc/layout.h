@@ -104,7 +104,7 @@
 
 #define SD_PAGE 4096u
 #define SD_LINE 64u
-#define SD_UNIT 16u     /* heap granularity; block index = offset / 16 */
+#define SD_UNIT 16u /* heap granularity; block index = offset / 16 */
 #define SD_UNIT_SHIFT 4u
 #define SD_MIN_BLOCK 32u
 #define SD_BLK_FREE UINT64_C(1)
@@ -189,7 +189,7 @@ typedef struct sd_header {
     uint32_t format; /* SD_FORMAT_WORD of the build that made the file */
     uint64_t file_size;
     uint64_t hash_seed;
-    uint32_t nparts;    /* stripes, a power of two */
+    uint32_t nparts; /* stripes, a power of two */
     uint32_t create_flags;
     uint64_t part_size; /* bytes per stripe */
     /* The layout of every stripe, relative to its start. */
@@ -220,7 +220,7 @@ typedef struct sd_pstate {
      * count, never structure). */
     _Atomic uint64_t evictions;
     _Atomic uint64_t expirations;
-    _Atomic uint64_t clock_hand; /* next bucket the evictor looks at */
+    _Atomic uint64_t clock_hand;  /* next bucket the evictor looks at */
     _Atomic uint64_t next_expiry; /* ms; no stored expiry is earlier */
 
     /* Allocator state. */
@@ -277,13 +277,13 @@ static_assert(sizeof(sd_freeblk) == 16, "free block links");
 static_assert(SD_MIN_BLOCK >= sizeof(sd_freeblk) + 8, "room for footer");
 
 /* The format word: mixes every size and offset a reader depends on. */
-#define SD_FORMAT_WORD                                                       \
-    ((uint32_t)(SD_VERSION * 0x9e3779b1u) ^                                  \
-     (uint32_t)(sizeof(sd_header) * 131u) ^                                  \
-     (uint32_t)(sizeof(sd_lock) * 8191u) ^                                   \
-     (uint32_t)(sizeof(pthread_mutex_t) << 24) ^                             \
-     (uint32_t)(offsetof(sd_pstate, heads) << 12) ^                          \
-     (uint32_t)(sizeof(sd_header) << 4) ^                                    \
-     (uint32_t)(SD_ENTRY_HDR << 20) ^ (uint32_t)(SD_UNIT << 28))
+#define SD_FORMAT_WORD                                                        \
+    ((uint32_t)(SD_VERSION * 0x9e3779b1u) ^                                   \
+     (uint32_t)(sizeof(sd_header) * 131u) ^                                   \
+     (uint32_t)(sizeof(sd_lock) * 8191u) ^                                    \
+     (uint32_t)(sizeof(pthread_mutex_t) << 24) ^                              \
+     (uint32_t)(offsetof(sd_pstate, heads) << 12) ^                           \
+     (uint32_t)(sizeof(sd_header) << 4) ^ (uint32_t)(SD_ENTRY_HDR << 20) ^    \
+     (uint32_t)(SD_UNIT << 28))
 
 #endif /* SHMDICT_LAYOUT_H */

@@ -72,9 +72,8 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     return SD_OK;
 }
 
-sd_status part_push(sd_part *h, const void *key, size_t klen,
-                    uint32_t hash, int left,
-                  const sd_value_in *v, uint64_t *len)
+sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                    int left, const sd_value_in *v, uint64_t *len)
 {
     if (klen == 0 || klen > SD_MAX_KEY || v->type == 0 ||
         v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX)
@@ -84,7 +83,8 @@ sd_status part_push(sd_part *h, const void *key, size_t klen,
     if (rc)
         return rc;
     rc = push_locked(&t, key, klen, hash, left, v, len);
-    uint64_t need = sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));
+    uint64_t need =
+        sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t probe;
         uint64_t evicted = 0;
@@ -98,19 +98,14 @@ sd_status part_push(sd_part *h, const void *key, size_t klen,
 }
 
 sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
-                    uint32_t hash, int left,
-                      sd_value_out *out)
+                        uint32_t hash, int left, sd_value_out *out)
 {
-    if (klen == 0 || klen > SD_MAX_KEY)
-        return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     sd_found f;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
-    if (rc == SD_NOTFOUND)
-        sd_tx_commit(&t); /* keep the reclaim of an expired entry */
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc)
         return sd_end_write(&t, rc);
     if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
@@ -148,25 +143,21 @@ sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
-sd_status part_llen(sd_part *h, const void *key, size_t klen,
-                    uint32_t hash, uint64_t *len)
+sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                    uint64_t *len)
 {
-    if (klen == 0 || klen > SD_MAX_KEY)
-        return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
-    if (rc)
-        return rc;
     sd_found f;
     *len = 0;
-    rc = sd_find_live_locked(&t, key, klen, hash, &f);
+    bool open;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
     if (rc == SD_OK) {
         if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
             rc = SD_WRONGTYPE;
         else
             *len = LD(list_count(&f.v));
-    } else if (rc == SD_NOTFOUND) {
-        sd_tx_commit(&t);
     }
     return sd_end_write(&t, rc);
 }

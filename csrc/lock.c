@@ -55,16 +55,26 @@ void sd_crash_now(void)
     raise(SIGKILL);
 }
 
-void sd_set_crash_countdown(int n) { sd_crash_countdown = n; }
+void sd_set_crash_countdown(int n)
+{
+    sd_crash_countdown = n;
+}
 
-/* ---- process id ---------------------------------------------------------- */
+/* ---- process id ----------------------------------------------------------
+ */
 
 static _Atomic int self_pid;
 static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
 
-static void forget_pid(void) { atomic_store(&self_pid, 0); }
+static void forget_pid(void)
+{
+    atomic_store(&self_pid, 0);
+}
 
-static void register_atfork(void) { pthread_atfork(NULL, NULL, forget_pid); }
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
 
 int sd_self_pid(void)
 {
@@ -86,7 +96,10 @@ int64_t sd_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int64_t sd_now_ms(void) { return sd_now_ns() / 1000000; }
+int64_t sd_now_ms(void)
+{
+    return sd_now_ns() / 1000000;
+}
 
 /* ---- mutex setup -------------------------------------------------------- */
 

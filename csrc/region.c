@@ -181,7 +181,8 @@ static bool creator_alive(const sd_header *hd)
     return true;
 }
 
-/* ---- header checks ------------------------------------------------------- */
+/* ---- header checks -------------------------------------------------------
+ */
 
 static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
 {
@@ -191,12 +192,14 @@ static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
     if (!layout_for(size, hd->nparts, lo))
         return false;
     return hd->part_size == lo->part_size && hd->lock_off == lo->lock_off &&
-           hd->summary_off == lo->summary_off && hd->refs_off == lo->refs_off &&
-           hd->index_off == lo->index_off && hd->nbuckets == lo->nbuckets &&
-           hd->heap_off == lo->heap_off && hd->heap_size == lo->heap_size;
+           hd->summary_off == lo->summary_off &&
+           hd->refs_off == lo->refs_off && hd->index_off == lo->index_off &&
+           hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
+           hd->heap_size == lo->heap_size;
 }
 
-/* ---- create ---------------------------------------------------------------- */
+/* ---- create ----------------------------------------------------------------
+ */
 
 static void split_path(const char *path, char *dir, size_t cap)
 {
@@ -279,12 +282,10 @@ static int publish(int fd, const char *path)
     return -1;
 }
 
-static sd_status create(const char *path, const sd_open_opts *o,
-                        sd_handle *h)
+static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
 {
     layout lo;
-    if (!layout_for(o->size, o->nparts ? o->nparts : auto_parts(o->size),
-                    &lo))
+    if (!layout_for(o->size, o->nparts ? o->nparts : auto_parts(o->size), &lo))
         return SD_BADARG;
     bool tmpfile;
     int fd = make_file(path, o->mode, &tmpfile);
@@ -362,10 +363,10 @@ fail:
     return SD_SYSERR;
 }
 
-/* ---- attach ---------------------------------------------------------------- */
+/* ---- attach ----------------------------------------------------------------
+ */
 
-static sd_status attach(const char *path, const sd_open_opts *o,
-                        sd_handle *h)
+static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
 {
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
@@ -421,7 +422,8 @@ out:
     return rc;
 }
 
-/* ---- public entry points ------------------------------------------------- */
+/* ---- public entry points -------------------------------------------------
+ */
 
 static int cached_mutex_kind = -2;
 
@@ -514,11 +516,20 @@ void sd_set_lock_timeout(sd_handle *h, int64_t ms)
         h->parts[i].lock_timeout_ms = ms;
 }
 
-unsigned sd_nparts(const sd_handle *h) { return h->nparts; }
+unsigned sd_nparts(const sd_handle *h)
+{
+    return h->nparts;
+}
 
-int sd_is_owner(const sd_handle *h) { return h->owner && h->owner_pid == getpid(); }
+int sd_is_owner(const sd_handle *h)
+{
+    return h->owner && h->owner_pid == getpid();
+}
 
-uint64_t sd_file_size(const sd_handle *h) { return h->file_size; }
+uint64_t sd_file_size(const sd_handle *h)
+{
+    return h->file_size;
+}
 
 const char *sd_strstatus(sd_status s)
 {
@@ -536,5 +547,6 @@ const char *sd_strstatus(sd_status s)
         [SD_SYSERR] = "system call failed",
         [SD_INTERNAL] = "internal error: undo log overflow",
     };
-    return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s] : "unknown status";
+    return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s]
+                                                    : "unknown status";
 }

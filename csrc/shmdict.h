@@ -99,8 +99,8 @@ enum {
     SD_MODE_ADD = 1,     /* store only if absent (or expired): SD_EXISTS */
     SD_MODE_REPLACE = 2, /* store only if present: SD_NOTFOUND */
     SD_MODE_MASK = 3,
-    SD_NOEVICT = 16,     /* never evict live items: SD_NOMEM instead */
-    SD_KEEPTTL = 32,     /* keep the key's expiry (ttl_ms ignored) */
+    SD_NOEVICT = 16, /* never evict live items: SD_NOMEM instead */
+    SD_KEEPTTL = 32, /* keep the key's expiry (ttl_ms ignored) */
 };
 
 /* Open or create the dict at `path`. On SD_SYSERR, errno holds the cause
@@ -167,8 +167,7 @@ sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
                        const sd_value_in *init, int64_t init_ttl_ms,
                        sd_value_out *out);
 /* Remaining time in ns (> 0), or 0 when the key never expires. */
-sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
-                 int64_t *ns_left);
+sd_status sd_ttl(sd_handle *h, const void *key, size_t klen, int64_t *ns_left);
 sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
                     int64_t ttl_ms);
 sd_status sd_flush_all(sd_handle *h);
@@ -209,8 +208,8 @@ sd_status sd_count(sd_handle *h, uint64_t *n);
  * Sets *cursor to where the next call resumes, or to 0 when the table is
  * done. SD_TOOBIG when one bucket's keys don't fit: retry with
  * `*need` bytes. */
-sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
-                        size_t cap, size_t *used, size_t *need);
+sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf, size_t cap,
+                        size_t *used, size_t *need);
 
 /* Check every structure. Writes up to `cap` bytes of newline-separated
  * problem descriptions into `buf` and the number of problems found into

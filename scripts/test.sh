@@ -15,7 +15,12 @@ if [ "$QUICK" != 1 ]; then
     make -s -C csrc test TSAN=1
 fi
 
-echo "== ruff, mypy, stubtest"
+echo "== clang-format, ruff, mypy, stubtest"
+if command -v clang-format >/dev/null; then
+    clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/tests/*.c src/shmdict/_core.c
+else
+    echo "clang-format not installed: C formatting not checked"
+fi
 ruff check src tests benchmarks examples
 ruff format --check src tests benchmarks examples
 mypy

@@ -22,14 +22,14 @@
 
 static int failures, checks;
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        checks++;                                                            \
-        if (!(cond)) {                                                       \
-            failures++;                                                      \
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        checks++;                                                             \
+        if (!(cond)) {                                                        \
+            failures++;                                                       \
             fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                  \
-        }                                                                    \
+                    #cond);                                                   \
+        }                                                                     \
     } while (0)
 
 static char path[128];
@@ -39,7 +39,9 @@ static sd_handle *make(uint64_t size)
 {
     snprintf(path, sizeof path, "/dev/shm/shmdict-ctest-%d", (int)getpid());
     unlink(path);
-    sd_open_opts o = {.size = size, .mode = 0600, .create = 1,
+    sd_open_opts o = {.size = size,
+                      .mode = 0600,
+                      .create = 1,
                       .lock_timeout_ms = 5000,
                       .nparts = size >= (UINT64_C(1) << 20) ? g_nparts : 0};
     sd_handle *h = NULL;
@@ -66,7 +68,10 @@ static size_t problems(sd_handle *h)
     return n;
 }
 
-static sd_value_in vint(int64_t i) { return (sd_value_in){.type = SD_T_INT, .i = i}; }
+static sd_value_in vint(int64_t i)
+{
+    return (sd_value_in){.type = SD_T_INT, .i = i};
+}
 
 static sd_value_in vbytes(const char *s, size_t n)
 {
@@ -388,15 +393,29 @@ static int crash_op(sd_handle *h, int op)
     sd_value_in v;
     sd_value_out o = {0};
     switch (op) {
-    case 0: v = vbytes(big, 5000); return sd_set(h, "target", 6, &v, 0);
-    case 1: v = vbytes(big, 10); return sd_set(h, "target", 6, &v, 50000);
-    case 2: v = vbytes(big, 5000); return sd_set(h, "fresh", 5, &v, 0);
-    case 3: return sd_delete(h, "target", 6);
-    case 4: v = vint(2); return sd_incr(h, "num", 3, &v, 0, 1000, &o);
-    case 5: return sd_expire(h, "target", 6, 1000);
-    case 6: return sd_flush_all(h);
-    case 7: v = vint(9); return sd_set(h, "num", 3, &v, 0);
-    default: return -1;
+    case 0:
+        v = vbytes(big, 5000);
+        return sd_set(h, "target", 6, &v, 0);
+    case 1:
+        v = vbytes(big, 10);
+        return sd_set(h, "target", 6, &v, 50000);
+    case 2:
+        v = vbytes(big, 5000);
+        return sd_set(h, "fresh", 5, &v, 0);
+    case 3:
+        return sd_delete(h, "target", 6);
+    case 4:
+        v = vint(2);
+        return sd_incr(h, "num", 3, &v, 0, 1000, &o);
+    case 5:
+        return sd_expire(h, "target", 6, 1000);
+    case 6:
+        return sd_flush_all(h);
+    case 7:
+        v = vint(9);
+        return sd_set(h, "num", 3, &v, 0);
+    default:
+        return -1;
     }
 }
 
@@ -429,9 +448,9 @@ static void test_crash_points(void)
                       (rc == SD_OK && o.i == i));
             }
             sd_status rc = getv(h, "target", &o, buf, sizeof buf);
-            CHECK(rc == SD_NOTFOUND ? (op == 3 || op == 6)
-                                    : (o.len == 3000 || o.len == 5000 ||
-                                       o.len == 10));
+            CHECK(rc == SD_NOTFOUND
+                      ? (op == 3 || op == 6)
+                      : (o.len == 3000 || o.len == 5000 || o.len == 10));
             if (rc == SD_OK && o.len == 3000)
                 CHECK(buf[0] == 'o' && buf[2999] == 'o');
             if (rc == SD_OK && o.len != 3000)

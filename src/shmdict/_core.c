@@ -34,11 +34,10 @@ typedef struct {
 } module_state;
 
 typedef struct {
-    PyObject_HEAD
-    sd_handle *h;          /* owned; NULL once closed */
-    PyObject *name;        /* str, owned */
-    PyObject *path;        /* str, owned */
-    double lock_timeout;   /* seconds, as given */
+    PyObject_HEAD sd_handle *h; /* owned; NULL once closed */
+    PyObject *name;             /* str, owned */
+    PyObject *path;             /* str, owned */
+    double lock_timeout;        /* seconds, as given */
     int busy;              /* core calls in flight (they may drop the GIL) */
     int closing;           /* close() was called while busy */
     PyObject *weakreflist; /* owned by the weakref machinery */
@@ -52,23 +51,34 @@ static module_state *state_of(PyObject *self)
     return m ? PyModule_GetState(m) : NULL;
 }
 
-/* ---- errors --------------------------------------------------------------- */
+/* ---- errors ---------------------------------------------------------------
+ */
 
-enum exc_kind { EXC_NONE, EXC_KEY, EXC_TYPE, EXC_OVERFLOW, EXC_VALUE,
-                EXC_NOMEM, EXC_CORRUPT, EXC_TIMEOUT, EXC_OS, EXC_ERROR };
+enum exc_kind {
+    EXC_NONE,
+    EXC_KEY,
+    EXC_TYPE,
+    EXC_OVERFLOW,
+    EXC_VALUE,
+    EXC_NOMEM,
+    EXC_CORRUPT,
+    EXC_TIMEOUT,
+    EXC_OS,
+    EXC_ERROR
+};
 
 /* Which exception each core status raises. */
 static const struct {
     sd_status status;
     enum exc_kind kind;
 } status_table[] = {
-    {SD_OK, EXC_NONE},          {SD_NOTFOUND, EXC_KEY},
-    {SD_NOMEM, EXC_NOMEM},      {SD_NOTNUM, EXC_TYPE},
+    {SD_OK, EXC_NONE},           {SD_NOTFOUND, EXC_KEY},
+    {SD_NOMEM, EXC_NOMEM},       {SD_NOTNUM, EXC_TYPE},
     {SD_OVERFLOW, EXC_OVERFLOW}, {SD_TOOBIG, EXC_ERROR},
-    {SD_BADARG, EXC_VALUE},     {SD_CORRUPT, EXC_CORRUPT},
-    {SD_FORMAT, EXC_CORRUPT},   {SD_TIMEDOUT, EXC_TIMEOUT},
-    {SD_SYSERR, EXC_OS},        {SD_INTERNAL, EXC_ERROR},
-    {SD_EXISTS, EXC_ERROR},     {SD_WRONGTYPE, EXC_TYPE},
+    {SD_BADARG, EXC_VALUE},      {SD_CORRUPT, EXC_CORRUPT},
+    {SD_FORMAT, EXC_CORRUPT},    {SD_TIMEDOUT, EXC_TIMEOUT},
+    {SD_SYSERR, EXC_OS},         {SD_INTERNAL, EXC_ERROR},
+    {SD_EXISTS, EXC_ERROR},      {SD_WRONGTYPE, EXC_TYPE},
 };
 
 /* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
@@ -126,7 +136,8 @@ static PyObject *closed_error(void)
     return NULL;
 }
 
-/* ---- argument parsing ------------------------------------------------------ */
+/* ---- argument parsing ------------------------------------------------------
+ */
 
 /* A minimal FASTCALL parser: `names` lists every parameter; the first
  * `npos` may be given by position; the first `nreq` are required. */
@@ -302,7 +313,8 @@ static int ttl_arg(PyObject *o, int64_t *ms)
     return 0;
 }
 
-/* ---- results --------------------------------------------------------------- */
+/* ---- results ---------------------------------------------------------------
+ */
 
 /* Whether every byte is below 128, a word at a time. */
 static int is_ascii(const void *p, size_t n)
@@ -356,9 +368,13 @@ static PyObject *value_obj(PyObject *self, const sd_value_out *o)
     }
 }
 
-/* ---- the Dict type ------------------------------------------------------------ */
+/* ---- the Dict type
+ * ------------------------------------------------------------ */
 
-static void *gil_release(void) { return PyEval_SaveThread(); }
+static void *gil_release(void)
+{
+    return PyEval_SaveThread();
+}
 
 static void gil_acquire(void *token)
 {
@@ -374,11 +390,11 @@ static void really_close(DictObject *self)
 
 /* Bracket every core call: a close() from another thread while this one
  * waits for the lock (GIL released) is deferred until the call returns. */
-#define ENTER(self)                                                          \
-    do {                                                                     \
-        if (!(self)->h || (self)->closing)                                   \
-            return closed_error();                                           \
-        (self)->busy++;                                                      \
+#define ENTER(self)                                                           \
+    do {                                                                      \
+        if (!(self)->h || (self)->closing)                                    \
+            return closed_error();                                            \
+        (self)->busy++;                                                       \
     } while (0)
 
 static inline void leave(DictObject *self)
@@ -389,9 +405,11 @@ static inline void leave(DictObject *self)
 
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path", "name", "size", "create", "mode",
-                             "allow_foreign_owner", "lock_timeout", "evict",
-                             "stripes", NULL};
+    static char *kwlist[] = {"path",         "name",
+                             "size",         "create",
+                             "mode",         "allow_foreign_owner",
+                             "lock_timeout", "evict",
+                             "stripes",      NULL};
     PyObject *path, *name;
     unsigned long long size = 0;
     int create = 0, foreign = 0, evict = 0;
@@ -403,9 +421,10 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                                      &foreign, &timeout, &evict, &stripes))
         return NULL;
     if (stripes > SD_MAX_PARTS || (stripes & (stripes - 1))) {
-        PyErr_Format(PyExc_ValueError,
-                     "stripes must be 0 (automatic) or a power of two up to %u",
-                     (unsigned)SD_MAX_PARTS);
+        PyErr_Format(
+            PyExc_ValueError,
+            "stripes must be 0 (automatic) or a power of two up to %u",
+            (unsigned)SD_MAX_PARTS);
         return NULL;
     }
     if (isnan(timeout)) {
@@ -432,10 +451,9 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                                : (int64_t)ceil(timeout * 1000.0),
     };
     if (create && (size < SD_MIN_SIZE || size > SD_MAX_SIZE)) {
-        PyErr_Format(PyExc_ValueError,
-                     "size must be between %llu and %llu bytes",
-                     (unsigned long long)SD_MIN_SIZE,
-                     (unsigned long long)SD_MAX_SIZE);
+        PyErr_Format(
+            PyExc_ValueError, "size must be between %llu and %llu bytes",
+            (unsigned long long)SD_MIN_SIZE, (unsigned long long)SD_MAX_SIZE);
         return NULL;
     }
     DictObject *self = (DictObject *)type->tp_alloc(type, 0);
@@ -559,8 +577,8 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
         return closed_error();
     char sbuf[STACK_BUF], *heap;
     sd_value_out out;
-    sd_status rc = fetch(self, k, (size_t)klen, fn, arg, &out, sbuf,
-                         sizeof sbuf, &heap);
+    sd_status rc =
+        fetch(self, k, (size_t)klen, fn, arg, &out, sbuf, sizeof sbuf, &heap);
     PyObject *res;
     if (rc == SD_OK)
         res = value_obj((PyObject *)self, &out);
@@ -641,7 +659,8 @@ static int do_set(DictObject *self, PyObject *key, PyObject *value,
         return -1;
     }
     self->busy++;
-    sd_status rc = sd_set_ex(self->h, k, (size_t)klen, &v, ttl, flags, evicted);
+    sd_status rc =
+        sd_set_ex(self->h, k, (size_t)klen, &v, ttl, flags, evicted);
     leave(self);
     if (rc == SD_OK || rc == SD_EXISTS || rc == SD_NOTFOUND)
         return (int)rc;
@@ -674,15 +693,15 @@ static PyObject *Dict_set(DictObject *self, PyObject *const *args,
     Py_RETURN_TRUE;
 }
 
-#define SET_VARIANT(fn, pyname, flags)                                       \
-    static PyObject *fn(DictObject *self, PyObject *const *args,             \
-                        Py_ssize_t nargs, PyObject *kwnames)                 \
-    {                                                                        \
-        PyObject *a[3];                                                      \
-        if (set_args(pyname, args, nargs, kwnames, a) < 0)                   \
-            return NULL;                                                     \
-        int r = do_set(self, a[0], a[1], a[2], (flags), NULL);               \
-        return r < 0 ? NULL : PyBool_FromLong(r == SD_OK);                   \
+#define SET_VARIANT(fn, pyname, flags)                                        \
+    static PyObject *fn(DictObject *self, PyObject *const *args,              \
+                        Py_ssize_t nargs, PyObject *kwnames)                  \
+    {                                                                         \
+        PyObject *a[3];                                                       \
+        if (set_args(pyname, args, nargs, kwnames, a) < 0)                    \
+            return NULL;                                                      \
+        int r = do_set(self, a[0], a[1], a[2], (flags), NULL);                \
+        return r < 0 ? NULL : PyBool_FromLong(r == SD_OK);                    \
     }
 
 SET_VARIANT(Dict_add, "add", SD_MODE_ADD)
@@ -752,7 +771,7 @@ static PyObject *Dict_incr(DictObject *self, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames)
 {
     static const char *const names[] = {"key", "delta", "exptime", "init",
-                                         "init_ttl"};
+                                        "init_ttl"};
     PyObject *a[5];
     if (parse_args("incr", names, 5, 3, 2, args, nargs, kwnames, a) < 0)
         return NULL;
@@ -1107,9 +1126,10 @@ static PyObject *Dict_set_many(DictObject *self, PyObject *const *args,
         res = Py_NewRef(Py_None);
     } else if (rc == SD_NOMEM) {
         module_state *st = state_of((PyObject *)self);
-        PyObject *exc = st ? PyObject_CallFunction(
-                                 st->NoMemoryError, "s",
-                                 "no memory: the dict is full") : NULL;
+        PyObject *exc =
+            st ? PyObject_CallFunction(st->NoMemoryError, "s",
+                                       "no memory: the dict is full")
+               : NULL;
         PyObject *num = PyLong_FromSize_t(stored);
         if (exc && num && PyObject_SetAttrString(exc, "stored", num) == 0)
             PyErr_SetObject(st->NoMemoryError, exc);
@@ -1253,7 +1273,8 @@ static int decode_keys(PyObject *list, const unsigned char *buf, size_t used,
             PyErr_SetString(PyExc_UnicodeDecodeError, "truncated key record");
             return -1;
         }
-        PyObject *s = PyUnicode_DecodeUTF8((const char *)buf + pos + 4, n, NULL);
+        PyObject *s =
+            PyUnicode_DecodeUTF8((const char *)buf + pos + 4, n, NULL);
         if (!s)
             return -1; /* the caller turns a decode error into CorruptError */
         int r = PyList_Append(list, s);
@@ -1417,16 +1438,16 @@ static PyObject *Dict_verify(DictObject *self, PyObject *Py_UNUSED(arg))
     } else if (problems == 0) {
         res = PyList_New(0);
     } else {
-        PyObject *text = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf),
-                                              "replace");
+        PyObject *text =
+            PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
         if (text) {
             res = PyUnicode_Splitlines(text, 0);
             Py_DECREF(text);
         }
         if (res && (size_t)PyList_GET_SIZE(res) < problems) {
-            PyObject *more = PyUnicode_FromFormat(
-                "... and %zu more problems",
-                problems - (size_t)PyList_GET_SIZE(res));
+            PyObject *more =
+                PyUnicode_FromFormat("... and %zu more problems",
+                                     problems - (size_t)PyList_GET_SIZE(res));
             if (!more || PyList_Append(res, more) < 0)
                 Py_CLEAR(res);
             Py_XDECREF(more);
@@ -1446,14 +1467,15 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         return raise_status((PyObject *)self, rc, self->path);
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsI}", "entries", U(st.count), "expiring",
-        U(st.n_expiring), "bytes_used", U(st.used_bytes), "bytes_free",
-        U(st.heap_size - st.used_bytes), "capacity", U(st.heap_size), "hits",
-        U(st.hits), "misses", U(st.misses), "sets", U(st.sets), "evictions",
-        U(st.evictions), "expirations", U(st.expirations), "lock_waits",
-        U(st.lock_waits), "recoveries", U(st.recoveries), "pending_free",
-        U(st.pending_free), "buckets", U(st.nbuckets), "evict",
-        st.evict ? Py_True : Py_False, "stripes", st.nparts);
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsI}", "entries", U(st.count),
+        "expiring", U(st.n_expiring), "bytes_used", U(st.used_bytes),
+        "bytes_free", U(st.heap_size - st.used_bytes), "capacity",
+        U(st.heap_size), "hits", U(st.hits), "misses", U(st.misses), "sets",
+        U(st.sets), "evictions", U(st.evictions), "expirations",
+        U(st.expirations), "lock_waits", U(st.lock_waits), "recoveries",
+        U(st.recoveries), "pending_free", U(st.pending_free), "buckets",
+        U(st.nbuckets), "evict", st.evict ? Py_True : Py_False, "stripes",
+        st.nparts);
 #undef U
 }
 
@@ -1491,7 +1513,8 @@ static PyObject *Dict_get_lock_timeout(DictObject *self, void *Py_UNUSED(c))
 
 static PyGetSetDef Dict_getset[] = {
     {"name", (getter)Dict_get_name, NULL, "The dict's name.", NULL},
-    {"path", (getter)Dict_get_path, NULL, "The file that holds the dict.", NULL},
+    {"path", (getter)Dict_get_path, NULL, "The file that holds the dict.",
+     NULL},
     {"size", (getter)Dict_get_size, NULL, "The file's size in bytes.", NULL},
     {"closed", (getter)Dict_get_closed, NULL, "True after close().", NULL},
     {"owner", (getter)Dict_get_owner, NULL,
@@ -1598,7 +1621,8 @@ static PyMethodDef Dict_methods[] = {
      "delete($self, key, /)\n--\n\n"
      "Remove key. True if it existed. O(1) on average."},
     {"incr", (PyCFunction)(void (*)(void))Dict_incr, FASTKW,
-     "incr($self, /, key, delta, exptime=None, *, init=None, init_ttl=None)\n--\n\n"
+     "incr($self, /, key, delta, exptime=None, *, init=None, "
+     "init_ttl=None)\n--\n\n"
      "Add delta to the number at key and return the new value, atomically.\n"
      "int + int stays int; a float on either side gives a float. exptime\n"
      "None keeps the key's expiry, otherwise replaces it (<= 0 clears it).\n"
@@ -1671,7 +1695,8 @@ static PyType_Spec Dict_spec = {
     .slots = Dict_slots,
 };
 
-/* ---- module ------------------------------------------------------------------- */
+/* ---- module
+ * ------------------------------------------------------------------- */
 
 static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
 {
@@ -1687,7 +1712,8 @@ static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
 
 static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
 {
-    int n = PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
+    int n =
+        PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
     sd_set_crash_countdown(n < 0 ? 0 : n);
@@ -1729,7 +1755,8 @@ static int core_exec(PyObject *m)
     if (!st->Error || !st->NoMemoryError || !st->CorruptError ||
         !st->LockTimeout)
         return -1;
-    st->DictType = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Dict_spec, NULL);
+    st->DictType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(m, &Dict_spec, NULL);
     if (!st->DictType || PyModule_AddType(m, st->DictType) < 0)
         return -1;
     if (PyModule_AddStringConstant(m, "SHM_DIR", SHM_DIR) < 0 ||
@@ -1763,7 +1790,10 @@ static int core_clear(PyObject *m)
     return 0;
 }
 
-static void core_free(void *m) { core_clear((PyObject *)m); }
+static void core_free(void *m)
+{
+    core_clear((PyObject *)m);
+}
 
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, core_exec},
@@ -1783,4 +1813,7 @@ static struct PyModuleDef core_module = {
 };
 
 PyMODINIT_FUNC PyInit__core(void);
-PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_module); }
+PyMODINIT_FUNC PyInit__core(void)
+{
+    return PyModuleDef_Init(&core_module);
+}
