@@ -1066,6 +1066,13 @@ void sd_flush_locked_raw(sd_part *h)
     COMPILER_BARRIER();
 }
 
+/* Does the entry belong in bucket b? A scan that only lists entries of
+ * their own bucket lists each at most once, even in a damaged index. */
+static inline bool in_bucket(const sd_part *h, const view *v, uint64_t b)
+{
+    return (v->hash & (h->nbuckets - 1)) == b;
+}
+
 sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
 {
     *freed = 0;
@@ -1113,13 +1120,18 @@ sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
         uint32_t idx = LD(&h->buckets[b]);
         for (uint64_t steps = 0; idx; steps++) {
             view v;
-            if (steps > h->max_chain || !sd_read_entry(h, idx, &v)) {
+            if (steps > h->max_chain || !sd_read_entry(h, idx, &v) ||
+                !in_bucket(h, &v, b)) {
                 rc = SD_CORRUPT;
                 break;
             }
             if (!expired(v.meta, now)) {
                 size_t rec = 4 + (size_t)v.klen;
                 bucket_bytes += rec;
+                if (bucket_bytes > h->heap_size) {
+                    rc = SD_CORRUPT; /* more key bytes than the heap holds */
+                    break;
+                }
                 if (*used + rec <= cap) {
                     memcpy(out + *used, &v.klen, 4);
                     memcpy(out + *used + 4, v.e->data, v.klen);
@@ -1152,7 +1164,8 @@ sd_status part_count(sd_part *h, uint64_t *n)
         atomic_thread_fence(memory_order_acquire);
         if (!(s1 & 1) &&
             atomic_load_explicit(seq, memory_order_relaxed) == s1) {
-            if (!expiring) {
+            /* A count no heap could hold is damage: count for real. */
+            if (!expiring && count <= h->heap_size / SD_MIN_BLOCK) {
                 *n = count;
                 return SD_OK;
             }
@@ -1174,7 +1187,8 @@ sd_status part_count(sd_part *h, uint64_t *n)
             uint32_t idx = LD(&h->buckets[b]);
             for (uint64_t steps = 0; idx; steps++) {
                 view v;
-                if (steps > h->max_chain || !sd_read_entry(h, idx, &v))
+                if (steps > h->max_chain || !sd_read_entry(h, idx, &v) ||
+                    !in_bucket(h, &v, b))
                     return sd_tx_end(&t, SD_CORRUPT);
                 live += !expired(v.meta, now);
                 idx = v.next;

@@ -159,6 +159,21 @@ static bool mutex_looks_sane(const sd_part *h)
 
 /* ---- undo log ----------------------------------------------------------- */
 
+/* Only three areas of a stripe ever have words logged: its state page,
+ * its bucket array and its heap. Never the lock area: a replayed record
+ * that landed in the mutex we hold would corrupt glibc's robust list. */
+static bool loggable(const sd_part *h, uint64_t off, unsigned width)
+{
+    if (off % width)
+        return false;
+    uint64_t end = off + width;
+    if (off >= h->part_off && end <= h->part_off + sizeof(sd_pstate))
+        return true;
+    if (off >= h->index_off && end <= h->index_off + h->nbuckets * 4)
+        return true;
+    return off >= h->heap_off && end <= h->heap_off + h->heap_size;
+}
+
 void sd_tx_rollback_locked(sd_part *h)
 {
     sd_lock *l = h->lock;
@@ -171,9 +186,8 @@ void sd_tx_rollback_locked(sd_part *h)
         bool wide = where & 1;
         uint64_t off = where & ~UINT64_C(1);
         /* A damaged record must not become a wild store. */
-        if (off < h->part_off || off % (wide ? 8 : 4) != 0 ||
-            off > h->part_off + h->part_size - (wide ? 8 : 4))
-            continue; /* only this stripe's words are ever logged */
+        if (!loggable(h, off, wide ? 8 : 4))
+            continue; /* a damaged record must not become a wild store */
         if (wide)
             ST((_Atomic uint64_t *)(void *)(h->base + off), old);
         else

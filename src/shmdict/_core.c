@@ -1376,6 +1376,8 @@ static Py_ssize_t Dict_len(DictObject *self)
     uint64_t n = 0;
     sd_status rc = sd_count(self->h, &n);
     leave(self);
+    if (rc == SD_OK && n > (uint64_t)PY_SSIZE_T_MAX)
+        rc = SD_CORRUPT; /* a damaged count */
     if (rc != SD_OK) {
         raise_status((PyObject *)self, rc, self->path);
         return -1;
