@@ -1,0 +1,91 @@
+"""shmdict itself: the dict in a file under /dev/shm, opened by name."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from common import Dataset
+from peers import Peer
+
+_seq = itertools.count()
+
+
+def shmdict_size(entries: int, klen: int, vsize: int) -> int:
+    """A generous file size for ``entries`` items (the file is sparse).
+
+    One entry takes 8 + 24 + pad8(klen) + pad8(vsize) bytes of heap rounded
+    to 16, plus a bucket (see csrc/layout.h); twice that plus 16 MiB leaves
+    room for fragmentation and the index.
+    """
+    entry = (8 + 24 + -(-klen // 8) * 8 + -(-vsize // 8) * 8 + 15) // 16 * 16 + 8
+    size = 2 * entries * entry + (16 << 20)
+    return -(-size // (1 << 20)) * (1 << 20)
+
+
+def unique_name(prefix: str) -> str:
+    """A dict name no other run or process uses."""
+    return f"{prefix}_{os.getpid()}_{next(_seq)}"
+
+
+class ShmdictPeer(Peer):
+    """shmdict, methods bound once (``g = d.get`` ...)."""
+
+    key = "shmdict"
+    label = "shmdict"
+    notes = (
+        "g = d.get; g(k); d.set(k, v); d.incr(k, 1); d.delete(k) (methods bound "
+        "once); other processes attach with shmdict.get(name)"
+    )
+    setup = "g = o.get; s = o.set; inc = o.incr; dl = o.delete"
+    stmts: ClassVar[dict[str, str]] = {
+        "get": "g(k)",
+        "set": "s(k, v)",
+        "incr": "inc(k, 1)",
+        "delete": "dl(k)",
+    }
+
+    def check(self) -> str | None:
+        try:
+            import shmdict
+        except Exception as exc:
+            return f"import shmdict failed: {exc!r}"
+        if not hasattr(shmdict, "new"):
+            return "shmdict has no new(): the C extension is not built"
+        return None
+
+    def create(self, ds: Dataset, extra_keys: int) -> Any:
+        import shmdict
+
+        size = shmdict_size(ds.nkeys + extra_keys, 16, ds.vsize)
+        size = max(size, getattr(shmdict, "MIN_SIZE", 0))
+        return shmdict.new(unique_name("bench"), size)
+
+    def put(self, store: Any, key: str, value: bytes | int) -> None:
+        store.set(key, value)
+
+    def populate(self, store: Any, keys: Sequence[str], value: bytes | int) -> None:
+        s = store.set
+        for k in keys:
+            s(k, value)
+
+    def remove(self, store: Any, keys: Sequence[str]) -> None:
+        dl = store.delete
+        for k in keys:
+            dl(k)
+
+    def read_int(self, store: Any, key: str) -> int:
+        return int(store.get(key))
+
+    def destroy(self, store: Any) -> None:
+        store.close()
+
+    def attach(self, store: Any) -> Any:
+        import shmdict
+
+        return shmdict.get(store.name)
+
+    def detach(self, handle: Any) -> None:
+        handle.close()

@@ -1,0 +1,155 @@
+"""A few seconds' look at shmdict's core per-op cost beside a plain dict.
+
+    python benchmarks/quick_core.py
+
+1k keys of 16 bytes, 16-byte values. For each operation it times a loop of
+``for k in keys: <op>`` with ``time.perf_counter_ns`` (methods bound once,
+GC off), 7 times, and prints the median ns per op, raw and net of the same
+loop with an empty body (its fastest run), next to the plain dict's
+equivalent and the net ratio.
+For the full comparison with the other peers, run benchmarks/bench.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPS = 7
+NKEYS = 1000
+LOOPS = 100  # passes over the key list per repetition (100k ops)
+
+
+def _import_shmdict() -> object:
+    try:
+        import shmdict
+
+        if hasattr(shmdict, "new"):
+            return shmdict
+    except ImportError:
+        pass
+    for name in [m for m in sys.modules if m.split(".")[0] == "shmdict"]:
+        del sys.modules[name]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    import shmdict
+
+    return shmdict
+
+
+def _median_ns(
+    body: Callable[[list[str]], None],
+    keys: list[str],
+    pick: Callable[..., float] = statistics.median,
+) -> float:
+    """Median (or ``pick``) over REPS of the ns per op of body(keys)."""
+    ops = keys * LOOPS
+    times = []
+    for _ in range(REPS):
+        gc.disable()
+        t0 = time.perf_counter_ns()
+        body(ops)
+        t1 = time.perf_counter_ns()
+        gc.enable()
+        times.append(t1 - t0)
+    return pick(times) / len(ops)
+
+
+def main() -> int:
+    shmdict = _import_shmdict()
+    rng = random.Random(1)
+    keys = [f"key:{i:012d}" for i in range(NKEYS)]
+    miss = [f"mis:{i:012d}" for i in range(NKEYS)]
+    ctrs = [f"ctr:{i:012d}" for i in range(NKEYS)]
+    for lst in (keys, miss, ctrs):
+        rng.shuffle(lst)
+    v = b"x" * 16
+    plain: dict[str, object] = dict.fromkeys(keys, v)
+    plain.update(dict.fromkeys(ctrs, 0))
+    d = shmdict.new(f"quick_core_{os.getpid()}", 16 << 20)  # type: ignore[attr-defined]
+    try:
+        for k in keys:
+            d.set(k, v)
+        for k in ctrs:
+            d.set(k, 0)
+
+        def empty(ks: list[str]) -> None:
+            for _k in ks:
+                pass
+
+        def s_get(ks: list[str]) -> None:
+            g = d.get
+            for k in ks:
+                g(k)
+
+        def s_set(ks: list[str]) -> None:
+            s = d.set
+            for k in ks:
+                s(k, v)
+
+        def s_incr(ks: list[str]) -> None:
+            inc = d.incr
+            for k in ks:
+                inc(k, 1)
+
+        def p_get(ks: list[str]) -> None:
+            g = plain.get
+            for k in ks:
+                g(k)
+
+        def p_set(ks: list[str]) -> None:
+            p = plain
+            for k in ks:
+                p[k] = v
+
+        def p_rmw(ks: list[str]) -> None:
+            p = plain
+            g = p.get
+            for k in ks:
+                p[k] = g(k, 0) + 1  # type: ignore[operator]
+
+        loop = _median_ns(empty, keys, min)  # fixed overhead: noise only adds
+        rows = [
+            ("get (hit)", _median_ns(s_get, keys), "d.get(k)", _median_ns(p_get, keys)),
+            (
+                "get (miss)",
+                _median_ns(s_get, miss),
+                "d.get(k)",
+                _median_ns(p_get, miss),
+            ),
+            (
+                "set (overwrite)",
+                _median_ns(s_set, keys),
+                "d[k] = v",
+                _median_ns(p_set, keys),
+            ),
+            (
+                "incr",
+                _median_ns(s_incr, ctrs),
+                "d[k] = d.get(k, 0) + 1",
+                _median_ns(p_rmw, ctrs),
+            ),
+        ]
+    finally:
+        d.close()
+    print(
+        f"shmdict core ops, {NKEYS} keys x 16 B values, median of {REPS} runs of "
+        f"{NKEYS * LOOPS:,} ops; ns/op raw (net of the {loop:.1f} ns empty loop)"
+    )
+    print(f"{'op':16} {'shmdict':>17}   {'plain dict':>17} {'':24} {'ratio (net)':>11}")
+    for name, s, pname, p in rows:
+        sn, pn = s - loop, p - loop
+        print(
+            f"{name:16} {s:7.1f} ({sn:6.1f})   {p:7.1f} ({pn:6.1f}) {pname:24} "
+            f"{sn / pn if pn > 0 else float('nan'):10.2f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
