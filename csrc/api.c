@@ -428,6 +428,16 @@ sd_status sd_count(sd_handle *d, uint64_t *n)
     return SD_OK;
 }
 
+uint64_t sd_max_item(const sd_handle *d)
+{
+    /* A block takes the whole heap but its 16 reserved bytes and the
+     * block header; the entry header comes out of the rest. */
+    uint64_t heap = d->parts[0].heap_size;
+    return heap > SD_UNIT + 8 + SD_ENTRY_HDR
+               ? heap - SD_UNIT - 8 - SD_ENTRY_HDR
+               : 0;
+}
+
 void sd_space(sd_handle *d, uint64_t *capacity, uint64_t *free_bytes)
 {
     *capacity = *free_bytes = 0;

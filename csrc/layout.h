@@ -35,8 +35,8 @@
  *                    | sd_pstate (4 KiB): entry counters, gc chain,    |
  *                    | clock hand, TLSF bitmaps and free-list heads    |
  *   lock_off         +-------------------------------------------------+
- *                    | sd_lock: robust pthread mutex (own cache line), |
- *                    | sequence counter (own line), undo log           |
+ *                    | sd_lock: robust pthread mutex, sequence counter |
+ *                    | and undo log count on one line; the undo log    |
  *   summary_off      +-------------------------------------------------+
  *                    | bucket summary: one bit per 4 KiB page of       |
  *                    | buckets, set before the page's first entry is   |
@@ -118,7 +118,7 @@
 #define SD_SL_COUNT (1u << SD_SL_LOG2)
 #define SD_SMALL_LIMIT (SD_UNIT * SD_SL_COUNT) /* 256 */
 
-#define SD_LOG_CAP 1012u /* undo entries per transaction */
+#define SD_LOG_CAP 1016u /* undo entries per transaction */
 #define SD_NSLOTS 64u
 #define SD_MAX_PARTS 64u
 #define SD_PARTS_OFF (2 * SD_PAGE) /* header page, slots page */
@@ -165,19 +165,17 @@ typedef struct sd_undo {
 /* A lock stripe. The mutex and the sequence counter sit on their own cache
  * lines: lockers write the first, optimistic readers only read the second. */
 typedef struct sd_lock {
-    union {
-        pthread_mutex_t mutex; /* robust, process-shared */
-        char mutex_line[SD_LINE];
-    };
-    alignas(SD_LINE) _Atomic uint64_t seq; /* odd while a writer works */
-    char seq_pad[SD_LINE - sizeof(uint64_t)];
-    /* Below: touched only by the lock holder. */
+    /* The first cache line holds all a writer touches on every write, so
+     * that a lock changing hands moves one line, not three. Readers only
+     * read seq, which changes on every write anyway. */
+    pthread_mutex_t mutex;          /* robust, process-shared */
+    _Atomic uint64_t seq;           /* odd while a writer works */
     _Atomic uint32_t log_n;         /* undo records of the open transaction */
     _Atomic uint32_t flush_pending; /* flush_all in progress: redo it */
-    _Atomic uint64_t recoveries;    /* times a dead holder was repaired */
-    _Atomic uint64_t lock_waits;    /* times a locker had to block */
-    char state_pad[SD_LINE - 24];
-    sd_undo log[SD_LOG_CAP];
+    /* Rarely written. */
+    alignas(SD_LINE) _Atomic uint64_t recoveries; /* dead holders repaired */
+    _Atomic uint64_t lock_waits; /* times a locker had to block */
+    alignas(SD_LINE) sd_undo log[SD_LOG_CAP];
 } sd_lock;
 
 #define SD_LOCK_STRIDE (((sizeof(sd_lock) + SD_PAGE - 1) / SD_PAGE) * SD_PAGE)
@@ -233,9 +231,10 @@ static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
 static_assert(sizeof(sd_pstate) <= SD_PAGE, "stripe state fits its page");
 static_assert(offsetof(sd_header, magic) == 0, "magic first");
 static_assert(offsetof(sd_pstate, fl_bitmap) % SD_LINE == 0, "alloc aligned");
-static_assert(offsetof(sd_lock, seq) == SD_LINE, "seq on its own line");
-static_assert(offsetof(sd_lock, log_n) == 2 * SD_LINE, "log state line");
-static_assert(offsetof(sd_lock, log) == 3 * SD_LINE, "log after state");
+static_assert(offsetof(sd_lock, flush_pending) + 4 <= SD_LINE,
+              "mutex, seq and log_n share the first line");
+static_assert(offsetof(sd_lock, recoveries) == SD_LINE, "counters line");
+static_assert(offsetof(sd_lock, log) == 2 * SD_LINE, "log after counters");
 static_assert(sizeof(pthread_mutex_t) <= SD_LINE, "mutex fits a line");
 static_assert(sizeof(sd_undo) == 16, "undo record size");
 static_assert(SD_SMALL_LIMIT == 256, "small classes cover 16..240");
@@ -281,6 +280,7 @@ static_assert(SD_MIN_BLOCK >= sizeof(sd_freeblk) + 8, "room for footer");
     ((uint32_t)(SD_VERSION * 0x9e3779b1u) ^                                   \
      (uint32_t)(sizeof(sd_header) * 131u) ^                                   \
      (uint32_t)(sizeof(sd_lock) * 8191u) ^                                    \
+     (uint32_t)(offsetof(sd_lock, seq) << 8) ^                                \
      (uint32_t)(sizeof(pthread_mutex_t) << 24) ^                              \
      (uint32_t)(offsetof(sd_pstate, heads) << 12) ^                           \
      (uint32_t)(sizeof(sd_header) << 4) ^ (uint32_t)(SD_ENTRY_HDR << 20) ^    \

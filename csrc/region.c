@@ -47,11 +47,12 @@ static inline uint64_t page_up(uint64_t n)
 
 static_assert(sizeof(sd_slot) * SD_NSLOTS <= SD_PAGE, "slots fit a page");
 
-#define AUTO_PART_MIN (UINT64_C(32) << 20) /* auto stripes are >= 32 MiB */
-#define AUTO_PART_MAX 8u
+#define AUTO_PART_MIN (UINT64_C(16) << 20) /* auto stripes are >= 16 MiB */
+#define AUTO_PART_MAX 16u
 
 /* How many stripes a dict of `size` bytes gets when not told: one per
- * 32 MiB, at most 8, a power of two. */
+ * 16 MiB, at most 16, a power of two. Below 32 MiB that is one, so small
+ * dicts can hold an item as big as their whole heap. */
 static unsigned auto_parts(uint64_t size)
 {
     unsigned n = 1;

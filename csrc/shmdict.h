@@ -198,6 +198,10 @@ sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
                       sd_value_out *out);
 sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len);
 
+/* The largest key + value (rounded up to 8 bytes each) one item can
+ * have: one stripe's heap, less the block and entry headers. */
+uint64_t sd_max_item(const sd_handle *h);
+
 /* Heap bytes in all and free, without locking. O(1). */
 void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes);
 /* Live entries. O(1) while no entry has an expiry, else O(n). */

@@ -23,7 +23,7 @@
 #include "shmdict.h"
 
 #define SHM_DIR "/dev/shm"
-#define STACK_BUF 256
+#define STACK_BUF 4096 /* values this small are read without a malloc */
 
 typedef struct {
     PyTypeObject *DictType;
@@ -664,6 +664,18 @@ static int do_set(DictObject *self, PyObject *key, PyObject *value,
     leave(self);
     if (rc == SD_OK || rc == SD_EXISTS || rc == SD_NOTFOUND)
         return (int)rc;
+    uint64_t item = ((uint64_t)klen + 7) / 8 * 8 + (v.len + 7) / 8 * 8;
+    if (rc == SD_NOMEM && self->h && item > sd_max_item(self->h)) {
+        module_state *st = state_of((PyObject *)self);
+        if (st)
+            PyErr_Format(st->NoMemoryError,
+                         "no memory: an item of %llu bytes can never fit; "
+                         "the largest this dict holds is %llu bytes (one "
+                         "stripe's heap: see new(..., stripes=))",
+                         (unsigned long long)item,
+                         (unsigned long long)sd_max_item(self->h));
+        return -1;
+    }
     raise_status((PyObject *)self, rc, key);
     return -1;
 }
