@@ -26,7 +26,6 @@ def _default_stripes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SHMDICT_STRIPES", raising=False)
 
 
-
 def fill(d: SharedDict, prefix: str, value: object, cap: int = 1_000_000) -> int:
     """Set distinct keys of equal length until NoMemoryError; return the count."""
     for i in range(cap):
