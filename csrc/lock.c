@@ -162,16 +162,18 @@ static bool mutex_looks_sane(const sd_part *h)
 /* Only three areas of a stripe ever have words logged: its state page,
  * its bucket array and its heap. Never the lock area: a replayed record
  * that landed in the mutex we hold would corrupt glibc's robust list. */
+static bool within(uint64_t off, unsigned width, uint64_t start, uint64_t len)
+{
+    /* Written so that no sum can wrap, whatever `off` a damaged log holds. */
+    return off >= start && len >= width && off - start <= len - width;
+}
+
 static bool loggable(const sd_part *h, uint64_t off, unsigned width)
 {
-    if (off % width)
-        return false;
-    uint64_t end = off + width;
-    if (off >= h->part_off && end <= h->part_off + sizeof(sd_pstate))
-        return true;
-    if (off >= h->index_off && end <= h->index_off + h->nbuckets * 4)
-        return true;
-    return off >= h->heap_off && end <= h->heap_off + h->heap_size;
+    return off % width == 0 &&
+           (within(off, width, h->part_off, sizeof(sd_pstate)) ||
+            within(off, width, h->index_off, h->nbuckets * 4) ||
+            within(off, width, h->heap_off, h->heap_size));
 }
 
 void sd_tx_rollback_locked(sd_part *h)
