@@ -57,8 +57,10 @@ static inline sd_freeblk *fblk(const sd_part *h, uint64_t idx)
  * block at idx. */
 static uint64_t hdr_size(const sd_part *h, uint64_t idx, uint64_t hdr)
 {
-    uint64_t size = hdr & ~SD_BLK_FLAGS;
-    if (size < SD_MIN_BLOCK || (idx << SD_UNIT_SHIFT) + size > h->heap_size)
+    uint64_t size = hdr & ~SD_BLK_FLAGS, start = idx << SD_UNIT_SHIFT;
+    /* No sum: a damaged size near 2^64 must not wrap past the check. */
+    if (size < SD_MIN_BLOCK || start > h->heap_size ||
+        size > h->heap_size - start)
         return 0;
     return size;
 }

@@ -432,12 +432,15 @@ static bool fits_after_free(sd_part *h, uint32_t idx, uint64_t payload)
     uint64_t want = sd_block_size_for(payload);
     uint64_t nx = idx + (size >> SD_UNIT_SHIFT);
     if ((nx << SD_UNIT_SHIFT) < h->heap_size) {
-        uint64_t nh = LD(sd_blk_hdr(h, nx));
-        if (nh & SD_BLK_FREE)
-            size += nh & ~SD_BLK_FLAGS;
+        uint64_t nh = LD(sd_blk_hdr(h, nx)), ns = nh & ~SD_BLK_FLAGS;
+        if ((nh & SD_BLK_FREE) && ns <= h->heap_size)
+            size += ns;
     }
-    if (hdr & SD_BLK_PREV_FREE)
-        size += LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
+    if (hdr & SD_BLK_PREV_FREE) {
+        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
+        if (ps <= h->heap_size) /* damaged sizes must not wrap the sum */
+            size += ps;
+    }
     return size >= want;
 }
 

@@ -318,8 +318,10 @@ static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
         return false;
     uint64_t hdr = LD(sd_blk_hdr(h, idx));
     uint64_t size = hdr & ~SD_BLK_FLAGS;
+    /* sd_idx_ok bounds the start; the size is compared, never added, so a
+     * damaged size near 2^64 can't wrap past the check. */
     if ((hdr & SD_BLK_FREE) || size < SD_MIN_BLOCK ||
-        ((uint64_t)idx << SD_UNIT_SHIFT) + size > h->heap_size)
+        size > h->heap_size - ((uint64_t)idx << SD_UNIT_SHIFT))
         return false;
     sd_entry *e = sd_blk_entry(h, idx);
     v->idx = idx;
