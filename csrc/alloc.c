@@ -25,6 +25,8 @@
  */
 #include "internal.h"
 
+#define SL_MASK ((1u << SD_SL_COUNT) - 1)
+
 static inline unsigned fls64(uint64_t x)
 {
     return 63u - (unsigned)__builtin_clzll(x);
@@ -136,7 +138,8 @@ static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
 static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
 {
     sd_pstate *hd = h->st;
-    uint32_t slm = LD(&hd->sl_bitmap[fl]) & (~0u << sl);
+    /* Bits past the row's 16 lists can only come from damage. */
+    uint32_t slm = LD(&hd->sl_bitmap[fl]) & SL_MASK & (~0u << sl);
     if (!slm) {
         if (fl + 1 >= SD_FL_COUNT)
             return 0;
@@ -144,7 +147,7 @@ static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
         if (!flm)
             return 0;
         fl = (unsigned)__builtin_ctz(flm);
-        slm = LD(&hd->sl_bitmap[fl]);
+        slm = LD(&hd->sl_bitmap[fl]) & SL_MASK;
         if (!slm)
             return 0;
     }
@@ -159,6 +162,8 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
 {
     sd_part *h = t->h;
     *out = 0;
+    if (t->overflow)
+        return SD_INTERNAL; /* the undo log is full: nothing more may change */
     uint64_t want = sd_block_size_for(payload);
     if (want > h->heap_size - SD_UNIT)
         return SD_NOMEM;

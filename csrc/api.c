@@ -263,7 +263,9 @@ static void commit_parts(multi *m)
 
 /* Does any held stripe's transaction need a checkpoint before the next
  * item? (its undo log or its queue of frees is nearly full) */
-#define BATCH_LOG_RESERVE 200u
+/* The most one item can log: a 4 KiB block written word by word (see
+ * set_locked's full-dict path) plus the allocator's and index's words. */
+#define BATCH_LOG_RESERVE 640u
 
 static bool needs_checkpoint(multi *m)
 {
@@ -303,6 +305,8 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
         sd_part *p = part_of(d, hash);
         rc = sd_set_locked(&m.t[p - d->parts], keys[i], klens[i], hash,
                            &vals[i], ttl_ms, SD_MODE_SET);
+        if (rc == SD_OK && m.t[p - d->parts].overflow)
+            rc = SD_INTERNAL; /* can't happen with the reserve above */
     }
     bool room = false;
     for (unsigned j = 0; rc == SD_NOMEM && j < d->nparts; j++)

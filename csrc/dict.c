@@ -246,6 +246,10 @@ sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
         *ns_left = 0;
         return SD_OK;
     }
+    if (exp > (uint64_t)INT64_MAX / 1000000) {
+        *ns_left = INT64_MAX; /* beyond 292 years: say so, don't overflow */
+        return SD_OK;
+    }
     int64_t left = (int64_t)exp * 1000000 - sd_now_ns();
     if (left <= 0)
         return SD_NOTFOUND; /* expired between the lookup and now */
@@ -325,10 +329,16 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     const sd_value_in *v)
 {
     sd_part *h = t->h;
+    if (t->overflow)
+        return; /* the allocation was not made: write nothing unlogged */
     sd_entry *e = sd_blk_entry(h, idx);
     uint64_t bsize = LD(sd_blk_hdr(h, idx)) & ~SD_BLK_FLAGS;
     uint64_t vlen = sd_value_len(v);
-    if (t->log_all && bsize <= LOGGED_BLOCK_MAX) {
+    if (t->log_all && bsize > LOGGED_BLOCK_MAX) {
+        t->overflow = true; /* can't log it all: undo the transaction */
+        return;
+    }
+    if (t->log_all) {
         /* The block may hold bytes a rollback must bring back: build the
          * payload aside and store it word by word through the log. */
         uint64_t words[LOGGED_BLOCK_MAX / 8];
@@ -532,7 +542,10 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
          * the key absent, never torn. */
         if (!fits_after_free(h, f.v.idx, need))
             return SD_NOMEM;
-        bool logged = sd_block_size_for(need) <= LOGGED_BLOCK_MAX;
+        /* The block found may be up to one minimum block bigger than
+         * asked (a remainder too small to split off stays with it). */
+        bool logged =
+            sd_block_size_for(need) + SD_MIN_BLOCK <= LOGGED_BLOCK_MAX;
         sd_w32(t, f.link, f.v.next);
         sd_count_add(t, -1, meta_exp(f.v.meta) ? -1 : 0);
         if ((rc = release_locked(t, &f.v)))
@@ -548,6 +561,10 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         t->log_all = logged;
         sd_link_new_locked(t, idx, hash, meta, key, klen, v);
         t->log_all = false;
+        /* Commit now: what is left of the freed space is free again, and a
+         * later allocation of this transaction (a batch) would write into
+         * it unlogged, bytes a rollback would have to bring back. */
+        sd_tx_commit(t);
         return SD_OK;
     }
     if (rc)

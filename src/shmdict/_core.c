@@ -1613,9 +1613,10 @@ static PyMethodDef Dict_methods[] = {
     {"set_many", (PyCFunction)(void (*)(void))Dict_set_many, FASTKW,
      "set_many($self, /, mapping, exptime=0)\n--\n\n"
      "Store every item under one hold of the lock. Every input is checked\n"
-     "first. If the dict runs out of room, NoMemoryError is raised; a batch\n"
-     "that fits one transaction (dozens of items) is then left unchanged,\n"
-     "a larger one keeps its first e.stored items. O(len(mapping))."},
+     "first. If the dict runs out of room, NoMemoryError is raised and\n"
+     "e.stored says how many items were kept: none for a batch of dozens\n"
+     "of items, unless one only fitted in its own old place in a full dict\n"
+     "(that commits what came before it). O(len(mapping))."},
     {"delete_many", (PyCFunction)Dict_delete_many, METH_O,
      "delete_many($self, keys, /)\n--\n\n"
      "Delete the keys under one hold of the lock; return how many existed.\n"
