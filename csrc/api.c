@@ -370,6 +370,11 @@ sd_status sd_flush_all(sd_handle *d)
     sd_status rc = lock_parts(d, NULL, &m);
     if (rc)
         return rc;
+    /* Mark every stripe first: a holder killed half way leaves the rest
+     * marked, and their next lockers finish the flush. */
+    for (unsigned i = 0; i < d->nparts; i++)
+        ST(&d->parts[i].lock->flush_pending, 1u);
+    COMPILER_BARRIER();
     for (unsigned i = 0; i < d->nparts; i++)
         sd_flush_locked_raw(&d->parts[i]);
     return unlock_parts(&m, SD_OK);
