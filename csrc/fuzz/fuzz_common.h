@@ -5,13 +5,13 @@
  *
  * An input is one of two kinds, told apart by its first byte:
  *
- *   raw image:  [0x00 | size class (bits 0-1)]
+ *   raw image:  [0x00 | size class (bits 0-1) | 0x40 strict]
  *               [u32 LE n] [n bytes: the file, from offset 0]
  *               [op program ...]
  *     The file is n bytes of image, zero-padded or cut to the size class
  *     (64, 68, 128 or 256 KiB). "Open these bytes as a dict."
  *
- *   patch:      [0x80 | base variant (bits 0-2)]
+ *   patch:      [0x80 | base variant (bits 0-2) | 0x40 strict]
  *               [u8 count] count x ([u32 LE offset] [u8 len] [len bytes])
  *               [op program ...]
  *     The file is a valid dict built at start-up (see build_base), with
@@ -42,6 +42,7 @@
 
 #define FUZZ_RAW 0x00u
 #define FUZZ_PATCH 0x80u
+#define FUZZ_STRICT 0x40u /* verify first; if clean, check more */
 #define FUZZ_NBASES 8
 #define FUZZ_NKEYS 24 /* keys "k0".."k23" are what seeds and ops use */
 
@@ -80,14 +81,26 @@ static void fz_populate(sd_handle *h, unsigned variant, int fill)
         fz_key(key, sizeof key, i);
         sd_value_in v;
         switch ((i + variant) % 8) {
-        case 0: v = fz_int((int64_t)i * 1000003 - 77); break;
-        case 1: v = (sd_value_in){.type = SD_T_FLOAT, .f = i * 0.25}; break;
-        case 2: v = (sd_value_in){.type = SD_T_STR, .data = "h\xc3\xa9llo",
-                                  .len = 6}; break;
-        case 3: v = (sd_value_in){.type = SD_T_STR, .ascii = 1,
-                                  .data = big, .len = 40 + i * 10}; break;
-        case 4: v = fz_bytes(big, (size_t)(i * 97) % 3000); break;
-        case 5: v = (sd_value_in){.type = (uint8_t)(SD_T_NONE + i % 3)}; break;
+        case 0:
+            v = fz_int((int64_t)i * 1000003 - 77);
+            break;
+        case 1:
+            v = (sd_value_in){.type = SD_T_FLOAT, .f = i * 0.25};
+            break;
+        case 2:
+            v = (sd_value_in){
+                .type = SD_T_STR, .data = "h\xc3\xa9llo", .len = 6};
+            break;
+        case 3:
+            v = (sd_value_in){
+                .type = SD_T_STR, .ascii = 1, .data = big, .len = 40 + i * 10};
+            break;
+        case 4:
+            v = fz_bytes(big, (size_t)(i * 97) % 3000);
+            break;
+        case 5:
+            v = (sd_value_in){.type = (uint8_t)(SD_T_NONE + i % 3)};
+            break;
         case 6: {
             uint64_t len;
             sd_value_in item = fz_int(i);
@@ -95,7 +108,9 @@ static void fz_populate(sd_handle *h, unsigned variant, int fill)
                 sd_push(h, key, strlen(key), (int)(j & 1), &item, &len);
             continue;
         }
-        default: v = fz_bytes(big, 200); break;
+        default:
+            v = fz_bytes(big, 200);
+            break;
         }
         int64_t ttl = i % 5 == 0 ? 1 : i % 5 == 1 ? 1000000 : 0;
         sd_set(h, key, strlen(key), &v, ttl);
@@ -146,10 +161,13 @@ static int build_base(unsigned v, const char *dir, fuzz_base *out)
              (int)getpid(), v);
     unlink(path);
     static const uint64_t sizes[FUZZ_NBASES] = {
-        64u << 10, 64u << 10, 64u << 10, 128u << 10,
+        64u << 10,  64u << 10, 64u << 10, 128u << 10,
         256u << 10, 64u << 10, 64u << 10, 128u << 10};
-    sd_open_opts o = {.size = sizes[v], .mode = 0600, .create = 1,
-                      .lock_timeout_ms = 1000, .evict = v == 5,
+    sd_open_opts o = {.size = sizes[v],
+                      .mode = 0600,
+                      .create = 1,
+                      .lock_timeout_ms = 1000,
+                      .evict = v == 5,
                       .nparts = v == 4 ? 2 : 1};
     sd_handle *h = NULL;
     if (sd_open(path, &o, &h) != SD_OK)
@@ -165,7 +183,8 @@ static int build_base(unsigned v, const char *dir, fuzz_base *out)
     if (fd >= 0) {
         out->size = sizes[v];
         out->img = malloc(out->size);
-        if (out->img && pread(fd, out->img, out->size, 0) == (ssize_t)out->size)
+        if (out->img &&
+            pread(fd, out->img, out->size, 0) == (ssize_t)out->size)
             rc = 0;
         close(fd);
     }

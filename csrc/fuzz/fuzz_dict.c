@@ -14,12 +14,16 @@
  *   - every call returns a known status;
  *   - a value copied out fits the buffer it was given;
  *   - key records from a scan are well formed and fit the buffer;
- *   - a set that returned SD_OK is read back as that value (when the read
- *     succeeds at all);
  *   - no operation returns with a stripe's mutex still held by us.
+ * In strict mode (bit 0x40 of the first byte) the dict is verified first;
+ * if it is clean, stronger checks apply, which hold only for a healthy
+ * dict (on a damaged one, wrong answers are expected, crashes are not):
+ *   - a set that returned SD_OK is read back as that value;
+ *   - the dict still verifies clean after the whole program.
  * A violation aborts, which libFuzzer reports with the input.
  *
- * Build and run: csrc/fuzz/run.sh (see csrc/fuzz/README in RELIABILITY.md).
+ * Build and run: csrc/fuzz/run.sh (see RELIABILITY.md). To see which op of
+ * an input damages a dict: FUZZ_TRACE=1 csrc/fuzz/build/fuzz_dict INPUT.
  */
 #include "fuzz_common.h"
 
@@ -30,6 +34,7 @@ static char work_path[256];
 static int work_fd = -1;
 static unsigned char *image;
 static pid_t my_tid;
+static bool trace; /* FUZZ_TRACE=1 in the environment */
 
 static void cleanup(void)
 {
@@ -57,6 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     atexit(cleanup);
     image = malloc(256u << 10);
     my_tid = (pid_t)syscall(SYS_gettid);
+    trace = getenv("FUZZ_TRACE") != NULL;
     return 0;
 }
 
@@ -88,18 +94,22 @@ static uint64_t u64(rd *r)
     return (uint64_t)u32(r) | ((uint64_t)u32(r) << 32);
 }
 
-/* ---- invariants ---------------------------------------------------------- */
+/* ---- invariants ----------------------------------------------------------
+ */
 
-#define MUST(cond)                                                           \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "fuzz_dict: invariant failed: %s (line %d)\n",  \
-                    #cond, __LINE__);                                        \
-            abort();                                                         \
-        }                                                                    \
+#define MUST(cond)                                                            \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "fuzz_dict: invariant failed: %s (line %d)\n",    \
+                    #cond, __LINE__);                                         \
+            abort();                                                          \
+        }                                                                     \
     } while (0)
 
-static void status_ok(sd_status s) { MUST((unsigned)s < SD_STATUS_COUNT); }
+static void status_ok(sd_status s)
+{
+    MUST((unsigned)s < SD_STATUS_COUNT);
+}
 
 /* No stripe's mutex may be held by this thread between operations. */
 static void no_lock_held(sd_handle *h, const uint32_t *before)
@@ -107,8 +117,10 @@ static void no_lock_held(sd_handle *h, const uint32_t *before)
     for (unsigned i = 0; i < h->nparts; i++) {
         uint32_t w = (uint32_t)h->parts[i].lock->mutex.__data.__lock;
         if ((w & 0x3fffffffu) == (uint32_t)my_tid && w != before[i]) {
-            fprintf(stderr, "fuzz_dict: stripe %u's mutex is still held "
-                            "after an operation (lock word %#x)\n", i, w);
+            fprintf(stderr,
+                    "fuzz_dict: stripe %u's mutex is still held "
+                    "after an operation (lock word %#x)\n",
+                    i, w);
             abort();
         }
     }
@@ -134,7 +146,10 @@ static sd_value_in value_of(rd *r, char *store)
     uint8_t t = u8(r);
     sd_value_in v = {0};
     switch (t % 8) {
-    case 0: v.type = SD_T_INT; v.i = (int64_t)u64(r); break;
+    case 0:
+        v.type = SD_T_INT;
+        v.i = (int64_t)u64(r);
+        break;
     case 1: {
         uint64_t bits = u64(r);
         v.type = SD_T_FLOAT;
@@ -154,17 +169,27 @@ static sd_value_in value_of(rd *r, char *store)
         v.len = n;
         break;
     }
-    case 4: v.type = SD_T_NONE; break;
-    case 5: v.type = SD_T_TRUE; break;
-    case 6: v.type = SD_T_FALSE; break;
-    default: v.type = SD_T_INT; v.i = (int8_t)u8(r); break;
+    case 4:
+        v.type = SD_T_NONE;
+        break;
+    case 5:
+        v.type = SD_T_TRUE;
+        break;
+    case 6:
+        v.type = SD_T_FALSE;
+        break;
+    default:
+        v.type = SD_T_INT;
+        v.i = (int8_t)u8(r);
+        break;
     }
     return v;
 }
 
 static int64_t ttl_of(rd *r)
 {
-    static const int64_t t[8] = {0, 0, 0, 1, 5, 1000, 1000000, INT64_C(1) << 50};
+    static const int64_t t[8] = {0, 0,    0,       1,
+                                 5, 1000, 1000000, INT64_C(1) << 50};
     return t[u8(r) % 8];
 }
 
@@ -182,12 +207,15 @@ static bool same_value(const sd_value_in *in, const sd_value_out *out)
     if (in->type != out->type)
         return false;
     switch (in->type) {
-    case SD_T_INT: return in->i == out->i;
-    case SD_T_FLOAT: return memcmp(&in->f, &out->f, 8) == 0;
+    case SD_T_INT:
+        return in->i == out->i;
+    case SD_T_FLOAT:
+        return memcmp(&in->f, &out->f, 8) == 0;
     case SD_T_STR:
     case SD_T_BYTES:
         return in->len == out->len && memcmp(in->data, out->buf, in->len) == 0;
-    default: return true;
+    default:
+        return true;
     }
 }
 
@@ -225,6 +253,8 @@ static void scan(sd_handle *h, size_t cap0)
     free(buf);
 }
 
+static bool strict;
+
 static void run_ops(sd_handle *h, rd *r)
 {
     static char vstore[70000], vstore2[70000], kstore[64 * 4];
@@ -254,13 +284,18 @@ static void run_ops(sd_handle *h, rd *r)
             int64_t ttl = ttl_of(r);
             s = sd_set(h, key, klen, &v, ttl);
             status_ok(s);
-            if (s == SD_OK && ttl == 0) {
+            if (strict && s == SD_OK && ttl == 0) {
                 sd_value_out back = {.buf = bigbuf, .cap = sizeof bigbuf};
                 sd_status g = sd_get(h, key, klen, &back);
                 check_out(&back, g, back.cap);
                 if (g == SD_OK && !same_value(&v, &back)) {
-                    fprintf(stderr, "fuzz_dict: set returned OK but get "
-                                    "reads another value\n");
+                    fprintf(stderr,
+                            "fuzz_dict: set returned OK but get "
+                            "reads another value: key %.*s, set type "
+                            "%u len %zu i %lld, got type %u len %zu "
+                            "i %lld\n",
+                            (int)klen, key, v.type, v.len, (long long)v.i,
+                            back.type, back.len, (long long)back.i);
                     abort();
                 }
             }
@@ -272,16 +307,20 @@ static void run_ops(sd_handle *h, rd *r)
             s = sd_set_ex(h, key, klen, &v, ttl_of(r), u8(r) & 0x33u, &ev);
             break;
         }
-        case 4: s = sd_delete(h, key, klen); break;
+        case 4:
+            s = sd_delete(h, key, klen);
+            break;
         case 5: {
             sd_value_in d = value_of(r, vstore);
             d.type = d.type == SD_T_FLOAT ? SD_T_FLOAT : SD_T_INT;
-            s = sd_incr(h, key, klen, &d, (u8(r) & 1) ? -1 : 0, ttl_of(r), &out);
+            s = sd_incr(h, key, klen, &d, (u8(r) & 1) ? -1 : 0, ttl_of(r),
+                        &out);
             check_out(&out, s, out.cap);
             break;
         }
         case 6: {
-            sd_value_in d = fz_int((int8_t)u8(r)), init = fz_int((int64_t)u64(r));
+            sd_value_in d = fz_int((int8_t)u8(r)),
+                        init = fz_int((int64_t)u64(r));
             s = sd_incr_init(h, key, klen, &d, -1, 0, &init, ttl_of(r), &out);
             check_out(&out, s, out.cap);
             break;
@@ -293,7 +332,9 @@ static void run_ops(sd_handle *h, rd *r)
                 MUST(ns >= 0);
             break;
         }
-        case 8: s = sd_expire(h, key, klen, ttl_of(r)); break;
+        case 8:
+            s = sd_expire(h, key, klen, ttl_of(r));
+            break;
         case 9: {
             int stale = 0;
             s = sd_get_stale(h, key, klen, &out, &stale);
@@ -350,7 +391,9 @@ static void run_ops(sd_handle *h, rd *r)
                 MUST(memchr(vbuf, 0, cap) != NULL);
             break;
         }
-        case 19: s = sd_flush_all(h); break;
+        case 19:
+            s = sd_flush_all(h);
+            break;
         case 20: {
             uint64_t freed = 0;
             s = sd_flush_expired(h, u8(r) % 4, &freed);
@@ -406,12 +449,26 @@ static void run_ops(sd_handle *h, rd *r)
         }
         }
         status_ok(s);
+        if (trace) {
+            /* FUZZ_TRACE=1: verify after every op, to find the one that
+             * damages a dict. */
+            static char tb[4096];
+            size_t pr = 0;
+            sd_status vs = sd_verify(h, tb, sizeof tb, &pr);
+            fprintf(
+                stderr,
+                "op %d: code %u key %.*s -> %s; verify %s, %zu problems%s%s",
+                op, code % 26u, (int)klen, key, sd_strstatus(s),
+                sd_strstatus(vs), pr, pr ? ":\n" : "\n", pr ? tb : "");
+        }
         no_lock_held(h, before);
-        timeouts += s == SD_TIMEDOUT; /* a wedged lock: the rest would wait too */
+        timeouts +=
+            s == SD_TIMEDOUT; /* a wedged lock: the rest would wait too */
     }
 }
 
-/* ---- the target ----------------------------------------------------------- */
+/* ---- the target -----------------------------------------------------------
+ */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -455,7 +512,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     status_ok(s);
     if (s != SD_OK)
         return 0;
+    static char vbuf[8192];
+    size_t problems = 0;
+    strict = (kind & FUZZ_STRICT) &&
+             sd_verify(h, vbuf, sizeof vbuf, &problems) == SD_OK &&
+             problems == 0;
     run_ops(h, &r);
+    if (strict) {
+        sd_status v = sd_verify(h, vbuf, sizeof vbuf, &problems);
+        if (v == SD_OK && problems != 0) {
+            fprintf(stderr,
+                    "fuzz_dict: a clean dict is damaged after the op "
+                    "program (%zu problems):\n%s\n",
+                    problems, vbuf);
+            abort();
+        }
+    }
     sd_close(h);
     return 0;
 }

@@ -42,7 +42,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot build base %u\n", v);
             return 1;
         }
-        unsigned cls = b.size == (64u << 10) ? 0 : b.size == (128u << 10) ? 2 : 3;
+        unsigned cls = b.size == (64u << 10)    ? 0
+                       : b.size == (128u << 10) ? 2
+                                                : 3;
         uint64_t len = b.size;
         while (len && b.img[len - 1] == 0)
             len--; /* trailing zeros are implied */
@@ -52,7 +54,7 @@ int main(int argc, char **argv)
             FILE *f = fopen(path, "wb");
             if (!f)
                 return 1;
-            fputc((int)(FUZZ_RAW | cls), f);
+            fputc((int)(FUZZ_RAW | cls | (p == 1 ? FUZZ_STRICT : 0)), f);
             put_u32(f, (uint32_t)len);
             fwrite(b.img, 1, len, f);
             put_program(f, v * 3 + p);
@@ -61,7 +63,7 @@ int main(int argc, char **argv)
             f = fopen(path, "wb");
             if (!f)
                 return 1;
-            fputc((int)(FUZZ_PATCH | v), f);
+            fputc((int)(FUZZ_PATCH | v | (p == 0 ? FUZZ_STRICT : 0)), f);
             fputc((int)p, f); /* p patches of one byte at spread offsets */
             for (unsigned i = 0; i < p; i++) {
                 put_u32(f, (uint32_t)(8192 + 4096 * (i + 1) + 8 * v));

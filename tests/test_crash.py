@@ -1,0 +1,1558 @@
+"""Crash safety: a process killed at any instruction loses at most its own
+operation in flight; everything else survives and nothing waits forever.
+
+Three kinds of test live here:
+
+* **Injected crash points.** ``shmdict._core._crash_after(n)`` makes the
+  calling process SIGKILL itself at the n-th crash point (a logged store, an
+  undo record, a commit, a flush phase) of its next writes. For every kind of
+  write, a forked child attaches, arms the hook with n = 1, 2, ... and runs
+  the write until it exits normally. After every death the parent checks
+  that the dict verifies, that the whole visible state equals either the
+  state before the write or the state after it (so untouched keys are
+  intact and the target is atomic), that the space accounting equals one of
+  the two as well (no leak), and that exactly one recovery was counted.
+  A second pass kills the *recoverer* too, at every step of its repair.
+
+* **Owner killed.** The creating process is SIGKILLed while peers work.
+
+* **Waiters are woken.** Processes contend for the lock; one is killed and
+  the others must all get the lock (a robust futex can lose a wake-up).
+
+* **Torture.** Worker processes run random set/delete/incr/expire/flush_all
+  with self-checking values and are SIGKILLed at random moments while the
+  others keep working. After every kill the survivors are paused between
+  operations and the dict is checked against a model built from the
+  workers' journals.
+
+Counts are configurable (see ``RELIABILITY.md``)::
+
+    SHMDICT_TORTURE_KILLS     kills in the torture test (default 1500)
+    SHMDICT_TORTURE_WORKERS   worker processes (default 4)
+    SHMDICT_TORTURE_SEED      seed of the torture run (default: random)
+    SHMDICT_WAKEUP_KILLS      kills in the wake-up test (default 1000)
+    SHMDICT_FIGURES           append a JSON line of figures per test to this file
+
+The defaults are divided by 4 when SHMDICT_STRIPES is set (the suite's
+second pass in scripts/test.sh).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import hashlib
+import itertools
+import json
+import math
+import mmap
+import os
+import random
+import select
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pytest
+
+import shmdict
+from shmdict import _core
+
+MiB = 1 << 20
+
+# --------------------------------------------------------------------------
+# helpers shared by the tests in this file
+
+
+def record_figures(test: str, **figures: Any) -> None:
+    """Print figures for RELIABILITY.md; append them to $SHMDICT_FIGURES."""
+    line = json.dumps({"test": test, **figures}, sort_keys=True)
+    print(f"\nFIGURES {line}")
+    path = os.environ.get("SHMDICT_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+def env_int(name: str, default: int) -> int:
+    """A count from the environment; the CI default is divided by 4 in the
+    suite's second pass (SHMDICT_STRIPES set), which repeats the tests on
+    striped dicts."""
+    v = os.environ.get(name)
+    if v:
+        return int(v)
+    return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
+
+
+def canon(v: object) -> tuple[str, str]:
+    """Type and exact bits of a value (True is not 1, 1 is not 1.0)."""
+    if isinstance(v, float):
+        return ("float", v.hex() if math.isfinite(v) else repr(v))
+    return (type(v).__name__, repr(v))
+
+
+def ttl_class(t: float | None) -> str:
+    if t is None:
+        return "missing"
+    if t == 0:
+        return "none"
+    return "long" if t > 5000 else "short"
+
+
+def snapshot(d: shmdict.SharedDict) -> dict[str, tuple[str, str, str]]:
+    """The whole visible state: every key with its value and expiry class."""
+    snap = {}
+    for k in d.get_keys():
+        v = d.get(k, KeyError)
+        assert v is not KeyError, f"listed key {k!r} is not readable"
+        snap[k] = (*canon(v), ttl_class(d.ttl(k)))
+    return snap
+
+
+def space(d: shmdict.SharedDict) -> tuple[int, int, int]:
+    s = d.stats()
+    return (s["entries"], s["expiring"], s["bytes_used"])
+
+
+def wait_child(pid: int, timeout: float = 60.0) -> int:
+    """waitpid with a bound: a child that neither exits nor dies is a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"child {pid} did not finish within {timeout} s (hang)")
+        time.sleep(0.0005)
+
+
+# --------------------------------------------------------------------------
+# injected crash points
+
+LONG = 100000.0  # an expiry no test outlives
+SHORT = 100.0  # an expiry the ops set (still far from expiring)
+BIG_OLD = b"o" * 3000
+INT_MAX = 2**63 - 1
+
+
+def base_state(d: shmdict.SharedDict) -> None:
+    """The state every crash run starts from: a mix of types, sizes and
+    expiries, a big value, small values, numbers, and an expired key."""
+    d.flush_all()
+    for i in range(40):
+        v: object
+        kind = i % 8
+        if kind == 0:
+            v = i
+        elif kind == 1:
+            v = i + 0.5
+        elif kind == 2:
+            v = "s" * i
+        elif kind == 3:
+            v = bytes([i]) * (i * 10)
+        elif kind == 4:
+            v = None
+        elif kind == 5:
+            v = bool(i % 3)
+        elif kind == 6:
+            v = b"L" * 2500
+        else:
+            v = "\u20ac" * i
+        d.set(f"stay{i}", v, LONG if i % 3 == 0 else 0)
+    d.set("target", BIG_OLD)
+    d.set("small", "abcdefgh")
+    d.set("num", 5)
+    d.set("flt", 1.5)
+    d.set("maxint", INT_MAX)
+    d.set("text", "not a number")
+    d.set("ttlkey", 7, LONG)
+    d.set("gone", b"g" * 500, 0.001)  # expired by the time the op runs
+    time.sleep(0.003)
+
+
+@dataclass
+class CrashOp:
+    name: str
+    run: Callable[[shmdict.SharedDict], object]
+    expect: type[BaseException] | None = None  # the exception the op raises
+    changes: bool = True  # does the visible state change?
+    full: bool = False  # runs on a full 64 KiB dict
+    sweeps: bool = False  # reclaims expired entries (stats may differ)
+    redo: bool = False  # a crash anywhere completes it (flush_all)
+    stripes: int = 0  # runs on a 4 MiB dict split into this many stripes
+    # A batch over several stripes commits stripe by stripe: a crash may
+    # leave each key as before or as after, but nothing else.
+    per_key: bool = False
+
+
+def _incr_with_exptime(d: shmdict.SharedDict) -> object:
+    return d.incr("num", 2, exptime=SHORT)
+
+
+CRASH_OPS = [
+    CrashOp("set_new_big", lambda d: d.set("fresh", b"n" * 5000)),
+    CrashOp("set_new_small", lambda d: d.set("fresh", 1)),
+    CrashOp("set_new_ttl", lambda d: d.set("fresh", "x" * 100, SHORT)),
+    CrashOp("overwrite_int_in_place", lambda d: d.set("num", 9)),
+    CrashOp("overwrite_small_str_in_place", lambda d: d.set("small", "ABCDEFGHIJKL")),
+    CrashOp("overwrite_type_change", lambda d: d.set("num", None)),
+    CrashOp("overwrite_big_grow", lambda d: d.set("target", b"n" * 5000)),
+    CrashOp("overwrite_big_shrink_realloc", lambda d: d.set("target", b"n" * 1000)),
+    CrashOp("overwrite_big_shrink_in_place", lambda d: d.set("target", b"n" * 10)),
+    CrashOp("overwrite_small_grow", lambda d: d.set("small", "n" * 5000)),
+    CrashOp("overwrite_with_ttl", lambda d: d.set("target", b"n" * 10, SHORT)),
+    CrashOp("overwrite_clear_ttl", lambda d: d.set("ttlkey", 8)),
+    CrashOp("set_over_expired", lambda d: d.set("gone", b"n" * 700)),
+    CrashOp("delete", lambda d: d.delete("target")),
+    CrashOp("delete_ttl_key", lambda d: d.delete("ttlkey")),
+    CrashOp("delete_expired", lambda d: d.delete("gone"), changes=False),
+    CrashOp("incr_int", lambda d: d.incr("num", 2)),
+    CrashOp("incr_float", lambda d: d.incr("flt", 0.25)),
+    CrashOp("incr_int_by_float", lambda d: d.incr("num", 0.5)),
+    CrashOp("incr_with_exptime", _incr_with_exptime),
+    CrashOp("incr_ttl_key", lambda d: d.incr("ttlkey", -3)),
+    CrashOp("incr_overflow", lambda d: d.incr("maxint", 1), OverflowError, False),
+    CrashOp("incr_not_number", lambda d: d.incr("text", 1), TypeError, False),
+    CrashOp("incr_expired", lambda d: d.incr("gone", 1), KeyError, False),
+    CrashOp("expire_set", lambda d: d.expire("target", SHORT)),
+    CrashOp("expire_clear", lambda d: d.expire("ttlkey", 0)),
+    CrashOp("expire_expired", lambda d: d.expire("gone", SHORT), changes=False),
+    CrashOp("flush_all", lambda d: d.flush_all(), redo=True),
+    # Whole-dict and batch operations on a dict of 4 stripes: flush_all is
+    # atomic; a batch is atomic per stripe, so per key.
+    CrashOp("flush_all_4_stripes", lambda d: d.flush_all(), redo=True, stripes=4),
+    CrashOp(
+        "set_many_4_stripes",
+        lambda d: d.set_many({f"stay{i}": i * 10 for i in range(0, 40, 3)}),
+        stripes=4,
+        per_key=True,
+    ),
+    CrashOp(
+        "delete_many_4_stripes",
+        lambda d: d.delete_many([f"stay{i}" for i in range(0, 40, 4)]),
+        stripes=4,
+        per_key=True,
+    ),
+    # On a full dict (see full_state):
+    CrashOp(
+        "full_set_fails",
+        lambda d: d.set("target", b"n" * 20000),
+        shmdict.NoMemoryError,
+        False,
+        full=True,
+        sweeps=True,
+    ),
+    CrashOp(
+        "full_new_fails",
+        lambda d: d.set("fresh", b"n" * 20000),
+        shmdict.NoMemoryError,
+        False,
+        full=True,
+        sweeps=True,
+    ),
+    CrashOp(
+        "full_overwrite_fits_after_free",
+        lambda d: d.set("target", b"n" * 990),
+        full=True,
+    ),
+    CrashOp(
+        "full_set_after_sweep",
+        lambda d: d.set("fresh", b"n" * 2000),
+        full=True,
+        sweeps=True,
+    ),
+]
+
+
+def full_state(d: shmdict.SharedDict) -> None:
+    """Fill a 64 KiB dict to the last byte: an old 1000-byte target, then
+    1000-byte values, then smaller ones until nothing fits. Then three runs
+    of three adjacent 1000-byte values are made to expire, so a sweep can
+    free about 3 KiB in one piece. Deterministic: nothing expires during
+    the fill."""
+    d.flush_all()
+    d.set("target", b"o" * 1000)
+    i = 0
+    for size in (1000, 200, 40, 1):
+        while True:
+            try:
+                d.set(f"fill{i}", b"f" * size)
+            except shmdict.NoMemoryError:
+                break
+            i += 1
+    for j in range(i):
+        if j % 8 in (3, 4, 5) and j < 24:
+            d.expire(f"fill{j}", 0.001)
+    time.sleep(0.003)
+    assert d.stats()["bytes_free"] < 700, "the fill left too much room"
+
+
+def child_run(name: str, n: int, op: CrashOp) -> None:  # pragma: no cover
+    """In a forked child: attach, arm the crash hook, run the op, exit 0
+    (3 if it raised something unexpected)."""
+    code = 3
+    try:
+        c = shmdict.get(name)
+        _core._crash_after(n)
+        try:
+            op.run(c)
+            code = 0 if op.expect is None else 4
+        except BaseException as e:
+            code = 0 if op.expect is not None and isinstance(e, op.expect) else 5
+    finally:
+        os._exit(code)
+
+
+def fork_crash(name: str, n: int, op: CrashOp) -> bool:
+    """Run op in a child that dies at crash point n. True if it died."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        child_run(name, n, op)
+    status = wait_child(pid)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL, f"child died of {status}"
+        return True
+    code = os.waitstatus_to_exitcode(status)
+    assert code == 0, f"{op.name}: child exited with {code} (3-5: wrong exception)"
+    return False
+
+
+@dataclass
+class Reference:
+    before: dict[str, tuple[str, str, str]]
+    after: dict[str, tuple[str, str, str]]
+    space_before: tuple[int, int, int]
+    space_after: tuple[int, int, int]
+
+
+def reference(
+    d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]
+) -> Reference:
+    """The states before and after op when nothing crashes."""
+    reset()
+    before, sb = snapshot(d), space(d)
+    assert fork_crash(d.name, 0, op) is False
+    after, sa = snapshot(d), space(d)
+    assert d.verify() == []
+    if op.changes:
+        assert after != before, f"{op.name} changed nothing"
+    else:
+        assert after == before, f"{op.name} changed the visible state"
+    return Reference(before, after, sb, sa)
+
+
+def first_touch(d: shmdict.SharedDict, n: int) -> None:
+    """The first call after a crash, varied: a lock-free read, a write to
+    another key, a scan, or verify. Each must see a repaired dict."""
+    kind = n % 4
+    if kind == 0:
+        assert d.get("stay1", 1.5) == 1.5  # absent after a flush
+    elif kind == 1:
+        assert d.delete("no-such-key") is False  # a write that changes nothing
+    elif kind == 2:
+        assert len(d.get_keys()) >= 0
+    else:
+        assert d.verify() == []
+
+
+def check_after_crash(
+    d: shmdict.SharedDict, op: CrashOp, ref: Reference, n: int, crashed: bool
+) -> str:
+    first_touch(d, n)
+    problems = d.verify()
+    assert problems == [], f"{op.name} crash point {n}: {problems}"
+    now = snapshot(d)
+    sp = space(d)
+    keys = set(now) | set(ref.before) | set(ref.after)
+    if now == ref.before:
+        which = "old"
+    elif now == ref.after:
+        which = "new"
+    elif op.per_key and all(
+        now.get(k) in (ref.before.get(k), ref.after.get(k)) for k in keys
+    ):
+        which = "mix"
+    else:
+
+        def short(st: tuple[str, str, str] | None) -> str:
+            return (
+                "absent"
+                if st is None
+                else f"{st[0]} {st[1][:24]}...({len(st[1])}) ttl={st[2]}"
+            )
+
+        diff = {
+            k: f"before {short(ref.before.get(k))} | after {short(ref.after.get(k))} | "
+            f"now {short(now.get(k))}"
+            for k in sorted(set(now) | set(ref.before) | set(ref.after))
+            if now.get(k) not in (ref.before.get(k), ref.after.get(k))
+        }
+        if not diff:
+            keys = sorted(set(now) | set(ref.before) | set(ref.after))
+            old = [
+                k for k in keys if now.get(k) == ref.before.get(k) != ref.after.get(k)
+            ]
+            new = [
+                k for k in keys if now.get(k) == ref.after.get(k) != ref.before.get(k)
+            ]
+            diff = {
+                "keys as before the write": old[:8] + (["..."] if len(old) > 8 else []),
+                "keys as after it": new[:8] + (["..."] if len(new) > 8 else []),
+            }
+        pytest.fail(
+            f"{op.name} crash point {n}: the state is neither the one before the "
+            f"write nor the one after it (a mix): {diff}"
+        )
+    if not crashed:
+        assert which == "new" or not op.changes
+    if op.sweeps:
+        # Expired entries may or may not have been reclaimed: they are not
+        # visible, but they hold space. verify() above checked the totals.
+        pass
+    elif which == "mix":
+        pass  # part of the batch: verify() above checked the space totals
+    elif op.changes:
+        expected = ref.space_before if which == "old" else ref.space_after
+        assert sp == expected, f"{op.name} crash point {n}: space {sp} != {expected}"
+    else:
+        assert sp in (ref.space_before, ref.space_after), (
+            f"{op.name} crash point {n}: space {sp} is neither "
+            f"{ref.space_before} nor {ref.space_after}"
+        )
+    return which
+
+
+def crash_sweep(
+    d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]
+) -> tuple[int, dict[str, int]]:
+    """Kill a child at crash point 1, 2, ... of op until it completes.
+    Returns the number of points and how often the state was old/new."""
+    ref = reference(d, op, reset)
+    outcomes = {"old": 0, "new": 0, "mix": 0}
+    for n in itertools.count(1):
+        reset()
+        rec = d.stats()["recoveries"]
+        crashed = fork_crash(d.name, n, op)
+        which = check_after_crash(d, op, ref, n, crashed)
+        # One repair per lock the dead process held: one, or up to one per
+        # stripe for a whole-dict or batch operation.
+        got = d.stats()["recoveries"] - rec
+        most = (op.stripes or 1) if crashed else 0
+        assert (1 if crashed else 0) <= got <= most, (
+            f"{op.name} crash point {n}: recoveries went from {rec} to {rec + got}"
+        )
+        if not crashed:
+            return n - 1, outcomes
+        outcomes[which] += 1
+        assert n < 5000, f"{op.name}: the crash hook never stops firing"
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+def crash_tally() -> Iterator[dict[str, int]]:
+    tally: dict[str, int] = {}
+    yield tally
+    if tally:
+        record_figures(
+            "crash_points",
+            ops=len([k for k in tally if not k.startswith("recovery:")]),
+            points=sum(v for k, v in tally.items() if not k.startswith("recovery:")),
+            recovery_points=sum(
+                v for k, v in tally.items() if k.startswith("recovery:")
+            ),
+            per_op=tally,
+        )
+
+
+@pytest.mark.parametrize(
+    "op",
+    # The full-dict ops refill a dict before every crash: slow under ASan.
+    [pytest.param(o, marks=pytest.mark.no_asan) if o.full else o for o in CRASH_OPS],
+    ids=lambda o: o.name,
+)
+def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) -> None:
+    """Die at every crash point of one kind of write; the dict stays whole."""
+    if op.stripes:
+        d = shmdict.new(name_factory(), 4 * MiB, stripes=op.stripes)
+        assert d.stats()["stripes"] == op.stripes
+    else:
+        d = shmdict.new(name_factory(), shmdict.MIN_SIZE if op.full else MiB)
+    try:
+        reset = (lambda: full_state(d)) if op.full else (lambda: base_state(d))
+        points, outcomes = crash_sweep(d, op, reset)
+        crash_tally[op.name] = points
+        assert points >= 2, f"{op.name}: only {points} crash points"
+        if op.redo:
+            # flush_all records its intent before its first crash point;
+            # whoever takes the lock next finishes it.
+            assert outcomes["old"] == 0, outcomes
+            assert outcomes["new"] > 0, outcomes
+        elif op.changes:
+            # The commit point lies inside the swept range: early deaths
+            # roll back, late ones keep the write.
+            assert outcomes["old"] > 0, outcomes
+            assert outcomes["new"] > 0, outcomes
+        # Nothing leaks over all those crashes: flush gives everything back.
+        d.flush_all()
+        s = d.stats()
+        assert (s["entries"], s["bytes_used"], s["expiring"]) == (0, 0, 0)
+        assert s["bytes_free"] == s["capacity"]
+        assert d.verify() == []
+    finally:
+        d.close()
+
+
+RECOVERY_OPS = [
+    "overwrite_big_grow",
+    "delete",
+    "set_new_ttl",
+    "incr_with_exptime",
+    "flush_all",
+    "full_overwrite_fits_after_free",
+]
+
+
+def crash_count(d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]) -> int:
+    """How many crash points op has (from the state reset() makes): the
+    hook's countdown is set high, so the child never dies, and the number
+    is found by bisection on whether it dies at n."""
+    lo, hi = 0, 1
+    while True:  # grow hi until the op completes before point hi
+        reset()
+        if not fork_crash(d.name, hi, op):
+            break
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # invariant: dies at lo (or lo == 0), survives at hi
+        mid = (lo + hi) // 2
+        reset()
+        if fork_crash(d.name, mid, op):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def recoverer_run(name: str, m: int) -> None:  # pragma: no cover - child
+    """Attach and take the lock (which repairs the dead writer's change),
+    dying at the m-th crash point of the repair or of the own write."""
+    code = 3
+    try:
+        c = shmdict.get(name)
+        _core._crash_after(m)
+        c.delete("no-such-key")
+        code = 0
+    finally:
+        os._exit(code)
+
+
+@pytest.mark.no_asan
+@pytest.mark.parametrize("opname", RECOVERY_OPS)
+def test_crash_during_recovery(
+    name_factory, opname: str, crash_tally: dict[str, int]
+) -> None:
+    """A writer dies at crash point n; the process that repairs it dies at
+    every step of the repair in turn; the third process finds a whole dict.
+    Replaying the undo log (or redoing a flush) must be idempotent."""
+    op = next(o for o in CRASH_OPS if o.name == opname)
+    d = shmdict.new(name_factory(), shmdict.MIN_SIZE if op.full else MiB)
+    try:
+        reset = (lambda: full_state(d)) if op.full else (lambda: base_state(d))
+        ref = reference(d, op, reset)
+        total_points = 0
+        # The writer dies at a spread of 8 of its crash points; for each,
+        # the repairer dies at each of its own in turn.
+        points = crash_count(d, op, reset)
+        for n in sorted({max(1, points * i // 8) for i in range(1, 9)}):
+            reset()
+            assert fork_crash(d.name, n, op)
+            for m in itertools.count(1):
+                if m > 1:
+                    reset()  # recreate the same half-done write
+                    assert fork_crash(d.name, n, op)
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - child
+                    recoverer_run(d.name, m)
+                status = wait_child(pid)
+                died = os.WIFSIGNALED(status)
+                if not died:
+                    assert os.waitstatus_to_exitcode(status) == 0
+                check_after_crash(d, op, ref, n, True)
+                if not died:
+                    break
+                total_points += 1
+                assert m < 5000
+        crash_tally[f"recovery:{opname}"] = total_points
+        assert total_points > 0
+    finally:
+        d.close()
+
+
+def test_crash_hook_off_by_default_and_resettable(name: str) -> None:
+    """_crash_after(0) disarms the hook; a disarmed hook never fires."""
+    d = shmdict.new(name, MiB)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 3
+            try:
+                c = shmdict.get(name)
+                _core._crash_after(1)
+                _core._crash_after(0)
+                for i in range(100):
+                    c.set(f"k{i}", i)
+                c.flush_all()
+                code = 0
+            finally:
+                os._exit(code)
+        status = wait_child(pid)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert d.verify() == []
+    finally:
+        d.close()
+
+
+# --------------------------------------------------------------------------
+# owner killed
+
+
+OWNER_SCRIPT = r"""
+import os, sys, time
+import shmdict
+from shmdict import _core
+name, mode = sys.argv[1], sys.argv[2]
+d = shmdict.new(name, 1 << 20)
+d["owner"] = os.getpid()
+d["n"] = 0
+for i in range(100):
+    d[f"k{i}"] = i
+sys.stdout.write("ready\n"); sys.stdout.flush()
+if mode == "midwrite":
+    sys.stdin.readline()
+    _core._crash_after(7)
+    d.set("k0", b"x" * 5000)  # dies holding the lock
+    sys.exit(3)
+time.sleep(3600)
+"""
+
+
+def _peer_loop(name: str, stop: Any, counter_key: str) -> None:  # pragma: no cover
+    code = 3
+    try:
+        p = shmdict.get(name, lock_timeout=10)
+        while not stop[0]:
+            p.incr(counter_key, 1)
+            p.set(f"peer{os.getpid()}", os.urandom(100))
+            assert p.get("k5") == 5
+        code = 0
+    except shmdict.LockTimeout:
+        code = 4
+    finally:
+        os._exit(code)
+
+
+@pytest.mark.parametrize("mode", ["idle", "midwrite"])
+def test_owner_killed(name: str, mode: str) -> None:
+    """The creator is SIGKILLed (idle, or in the middle of a write while
+    holding the lock). Its file stays; peers keep working; new() of the
+    name fails while it lives and takes the name over once it is dead."""
+    import subprocess
+
+    env = dict(
+        os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(shmdict.__file__))
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT, name, mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    peers: list[int] = []
+    stop = mmap.mmap(-1, 4096)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdin is not None
+        assert owner.stdout.readline() == "ready\n"
+        with pytest.raises(FileExistsError):
+            shmdict.new(name, MiB)  # the creator lives
+        assert _core.creator_alive(shmdict.path_for(name)) is True
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - child
+                _peer_loop(name, stop, "n")
+            peers.append(pid)
+        watcher = shmdict.get(name, lock_timeout=10)
+        deadline = time.monotonic() + 30
+        while watcher.get("n", 0) < 200:
+            assert time.monotonic() < deadline, "peers made no progress"
+            time.sleep(0.001)
+        if mode == "midwrite":
+            owner.stdin.write("go\n")
+            owner.stdin.flush()
+            assert owner.wait(30) == -signal.SIGKILL
+        else:
+            owner.kill()
+            owner.wait(30)
+        assert shmdict.exists(name), "a killed owner's file must stay"
+        assert _core.creator_alive(shmdict.path_for(name)) is False
+        # Peers keep working after the owner died (and after the repair of
+        # its half-done write, in midwrite mode).
+        n0 = watcher.get("n")
+        deadline = time.monotonic() + 30
+        while watcher.get("n") < n0 + 200:
+            assert time.monotonic() < deadline, "peers stopped after the owner died"
+            time.sleep(0.001)
+        assert watcher.get("k0") == 0, "the owner's write in flight must be undone"
+        assert all(watcher.get(f"k{i}") == i for i in range(100))
+        assert watcher.verify() == []
+        if mode == "midwrite":
+            assert watcher.stats()["recoveries"] >= 1
+        # A later new() takes the name over: a fresh, empty dict.
+        fresh = shmdict.new(name, MiB)
+        try:
+            assert fresh.owner
+            assert len(fresh) == 0
+            assert fresh.verify() == []
+            # The old dict lives on for the handles that have it open.
+            assert watcher.get("k99") == 99
+            stop[0] = 1
+            for pid in peers:
+                status = wait_child(pid)
+                assert os.waitstatus_to_exitcode(status) == 0, "a peer failed"
+            peers.clear()
+            with pytest.raises(FileExistsError):
+                shmdict.new(name, MiB)  # now the creator (us) lives
+        finally:
+            fresh.close()
+        assert not shmdict.exists(name)
+        watcher.close()
+    finally:
+        stop[0] = 1
+        for pid in peers:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+
+def test_takeover_race_has_one_winner(name: str) -> None:
+    """Several processes call new() on the name of a dead creator at once:
+    exactly one wins, the others get FileExistsError."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child: create, then die without closing
+        try:
+            h = shmdict.new(name, MiB)  # kept: its collection would remove it
+            h["k"] = 1
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+    wait_child(pid)
+    assert shmdict.exists(name)
+    go = mmap.mmap(-1, 4096)
+    racers = []
+    r, w = os.pipe()
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            res = b"E"
+            try:
+                while not go[0]:
+                    pass
+                try:
+                    h = shmdict.new(name, MiB)
+                    res = b"W"
+                    os.write(w, res)
+                    time.sleep(1.0)  # hold the name while the others try
+                    h.close()
+                    os._exit(0)
+                except FileExistsError:
+                    res = b"L"
+            finally:
+                if res != b"W":
+                    os.write(w, res)
+                os._exit(0)
+        racers.append(pid)
+    os.close(w)
+    go[0] = 1
+    for pid in racers:
+        wait_child(pid)
+    results = b""
+    while chunk := os.read(r, 16):
+        results += chunk
+    os.close(r)
+    assert sorted(results) == sorted(b"WLLL"), results
+    assert not shmdict.exists(name), "the winner's close removes its file"
+
+
+# --------------------------------------------------------------------------
+# waiters are woken after a kill
+
+
+def _contender(name: str, i: int, ctl: mmap.mmap) -> None:  # pragma: no cover
+    """incr in a loop; between calls, go idle (ctl[8+i] = 1) while ctl[0]."""
+    code = 3
+    try:
+        h = shmdict.get(name, lock_timeout=60)
+        while True:
+            if ctl[0]:
+                ctl[8 + i] = 1
+                while ctl[0]:
+                    time.sleep(0.0002)
+                ctl[8 + i] = 0
+            h.incr("c", 1)
+    finally:
+        os._exit(code)
+
+
+def lock_words(path: str) -> str:
+    """The mutex lock word of every stripe (0 = free), for a hang report."""
+    try:
+        from .test_corruption import FileLayout
+
+        fl = FileLayout(path)
+        words = [fl.u32(st.lock + fl.L["mutex.lock"]) for st in fl.stripes]
+        return ", ".join(f"{w:#x}" for w in words)
+    except Exception as e:  # a diagnostic must not hide the failure
+        return f"(unreadable: {e})"
+
+
+@pytest.mark.no_asan
+def test_waiters_wake_after_kills(name: str) -> None:
+    """Processes contend for the lock; one is SIGKILLed at a random moment
+    and the others are then asked to go idle. Each must get the lock and
+    finish its call: none may stay asleep while the lock is free.
+
+    Regression: the waiter that an unlock wakes can be the process that is
+    being killed. If a third process takes the lock on the fast path before
+    the kernel runs the killed one's robust-list cleanup, the lock word has
+    an owner again (without FUTEX_WAITERS), so the kernel wakes nobody, and
+    the remaining waiters sleep in futex_wait until their timeout, or
+    forever with lock_timeout=0, while the lock is free."""
+    kills = env_int("SHMDICT_WAKEUP_KILLS", 1000)
+    n = 4
+    d = shmdict.new(name, MiB)
+    ctl = mmap.mmap(-1, 4096)
+    procs: dict[int, int] = {}
+    rng = random.Random(env_int("SHMDICT_TORTURE_SEED", 1))
+
+    def spawn(i: int) -> None:
+        ctl[8 + i] = 0
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            _contender(name, i, ctl)
+        procs[i] = pid
+
+    try:
+        d["c"] = 0
+        for i in range(n):
+            spawn(i)
+        for k in range(kills):
+            time.sleep(rng.uniform(0, 0.003))
+            i = rng.randrange(n)
+            os.kill(procs[i], signal.SIGKILL)
+            wait_child(procs.pop(i))
+            ctl[0] = 1
+            others = [j for j in procs]
+            deadline = time.monotonic() + 10
+            while not all(ctl[8 + j] for j in others):
+                if time.monotonic() > deadline:
+                    stuck = [j for j in others if not ctl[8 + j]]
+                    pytest.fail(
+                        f"after kill {k + 1}: contenders {stuck} are still waiting for "
+                        f"the lock after 10 s, and the lock words are "
+                        f"{lock_words(d.path)} (0 = free): a lost wake-up"
+                    )
+                time.sleep(0.0005)
+            assert d.verify() == []
+            spawn(i)
+            ctl[0] = 0
+        record_figures("waiter_wakeups", kills=kills)
+    finally:
+        ctl[0] = 0
+        for pid in procs.values():
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        d.close()
+
+
+# --------------------------------------------------------------------------
+# torture: random kills of working processes
+#
+# Each worker owns its keys ("w<slot>:<k>"), so the only other things that
+# change them are flush_all (any worker's), expiry and the worker's own
+# operation in flight when it is killed. Every operation is journaled to
+# the parent through a pipe: "B" (begin, with the CLOCK_MONOTONIC time
+# before the call) and "E" (end, with the result and the time after).
+# Writes of less than PIPE_BUF bytes to a pipe are atomic, so a SIGKILL
+# leaves whole records.
+#
+# The model keeps, per key, the exact state seen at its last observation
+# (an operation's result, or the parent's check) and when that was. After
+# an observation, the key can only become absent (a flush that may have
+# come later, or a short TTL) or take the effect of the op in flight when
+# its worker was killed; nothing else may change it. A flush whose start is
+# after an observation's end certainly came later.
+
+
+def crc_bytes(prefix: bytes, body: bytes) -> bytes:
+    return prefix + body + zlib.crc32(prefix + body).to_bytes(4, "little")
+
+
+def make_value(slot: int, k: int, seq: int, kind: str, size: int) -> object:
+    """A value that names its writer and carries its own checksum."""
+    rng = random.Random(f"{slot}:{k}:{seq}")
+    prefix = f"{slot}:{k}:{seq}:"
+    if kind == "bytes":
+        return crc_bytes(prefix.encode(), rng.randbytes(size))
+    if kind == "str":
+        body = (
+            "\u00e9\u20ac\U0001f600" * (size // 64)
+            + rng.randbytes(size // 2 + 1).hex()[:size]
+        )
+        return prefix + body + format(zlib.crc32((prefix + body).encode()), "08x")
+    if kind == "int":
+        return rng.randrange(-(2**40), 2**40)
+    if kind == "float":
+        return rng.uniform(-1e6, 1e6)
+    if kind == "none":
+        return None
+    return bool(seq % 2)
+
+
+def value_ok(slot: int, k: int, v: object) -> bool:
+    """Does v look like a value that (slot, k) wrote, checksum intact?"""
+    if isinstance(v, bytes):
+        body, crc = v[:-4], v[-4:]
+        return zlib.crc32(body).to_bytes(4, "little") == crc and body.startswith(
+            f"{slot}:{k}:".encode()
+        )
+    if isinstance(v, str):
+        body, crc = v[:-8], v[-8:]
+        return format(zlib.crc32(body.encode()), "08x") == crc and body.startswith(
+            f"{slot}:{k}:"
+        )
+    return v is None or isinstance(v, (bool, int, float))
+
+
+State = Optional[tuple[str, str]]  # None: absent, else a digest of the value
+
+
+def digest(v: object) -> tuple[str, str]:
+    if isinstance(v, (bytes, str)):
+        data = v.encode() if isinstance(v, str) else v
+        # Not crc32: a message with its own crc32 appended always has the
+        # same crc32.
+        return (
+            type(v).__name__,
+            f"{len(data)}:{hashlib.blake2b(data, digest_size=8).hexdigest()}",
+        )
+    return canon(v)
+
+
+def number_of(state: State) -> int | float | None:
+    if state is None or state[0] not in ("int", "float"):
+        return None
+    return int(state[1]) if state[0] == "int" else float.fromhex(state[1])
+
+
+def parse_delta(arg: str) -> int | float:
+    ds = arg.split(",")[0]
+    return float(ds) if "." in ds else int(ds)
+
+
+def incr_result(state: State, arg: str) -> State:
+    """The state after incr on `state`, or `state` if incr fails on it."""
+    x = number_of(state)
+    if x is None:
+        return state
+    dv = parse_delta(arg)
+    if isinstance(x, int) and isinstance(dv, int):
+        r = x + dv
+        return ("int", str(r)) if -(2**63) <= r < 2**63 else state
+    return canon(float(x) + float(dv))
+
+
+TORTURE_SIZE = 8 * MiB
+KEYS_PER_WORKER = 24
+SHORT_TTL = "0.05"
+LONG_TTL = "1000000"
+STOP = 255
+
+
+def worker_main(
+    name: str, slot: int, incarnation: int, wfd: int, ctl: mmap.mmap
+) -> None:  # pragma: no cover
+    """A torture worker: random operations on its own keys, journaled to
+    the parent. Between operations it obeys ctl[0]: odd = pause (and say
+    "P|gen" once), even = run, STOP = exit."""
+    code = 0
+    try:
+        rng = random.Random(f"{ctl[8:16].hex()}:{slot}:{incarnation}")
+        d = shmdict.get(name, lock_timeout=10)
+        seq = incarnation * 10**8
+
+        def send(line: str) -> None:
+            os.write(wfd, line.encode() + b"\n")
+
+        acked = -1
+        while True:
+            gen = ctl[0]
+            if gen == STOP:
+                break
+            if gen % 2 == 1:
+                if gen != acked:
+                    send(f"P|{gen}")
+                    acked = gen
+                time.sleep(0.0002)
+                continue
+            seq += 1
+            k = rng.randrange(KEYS_PER_WORKER)
+            key = f"w{slot}:{k}"
+            r = rng.random()
+            arg = ""
+            if r < 0.40:
+                op = "set"
+                kind = rng.choice(
+                    ["bytes", "bytes", "str", "int", "float", "none", "bool"]
+                )
+                size = rng.choice(
+                    [0, 8, 40, 200, 900, 3000, 20000, 60000][: rng.randrange(1, 11)]
+                )
+                ttl = rng.choice(["0", "0", "0", "0", "0", "0", SHORT_TTL, LONG_TTL])
+                arg = f"{kind},{size},{ttl}"
+            elif r < 0.55:
+                op = "delete"
+            elif r < 0.75:
+                op = "incr"
+                delta = rng.choice(["1", "-7", "1000", "0.5"])
+                arg = f"{delta},{rng.choice(['', '', '', LONG_TTL, '0', SHORT_TTL])}"
+            elif r < 0.85:
+                op = "expire"
+                arg = rng.choice([SHORT_TTL, LONG_TTL, "0", LONG_TTL])
+            elif r < 0.97:
+                op = "get"
+            elif r < 0.985:
+                op = "scan"  # get_keys: holds the lock for slices of the table
+            elif r < 0.9998:
+                op = "verify"  # holds the lock for a walk of everything
+            else:
+                op = "flush"
+            send(f"B|{seq}|{op}|{k}|{arg}|{time.monotonic_ns()}")
+            res = ""
+            status = "ok"
+            try:
+                if op == "set":
+                    kind, size_s, ttl_s = arg.split(",")
+                    v = make_value(slot, k, seq, kind, int(size_s))
+                    d.set(key, v, float(ttl_s))
+                    res = "|".join(digest(v))
+                elif op == "delete":
+                    res = str(d.delete(key))
+                elif op == "incr":
+                    ts = arg.split(",")[1]
+                    out = d.incr(key, parse_delta(arg), None if ts == "" else float(ts))
+                    res = "|".join(canon(out))
+                elif op == "expire":
+                    res = str(d.expire(key, float(arg)))
+                elif op == "get":
+                    got = d.get(key, KeyError)
+                    if got is KeyError:
+                        res = "absent"
+                    elif not value_ok(slot, k, got):
+                        send(f"F|torn or foreign value read at {key}: {got!r:.200}")
+                        code = 6
+                        break
+                    else:
+                        res = "|".join(digest(got))
+                elif op == "scan":
+                    for other in d.get_keys():
+                        if not other.startswith("w"):
+                            send(f"F|get_keys lists a key nobody wrote: {other!r:.100}")
+                            code = 6
+                            break
+                elif op == "verify":
+                    problems = d.verify()
+                    if problems:
+                        send(f"F|verify() in a worker: {problems}")
+                        code = 6
+                        break
+                else:
+                    d.flush_all()
+            except shmdict.NoMemoryError:
+                status = "nomem"
+            except KeyError:
+                status = "keyerror"
+            except TypeError:
+                status = "typeerror"
+            except OverflowError:
+                status = "overflow"
+            except shmdict.LockTimeout:
+                send(f"F|LockTimeout (10 s) in {op} {key}")
+                code = 7
+                break
+            send(f"E|{seq}|{status}|{res}|{time.monotonic_ns()}")
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.write(wfd, f"F|{type(exc).__name__}: {exc}\n".encode())
+        code = 5
+    finally:
+        os._exit(code)
+
+
+@dataclass
+class KeyModel:
+    """The exact state of a key at its last observation, during [b, e]."""
+
+    state: State = None
+    b: int = 0
+    e: int = 0
+    short_ttl: bool = False
+
+
+@dataclass
+class Flush:
+    b: int
+    e: int
+    definite: bool  # False: the victim died in it; it may not have happened
+
+
+@dataclass
+class Worker:
+    slot: int
+    incarnation: int
+    pid: int
+    rfd: int
+    buf: bytes = b""
+    pending: tuple[int, str, int, str, int] | None = (
+        None  # op begun: seq, op, k, arg, b
+    )
+    acked: int = -1
+    eof: bool = False
+
+
+class Torture:
+    def __init__(self, name: str, workers: int, seed: int) -> None:
+        self.name = name
+        self.nworkers = workers
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.ctl = mmap.mmap(-1, 4096)
+        self.ctl[8:16] = seed.to_bytes(8, "little")
+        self.gen = -1  # the last pause generation (odd); -1: none yet
+        self.d = shmdict.new(name, TORTURE_SIZE)
+        self.checker = shmdict.get(name, lock_timeout=30)
+        self.workers: dict[int, Worker] = {}
+        self.model: dict[str, KeyModel] = {}
+        self.flushes: list[Flush] = []
+        # Absences seen by workers, checked once every journal is in:
+        # (key, model before, b, e).
+        self.absences: list[tuple[str, KeyModel, int, int, str]] = []
+        # The last operations on each key, for failure messages.
+        self.history: dict[str, collections.deque[str]] = {}
+        self.fig: dict[str, Any] = {
+            "kills": 0,
+            "kills_in_lock": 0,
+            "inflight_applied": 0,
+            "inflight_lost": 0,
+            "ops": 0,
+            "flushes": 0,
+            "capacity_checks": 0,
+            "max_op_ms": 0.0,
+        }
+
+    def where(self) -> str:
+        return f"kill {self.fig['kills']}, SHMDICT_TORTURE_SEED={self.seed}"
+
+    # -- processes and journals
+
+    def spawn(self, slot: int, incarnation: int) -> None:
+        r, w = os.pipe()
+        fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 1 << 20)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os.close(r)
+            for other in self.workers.values():
+                os.close(other.rfd)
+            worker_main(self.name, slot, incarnation, w, self.ctl)
+        os.close(w)
+        os.set_blocking(r, False)
+        self.workers[slot] = Worker(slot, incarnation, pid, r)
+
+    def drain(self, wk: Worker, once: bool = False) -> None:
+        """Read and apply a worker's journal: to the end (which only exists
+        once it has paused or died), or one chunk."""
+        while True:
+            try:
+                chunk = os.read(wk.rfd, 64 << 10)
+            except BlockingIOError:
+                return
+            if not chunk:
+                wk.eof = True
+                return
+            wk.buf += chunk
+            *lines, wk.buf = wk.buf.split(b"\n")
+            for line in lines:
+                self.record(wk, line.decode())
+            if once:
+                return
+
+    def record(self, wk: Worker, line: str) -> None:
+        parts = line.split("|")
+        tag = parts[0]
+        if tag == "F":
+            pytest.fail(
+                f"worker {wk.slot} ({self.where()}): {line[2:]}; {self.lock_owner()}"
+            )
+        if tag == "P":
+            wk.acked = int(parts[1])
+            return
+        if tag == "B":
+            assert wk.pending is None, f"worker {wk.slot}: two B records: {line}"
+            seq, op, k, arg, b = (
+                int(parts[1]),
+                parts[2],
+                int(parts[3]),
+                parts[4],
+                int(parts[5]),
+            )
+            wk.pending = (seq, op, k, arg, b)
+            if op not in ("flush", "scan", "verify"):
+                self.model.setdefault(f"w{wk.slot}:{k}", KeyModel())
+            return
+        assert tag == "E", line
+        assert wk.pending is not None, line
+        seq, op, k, arg, b = wk.pending
+        wk.pending = None
+        assert int(parts[1]) == seq, line
+        status, res, e = parts[2], parts[3:-1], int(parts[-1])
+        if op not in ("flush", "scan", "verify"):
+            hist = self.history.setdefault(
+                f"w{wk.slot}:{k}", collections.deque(maxlen=6)
+            )
+            hist.append(f"{op}({arg}) -> {status} {'|'.join(res)[:40]} at {b}..{e}")
+        self.fig["ops"] += 1
+        self.fig["max_op_ms"] = max(self.fig["max_op_ms"], round((e - b) / 1e6, 2))
+        if op == "flush":
+            self.flushes.append(Flush(b, e, True))
+            self.fig["flushes"] += 1
+            return
+        if op in ("scan", "verify"):
+            return
+        key = f"w{wk.slot}:{k}"
+        m = self.model[key]
+        if status in ("nomem", "typeerror", "overflow"):
+            return  # an error changes nothing
+        if (
+            status == "keyerror"
+            or (op == "delete" and res[0] == "False")
+            or (op == "expire" and res[0] == "False")
+            or (op == "get" and res[0] == "absent")
+        ):
+            self.absences.append((key, m, b, e, f"{op} {arg} -> {status} {res}"))
+            self.model[key] = KeyModel(None, b, e, False)
+            return
+        assert status == "ok", line
+        # The key was present: a write that completed is never lost, so
+        # it holds exactly what the model last saw.
+        if op in ("get", "incr", "expire", "delete"):
+            assert m.state is not None, (
+                f"{key} reappeared: {op} found it, but it was last seen absent "
+                f"({self.where()})"
+            )
+        if op == "get":
+            assert (res[0], res[1]) == m.state, (
+                f"{key} reads {res}, last written {m.state} ({self.where()})"
+            )
+            self.model[key] = KeyModel(m.state, b, e, m.short_ttl)
+        elif op == "incr":
+            got = (res[0], res[1])
+            assert got == incr_result(m.state, arg), (
+                f"{key}: incr {arg} on {m.state} gave {got} ({self.where()})"
+            )
+            ts = arg.split(",")[1]
+            short = m.short_ttl if ts == "" else ts == SHORT_TTL
+            self.model[key] = KeyModel(got, b, e, short)
+        elif op == "set":
+            self.model[key] = KeyModel(
+                (res[0], res[1]), b, e, arg.endswith("," + SHORT_TTL)
+            )
+        elif op == "delete":
+            self.model[key] = KeyModel(None, b, e, False)
+        elif op == "expire":
+            self.model[key] = KeyModel(m.state, b, e, arg == SHORT_TTL)
+
+    def lock_owner(self) -> str:
+        """The lock words (0 = free) and which of our processes they name,
+        for a hang report."""
+        who = {
+            wk.pid: f"worker {wk.slot}/{wk.incarnation}" for wk in self.workers.values()
+        }
+        who[os.getpid()] = "the parent"
+        words = lock_words(shmdict.path_for(self.name))
+        named = [
+            f"{t} = {who.get(int(t, 16) & 0x3FFFFFFF, 'unknown')}"
+            for t in words.split(", ")
+            if t.startswith("0x")
+        ]
+        return f"mutex lock words {words} ({'; '.join(named)})"
+
+    def may_vanish(self, m: KeyModel, until: int = 2**63) -> bool:
+        """Could the key have become absent after observation m, before
+        `until`? (A flush that may come after m, or a short TTL.)"""
+        return (
+            m.state is None
+            or m.short_ttl
+            or any(f.e >= m.b and f.b <= until for f in self.flushes)
+        )
+
+    # -- pausing
+
+    def pause(self) -> None:
+        """Ask every worker to stop between operations; wait (bounded) until
+        all have, reading their journals to the end meanwhile."""
+        self.gen = self.gen + 2 if self.gen + 2 < STOP else 1
+        self.ctl[0] = self.gen
+        self.wait_acked(list(self.workers.values()))
+
+    def wait_acked(self, workers: list[Worker]) -> None:
+        deadline = time.monotonic() + 60
+        slow = time.monotonic() + 3
+        while True:
+            if slow and time.monotonic() > slow:
+                slow = 0
+                info = []
+                for wk in self.workers.values():
+                    try:
+                        with open(f"/proc/{wk.pid}/wchan") as f:
+                            wchan = f.read()
+                        with open(f"/proc/{wk.pid}/stat") as f:
+                            st = f.read().rsplit(")", 1)[1].split()[0]
+                    except OSError as e:
+                        wchan, st = str(e), "?"
+                    try:
+                        with open(f"/proc/{wk.pid}/syscall") as f:
+                            sc = f.read().split()[:4]
+                    except OSError:
+                        sc = []
+                    info.append(
+                        f"worker {wk.slot} pid {wk.pid} acked {wk.acked} state {st} "
+                        f"wchan {wchan} syscall {sc} pending {wk.pending}"
+                    )
+                info.append(f"last victim {getattr(self, 'last_victim', None)}")
+                print(
+                    f"SLOW PAUSE gen {self.gen}: {self.lock_owner()}; "
+                    + "; ".join(info),
+                    flush=True,
+                )
+            for wk in workers:
+                self.drain(wk)
+                assert not wk.eof, f"worker {wk.slot} died unasked ({self.where()})"
+            if all(wk.acked == self.gen for wk in workers):
+                return
+            assert time.monotonic() < deadline, (
+                f"workers did not pause within 60 s: a hang ({self.where()})"
+            )
+            select.select([w.rfd for w in workers], [], [], 0.05)
+
+    def resume(self) -> None:
+        self.ctl[0] = self.gen + 1
+
+    # -- checks (everyone paused)
+
+    def check(self, victim: Worker | None, t_kill: int) -> None:
+        c = self.checker
+        problems = c.verify()
+        assert problems == [], f"verify ({self.where()}): {problems}"
+        inflight = None
+        if victim is not None and victim.pending is not None:
+            seq, op, k, arg, b = victim.pending
+            if op == "flush":
+                self.flushes.append(Flush(b, t_kill, False))
+            elif op not in ("scan", "verify"):
+                inflight = (f"w{victim.slot}:{k}", victim.slot, seq, op, k, arg, b)
+        for key, m, b, e, how in self.absences:
+            assert self.may_vanish(m, e), (
+                f"{key} vanished: seen absent by {how!r} at {b}..{e} but last seen "
+                f"{m}, and no flush could have come between ({self.where()}); "
+                f"its last operations: {list(self.history.get(key, []))}; "
+                f"flushes since the last check: {self.flushes}"
+            )
+        self.absences.clear()
+        listed = set(c.get_keys())
+        now = time.monotonic_ns()
+        for key, m in self.model.items():
+            got = c.get(key, KeyError)
+            slot, k = (int(x) for x in key[1:].split(":"))
+            if got is not KeyError:
+                assert value_ok(slot, k, got), (
+                    f"{key}: torn or foreign value {got!r:.200}"
+                )
+            state: State = None if got is KeyError else digest(got)
+            fl = inflight if inflight is not None and inflight[0] == key else None
+            before, after = self.acceptable(m, fl, t_kill)
+            assert state in before | after, (
+                f"{key} is {state} (get_keys lists it: {key in listed}); "
+                f"it may only be one of {before | after} "
+                f"(last seen {m}; op in flight {fl}; killed at {t_kill}; "
+                f"its last operations: {list(self.history.get(key, []))}; "
+                f"flushes {self.flushes[-3:]}) "
+                f"({self.where()})"
+            )
+            if fl is not None and fl[3] != "get":
+                if state in after and state not in before:
+                    self.fig["inflight_applied"] += 1
+                elif state in before and state not in after:
+                    self.fig["inflight_lost"] += 1
+            if (got is KeyError) == (key in listed) and not (m.short_ttl or fl):
+                pytest.fail(f"{key}: get says {state}, get_keys says {key in listed}")
+            self.model[key] = KeyModel(
+                state, now, now, m.short_ttl and state is not None
+            )
+        unknown = {k for k in listed if k not in self.model}
+        assert not unknown, f"keys nobody wrote: {sorted(unknown)[:5]} ({self.where()})"
+        self.flushes.clear()
+
+    def acceptable(
+        self, m: KeyModel, fl: tuple | None, t_kill: int
+    ) -> tuple[set[State], set[State]]:
+        """The states a key may be in now: without and with the effect of
+        the op in flight on it (if any)."""
+        if any(f.definite and f.b > (t_kill if fl else m.e) for f in self.flushes):
+            return {None}, set()  # a flush surely came after everything
+        before: set[State] = set()
+        if not any(f.definite and f.b > m.e for f in self.flushes):
+            before.add(m.state)
+        if self.may_vanish(m):
+            before.add(None)
+        after: set[State] = set()
+        if fl is not None:
+            _, slot, seq, op, k, arg, b = fl
+            for s in before:
+                if op == "set":
+                    kind, size, _ = arg.split(",")
+                    after.add(digest(make_value(slot, k, seq, kind, int(size))))
+                elif op == "delete":
+                    after.add(None)
+                elif op == "incr":
+                    after.add(incr_result(s, arg))
+                else:
+                    after.add(s)
+            if SHORT_TTL in arg.split(",") or any(f.e >= b for f in self.flushes):
+                after.add(None)
+        return before, after
+
+    def capacity_check(self) -> None:
+        """flush_all gives every byte back."""
+        c = self.checker
+        c.flush_all()
+        s = c.stats()
+        assert (s["entries"], s["expiring"], s["bytes_used"]) == (0, 0, 0), s
+        assert s["bytes_free"] == s["capacity"], s
+        assert c.verify() == []
+        now = time.monotonic_ns()
+        for key in self.model:
+            self.model[key] = KeyModel(None, now, now, False)
+        self.fig["capacity_checks"] += 1
+
+    # -- the run
+
+    def run(self, kills: int) -> None:
+        self.pause()
+        for slot in range(self.nworkers):
+            self.spawn(slot, 0)
+        self.wait_acked(list(self.workers.values()))
+        recov0 = self.checker.stats()["recoveries"]
+        self.resume()
+        for i in range(kills):
+            t_end = time.monotonic() + self.rng.uniform(0.0005, 0.012)
+            while (left := t_end - time.monotonic()) > 0:
+                ready, _, _ = select.select(
+                    [w.rfd for w in self.workers.values()], [], [], left
+                )
+                for wk in self.workers.values():
+                    if wk.rfd in ready:
+                        self.drain(wk, once=True)
+            victim = self.workers.pop(self.rng.randrange(self.nworkers))
+            os.kill(victim.pid, signal.SIGKILL)
+            self.last_victim = (victim.slot, victim.pid, victim.pending)
+            t_kill = time.monotonic_ns()
+            # The others keep working while the victim is reaped.
+            status = wait_child(victim.pid, 30)
+            assert os.WIFSIGNALED(status), (
+                f"worker {victim.slot} exited with {os.waitstatus_to_exitcode(status)} "
+                f"before it was killed ({self.where()})"
+            )
+            while not victim.eof:
+                self.drain(victim)
+            os.close(victim.rfd)
+            self.fig["kills"] += 1
+            self.pause()
+            self.check(victim, t_kill)
+            if i % 50 == 49:
+                self.capacity_check()
+            self.spawn(victim.slot, victim.incarnation + 1)
+            self.wait_acked([self.workers[victim.slot]])
+            self.resume()
+        self.pause()
+        self.check(None, time.monotonic_ns())
+        self.fig["kills_in_lock"] = self.checker.stats()["recoveries"] - recov0
+        self.capacity_check()
+
+    def stop(self) -> None:
+        self.ctl[0] = STOP
+        for slot in list(self.workers):
+            wk = self.workers.pop(slot)
+            try:
+                status = wait_child(wk.pid, 30)
+                while not wk.eof:
+                    self.drain(wk)
+                assert os.waitstatus_to_exitcode(status) == 0, (
+                    f"worker {wk.slot} failed"
+                )
+            finally:
+                os.close(wk.rfd)
+
+    def close(self) -> None:
+        for wk in self.workers.values():
+            os.kill(wk.pid, signal.SIGKILL)
+            os.waitpid(wk.pid, 0)
+            os.close(wk.rfd)
+        self.workers.clear()
+        self.checker.close()
+        self.d.close()
+
+
+@pytest.mark.no_asan
+def test_torture(name: str) -> None:
+    """Thousands of SIGKILLs of working processes; after each, the dict is
+    whole, every completed write is there, at most the op in flight is
+    lost, nobody waited unboundedly, and flush_all gives all space back."""
+    kills = env_int("SHMDICT_TORTURE_KILLS", 1500)
+    workers = env_int("SHMDICT_TORTURE_WORKERS", 4)
+    seed = env_int("SHMDICT_TORTURE_SEED", random.randrange(2**32))
+    print(f"torture: SHMDICT_TORTURE_SEED={seed}")
+    t0 = time.monotonic()
+    t = Torture(name, workers, seed)
+    try:
+        t.run(kills)
+        t.stop()
+        assert t.checker.verify() == []
+    finally:
+        t.close()
+    record_figures(
+        "torture",
+        seed=seed,
+        workers=workers,
+        seconds=round(time.monotonic() - t0, 1),
+        **t.fig,
+    )
+    assert t.fig["kills"] == kills
+    assert t.fig["ops"] > kills
+    assert t.fig["kills_in_lock"] > 0, "no kill ever landed inside the lock"
