@@ -444,7 +444,7 @@ def crash_sweep(
         # One repair per lock the dead process held: one, or up to one per
         # stripe for a whole-dict or batch operation.
         got = d.stats()["recoveries"] - rec
-        most = (op.stripes or 1) if crashed else 0
+        most = d.stats()["stripes"] if crashed else 0
         assert (1 if crashed else 0) <= got <= most, (
             f"{op.name} crash point {n}: recoveries went from {rec} to {rec + got}"
         )
@@ -1234,7 +1234,7 @@ class Torture:
         status, res, e = parts[2], parts[3:-1], int(parts[-1])
         if op not in ("flush", "scan", "verify"):
             hist = self.history.setdefault(
-                f"w{wk.slot}:{k}", collections.deque(maxlen=6)
+                f"w{wk.slot}:{k}", collections.deque(maxlen=24)
             )
             hist.append(f"{op}({arg}) -> {status} {'|'.join(res)[:40]} at {b}..{e}")
         self.fig["ops"] += 1
@@ -1412,9 +1412,17 @@ class Torture:
                     self.fig["inflight_lost"] += 1
             if (got is KeyError) == (key in listed) and not (m.short_ttl or fl):
                 pytest.fail(f"{key}: get says {state}, get_keys says {key in listed}")
-            self.model[key] = KeyModel(
-                state, now, now, m.short_ttl and state is not None
-            )
+            # The op in flight may have been applied; if it set a short TTL,
+            # the key may still expire (keep that possible, conservatively).
+            short = m.short_ttl or (fl is not None and SHORT_TTL in fl[5].split(","))
+            short = short and state is not None
+            self.model[key] = KeyModel(state, now, now, short)
+            hist = self.history.setdefault(key, collections.deque(maxlen=24))
+            if fl is not None:
+                hist.append(
+                    f"KILLED in {fl[3]}({fl[5]}) begun {fl[6]}, killed {t_kill}"
+                )
+            hist.append(f"check at {now}: {state} short={short}")
         unknown = {k for k in listed if k not in self.model}
         assert not unknown, f"keys nobody wrote: {sorted(unknown)[:5]} ({self.where()})"
         self.flushes.clear()
