@@ -58,6 +58,7 @@ import pytest
 import shmdict
 
 from .conftest import PREFIX, new_name
+from .figures import env_int, record_figures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -67,25 +68,6 @@ ARTIFACTS = os.environ.get(
     os.path.join(tempfile.gettempdir(), "shmdict-corrupt-artifacts"),
 )
 UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")
-
-
-def env_int(name: str, default: int) -> int:
-    """A count from the environment; the CI default is divided by 4 in the
-    suite's second pass (SHMDICT_STRIPES set), which repeats the tests on
-    striped dicts."""
-    v = os.environ.get(name)
-    if v:
-        return int(v)
-    return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
-
-
-def record_figures(test: str, **figures: Any) -> None:
-    line = json.dumps({"test": test, **figures}, sort_keys=True)
-    print(f"\nFIGURES {line}")
-    path = os.environ.get("SHMDICT_FIGURES")
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
 
 
 def pkg_env() -> dict[str, str]:

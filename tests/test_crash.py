@@ -44,7 +44,6 @@ import contextlib
 import fcntl
 import hashlib
 import itertools
-import json
 import math
 import mmap
 import os
@@ -63,30 +62,12 @@ import pytest
 import shmdict
 from shmdict import _core
 
+from .figures import env_int, record_figures
+
 MiB = 1 << 20
 
 # --------------------------------------------------------------------------
 # helpers shared by the tests in this file
-
-
-def record_figures(test: str, **figures: Any) -> None:
-    """Print figures for RELIABILITY.md; append them to $SHMDICT_FIGURES."""
-    line = json.dumps({"test": test, **figures}, sort_keys=True)
-    print(f"\nFIGURES {line}")
-    path = os.environ.get("SHMDICT_FIGURES")
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
-
-
-def env_int(name: str, default: int) -> int:
-    """A count from the environment; the CI default is divided by 4 in the
-    suite's second pass (SHMDICT_STRIPES set), which repeats the tests on
-    striped dicts."""
-    v = os.environ.get(name)
-    if v:
-        return int(v)
-    return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
 
 
 def canon(v: object) -> tuple[str, str]:

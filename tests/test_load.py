@@ -26,29 +26,12 @@ import pytest
 
 import shmdict
 
+from .figures import env_int, record_figures
+
 MiB = 1 << 20
 KEYS = 150
 COUNTERS = 8
 LONG = 10**6
-
-
-def env_int(name: str, default: int) -> int:
-    """A count from the environment; the CI default is divided by 4 in the
-    suite's second pass (SHMDICT_STRIPES set), which repeats the tests on
-    striped dicts."""
-    v = os.environ.get(name)
-    if v:
-        return int(v)
-    return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
-
-
-def record_figures(test: str, **figures: Any) -> None:
-    line = json.dumps({"test": test, **figures}, sort_keys=True)
-    print(f"\nFIGURES {line}")
-    path = os.environ.get("SHMDICT_FIGURES")
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
 
 
 def make_value(owner: int, k: int, seq: int, rng: random.Random) -> object:

@@ -1,0 +1,27 @@
+"""Counts and figures shared by the reliability tests (RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+
+def env_int(name: str, default: int) -> int:
+    """A count from the environment; the CI default is divided by 4 in the
+    suite's second pass (SHMDICT_STRIPES set), which repeats the tests on
+    striped dicts."""
+    v = os.environ.get(name)
+    if v:
+        return int(v)
+    return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
+
+
+def record_figures(test: str, **figures: Any) -> None:
+    """Print figures for RELIABILITY.md; append them to $SHMDICT_FIGURES."""
+    line = json.dumps({"test": test, **figures}, sort_keys=True)
+    print(f"\nFIGURES {line}")
+    path = os.environ.get("SHMDICT_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
