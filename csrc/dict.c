@@ -536,16 +536,22 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     if (rc == SD_NOMEM && have) {
         /* It may fit where the old value is, once that is freed. A block
          * freed in a transaction may only be reused if every byte written
-         * into it is logged (see sd_tx); for a block up to 4 KiB we do
-         * that, so a crash leaves the old value or the new one. A bigger
-         * one is dropped and committed first: a crash in between leaves
-         * the key absent, never torn. */
+         * into it is logged (see sd_tx), which the undo log can do for a
+         * block up to 4 KiB: then a crash leaves the old value or the new
+         * one. A bigger value has no crash-safe way into the old one's
+         * place (the old bytes would have to live somewhere meanwhile):
+         * a dict that doesn't evict says SD_NOMEM and changes nothing. An
+         * evicting one drops the old value and commits that first, so a
+         * crash in between leaves the key absent, which is no more than an
+         * eviction could have done. */
         if (!fits_after_free(h, f.v.idx, need))
             return SD_NOMEM;
         /* The block found may be up to one minimum block bigger than
          * asked (a remainder too small to split off stays with it). */
         bool logged =
             sd_block_size_for(need) + SD_MIN_BLOCK <= LOGGED_BLOCK_MAX;
+        if (!logged && (!h->evict || (flags & SD_NOEVICT)))
+            return SD_NOMEM;
         sd_w32(t, f.link, f.v.next);
         sd_count_add(t, -1, meta_exp(f.v.meta) ? -1 : 0);
         if ((rc = release_locked(t, &f.v)))

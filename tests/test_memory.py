@@ -135,6 +135,31 @@ def test_overwrite_that_fits_in_full_dict(name: str, size: int) -> None:
         assert d.verify() == []
 
 
+@pytest.mark.parametrize("evict", [False, True])
+def test_big_overwrite_in_full_dict_needs_room_for_a_copy(
+    name: str, evict: bool
+) -> None:
+    """A value over 4 KiB can't be written crash-safely into the old value's
+    own place (nothing would hold the old bytes meanwhile). A full dict that
+    doesn't evict refuses and keeps the old value; an evicting one stores it."""
+    with shmdict.new(name, shmdict.MIN_SIZE, evict=evict) as d:
+        big = largest_value(d)
+        d["big"] = b"o" * big
+        before = snapshot(d)
+        if evict:
+            d["big"] = b"n" * big
+            assert d["big"] == b"n" * big
+        else:
+            assert largest_value(d) < 4096  # no room for a second copy
+            with pytest.raises(shmdict.NoMemoryError):
+                d["big"] = b"n" * big
+            assert snapshot(d) == before
+            # Small values still go into the old one's place.
+            d["big"] = b"s" * 2000
+            assert d["big"] == b"s" * 2000
+        assert d.verify() == []
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_deleted_space_is_reused(name: str, size: int) -> None:
     with shmdict.new(name, size) as d:

@@ -212,6 +212,63 @@ static void test_full(void)
     sd_close(h);
 }
 
+/* A full dict holding values over 4 KiB: an overwrite that would fit only
+ * in the old value's place can't be made crash-safe, so it fails and
+ * leaves the old value; with eviction on, other keys make room instead. */
+static void test_full_big_overwrite(void)
+{
+    for (int evict = 0; evict < 2; evict++) {
+        snprintf(path, sizeof path, "/dev/shm/shmdict-ctest-%d",
+                 (int)getpid());
+        unlink(path);
+        sd_open_opts oo = {.size = SD_MIN_SIZE,
+                           .mode = 0600,
+                           .create = 1,
+                           .lock_timeout_ms = 5000,
+                           .evict = evict};
+        sd_handle *h = NULL;
+        CHECK(sd_open(path, &oo, &h) == SD_OK);
+        if (!h)
+            return;
+        /* Fill with 6000-byte values; an evicting dict never fills, so it
+         * stops at a count well past its capacity. */
+        static char val[6000];
+        memset(val, 'o', sizeof val);
+        sd_value_in v = vbytes(val, sizeof val);
+        int n = 0;
+        for (sd_status rc = SD_OK; rc == SD_OK && n < 40; n++) {
+            char k[32];
+            snprintf(k, sizeof k, "b%d", n);
+            rc = sd_set(h, k, strlen(k), &v, 0);
+            CHECK(rc == SD_OK || (!evict && rc == SD_NOMEM));
+            if (rc != SD_OK)
+                n--; /* b<n> was not stored */
+        }
+        CHECK(n > 3);
+        static char nv[5990];
+        memset(nv, 'n', sizeof nv);
+        v = vbytes(nv, sizeof nv);
+        char key[32], buf[6100];
+        snprintf(key, sizeof key, "b%d", n - 1);
+        sd_status rc = sd_set(h, key, strlen(key), &v, 0);
+        sd_value_out o;
+        CHECK(getv(h, key, &o, buf, sizeof buf) == SD_OK);
+        if (evict) {
+            CHECK(rc == SD_OK && o.len == 5990 && buf[0] == 'n');
+        } else {
+            CHECK(rc == SD_NOMEM && o.len == 6000 && buf[0] == 'o' &&
+                  buf[5999] == 'o');
+            /* after a delete there is room for the copy */
+            snprintf(key, sizeof key, "b%d", 0);
+            CHECK(sd_delete(h, key, strlen(key)) == SD_OK);
+            snprintf(key, sizeof key, "b%d", n - 1);
+            CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
+        }
+        CHECK(problems(h) == 0);
+        sd_close(h);
+    }
+}
+
 /* Random sets and deletes of random sizes, checked against verify. */
 static void test_churn(void)
 {
@@ -471,6 +528,7 @@ static void run_all(void)
     test_incr();
     test_expiry();
     test_full();
+    test_full_big_overwrite();
     test_churn();
     test_dead_holder();
     test_lock_timeout();

@@ -1616,11 +1616,13 @@ static PyMethodDef Dict_methods[] = {
      "first. If the dict runs out of room, NoMemoryError is raised and\n"
      "e.stored says how many items were kept: none for a batch of dozens\n"
      "of items, unless one only fitted in its own old place in a full dict\n"
-     "(that commits what came before it). O(len(mapping))."},
+     "(that commits what came before it). Each item is atomic, the batch\n"
+     "is not: a reader or a crash may see some items stored and not yet\n"
+     "the others. O(len(mapping))."},
     {"delete_many", (PyCFunction)Dict_delete_many, METH_O,
      "delete_many($self, keys, /)\n--\n\n"
      "Delete the keys under one hold of the lock; return how many existed.\n"
-     "O(len(keys))."},
+     "Each delete is atomic, the batch is not (see set_many). O(len(keys))."},
     {"flush_expired", (PyCFunction)(void (*)(void))Dict_flush_expired, FASTKW,
      "flush_expired($self, /, max_count=0)\n--\n\n"
      "Free up to max_count expired items (0: all); return how many. O(n),\n"
