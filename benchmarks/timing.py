@@ -1,7 +1,8 @@
 """Timed loops for the Python peers, in the manner of :mod:`timeit`.
 
 A peer describes each operation as one Python statement over the loop
-variable ``k`` (the key, a ``str``) and ``v`` (the value), plus a line of
+variable ``k`` (the key, a ``str``; for the batch feature ops a tuple of
+keys or a prepared mapping) and ``v`` (the value), plus a line of
 setup that binds short local names (``g = o.get`` and so on, where ``o`` is
 the peer's store). :func:`compile_loop` turns that into a function whose
 body is exactly::
@@ -22,11 +23,12 @@ import gc
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from common import LatencyResult, OpResult, Settings
 
-LoopFn = Callable[[Sequence[str], dict[str, Any]], int]
+T = TypeVar("T")
+LoopFn = Callable[[Sequence[Any], dict[str, Any]], int]
 
 _LOOP_TEMPLATE = """
 def _make(_timer):
@@ -104,7 +106,7 @@ def compile_mix(setup: str, read: str, write: str) -> Callable[..., tuple[int, i
     return _build(_MIX_TEMPLATE, setup, read=read, write=write)  # type: ignore[no-any-return]
 
 
-def cycle(pool: Sequence[str], n: int) -> list[str]:
+def cycle(pool: Sequence[T], n: int) -> list[T]:
     """``pool`` repeated (and cut) to exactly ``n`` entries."""
     if n <= len(pool):
         return list(pool[:n])
@@ -112,7 +114,7 @@ def cycle(pool: Sequence[str], n: int) -> list[str]:
     return list(pool) * reps + list(pool[:rest])
 
 
-def timed(fn: LoopFn, keys: Sequence[str], ns: dict[str, Any]) -> int:
+def timed(fn: LoopFn, keys: Sequence[Any], ns: dict[str, Any]) -> int:
     """Run one timed loop with the garbage collector off."""
     was = gc.isenabled()
     gc.disable()
@@ -123,12 +125,30 @@ def timed(fn: LoopFn, keys: Sequence[str], ns: dict[str, Any]) -> int:
             gc.enable()
 
 
-class OpRunner:
-    """Measures the six per-op workloads of one peer's store.
+#: The core per-op workloads: which statement each one runs.
+CORE_OP_STMTS: dict[str, str] = {
+    "get_hit": "get",
+    "get_miss": "get",
+    "set": "set",
+    "set_new": "set",
+    "incr": "incr",
+    "delete": "delete",
+}
 
-    ``undo_set`` / ``undo_delete`` are untimed callables (``keys -> None``)
-    that remove the keys a ``set_new`` batch added and put back those a
-    ``delete`` batch removed, so that the table keeps its size.
+
+class OpRunner:
+    """Measures the per-op workloads of one peer's store.
+
+    By default these are the six core workloads (:data:`CORE_OP_STMTS`), and
+    ``remove_keys`` / ``restore_keys`` are untimed callables (``keys ->
+    None``) that remove the keys a ``set_new`` batch added and put back
+    those a ``delete`` batch removed, so that the table keeps its size.
+
+    ``ops`` (op -> statement name in ``stmts``) and ``undo`` (op -> untimed
+    callable run on each batch after it is timed) replace those defaults
+    for other sets of workloads, such as the feature ops. An op with an
+    undo runs in batches of at most ``len(pool)`` items; any other op
+    cycles over its pool.
     """
 
     def __init__(
@@ -137,55 +157,51 @@ class OpRunner:
         stmts: dict[str, str],
         ns: dict[str, Any],
         settings: Settings,
-        remove_keys: Callable[[Sequence[str]], None],
-        restore_keys: Callable[[Sequence[str]], None],
+        remove_keys: Callable[[Sequence[Any]], None],
+        restore_keys: Callable[[Sequence[Any]], None],
+        *,
+        ops: dict[str, str] | None = None,
+        undo: dict[str, Callable[[Sequence[Any]], None]] | None = None,
     ) -> None:
         self.ns = ns
         self.settings = settings
         self.remove_keys = remove_keys
         self.restore_keys = restore_keys
+        self.op_stmts = dict(CORE_OP_STMTS if ops is None else ops)
+        self.undo = (
+            {"set_new": remove_keys, "delete": restore_keys}
+            if undo is None
+            else dict(undo)
+        )
         self.loops: dict[str, LoopFn] = {
-            "get": compile_loop(setup, stmts["get"]),
-            "set": compile_loop(setup, stmts["set"]),
-            "incr": compile_loop(setup, stmts["incr"]),
-            "delete": compile_loop(setup, stmts["delete"]),
+            name: compile_loop(setup, stmts[name])
+            for name in dict.fromkeys(self.op_stmts.values())
         }
         self.empty = compile_loop("", "pass")
         self.setup = setup
         self.stmts = stmts
 
     def _loop_for(self, op: str) -> LoopFn:
-        return self.loops[
-            {
-                "get_hit": "get",
-                "get_miss": "get",
-                "set": "set",
-                "set_new": "set",
-                "incr": "incr",
-                "delete": "delete",
-            }[op]
-        ]
+        return self.loops[self.op_stmts[op]]
 
-    def one_rep(self, op: str, n: int, pool: Sequence[str]) -> tuple[int, int]:
+    def one_rep(self, op: str, n: int, pool: Sequence[Any]) -> tuple[int, int]:
         """Time ``n`` ops of ``op`` over ``pool``: (raw ns, empty-loop ns)."""
         fn = self._loop_for(op)
-        if op in ("set_new", "delete"):
+        undo = self.undo.get(op)
+        if undo is not None:
             raw = empty = 0
             left = n
             while left > 0:
                 batch = list(pool[: min(left, len(pool))])
                 raw += timed(fn, batch, self.ns)
-                if op == "set_new":
-                    self.remove_keys(batch)
-                else:
-                    self.restore_keys(batch)
+                undo(batch)
                 empty += timed(self.empty, batch, self.ns)
                 left -= len(batch)
             return raw, empty
         ops = cycle(pool, n)
         return timed(fn, ops, self.ns), timed(self.empty, ops, self.ns)
 
-    def calibrate(self, op: str, pool: Sequence[str]) -> int:
+    def calibrate(self, op: str, pool: Sequence[Any]) -> int:
         """Pick n so that one repetition lasts about ``settings.target_ns``."""
         s = self.settings
         probe = min(len(pool), 10)
@@ -197,7 +213,7 @@ class OpRunner:
             per = raw / probe
         return int(max(s.min_ops, min(s.max_ops, s.target_ns / max(per, 1.0))))
 
-    def measure(self, op: str, pool: Sequence[str]) -> OpResult:
+    def measure(self, op: str, pool: Sequence[Any]) -> OpResult:
         """Calibrate, then time ``settings.reps`` repetitions."""
         n = self.calibrate(op, pool)
         raws: list[int] = []
@@ -210,7 +226,7 @@ class OpRunner:
 
     def sample(self, op: str, pool: Sequence[str], count: int) -> LatencyResult:
         """Time each op on its own (two timer calls around it): p50/p99."""
-        stmt = self.stmts[{"get_hit": "get", "set": "set", "incr": "incr"}[op]]
+        stmt = self.stmts[self.op_stmts[op]]
         fn = _build(_SAMPLE_TEMPLATE, self.setup, stmt=stmt)
         empty = _build(_SAMPLE_TEMPLATE, "", stmt="pass")
         keys = cycle(pool, count)
