@@ -29,6 +29,31 @@ OPS: dict[str, str] = {
     "delete": "delete (random order)",
 }
 
+#: The feature-op workloads (the calls beyond eco.shared's), in report
+#: order, with their display names. See ``features.py``.
+FEATURE_OPS: dict[str, str] = {
+    "add_new": "add (new key)",
+    "add_exists": "add (existing key)",
+    "replace": "replace (existing key)",
+    "cas": "cas (succeeds)",
+    "pop": "pop (existing key)",
+    "setdefault": "setdefault (existing key)",
+    "get_stale": "get_stale (hit)",
+    "incr_init": "incr with init (new counter)",
+    "queue": "lpush + rpop (one list)",
+    "llen": "llen",
+    "get_many": "get_many (10 keys)",
+    "set_many": "set_many (10 keys)",
+}
+
+#: Keys per call of the batch feature ops (get_many / set_many).
+BATCH_KEYS = 10
+
+#: The list key of the queue and llen feature ops, and how many items it
+#: holds while they run (so a push and a pop never create or remove it).
+LIST_KEY = "lst:000000000000"
+LIST_ITEMS = 100
+
 #: Key length used by every workload: ``f"{prefix}:{i:012d}"`` is 16 bytes.
 KEY_LEN = 16
 
@@ -49,6 +74,10 @@ class Dataset:
     def label(self) -> str:
         """Short label such as ``1k x 16 B``."""
         return f"{human_count(self.nkeys)} x {human_bytes(self.vsize)}"
+
+
+#: The data set the feature ops run on (in quick and full runs alike).
+FEATURE_DATASET = Dataset(1000, 16)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ reported as skipped; nothing is ever substituted for it.
 
 Statements see ``k`` (the key, ``str``), ``v`` (the value, ``bytes``), ``o``
 (the store), ``L`` (the peer's cross-process lock, if it needs one) and the
-names bound by :attr:`Peer.setup`.
+names bound by :attr:`Peer.setup`. The feature ops (``features.py``) use
+:attr:`Peer.feature_setup` and :attr:`Peer.feature_stmts` the same way; a
+peer lists only the feature ops it has a native equivalent for.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ class Peer:
     setup: ClassVar[str] = ""
     #: get / set / incr / delete statements.
     stmts: ClassVar[dict[str, str]] = {}
+    #: Setup line(s) and statements of the feature ops (keys of
+    #: ``common.FEATURE_OPS``); empty: the peer is left out of that section.
+    feature_setup: ClassVar[str] = ""
+    feature_stmts: ClassVar[dict[str, str]] = {}
+    #: One line on how the feature ops map onto the peer's API.
+    feature_notes: ClassVar[str] = ""
+    #: Why the peer is left out of the feature section (when it is).
+    feature_reason: ClassVar[str] = (
+        "not included: the feature section covers shmdict, the plain dict, "
+        "the native peers and redis's one-command equivalents"
+    )
     #: Shared between processes (False: each process has its own copy).
     shared: ClassVar[bool] = True
     #: True when incr is one atomic call; False when it is a read-modify-write
@@ -85,6 +98,10 @@ class Peer:
 
     def read_int(self, store: Any, key: str) -> int:
         """Read back an integer value (the contended counter check)."""
+        raise NotImplementedError
+
+    def fill_list(self, store: Any, key: str, count: int, value: bytes) -> None:
+        """Make ``key`` a list (queue) of ``count`` copies of ``value`` (untimed)."""
         raise NotImplementedError
 
     def destroy(self, store: Any) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from common import Dataset
+from common import LIST_KEY, Dataset
 from peers import Peer
 
 
@@ -25,6 +26,31 @@ class DictPeer(Peer):
         "incr": "o[k] = g(k, 0) + 1",
         "delete": "del o[k]",
     }
+    # The in-process ceiling of the feature ops: a dict's own spelling of
+    # each, not atomic across processes and without expiry (so no get_stale).
+    feature_setup = (
+        f"g = o.get; pp = o.pop; sd = o.setdefault; up = o.update; Q = {LIST_KEY!r}"
+    )
+    feature_stmts: ClassVar[dict[str, str]] = {
+        "add_new": "if k not in o: o[k] = v",
+        "add_exists": "if k not in o: o[k] = v",
+        "replace": "if k in o: o[k] = v",
+        "cas": "if g(k) == 0: o[k] = 0",
+        "pop": "pp(k)",
+        "setdefault": "sd(k, v)",
+        "incr_init": "o[k] = g(k, 0) + 1",
+        "queue": "o[Q].appendleft(v)\no[Q].pop()",
+        "llen": "len(o[Q])",
+        "get_many": "{x: g(x) for x in k}",
+        "set_many": "up(k)",
+    }
+    feature_notes = (
+        "if k not in d: d[k] = v (add); if k in d: d[k] = v (replace); "
+        "if g(k) == 0: d[k] = 0 (cas); d.pop(k); "
+        "d.setdefault(k, v); d[k] = g(k, 0) + 1 (incr with init); a deque: "
+        "d[Q].appendleft(v); d[Q].pop(), len(d[Q]); {x: g(x) for x in keys}; "
+        "d.update(mapping). No get_stale: a dict has no expiry"
+    )
     shared = False
 
     def create(self, ds: Dataset, extra_keys: int) -> Any:
@@ -42,6 +68,9 @@ class DictPeer(Peer):
 
     def read_int(self, store: Any, key: str) -> int:
         return int(store[key])
+
+    def fill_list(self, store: Any, key: str, count: int, value: bytes) -> None:
+        store[key] = deque([value] * count)
 
     def destroy(self, store: Any) -> None:
         store.clear()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from common import Dataset
+from common import LIST_KEY, Dataset
 from peers import Peer
 
 
@@ -36,6 +36,27 @@ class RedisPeer(Peer):
         "incr": "inc(k, 1)",
         "delete": "dl(k)",
     }
+    # Only the feature ops that are one redis command each.
+    feature_setup = (
+        "nx = o.setnx; s = o.set; gd = o.getdel; inc = o.incrby; lp = o.lpush; "
+        f"rpo = o.rpop; ll = o.llen; mg = o.mget; ms = o.mset; Q = {LIST_KEY!r}"
+    )
+    feature_stmts: ClassVar[dict[str, str]] = {
+        "add_new": "nx(k, v)",
+        "add_exists": "nx(k, v)",
+        "replace": "s(k, v, xx=True)",
+        "pop": "gd(k)",
+        "incr_init": "inc(k, 1)",
+        "queue": "lp(Q, v)\nrpo(Q)",
+        "llen": "ll(Q)",
+        "get_many": "mg(k)",
+        "set_many": "ms(k)",
+    }
+    feature_notes = (
+        "one command each: SETNX (add), SET XX (replace), GETDEL (pop), INCRBY "
+        "(a missing key starts at 0: incr with init=0), LPUSH + RPOP, LLEN, "
+        "MGET, MSET; one round trip per command"
+    )
     max_keys = 1_000_000
 
     def __init__(self) -> None:
@@ -136,6 +157,10 @@ class RedisPeer(Peer):
 
     def read_int(self, store: Any, key: str) -> int:
         return int(store.get(key))
+
+    def fill_list(self, store: Any, key: str, count: int, value: bytes) -> None:
+        store.delete(key)
+        store.rpush(key, *([value] * count))
 
     def destroy(self, store: Any) -> None:
         store.flushall()

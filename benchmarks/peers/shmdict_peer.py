@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from common import Dataset
+from common import LIST_KEY, Dataset
 from peers import Peer
 
 _seq = itertools.count()
@@ -46,6 +46,31 @@ class ShmdictPeer(Peer):
         "incr": "inc(k, 1)",
         "delete": "dl(k)",
     }
+    feature_setup = (
+        "a = o.add; rp = o.replace; c = o.cas; pp = o.pop; sd = o.setdefault; "
+        "gs = o.get_stale; inc = o.incr; lp = o.lpush; rpo = o.rpop; "
+        f"ll = o.llen; gm = o.get_many; sm = o.set_many; Q = {LIST_KEY!r}"
+    )
+    feature_stmts: ClassVar[dict[str, str]] = {
+        "add_new": "a(k, v)",
+        "add_exists": "a(k, v)",
+        "replace": "rp(k, v)",
+        "cas": "c(k, 0, 0)",
+        "pop": "pp(k)",
+        "setdefault": "sd(k, v)",
+        "get_stale": "gs(k)",
+        "incr_init": "inc(k, 1, init=0)",
+        "queue": "lp(Q, v)\nrpo(Q)",
+        "llen": "ll(Q)",
+        "get_many": "gm(k)",
+        "set_many": "sm(k)",
+    }
+    feature_notes = (
+        "d.add(k, v), d.replace(k, v), d.cas(k, 0, 0), d.pop(k), "
+        "d.setdefault(k, v), d.get_stale(k), d.incr(k, 1, init=0), "
+        "d.lpush(Q, v); d.rpop(Q), d.llen(Q), d.get_many(keys), "
+        "d.set_many(mapping) (methods bound once)"
+    )
 
     def check(self) -> str | None:
         try:
@@ -81,6 +106,11 @@ class ShmdictPeer(Peer):
 
     def read_int(self, store: Any, key: str) -> int:
         return int(store.get(key))
+
+    def fill_list(self, store: Any, key: str, count: int, value: bytes) -> None:
+        store.delete(key)
+        for _ in range(count):
+            store.rpush(key, value)
 
     def destroy(self, store: Any) -> None:
         store.close()
