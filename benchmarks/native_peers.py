@@ -79,6 +79,12 @@ class Apcu:
         "apcu_inc($k, 1), apcu_delete($k) in a foreach, timed with hrtime(true); "
         "apc.entries_hint sized to the table"
     )
+    feature_notes = (
+        "apcu_add($k, $v) (add), apcu_cas($k, 0, 0), apcu_entry($k, $gen) "
+        "(setdefault: fetch, or store what $gen returns), apcu_inc($k, 1) on a "
+        "missing key (APCu creates it: incr with init=0), apcu_fetch($keys) and "
+        "apcu_store($map) with 10 keys. No replace, pop, stale reads or lists"
+    )
 
     def __init__(self) -> None:
         self.version = ""
@@ -158,6 +164,25 @@ class Apcu:
                 )
         return runs
 
+    def run_features(self, ds: Dataset, settings: Settings) -> PeerRun:
+        """The feature ops APCu has (see native/apcu_bench.php), on ``ds``."""
+        m = min(ds.nkeys, settings.batch_cap)
+        entries = ds.nkeys + 3 * m + 16
+        shm_mb = max(64, (entries * (ds.vsize + 320) * 2) >> 20)
+        cfg = {**_params(settings), "features": [ds.nkeys, ds.vsize]}
+        try:
+            proc = self._php(cfg, shm_mb, entries, timeout=600)
+        except subprocess.TimeoutExpired:
+            return PeerRun(error="timed out")
+        got: dict[Dataset, PeerRun] = {ds: PeerRun()}
+        _parse_lines(proc.stdout, got)
+        run = got[ds]
+        if proc.returncode != 0:
+            run.error = f"php exited {proc.returncode}: " + short_error(
+                proc.stderr or proc.stdout or "no output"
+            )
+        return run
+
     def capacity(self, klen: int, vlen: int) -> int | str:
         """Entries of klen+vlen bytes that a 64 MiB APCu holds (or why not)."""
         try:
@@ -191,6 +216,9 @@ http {{
         listen 127.0.0.1:{port};
         location = /ping {{ return 200 "ok"; }}
         location = /bench {{ content_by_lua_block {{ require("ngx_bench").bench() }} }}
+        location = /features {{
+            content_by_lua_block {{ require("ngx_bench").features() }}
+        }}
         location = /capacity {{
             content_by_lua_block {{ require("ngx_bench").capacity() }}
         }}
@@ -214,6 +242,11 @@ class NgxSharedDict:
         "nginx + lua-nginx-module, one process: dict:get(k), dict:set(k, v), "
         "dict:incr(k, 1), dict:delete(k) in a Lua for loop, timed with "
         "clock_gettime(CLOCK_MONOTONIC) through the LuaJIT FFI"
+    )
+    feature_notes = (
+        "dict:add(k, v), dict:replace(k, v), dict:get_stale(k), "
+        "dict:incr(k, 1, 0) (init 0), dict:lpush(Q, v); dict:rpop(Q), "
+        "dict:llen(Q). No cas, pop, setdefault or batches"
     )
 
     def __init__(self) -> None:
@@ -337,6 +370,30 @@ class NgxSharedDict:
             if '"clock":"ngx.update_time' in body:
                 runs[ds].notes.append("timed with ngx.now() (ms resolution): no FFI")
         return runs
+
+    def run_features(self, ds: Dataset, settings: Settings) -> PeerRun:
+        """The feature ops ngx.shared.DICT has (see native/ngx_bench.lua)."""
+        try:
+            url = self._url(
+                "/features", nkeys=ds.nkeys, vsize=ds.vsize, **_params(settings)
+            )
+            with urllib.request.urlopen(url, timeout=600) as r:
+                body = r.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode() or str(exc)
+            return PeerRun(error=f"HTTP {exc.code}: {short_error(detail)}")
+        except (urllib.error.URLError, OSError) as exc:
+            return PeerRun(
+                error=f"request failed: {short_error(exc)} {self._error_log()}"
+            )
+        got: dict[Dataset, PeerRun] = {ds: PeerRun()}
+        _parse_lines(body, got)
+        run = got[ds]
+        if not run.results and not run.notes:
+            run.error = f"no results: {short_error(body)}"
+        if '"clock":"ngx.update_time' in body:
+            run.notes.append("timed with ngx.now() (ms resolution): no FFI")
+        return run
 
     def capacity(self, klen: int, vlen: int) -> int | str:
         """Entries of klen+vlen bytes that a 64 MiB shared dict holds."""
