@@ -15,7 +15,12 @@ Measures, in this order, printing progress as it goes:
 3. multi-process throughput at 1, 2 and N = os.cpu_count() processes
    (distinct-key reads and writes, one hot key, 95/5 and 50/50 mixes over
    uniform and Zipf keys) and a counter incremented by every process;
-4. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
+4. the feature ops (add, replace, cas, pop, setdefault, get_stale, incr
+   with init, lpush + rpop, llen, get_many / set_many) on 1k keys x 16 B,
+   for shmdict, the plain dict (the in-process ceiling), APCu and
+   ngx.shared.DICT where they have the op, and redis's one-command
+   equivalents;
+5. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
    cost of new(16 GiB));
 
 then writes the Markdown report (machine, goals met/missed, one table per
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import pickle
 import platform
@@ -60,7 +66,16 @@ def _ensure_shmdict_importable() -> None:
 
 _ensure_shmdict_importable()
 
-from common import Dataset, PeerRun, Settings, progress, short_error  # noqa: E402
+from common import (  # noqa: E402
+    FEATURE_DATASET,
+    FEATURE_OPS,
+    Dataset,
+    PeerRun,
+    Settings,
+    progress,
+    short_error,
+)
+from features import measure_features  # noqa: E402
 from isolate import ChildFailed, run_in_child  # noqa: E402
 from memory import measure_memory  # noqa: E402
 from multiproc import measure_peer_mp  # noqa: E402
@@ -160,6 +175,10 @@ def _version(peer: Peer) -> str:
     return v
 
 
+#: The sections of a run, in the order they run.
+SECTIONS = ("perop", "native", "features", "mp", "memory")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -174,8 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--only",
-        default="perop,native,mp,memory",
-        help="comma-separated sections to run (perop, native, mp, memory)",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run ({', '.join(SECTIONS)})",
     )
     ap.add_argument("--peers", default="", help="comma-separated peer keys to run")
     ap.add_argument(
@@ -186,7 +205,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--report-from", default="", help="only re-render a report from --save output"
     )
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    unknown = set(filter(None, args.only.split(","))) - set(SECTIONS)
+    if unknown:
+        ap.error(
+            f"--only: unknown section(s) {', '.join(sorted(unknown))}; "
+            f"choose from {', '.join(SECTIONS)}"
+        )
+    return args
 
 
 def run(args: argparse.Namespace) -> BenchResults:
@@ -208,6 +234,7 @@ def run(args: argparse.Namespace) -> BenchResults:
         if wanted and peer.key not in wanted:
             continue
         info = PeerInfo(peer.key, peer.label, peer.notes, "python")
+        info.feature_notes = peer.feature_notes
         reason = peer.check()
         if reason is None:
             try:
@@ -231,6 +258,9 @@ def run(args: argparse.Namespace) -> BenchResults:
             res.load_samples.append(_loadavg())
         if "native" in sections:
             _run_natives(res, natives, settings, with_capacity="memory" in sections)
+            res.load_samples.append(_loadavg())
+        if "features" in sections:
+            _run_features(res, peers, natives, settings)
             res.load_samples.append(_loadavg())
         if "mp" in sections:
             _run_mp(res, peers, settings)
@@ -313,8 +343,7 @@ def _run_natives(
     """Run APCu and ngx.shared.DICT (their own loops) on every data set."""
     datasets = list(settings.datasets)
     for native in natives:
-        info = PeerInfo(native.key, native.label, native.notes, "native")
-        res.peers.append(info)
+        info = _native_info(res, native)
         reason = native.check()
         if reason is not None:
             info.skipped = reason
@@ -348,6 +377,73 @@ def _run_natives(
         finally:
             if isinstance(native, NgxSharedDict):
                 native.stop()
+
+
+def _native_info(res: BenchResults, native: Apcu | NgxSharedDict) -> PeerInfo:
+    """The report's entry for a native peer, added on first use."""
+    for p in res.peers:
+        if p.key == native.key:
+            return p
+    info = PeerInfo(native.key, native.label, native.notes, "native")
+    info.feature_notes = native.feature_notes
+    res.peers.append(info)
+    return info
+
+
+def _run_features(
+    res: BenchResults,
+    peers: list[Peer],
+    natives: list[Apcu | NgxSharedDict],
+    settings: Settings,
+) -> None:
+    """The feature ops: Python peers in a child each, then APCu and ngx."""
+    ds = FEATURE_DATASET
+    progress(f"feature ops, {ds.label}")
+    for peer in peers:
+        if not peer.feature_stmts:
+            res.features_skipped[peer.key] = peer.feature_reason
+            continue
+        try:
+            res.features[peer.key] = run_in_child(
+                functools.partial(measure_features, peer, ds, settings), timeout=600
+            )
+        except ChildFailed as exc:
+            res.features[peer.key] = PeerRun(error=short_error(str(exc)))
+            progress(f"    {peer.label}: FAILED {res.features[peer.key].error}")
+    for native in natives:
+        info = _native_info(res, native)
+        reason = native.check()
+        if reason is not None:
+            info.skipped = reason
+            res.features_skipped[native.key] = reason
+            progress(f"peer {native.label}: SKIPPED: {reason}")
+            continue
+        info.version = native.version
+        progress(f"peer {native.label}: {native.version}, feature ops")
+        if isinstance(native, NgxSharedDict):
+            try:
+                native.start(ngx_dict_size_mb([ds], settings))
+            except Exception as exc:
+                reason = f"could not start nginx: {short_error(exc)}"
+                info.skipped = reason
+                res.features_skipped[native.key] = reason
+                progress(f"    SKIPPED: {reason}")
+                continue
+        try:
+            run = native.run_features(ds, settings)
+        finally:
+            if isinstance(native, NgxSharedDict):
+                native.stop()
+        res.features[native.key] = run
+        for op, o in run.results.items():
+            progress(
+                f"    {native.label:28} {FEATURE_OPS.get(op, op):28} "
+                f"{o.raw:10.1f} ns raw {o.net:10.1f} ns net  (n={o.n})"
+            )
+        for note in run.notes:
+            progress(f"    {native.label}: {note}")
+        if run.error:
+            progress(f"    {native.label}: FAILED {run.error}")
 
 
 def main(argv: list[str] | None = None) -> int:

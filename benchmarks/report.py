@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    BATCH_KEYS,
+    FEATURE_DATASET,
+    FEATURE_OPS,
+    LIST_ITEMS,
     OPS,
     Dataset,
     LatencyResult,
@@ -41,6 +45,7 @@ class PeerInfo:
     kind: str  # "python" or "native"
     version: str = ""
     skipped: str | None = None
+    feature_notes: str = ""  # how it spells the feature ops
 
 
 @dataclass
@@ -58,6 +63,9 @@ class BenchResults:
     memory: MemoryResults | None = None
     memory_error: str | None = None
     native_capacity: dict[str, dict[str, int | str]] = field(default_factory=dict)
+    # the feature ops (on FEATURE_DATASET): peer -> run, and peers left out
+    features: dict[str, PeerRun] = field(default_factory=dict)
+    features_skipped: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
     load_end: str = ""
     load_samples: list[str] = field(default_factory=list)  # at each section
@@ -92,6 +100,24 @@ def ratio(
         return None
     num, den = getattr(a, kind), getattr(b, kind)
     return num / den if den > 0 else None
+
+
+def feature_result(res: BenchResults, peer: str, op: str) -> OpResult | None:
+    """A feature-op result of a peer, or None (no such op, failed, not run)."""
+    runs: dict[str, PeerRun] = getattr(res, "features", {})  # older saves lack it
+    run = runs.get(peer)
+    if run is None or run.error:
+        return None
+    return run.results.get(op)
+
+
+def feature_ratio(res: BenchResults, peer: str, op: str) -> float | None:
+    """peer / shmdict, net ns per op, for one feature op."""
+    a = feature_result(res, peer, op)
+    b = feature_result(res, "shmdict", op)
+    if a is None or b is None or b.net <= 0:
+        return None
+    return a.net / b.net
 
 
 def mp_result(
@@ -396,6 +422,71 @@ def perop_section(res: BenchResults) -> str:
             f"### {name}\n\n" + _table(["peer", *(ds.label for ds in dss)], rows)
         )
     return "\n\n".join(out)
+
+
+#: Column order of the feature table: shmdict, the ceiling, the natives.
+_FEATURE_ORDER = ("shmdict", "dict", "apcu", "ngx")
+_BATCH_OPS = ("get_many", "set_many")
+
+
+def _feature_peers(res: BenchResults) -> list[PeerInfo]:
+    """Peers with feature results, shmdict / dict / APCu / ngx first."""
+    runs = getattr(res, "features", {})
+    have = [p for p in res.peers if p.key in runs]
+    rank = {k: i for i, k in enumerate(_FEATURE_ORDER)}
+    return sorted(have, key=lambda p: rank.get(p.key, len(rank)))
+
+
+def _feature_cell(res: BenchResults, peer: str, op: str) -> str:
+    run = res.features[peer]
+    r = feature_result(res, peer, op)
+    if r is None:
+        if op in run.skipped:
+            return run.skipped[op].replace("|", "/")
+        return "failed" if run.error else "n/a"
+    cell = f"**{fmt_ns(r.net)}** ({fmt_ns(r.raw)})"
+    if op in _BATCH_OPS:
+        cell += f", {fmt_ns(r.net / BATCH_KEYS)}/key"
+    if peer != "shmdict":
+        q = feature_ratio(res, peer, op)
+        if q is not None:
+            cell += f" {fmt_ratio(q)}"
+    return cell
+
+
+def features_section(res: BenchResults) -> str:
+    """The feature ops: one row per op, one column per peer that ran them."""
+    runs = getattr(res, "features", {})
+    if not runs:
+        return ""
+    peers = _feature_peers(res)
+    rows = [
+        [name, *(_feature_cell(res, p.key, op) for p in peers)]
+        for op, name in FEATURE_OPS.items()
+    ]
+    labels = [
+        p.label + (" (in-process ceiling)" if p.key == "dict" else "") for p in peers
+    ]
+    parts = [_table(["operation", *labels], rows)]
+    how = [f"- {p.label}: {getattr(p, 'feature_notes', '')}" for p in peers]
+    parts.append("How each peer spells them:\n\n" + "\n".join(how))
+    notes: list[str] = []
+    for p in peers:
+        run = runs[p.key]
+        if run.error:
+            notes.append(f"- {p.label}: failed: {run.error}")
+        notes += [f"- {p.label}: **{n}**" for n in run.notes]
+    by_reason: dict[str, list[str]] = {}
+    for key, why in getattr(res, "features_skipped", {}).items():
+        by_reason.setdefault(why, []).append(_label(res, key))
+    for why, labels in by_reason.items():
+        notes.append(f"- {', '.join(labels)}: {why}")
+    for p in res.peers:
+        if p.skipped and p.key not in runs and p.key not in res.features_skipped:
+            notes.append(f"- {p.label}: skipped ({p.skipped})")
+    if notes:
+        parts.append("\n".join(notes))
+    return "\n\n".join(parts)
 
 
 def latency_section(res: BenchResults) -> str:
@@ -720,6 +811,7 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "",
         latency_section(res),
         "",
+        *_features_block(res),
         "## Multi-process throughput",
         "",
         f"Aggregate throughput (all processes) and, after `x`, the speed-up over "
@@ -738,6 +830,35 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         for c in charts:
             doc += [f"![{c}]({img_rel}/{c})", ""]
     return "\n".join(line for line in doc if line is not None) + "\n"
+
+
+def _features_block(res: BenchResults) -> list[str]:
+    """The feature-op heading, explanation and table (nothing if not run)."""
+    body = features_section(res)
+    if not body:
+        return []
+    s = res.settings
+    return [
+        f"## Feature operations ({FEATURE_DATASET.label})",
+        "",
+        "The calls beyond eco.shared's, timed exactly as the core per-op figures "
+        f"(same loops, calibration and {s.reps} repetitions; median; net of the "
+        "empty loop) on 1k keys of 16 B, beside each peer's own spelling of the "
+        "same operation where it has one (`n/a`: it has none). Cells: **net "
+        "ns/op** (raw ns/op) and the peer's net time over shmdict's in this run "
+        "(x2.00 = twice shmdict's time, below 1 = faster). add (new key), incr "
+        "with init and pop run in batches that are undone untimed, as set (new "
+        "key) and delete are; cas is `cas(k, 0, 0)` on a counter holding 0, so "
+        "it succeeds and stores; lpush + rpop is one push and one pop (a queue "
+        f"round trip) on a list of {LIST_ITEMS} items; get_many / set_many "
+        f"take {BATCH_KEYS} existing keys per call, and the cell adds the "
+        "cost per key. The plain dict is the in-process ceiling: one process, "
+        "not atomic across processes, no expiry. Of the Python peers only "
+        "redis is included, for its one-command equivalents.",
+        "",
+        body,
+        "",
+    ]
 
 
 def _is_load(text: str) -> bool:
@@ -792,6 +913,8 @@ def render_charts(res: BenchResults, img_dir: Path) -> list[str]:
         return []
     img_dir.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
+    if getattr(res, "features", {}):
+        names.append(_features_chart(res, plt, img_dir))
     peers = [p for p in _peer_order(res) if p.key in res.perop]
 
     if not peers:
@@ -865,6 +988,42 @@ def render_charts(res: BenchResults, img_dir: Path) -> list[str]:
         if name:
             names.append(name)
     return names
+
+
+def _features_chart(res: BenchResults, plt: Any, img_dir: Path) -> str:
+    """Feature ops: ns per op of every peer that has the op (log scale)."""
+    peers = _feature_peers(res)
+    ops = list(FEATURE_OPS)
+    fig, ax = plt.subplots(figsize=(13, 6.5))
+    width = 0.8 / max(1, len(peers))
+    top = 1.0
+    for i, p in enumerate(peers):
+        xs, ys = [], []
+        for j, op in enumerate(ops):
+            r = feature_result(res, p.key, op)
+            if r is not None and r.net > 0:
+                xs.append(j + i * width)
+                ys.append(r.net)
+        ax.bar(xs, ys, width, label=p.label)
+        top = max([top, *ys])
+    ax.set_yscale("log")
+    ax.set_ylim(top=top * 8)  # room for the legend above the bars
+    ax.set_xticks([j + width * (len(peers) - 1) / 2 for j in range(len(ops))])
+    ax.set_xticklabels(
+        [FEATURE_OPS[o] for o in ops], rotation=30, ha="right", fontsize=8
+    )
+    ax.set_ylabel("ns per op (net, median; log scale)")
+    ax.set_title(
+        f"Feature operations, {FEATURE_DATASET.label} (get_many / set_many: "
+        f"per call of {BATCH_KEYS} keys; no bar: the peer has no such op)"
+    )
+    ax.legend(fontsize=8, ncol=5, loc="upper left")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    name = "bench-features.png"
+    fig.savefig(img_dir / name, dpi=110)
+    plt.close(fig)
+    return name
 
 
 def _mp_chart(
