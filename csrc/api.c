@@ -47,6 +47,11 @@ sd_status sd_get(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
     ROUTE(part_get(part_of(d, hash), key, klen, hash, out));
 }
 
+int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq)
+{
+    return part < d->nparts && part_still_current(&d->parts[part], hash, seq);
+}
+
 sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
                        sd_value_out *out, int *stale)
 {

@@ -124,6 +124,7 @@ typedef struct peek {
     bool stale_ok; /* return an expired entry that is still stored */
     bool stale;    /* out: it had expired */
     uint32_t bucket;
+    uint64_t seq; /* out: the even sequence value a lock-free read held */
 } peek;
 
 static inline sd_slot *my_slot(const sd_part *h)
@@ -137,6 +138,16 @@ static inline sd_slot *my_slot(const sd_part *h)
 static inline void slot_inc(_Atomic uint64_t *c)
 {
     ST(c, LD(c) + 1);
+}
+
+/* A read found the key: mark it used for CLOCK, count the hit. */
+static inline void note_hit(sd_part *h, uint32_t hash, bool count)
+{
+    _Atomic uint8_t *ref = &h->refs[hash & (h->nbuckets - 1)];
+    if (h->evict && !LD(ref))
+        ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
+    if (count)
+        slot_inc(&my_slot(h)->hits);
 }
 
 /* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
@@ -192,6 +203,7 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
         if (atomic_load_explicit(seq, memory_order_relaxed) == s1 &&
             rc != SD_CORRUPT) {
             done = true;
+            p->seq = s1;
             break;
         }
         tries++;
@@ -204,16 +216,10 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
         rc = sd_tx_end(&t, rc);
     }
     if (p->out) {
-        sd_slot *s = my_slot(h);
-        if (rc == SD_OK || rc == SD_TOOBIG) {
-            _Atomic uint8_t *ref = &h->refs[hash & (h->nbuckets - 1)];
-            if (h->evict && !LD(ref))
-                ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
-            if (rc == SD_OK)
-                slot_inc(&s->hits);
-        } else if (rc == SD_NOTFOUND) {
-            slot_inc(&s->misses);
-        }
+        if (rc == SD_OK || rc == SD_TOOBIG)
+            note_hit(h, hash, rc == SD_OK);
+        else if (rc == SD_NOTFOUND)
+            slot_inc(&my_slot(h)->misses);
     }
     return rc;
 }
@@ -222,7 +228,23 @@ sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
                    sd_value_out *out)
 {
     peek p = {.out = out};
-    return peek_key(h, key, klen, hash, &p);
+    sd_status rc = peek_key(h, key, klen, hash, &p);
+    /* A value read without the lock, that no clock can expire, stays the
+     * stripe's current one until the sequence counter moves: every lock
+     * holder moves it, whatever it does. */
+    out->seq = rc == SD_OK && !meta_exp(p.meta) ? p.seq : 0;
+    out->part = h->part_index;
+    out->hash = hash;
+    return rc;
+}
+
+bool part_still_current(sd_part *h, uint32_t hash, uint64_t seq)
+{
+    if (!seq ||
+        atomic_load_explicit(&h->lock->seq, memory_order_acquire) != seq)
+        return false;
+    note_hit(h, hash, true);
+    return true;
 }
 
 sd_status part_get_stale(sd_part *h, const void *key, size_t klen,

@@ -413,6 +413,7 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
 
 sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
                    sd_value_out *out);
+bool part_still_current(sd_part *h, uint32_t hash, uint64_t seq);
 sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, sd_value_out *out, int *stale);
 sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,

@@ -55,6 +55,12 @@ typedef struct sd_value_out {
     void *buf;
     size_t cap;
     size_t len;
+    /* Set by sd_get: nonzero if the value was read without the lock and
+     * has no expiry. It then stays current for as long as
+     * sd_still_current(d, part, hash, seq) says so. */
+    uint64_t seq;
+    uint32_t part;
+    uint32_t hash;
 } sd_value_out;
 
 typedef struct sd_handle sd_handle;
@@ -134,6 +140,10 @@ uint64_t sd_file_size(const sd_handle *h);
  * average. */
 sd_status sd_get(sd_handle *h, const void *key, size_t klen,
                  sd_value_out *out);
+/* Is a value sd_get gave out with out->seq != 0 still the current one? (No
+ * lock holder has touched its stripe since.) If so it counts as a hit, as
+ * sd_get would. Lock-free: one load of the stripe's sequence counter. */
+int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq);
 sd_status sd_set(sd_handle *h, const void *key, size_t klen,
                  const sd_value_in *v, int64_t ttl_ms);
 /* sd_set with a mode and options (flags above). `*evicted` (may be NULL)

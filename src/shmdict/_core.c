@@ -38,10 +38,97 @@ typedef struct {
     PyObject *name;             /* str, owned */
     PyObject *path;             /* str, owned */
     double lock_timeout;        /* seconds, as given */
-    int busy;              /* core calls in flight (they may drop the GIL) */
-    int closing;           /* close() was called while busy */
-    PyObject *weakreflist; /* owned by the weakref machinery */
+    int busy;               /* core calls in flight (they may drop the GIL) */
+    int closing;            /* close() was called while busy */
+    PyObject *weakreflist;  /* owned by the weakref machinery */
+    struct near_slot *near; /* owned, NEAR_SLOTS of them, or NULL */
 } DictObject;
+
+/* ---- the near cache
+ * ------------------------------------------------------------
+ * Each handle keeps the last values it read, as the Python objects it
+ * returned, in a small direct-mapped table keyed by the str key. An entry
+ * is good while its stripe's sequence counter hasn't moved (no process has
+ * taken that stripe's lock since), so a repeated get costs one shared load
+ * instead of a lookup and a new object. Only values read without the lock
+ * and with no expiry are kept, and only small ones: at most
+ * NEAR_SLOTS * NEAR_MAX_VALUE bytes of values per handle. The objects are
+ * immutable (str, bytes, int, float, True, False, None), so handing out the
+ * same one twice is safe. */
+#define NEAR_SLOTS 4096u
+#define NEAR_MAX_VALUE 256u
+
+struct near_slot {
+    PyObject *key;   /* exact str, owned, or NULL */
+    PyObject *value; /* owned */
+    Py_hash_t ph;    /* the key's Python hash */
+    uint64_t seq;
+    uint32_t part;
+    uint32_t hash;
+};
+
+static void near_clear(DictObject *self)
+{
+    struct near_slot *t = self->near;
+    if (!t)
+        return;
+    self->near = NULL;
+    for (unsigned i = 0; i < NEAR_SLOTS; i++) {
+        Py_XDECREF(t[i].key);
+        Py_XDECREF(t[i].value);
+    }
+    PyMem_Free(t);
+}
+
+static inline bool same_str(PyObject *a, PyObject *b)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    int kind = PyUnicode_KIND(a);
+    return a == b ||
+           (n == PyUnicode_GET_LENGTH(b) && kind == PyUnicode_KIND(b) &&
+            memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b),
+                   (size_t)n * (size_t)kind) == 0);
+}
+
+/* The slot for key (an exact str) and its Python hash, or NULL. */
+static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
+                                             Py_hash_t *ph)
+{
+    *ph = PyObject_Hash(key); /* the str caches it */
+    if (*ph == -1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return &self->near[(size_t)*ph & (NEAR_SLOTS - 1)];
+}
+
+/* Keep value as key's current value, if it may be kept. */
+static void near_keep(DictObject *self, PyObject *key, PyObject *value,
+                      const sd_value_out *o)
+{
+    if (!o->seq || !PyUnicode_CheckExact(key) ||
+        ((o->type == SD_T_STR || o->type == SD_T_BYTES) &&
+         o->len > NEAR_MAX_VALUE))
+        return;
+    if (!self->near) {
+        self->near = PyMem_Calloc(NEAR_SLOTS, sizeof *self->near);
+        if (!self->near)
+            return; /* no cache, no harm */
+    }
+    Py_hash_t ph;
+    struct near_slot *ns = near_slot_of(self, key, &ph);
+    if (!ns)
+        return;
+    ns->ph = ph;
+    PyObject *old_key = ns->key, *old_value = ns->value;
+    ns->key = Py_NewRef(key);
+    ns->value = Py_NewRef(value);
+    ns->seq = o->seq;
+    ns->part = o->part;
+    ns->hash = o->hash;
+    Py_XDECREF(old_key);
+    Py_XDECREF(old_value);
+}
 
 static struct PyModuleDef core_module;
 
@@ -386,6 +473,7 @@ static void really_close(DictObject *self)
     sd_handle *h = self->h;
     self->h = NULL;
     sd_close(h);
+    near_clear(self);
 }
 
 /* Bracket every core call: a close() from another thread while this one
@@ -488,6 +576,7 @@ static void Dict_dealloc(DictObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (self->h)
         really_close(self);
+    near_clear(self);
     Py_CLEAR(self->name);
     Py_CLEAR(self->path);
     tp->tp_free((PyObject *)self);
@@ -599,8 +688,9 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
 }
 
 /* get(key, default=None): fetch_obj's work, inlined for the hot path. */
-static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
-                        int raise_missing)
+/* key's value as a new reference; Py_Ellipsis (never a stored value) if it
+ * has none; NULL with an exception on an error. */
+static PyObject *lookup(DictObject *self, PyObject *key)
 {
     const char *k;
     Py_ssize_t klen;
@@ -608,20 +698,40 @@ static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
         return NULL;
     if (!self->h || self->closing)
         return closed_error();
+    if (self->near && PyUnicode_CheckExact(key)) {
+        Py_hash_t ph;
+        struct near_slot *ns = near_slot_of(self, key, &ph);
+        if (ns && ns->ph == ph && ns->key && same_str(ns->key, key) &&
+            sd_still_current(self->h, ns->part, ns->hash, ns->seq))
+            return Py_NewRef(ns->value);
+    }
     char sbuf[STACK_BUF];
     sd_value_out out = {.buf = sbuf, .cap = sizeof sbuf};
     self->busy++;
     sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
     leave(self);
-    if (SD_LIKELY_OK(rc))
-        return value_obj((PyObject *)self, &out);
-    if (rc == SD_NOTFOUND) {
-        if (!raise_missing)
-            return Py_NewRef(dflt);
-        PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
+    if (SD_LIKELY_OK(rc)) {
+        PyObject *res = value_obj((PyObject *)self, &out);
+        if (res)
+            near_keep(self, key, res, &out);
+        return res;
     }
-    return fetch_obj(self, key, fetch_get, NULL, raise_missing ? NULL : dflt);
+    if (rc == SD_NOTFOUND)
+        return Py_NewRef(Py_Ellipsis);
+    return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis);
+}
+
+static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
+                        int raise_missing)
+{
+    PyObject *res = lookup(self, key);
+    if (res != Py_Ellipsis)
+        return res;
+    Py_DECREF(res);
+    if (!raise_missing)
+        return Py_NewRef(dflt);
+    PyErr_SetObject(PyExc_KeyError, key);
+    return NULL;
 }
 
 static PyObject *Dict_get(DictObject *self, PyObject *const *args,
@@ -1012,76 +1122,19 @@ static int batch_keys(PyObject *iterable, key_batch *b)
     return 0;
 }
 
-static PyObject *record_value(PyObject *self, const unsigned char *rec,
-                              const unsigned char *body)
-{
-    sd_value_out o = {.type = rec[0], .ascii = rec[1]};
-    uint32_t len;
-    memcpy(&len, rec + 4, 4);
-    o.len = len;
-    o.buf = (void *)body;
-    if (o.type == SD_T_INT)
-        memcpy(&o.i, body, 8);
-    else if (o.type == SD_T_FLOAT)
-        memcpy(&o.f, body, 8);
-    return value_obj(self, &o);
-}
-
 static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
 {
     key_batch b;
-    if (batch_keys(keys, &b) < 0)
+    if (batch_keys(keys, &b) < 0) /* every key is checked before any read */
         return NULL;
-    if (!self->h || self->closing) {
-        batch_free(&b);
-        return closed_error();
+    PyObject *res = PyDict_New();
+    PyObject **items = PySequence_Fast_ITEMS(b.seq);
+    for (Py_ssize_t i = 0; res && i < b.n; i++) {
+        PyObject *v = lookup(self, items[i]);
+        if (v != Py_Ellipsis && (!v || PyDict_SetItem(res, items[i], v) < 0))
+            Py_CLEAR(res);
+        Py_XDECREF(v);
     }
-    size_t cap = 4096, need = 0;
-    unsigned char *buf = PyMem_Malloc(cap);
-    PyObject *res = NULL;
-    sd_status rc = SD_TOOBIG;
-    while (buf && rc == SD_TOOBIG) {
-        self->busy++;
-        rc = sd_get_many(self->h, (size_t)b.n, b.keys, b.klens, buf, cap,
-                         &need);
-        leave(self);
-        if (rc == SD_TOOBIG) {
-            PyMem_Free(buf);
-            cap = need;
-            buf = PyMem_Malloc(cap);
-        }
-    }
-    if (!buf) {
-        PyErr_NoMemory();
-    } else if (rc == SD_WRONGTYPE) {
-        PyErr_SetString(PyExc_TypeError,
-                        "get_many: one of the keys holds a list");
-    } else if (rc != SD_OK) {
-        raise_status((PyObject *)self, rc, self->path);
-    } else if ((res = PyDict_New())) {
-        PyObject **items = PySequence_Fast_ITEMS(b.seq);
-        size_t pos = 0;
-        for (Py_ssize_t i = 0; i < b.n; i++) {
-            const unsigned char *rec = buf + pos;
-            uint32_t len;
-            memcpy(&len, rec + 4, 4);
-            size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
-                              ? ((size_t)len + 7) / 8 * 8
-                          : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
-                                                                       : 0;
-            pos += 8 + body;
-            if (rec[0] == 0)
-                continue; /* missing */
-            PyObject *v = record_value((PyObject *)self, rec, rec + 8);
-            if (!v || PyDict_SetItem(res, items[i], v) < 0) {
-                Py_XDECREF(v);
-                Py_CLEAR(res);
-                break;
-            }
-            Py_DECREF(v);
-        }
-    }
-    PyMem_Free(buf);
     batch_free(&b);
     return res;
 }
@@ -1546,7 +1599,9 @@ static PyMethodDef Dict_methods[] = {
     {"get", (PyCFunction)(void (*)(void))Dict_get, FASTKW,
      "get($self, /, key, default=None)\n--\n\n"
      "The value of key, or default when it is missing or expired.\n"
-     "O(1) on average; takes no lock unless a writer is busy."},
+     "O(1) on average; takes no lock unless a writer is busy. A small value\n"
+     "read again, with no write to its stripe in between, is the same\n"
+     "object as before (one shared load, no copy)."},
     {"set", (PyCFunction)(void (*)(void))Dict_set, FASTKW,
      "set($self, /, key, value, exptime=0)\n--\n\n"
      "Store value under key; it expires after exptime seconds if > 0.\n"
@@ -1608,8 +1663,9 @@ static PyMethodDef Dict_methods[] = {
      "The length of the list at key (0 if missing). O(1)."},
     {"get_many", (PyCFunction)Dict_get_many, METH_O,
      "get_many($self, keys, /)\n--\n\n"
-     "A dict of the keys that exist, read under one hold of the lock (a\n"
-     "consistent snapshot). O(len(keys))."},
+     "A dict of the keys that exist. Every key is checked first, then each\n"
+     "is read as get() reads it: each value is atomic, the batch is not a\n"
+     "snapshot (see set_many). O(len(keys)), no lock."},
     {"set_many", (PyCFunction)(void (*)(void))Dict_set_many, FASTKW,
      "set_many($self, /, mapping, exptime=0)\n--\n\n"
      "Store every item under one hold of the lock. Every input is checked\n"

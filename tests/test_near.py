@@ -1,0 +1,169 @@
+"""The near cache: a handle hands out a value it read before only while no
+process has taken that key's stripe lock since. Every way a value can change
+(a write through another handle or process, expiry, eviction, flush_all, a
+crash repair) must show on the very next get."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import pytest
+
+import shmdict
+
+from .conftest import MiB
+
+SharedDict = shmdict.SharedDict
+
+
+def _cached(d: SharedDict, key: str) -> bool:
+    """Is key's value served from the near cache? (Two gets return the very
+    same object only then: the core makes a new object on every read.)"""
+    return d.get(key) is d.get(key)
+
+
+def test_repeated_get_is_served_from_cache(d: SharedDict) -> None:
+    d["k"] = b"v" * 16
+    assert d["k"] == b"v" * 16
+    assert _cached(d, "k")
+    d["s"] = "text"
+    d["f"] = 1.5
+    d["i"] = 10**15
+    assert _cached(d, "s") and _cached(d, "f") and _cached(d, "i")
+    # An equal key that is another object finds the same entry.
+    other = "".join(["s"])
+    assert d.get(other) is d.get("s")
+
+
+def test_big_and_expiring_values_are_not_kept(d: SharedDict) -> None:
+    d["big"] = b"b" * 300
+    d.set("ttl", b"ttl", 100)  # (one-byte bytes are shared singletons)
+    assert d["big"] == b"b" * 300
+    assert not _cached(d, "big")
+    assert not _cached(d, "ttl")
+
+
+def test_write_through_another_handle_shows(d: SharedDict) -> None:
+    d["k"] = "old"
+    assert _cached(d, "k")
+    with shmdict.get(d.name) as p:
+        p["k"] = "new"
+        assert d["k"] == "new"
+        assert _cached(d, "k")
+        p.delete("k")
+        assert d.get("k") is None
+        assert "k" not in d
+        p["k"] = 7
+        assert d.get("k") == 7
+        p.incr("k", 1)
+        assert d["k"] == 8
+        p.expire("k", 0.05)
+        assert d["k"] == 8
+        time.sleep(0.1)
+        assert d.get("k") is None
+
+
+def test_write_of_another_key_in_the_stripe_refreshes(d: SharedDict) -> None:
+    d["a"] = 1
+    assert _cached(d, "a")
+    d["b"] = 2  # same stripe (a small dict has one): a is read again
+    first = d.get("a")
+    assert first == 1
+    assert d.get("a") is first  # and kept again
+
+
+def test_flush_all_through_another_handle(d: SharedDict) -> None:
+    for i in range(50):
+        d[f"k{i}"] = i
+        assert _cached(d, f"k{i}")
+    with shmdict.get(d.name) as p:
+        p.flush_all()
+    assert all(d.get(f"k{i}") is None for i in range(50))
+
+
+def test_striped_dict_other_stripes_stay_cached(name: str) -> None:
+    with shmdict.new(name, 64 * MiB, stripes=4) as d:
+        for i in range(200):
+            d[f"k{i}"] = i
+        for i in range(200):
+            d.get(f"k{i}")
+        with shmdict.get(name) as p:
+            p["k0"] = -1
+            assert d["k0"] == -1
+            assert all(d[f"k{i}"] == i for i in range(1, 200))
+            p.flush_all()
+            assert all(d.get(f"k{i}") is None for i in range(200))
+
+
+def _writer(name: str, n: int) -> None:  # pragma: no cover - child
+    with shmdict.get(name) as p:
+        for i in range(n):
+            p["k"] = i
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_reads_follow_a_writer_process(d: SharedDict, method: str) -> None:
+    """A reader polling one key sees every value it sees in order, and the
+    last one once the writer is done."""
+    d["k"] = -1
+    n = 20_000
+    proc = mp.get_context(method).Process(target=_writer, args=(d.name, n))
+    proc.start()
+    seen = -1
+    while proc.is_alive():
+        v = d["k"]
+        assert isinstance(v, int) and v >= seen
+        seen = v
+    proc.join()
+    assert proc.exitcode == 0
+    assert d["k"] == n - 1
+
+
+def test_hits_are_counted(d: SharedDict) -> None:
+    d["k"] = 1
+    before = d.stats()["hits"]
+    for _ in range(100):
+        d.get("k")
+    assert d.stats()["hits"] - before == 100
+
+
+def test_eviction_sees_cached_reads(name: str) -> None:
+    """A key read only from the near cache still counts as recently used."""
+    with shmdict.new(name, shmdict.MIN_SIZE, evict=True) as d:
+        d["hot"] = b"h" * 100
+        for i in range(400):
+            d.get("hot")
+            d[f"cold{i}"] = b"c" * 100
+        assert d["hot"] == b"h" * 100
+        assert d.stats()["evictions"] > 0
+
+
+def test_crash_repair_invalidates(d: SharedDict) -> None:
+    """A process killed inside a write: the repair moves the counter, so a
+    kept value is read again."""
+    d["k"] = "before"
+    assert _cached(d, "k")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            shmdict._core._crash_after(3)
+            d["k"] = "after!"
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert d["k"] == "before"
+    d["k"] = "later"
+    assert d["k"] == "later"
+
+
+def test_close_drops_the_cache(name: str) -> None:
+    d = shmdict.new(name, shmdict.MIN_SIZE)
+    d["k"] = 1
+    d.get("k")
+    d.close()
+    with pytest.raises(ValueError, match="closed"):
+        d.get("k")
