@@ -13,7 +13,7 @@ from glob import glob
 from setuptools import Extension, setup
 
 CORE_SOURCES = sorted(glob("csrc/*.c"))
-cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-DNDEBUG"]
+cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden", "-DNDEBUG"]
 ldflags: list[str] = []
 
 if os.environ.get("SHMDICT_DEV") == "1":
