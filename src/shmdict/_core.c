@@ -62,6 +62,7 @@ struct near_slot {
     PyObject *key;   /* exact str, owned, or NULL */
     PyObject *value; /* owned */
     Py_hash_t ph;    /* the key's Python hash */
+    Py_hash_t cand;  /* a key that wanted the slot once (its hash) */
     uint64_t seq;
     uint32_t part;
     uint32_t hash;
@@ -119,7 +120,15 @@ static void near_keep(DictObject *self, PyObject *key, PyObject *value,
     struct near_slot *ns = near_slot_of(self, key, &ph);
     if (!ns)
         return;
+    if (ns->key && ns->ph != ph && ns->cand != ph) {
+        /* Another key holds the slot: take it only when this key comes
+         * back (a second read soon after), so a scan of many keys doesn't
+         * churn the table, and the holder's objects aren't freed cold. */
+        ns->cand = ph;
+        return;
+    }
     ns->ph = ph;
+    ns->cand = 0;
     PyObject *old_key = ns->key, *old_value = ns->value;
     ns->key = Py_NewRef(key);
     ns->value = Py_NewRef(value);
