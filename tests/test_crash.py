@@ -49,6 +49,7 @@ import mmap
 import os
 import random
 import select
+import shutil
 import signal
 import sys
 import time
@@ -85,13 +86,38 @@ def ttl_class(t: float | None) -> str:
     return "long" if t > 5000 else "short"
 
 
+def list_items(d: shmdict.SharedDict, keys: list[str]) -> dict[str, list[object]]:
+    """The items of the lists at keys, read without changing the dict: the
+    file is copied (nobody may hold a lock meanwhile) and the copy popped."""
+    copy = f"{d.name}~lists"
+    shutil.copyfile(d.path, shmdict.path_for(copy))
+    try:
+        c = shmdict.get(copy)
+        try:
+            return {k: [c.lpop(k) for _ in range(c.llen(k))] for k in keys}
+        finally:
+            c.close()
+    finally:
+        os.unlink(shmdict.path_for(copy))
+
+
 def snapshot(d: shmdict.SharedDict) -> dict[str, tuple[str, str, str]]:
-    """The whole visible state: every key with its value and expiry class."""
+    """The whole visible state: every key with its value (a list's items)
+    and expiry class."""
     snap = {}
+    lists = []
     for k in d.get_keys():
-        v = d.get(k, KeyError)
+        try:
+            v = d.get(k, KeyError)
+        except TypeError:  # it holds a list
+            lists.append(k)
+            continue
         assert v is not KeyError, f"listed key {k!r} is not readable"
         snap[k] = (*canon(v), ttl_class(d.ttl(k)))
+    if lists:
+        for k, items in list_items(d, lists).items():
+            assert items, f"listed list {k!r} is empty"
+            snap[k] = ("list", repr([canon(x) for x in items]), ttl_class(d.ttl(k)))
     return snap
 
 
@@ -121,11 +147,23 @@ LONG = 100000.0  # an expiry no test outlives
 SHORT = 100.0  # an expiry the ops set (still far from expiring)
 BIG_OLD = b"o" * 3000
 INT_MAX = 2**63 - 1
+LIST_ITEMS: list[shmdict.Value] = [b"h" * 300, "second", 3, None, b"t" * 2000]
+
+
+def wait_expired(d: shmdict.SharedDict, keys: list[str]) -> None:
+    """Wait until the keys have expired by the dict's own clock (a read
+    finds them gone, which a writer then does too): no longer than that."""
+    deadline = time.monotonic() + 10
+    for k in keys:
+        while d.ttl(k) is not None:
+            assert time.monotonic() < deadline, f"{k} does not expire"
+            time.sleep(0.0001)
 
 
 def base_state(d: shmdict.SharedDict) -> None:
     """The state every crash run starts from: a mix of types, sizes and
-    expiries, a big value, small values, numbers, and an expired key."""
+    expiries, a big value, small values, numbers, an expired key, a list
+    of several items (with an expiry) and a list of one."""
     d.flush_all()
     for i in range(40):
         v: object
@@ -155,7 +193,19 @@ def base_state(d: shmdict.SharedDict) -> None:
     d.set("text", "not a number")
     d.set("ttlkey", 7, LONG)
     d.set("gone", b"g" * 500, 0.001)  # expired by the time the op runs
-    time.sleep(0.003)
+    for item in LIST_ITEMS:  # a list of several items, with an expiry
+        d.rpush("lst", item)
+    d.expire("lst", LONG)
+    d.rpush("one", "only")  # a list of one item
+    wait_expired(d, ["gone"])
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "_ANY"
+
+
+_ANY: Any = _Any()
 
 
 @dataclass
@@ -171,6 +221,33 @@ class CrashOp:
     # A batch over several stripes commits stripe by stripe: a crash may
     # leave each key as before or as after, but nothing else.
     per_key: bool = False
+    # What the op returns when it completes: a value (compared with its
+    # type, so True is not 1) or a predicate; _ANY: not checked.
+    returns: object = _ANY
+    prep: Callable[[shmdict.SharedDict], None] | None = None  # after the reset
+    evict: bool = False  # the full dict is made with evict=True
+    # Other keys may be evicted, each committed on its own: a crash may
+    # leave any of them absent. `key`, the one written, never is.
+    evicts: bool = False
+    key: str = ""
+    # The op reclaims this expired key and commits that alone before it
+    # goes on: a crash may leave the old state with that space freed.
+    reclaims: str = ""
+    # Expired entries are reclaimed one commit at a time (flush_expired):
+    # the space lies between that before and that after.
+    space_between: bool = False
+    # A list is released: its items are freed a few per commit after the
+    # op's commit, so bytes_used may exceed that of the new state while
+    # pending_free says so.
+    gc: bool = False
+
+
+def result_ok(op: CrashOp, res: object) -> bool:
+    if op.returns is _ANY:
+        return True
+    if callable(op.returns):
+        return bool(op.returns(res))
+    return canon(res) == canon(op.returns)
 
 
 def _incr_with_exptime(d: shmdict.SharedDict) -> object:
@@ -252,41 +329,269 @@ CRASH_OPS = [
 ]
 
 
+def _expired_extra(d: shmdict.SharedDict) -> None:
+    """Four more expired keys and an expired list, for flush_expired."""
+    for i in range(4):
+        d.set(f"exp{i}", i if i % 2 else b"e" * (100 * i), 0.001)
+    d.rpush("explist", b"x" * 100)
+    d.rpush("explist", 2)
+    d.expire("explist", 0.001)
+    wait_expired(d, [f"exp{i}" for i in range(4)] + ["explist"])
+
+
+N_EXPIRED = 6  # gone, exp0..exp3 and explist
+
+# The newer methods (issue 4), from the base state unless marked full.
+CRASH_OPS += [
+    # add: only if missing or expired
+    CrashOp("add_absent", lambda d: d.add("fresh", b"n" * 700), returns=True),
+    CrashOp(
+        "add_present",
+        lambda d: d.add("target", b"n" * 10),
+        changes=False,
+        returns=False,
+    ),
+    CrashOp("add_expired", lambda d: d.add("gone", b"n" * 700), returns=True),
+    CrashOp(
+        "safe_add_absent",
+        lambda d: d.safe_add("fresh", "x" * 100, SHORT),
+        returns=True,
+    ),
+    CrashOp(
+        "safe_add_present", lambda d: d.safe_add("num", 1), changes=False, returns=False
+    ),
+    # replace: only if present
+    CrashOp("replace_present", lambda d: d.replace("small", "n" * 5000), returns=True),
+    CrashOp(
+        "replace_present_ttl",
+        lambda d: d.replace("ttlkey", b"n" * 10, SHORT),
+        returns=True,
+    ),
+    CrashOp(
+        "replace_absent", lambda d: d.replace("fresh", 1), changes=False, returns=False
+    ),
+    CrashOp(
+        "replace_expired", lambda d: d.replace("gone", 1), changes=False, returns=False
+    ),
+    # set variants (on a dict that doesn't evict, they are set)
+    CrashOp("safe_set", lambda d: d.safe_set("target", b"n" * 5000), returns=True),
+    CrashOp(
+        "set_forcible_new", lambda d: d.set_forcible("fresh", b"n" * 5000), returns=0
+    ),
+    CrashOp("set_forcible_overwrite", lambda d: d.set_forcible("small", 3), returns=0),
+    CrashOp("set_over_list", lambda d: d.set("lst", 1), returns=True, gc=True),
+    # cas: same type and equal value
+    CrashOp("cas_match", lambda d: d.cas("num", 5, 6), returns=True),
+    CrashOp(
+        "cas_match_big",
+        lambda d: d.cas("target", BIG_OLD, b"n" * 5000, SHORT),
+        returns=True,
+    ),
+    CrashOp("cas_keeps_ttl", lambda d: d.cas("ttlkey", 7, "seven"), returns=True),
+    CrashOp("cas_mismatch", lambda d: d.cas("num", 6, 7), changes=False, returns=False),
+    CrashOp(
+        "cas_type_mismatch",
+        lambda d: d.cas("num", 5.0, 7),
+        changes=False,
+        returns=False,
+    ),
+    CrashOp("cas_absent", lambda d: d.cas("fresh", 1, 2), changes=False, returns=False),
+    CrashOp(
+        "cas_expired",
+        lambda d: d.cas("gone", b"g" * 500, 1),
+        changes=False,
+        returns=False,
+    ),
+    CrashOp("cas_list", lambda d: d.cas("lst", 1, 2), TypeError, False),
+    # pop
+    CrashOp("pop_present", lambda d: d.pop("target"), returns=BIG_OLD),
+    CrashOp("pop_ttl_key", lambda d: d.pop("ttlkey", None), returns=7),
+    CrashOp(
+        "pop_absent", lambda d: d.pop("fresh", "dflt"), changes=False, returns="dflt"
+    ),
+    CrashOp("pop_absent_raises", lambda d: d.pop("fresh"), KeyError, False),
+    CrashOp("pop_expired", lambda d: d.pop("gone", 1), changes=False, returns=1),
+    CrashOp("pop_list", lambda d: d.pop("lst"), TypeError, False),
+    # setdefault
+    CrashOp(
+        "setdefault_present", lambda d: d.setdefault("num", 9), changes=False, returns=5
+    ),
+    CrashOp(
+        "setdefault_absent",
+        lambda d: d.setdefault("fresh", b"n" * 700),
+        returns=b"n" * 700,
+    ),
+    CrashOp(
+        "setdefault_expired",
+        lambda d: d.setdefault("gone", 3),
+        returns=3,
+        reclaims="gone",
+    ),
+    # incr with init= / init_ttl=
+    CrashOp("incr_init_missing", lambda d: d.incr("fresh", 2, init=10), returns=12),
+    CrashOp(
+        "incr_init_ttl_missing",
+        lambda d: d.incr("fresh", 0.5, init=1, init_ttl=SHORT),
+        returns=1.5,
+    ),
+    CrashOp(
+        "incr_init_exptime_missing",
+        lambda d: d.incr("fresh", 1, SHORT, init=5),
+        returns=6,
+    ),
+    CrashOp(
+        "incr_init_present",
+        lambda d: d.incr("num", 1, init=100, init_ttl=SHORT),
+        returns=6,
+    ),
+    CrashOp(
+        "incr_init_expired",
+        lambda d: d.incr("gone", 1, init=0),
+        returns=1,
+        reclaims="gone",
+    ),
+    CrashOp("incr_list", lambda d: d.incr("lst", 1, init=0), TypeError, False),
+    # lists
+    CrashOp("lpush_new", lambda d: d.lpush("fresh", b"n" * 700), returns=1),
+    CrashOp("rpush_new", lambda d: d.rpush("fresh", "x"), returns=1),
+    CrashOp("lpush_existing", lambda d: d.lpush("lst", 9), returns=6),
+    CrashOp("rpush_existing_big", lambda d: d.rpush("lst", b"n" * 3000), returns=6),
+    CrashOp("rpush_on_scalar", lambda d: d.rpush("num", 1), TypeError, False),
+    CrashOp("lpop_last", lambda d: d.lpop("one"), returns="only"),
+    CrashOp("rpop_last", lambda d: d.rpop("one"), returns="only"),
+    CrashOp("lpop_middle", lambda d: d.lpop("lst"), returns=LIST_ITEMS[0]),
+    CrashOp("rpop_middle", lambda d: d.rpop("lst"), returns=LIST_ITEMS[-1]),
+    CrashOp("lpop_absent", lambda d: d.lpop("fresh"), changes=False, returns=None),
+    CrashOp("lpop_scalar", lambda d: d.lpop("num"), TypeError, False),
+    CrashOp("delete_list", lambda d: d.delete("lst"), returns=True, gc=True),
+    CrashOp("expire_list", lambda d: d.expire("lst", SHORT), returns=True),
+    # flush_expired: each expired entry is reclaimed by a commit of its own
+    CrashOp(
+        "flush_expired_max_count",
+        lambda d: d.flush_expired(3),
+        changes=False,
+        returns=3,
+        prep=_expired_extra,
+        space_between=True,
+    ),
+    CrashOp(
+        "flush_expired_all",
+        lambda d: d.flush_expired(),
+        changes=False,
+        returns=N_EXPIRED,
+        prep=_expired_extra,
+        space_between=True,
+    ),
+    # On a full dict (see full_state): a list that grows into it
+    CrashOp(
+        "full_rpush_fails",
+        lambda d: d.rpush("flist", b"n" * 20000),
+        shmdict.NoMemoryError,
+        False,
+        full=True,
+        sweeps=True,
+    ),
+    CrashOp(
+        "full_lpush_new_fails",
+        lambda d: d.lpush("fresh", b"n" * 20000),
+        shmdict.NoMemoryError,
+        False,
+        full=True,
+        sweeps=True,
+    ),
+    CrashOp(
+        "full_rpush_after_sweep",
+        lambda d: d.rpush("flist", b"n" * 2000),
+        returns=3,
+        full=True,
+        sweeps=True,
+    ),
+    # On a full dict made with evict=True: other keys are evicted (each
+    # eviction its own commit), never the key being written.
+    CrashOp(
+        "evict_set_new",
+        lambda d: d.set("fresh", b"n" * 5000),
+        returns=True,
+        full=True,
+        evict=True,
+        evicts=True,
+        key="fresh",
+    ),
+    CrashOp(
+        "evict_overwrite_forcible",
+        lambda d: d.set_forcible("target", b"n" * 3500),
+        returns=lambda r: type(r) is int and r > 0,  # how many it evicted
+        full=True,
+        evict=True,
+        evicts=True,
+        key="target",
+    ),
+    CrashOp(
+        "evict_safe_set_fails",
+        lambda d: d.safe_set("fresh", b"n" * 20000),
+        shmdict.NoMemoryError,
+        False,
+        full=True,
+        evict=True,
+        sweeps=True,
+    ),
+    CrashOp(
+        "evict_rpush",
+        lambda d: d.rpush("flist", b"n" * 3500),
+        returns=3,
+        full=True,
+        evict=True,
+        evicts=True,
+        key="flist",
+    ),
+]
+
+
 def full_state(d: shmdict.SharedDict) -> None:
     """Fill a 64 KiB dict to the last byte: an old 1000-byte target, then
     1000-byte values, then smaller ones until nothing fits. Then three runs
     of three adjacent 1000-byte values are made to expire, so a sweep can
     free about 3 KiB in one piece. Deterministic: nothing expires during
-    the fill."""
+    the fill. A list of two items ("flist") comes after the target. A
+    dict made with evict=True is filled with safe_set, which doesn't
+    evict."""
     d.flush_all()
     d.set("target", b"o" * 1000)
+    d.rpush("flist", b"a" * 100)
+    d.rpush("flist", "b")
+    put = d.safe_set if d.stats()["evict"] else d.set
     i = 0
     for size in (1000, 200, 40, 1):
         while True:
             try:
-                d.set(f"fill{i}", b"f" * size)
+                put(f"fill{i}", b"f" * size)
             except shmdict.NoMemoryError:
                 break
             i += 1
-    for j in range(i):
-        if j % 8 in (3, 4, 5) and j < 24:
-            d.expire(f"fill{j}", 0.001)
-    time.sleep(0.003)
+    expiring = [f"fill{j}" for j in range(min(i, 24)) if j % 8 in (3, 4, 5)]
+    for k in expiring:
+        d.expire(k, 0.001)
+    wait_expired(d, expiring)
     assert d.stats()["bytes_free"] < 700, "the fill left too much room"
 
 
 def child_run(name: str, n: int, op: CrashOp) -> None:  # pragma: no cover
     """In a forked child: attach, arm the crash hook, run the op, exit 0
-    (3 if it raised something unexpected)."""
+    (3 if it raised something unexpected, 4 if it did not raise what it
+    should, 6 if it returned the wrong value)."""
     code = 3
     try:
         c = shmdict.get(name)
         _core._crash_after(n)
         try:
-            op.run(c)
-            code = 0 if op.expect is None else 4
+            res = op.run(c)
+            code = 4 if op.expect is not None else 0 if result_ok(op, res) else 6
+            if code == 6:
+                print(f"{op.name} returned {res!r:.200}", file=sys.stderr)
         except BaseException as e:
             code = 0 if op.expect is not None and isinstance(e, op.expect) else 5
+            if code == 5:
+                print(f"{op.name} raised {e!r:.200}", file=sys.stderr)
     finally:
         os._exit(code)
 
@@ -301,7 +606,10 @@ def fork_crash(name: str, n: int, op: CrashOp) -> bool:
         assert os.WTERMSIG(status) == signal.SIGKILL, f"child died of {status}"
         return True
     code = os.waitstatus_to_exitcode(status)
-    assert code == 0, f"{op.name}: child exited with {code} (3-5: wrong exception)"
+    assert code == 0, (
+        f"{op.name}: child exited with {code} (3-5: wrong exception, "
+        "6: wrong result; see its stderr)"
+    )
     return False
 
 
@@ -311,12 +619,21 @@ class Reference:
     after: dict[str, tuple[str, str, str]]
     space_before: tuple[int, int, int]
     space_after: tuple[int, int, int]
+    # The state before, once op.reclaims is reclaimed (else space_before).
+    space_reclaimed: tuple[int, int, int]
 
 
 def reference(
     d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]
 ) -> Reference:
     """The states before and after op when nothing crashes."""
+    sr = None
+    if op.reclaims:
+        reset()
+        before = snapshot(d)
+        assert d.delete(op.reclaims) is False  # expired: reclaimed, not deleted
+        assert snapshot(d) == before
+        sr = space(d)
     reset()
     before, sb = snapshot(d), space(d)
     assert fork_crash(d.name, 0, op) is False
@@ -326,7 +643,11 @@ def reference(
         assert after != before, f"{op.name} changed nothing"
     else:
         assert after == before, f"{op.name} changed the visible state"
-    return Reference(before, after, sb, sa)
+    if op.evicts:
+        assert op.key in after, f"{op.name}: {op.key} was not written"
+        assert set(after) - set(before) <= {op.key}
+        assert set(before) - set(after), f"{op.name} evicted nothing"
+    return Reference(before, after, sb, sa, sr or sb)
 
 
 def first_touch(d: shmdict.SharedDict, n: int) -> None:
@@ -360,6 +681,18 @@ def check_after_crash(
         now.get(k) in (ref.before.get(k), ref.after.get(k)) for k in keys
     ):
         which = "mix"
+    elif (
+        op.evicts
+        and now.get(op.key) in (ref.before.get(op.key), ref.after.get(op.key))
+        and all(
+            now.get(k) in (ref.before.get(k), ref.after.get(k), None)
+            for k in keys
+            if k != op.key
+        )
+    ):
+        # Evictions committed, each alone; the key written is as before
+        # or as after (never absent if it was there).
+        which = "new" if now.get(op.key) == ref.after.get(op.key) else "mix"
     else:
 
         def short(st: tuple[str, str, str] | None) -> str:
@@ -393,14 +726,34 @@ def check_after_crash(
         )
     if not crashed:
         assert which == "new" or not op.changes
-    if op.sweeps:
+    if op.sweeps or op.evicts:
         # Expired entries may or may not have been reclaimed: they are not
-        # visible, but they hold space. verify() above checked the totals.
+        # visible, but they hold space; so do evicted ones. verify() above
+        # checked the totals.
         pass
     elif which == "mix":
         pass  # part of the batch: verify() above checked the space totals
+    elif op.space_between:
+        lo = tuple(map(min, ref.space_before, ref.space_after))
+        hi = tuple(map(max, ref.space_before, ref.space_after))
+        assert all(a <= b <= c for a, b, c in zip(lo, sp, hi)), (
+            f"{op.name} crash point {n}: space {sp} is not between "
+            f"{ref.space_before} and {ref.space_after}"
+        )
+    elif op.gc and which == "new":
+        # The released list's items may still wait on the gc chain.
+        pending = d.stats()["pending_free"]
+        exp = ref.space_after
+        assert sp[:2] == exp[:2], f"{op.name} crash point {n}: space {sp} != {exp}"
+        assert sp[2] >= exp[2], f"{op.name} crash point {n}: space {sp} < {exp}"
+        assert sp[2] == exp[2] or pending > 0, (
+            f"{op.name} crash point {n}: {sp[2] - exp[2]} bytes used more than "
+            f"after the op, and nothing pending: leaked"
+        )
     elif op.changes:
         expected = ref.space_before if which == "old" else ref.space_after
+        if which == "old" and sp == ref.space_reclaimed:
+            expected = sp  # the reclaim of op.reclaims was committed alone
         assert sp == expected, f"{op.name} crash point {n}: space {sp} != {expected}"
     else:
         assert sp in (ref.space_before, ref.space_after), (
@@ -452,21 +805,55 @@ def crash_tally() -> Iterator[dict[str, int]]:
         )
 
 
-@pytest.mark.parametrize(
-    "op",
-    # The full-dict ops refill a dict before every crash: slow under ASan.
-    [pytest.param(o, marks=pytest.mark.no_asan) if o.full else o for o in CRASH_OPS],
-    ids=lambda o: o.name,
-)
-def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) -> None:
-    """Die at every crash point of one kind of write; the dict stays whole."""
+def crash_dict(
+    name_factory: Callable[[], str], op: CrashOp
+) -> tuple[shmdict.SharedDict, Callable[[], None]]:
+    """The dict op runs on, and the function that resets it."""
     if op.stripes:
         d = shmdict.new(name_factory(), 4 * MiB, stripes=op.stripes)
         assert d.stats()["stripes"] == op.stripes
     else:
-        d = shmdict.new(name_factory(), shmdict.MIN_SIZE if op.full else MiB)
+        d = shmdict.new(
+            name_factory(), shmdict.MIN_SIZE if op.full else MiB, evict=op.evict
+        )
+
+    def reset() -> None:
+        if op.full:
+            full_state(d)
+        else:
+            base_state(d)
+        if op.prep is not None:
+            op.prep(d)
+
+    return d, reset
+
+
+# Bugs the crash ops found in the C core, kept as failing cases until fixed.
+KNOWN_BUGS = {
+    "evict_rpush": "a push to a list on a full evicting dict may evict that very "
+    "list to make room for its own item (part_push makes room without "
+    "protecting its key): the push returns 1 and the old items are gone; "
+    "see test_push_never_evicts_its_own_list",
+}
+
+
+def crash_param(o: CrashOp) -> Any:
+    marks: list[Any] = []
+    if o.full:
+        # The full-dict ops refill a dict before every crash: slow under ASan.
+        marks.append(pytest.mark.no_asan)
+    if o.name in KNOWN_BUGS:
+        # Not strict: whether the list is the one evicted depends on the
+        # dict's random hash seed.
+        marks.append(pytest.mark.xfail(reason=KNOWN_BUGS[o.name], strict=False))
+    return pytest.param(o, marks=marks, id=o.name)
+
+
+@pytest.mark.parametrize("op", [crash_param(o) for o in CRASH_OPS])
+def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) -> None:
+    """Die at every crash point of one kind of write; the dict stays whole."""
+    d, reset = crash_dict(name_factory, op)
     try:
-        reset = (lambda: full_state(d)) if op.full else (lambda: base_state(d))
         points, outcomes = crash_sweep(d, op, reset)
         crash_tally[op.name] = points
         assert points >= 2, f"{op.name}: only {points} crash points"
@@ -490,6 +877,30 @@ def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) ->
         d.close()
 
 
+@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["evict_rpush"])
+def test_push_never_evicts_its_own_list(name: str) -> None:
+    """The key being written is never evicted to make room for its own new
+    value (as set protects it); a list that grows to fill an evicting dict
+    must not be the one evicted, its items silently dropped. Deterministic:
+    the list is the only thing stored, so making room can only evict it."""
+    d = shmdict.new(name, shmdict.MIN_SIZE, evict=True)
+    try:
+        lengths = []
+        for i in range(80):
+            try:
+                lengths.append(d.rpush("queue", b"%02d" % i + b"x" * 1000))
+            except shmdict.NoMemoryError:
+                lengths.append(0)
+        assert d.verify() == []
+        # Each push either adds one item or raises NoMemoryError; never
+        # does the list start again from one item.
+        grown = [n for n in lengths if n]
+        assert grown == list(range(1, len(grown) + 1)), lengths
+        assert d.stats()["evictions"] == 0
+    finally:
+        d.close()
+
+
 RECOVERY_OPS = [
     "overwrite_big_grow",
     "delete",
@@ -497,6 +908,12 @@ RECOVERY_OPS = [
     "incr_with_exptime",
     "flush_all",
     "full_overwrite_fits_after_free",
+    "cas_match_big",
+    "incr_init_expired",
+    "rpush_existing_big",
+    "rpop_last",
+    "lpop_middle",
+    "evict_set_new",
 ]
 
 
@@ -542,9 +959,8 @@ def test_crash_during_recovery(
     every step of the repair in turn; the third process finds a whole dict.
     Replaying the undo log (or redoing a flush) must be idempotent."""
     op = next(o for o in CRASH_OPS if o.name == opname)
-    d = shmdict.new(name_factory(), shmdict.MIN_SIZE if op.full else MiB)
+    d, reset = crash_dict(name_factory, op)
     try:
-        reset = (lambda: full_state(d)) if op.full else (lambda: base_state(d))
         ref = reference(d, op, reset)
         total_points = 0
         # The writer dies at a spread of 8 of its crash points; for each,
