@@ -19,7 +19,9 @@ Three kinds of test live here:
 * **Waiters are woken.** Processes contend for the lock; one is killed and
   the others must all get the lock (a robust futex can lose a wake-up).
 
-* **Torture.** Worker processes run random set/delete/incr/expire/flush_all
+* **Torture.** Worker processes run random writes (set, add, replace, cas,
+  pop, setdefault, incr with and without init=, expire, delete, list pushes
+  and pops, flush_expired, flush_all and the safe_/forcible set variants)
   with self-checking values and are SIGKILLed at random moments while the
   others keep working. After every kill the survivors are paused between
   operations and the dict is checked against a model built from the
@@ -1376,11 +1378,48 @@ def incr_result(state: State, arg: str) -> State:
     return canon(float(x) + float(dv))
 
 
+def incr_init_result(arg: str) -> State:
+    """The state incr with init= stores on a missing key."""
+    init = arg.split(",")[2]
+    x = float(init) if "." in init else int(init)
+    dv = parse_delta(arg)
+    if isinstance(x, int) and isinstance(dv, int):
+        return ("int", str(x + dv))
+    return canon(float(x) + float(dv))
+
+
+def item_state(v: object) -> str:
+    return "=".join(digest(v))
+
+
+def list_state(items: list[str]) -> State:
+    """The state of a list: its items' digests in order (None: no list)."""
+    return ("list", ";".join(items)) if items else None
+
+
+def list_of(state: State) -> list[str] | None:
+    """The item digests of a list state; None if state is not a list."""
+    if state is None or state[0] != "list":
+        return None
+    return state[1].split(";")
+
+
+def incr_args(arg: str) -> tuple[str, str, str]:
+    """exptime, init and init_ttl of an incr's arg ("" when not given)."""
+    f = [*arg.split(","), "", "", ""]
+    return f[1], f[2], f[3]
+
+
 TORTURE_SIZE = 8 * MiB
 KEYS_PER_WORKER = 24
+LIST_KEYS = 6  # list operations go to keys 0..5 (other operations too)
+LIST_MAX = 12  # a worker pops rather than grow a list past this
 SHORT_TTL = "0.05"
 LONG_TTL = "1000000"
 STOP = 255
+# Operations that act on no key of their own.
+GLOBAL_OPS = ("flush", "scan", "verify", "fexp")
+SIZES = [0, 8, 40, 200, 900, 3000, 20000, 60000]
 
 
 def worker_main(
@@ -1394,6 +1433,8 @@ def worker_main(
         rng = random.Random(f"{ctl[8:16].hex()}:{slot}:{incarnation}")
         d = shmdict.get(name, lock_timeout=10)
         seq = incarnation * 10**8
+        known: dict[int, Any] = {}  # the last value seen per key, for cas
+        expected: Any = None
 
         def send(line: str) -> None:
             os.write(wfd, line.encode() + b"\n")
@@ -1414,27 +1455,76 @@ def worker_main(
             key = f"w{slot}:{k}"
             r = rng.random()
             arg = ""
-            if r < 0.40:
-                op = "set"
+
+            def value_arg() -> str:
                 kind = rng.choice(
                     ["bytes", "bytes", "str", "int", "float", "none", "bool"]
                 )
-                size = rng.choice(
-                    [0, 8, 40, 200, 900, 3000, 20000, 60000][: rng.randrange(1, 11)]
-                )
+                size = rng.choice(SIZES[: rng.randrange(1, 11)])
                 ttl = rng.choice(["0", "0", "0", "0", "0", "0", SHORT_TTL, LONG_TTL])
-                arg = f"{kind},{size},{ttl}"
-            elif r < 0.55:
+                return f"{kind},{size},{ttl}"
+
+            if r < 0.25:
+                op = "set"
+                arg = value_arg()
+            elif r < 0.28:
+                op = rng.choice(["sset", "fset"])  # safe_set, set_forcible
+                arg = value_arg()
+            elif r < 0.33:
+                op = rng.choice(["add", "add", "sadd"])  # add, safe_add
+                arg = value_arg()
+            elif r < 0.37:
+                op = "replace"
+                arg = value_arg()
+            elif r < 0.42:
+                op = "cas"
+                kind, size, ttl = value_arg().split(",")
+                expected = known.get(k)
+                if rng.random() < 0.15:
+                    # the same number under another type, or another value
+                    if type(expected) is int:
+                        expected = float(expected)
+                    elif isinstance(expected, (bytes, str)):
+                        expected = expected[:-1]
+                ttl = rng.choice(["", "", ttl])  # "": keep the expiry
+                arg = f"{kind},{size},{ttl},{item_state(expected)}"
+            elif r < 0.49:
                 op = "delete"
-            elif r < 0.75:
+            elif r < 0.52:
+                op = "pop"
+            elif r < 0.55:
+                op = "setdefault"
+                arg = f"{rng.choice(['bytes', 'str'])},{rng.choice(SIZES[:6])}"
+            elif r < 0.67:
                 op = "incr"
                 delta = rng.choice(["1", "-7", "1000", "0.5"])
                 arg = f"{delta},{rng.choice(['', '', '', LONG_TTL, '0', SHORT_TTL])}"
-            elif r < 0.85:
+                if rng.random() < 0.4:
+                    init = rng.choice(["0", "100", "-5", "2.5"])
+                    its = rng.choice(["", "", LONG_TTL, SHORT_TTL])
+                    arg += f",{init},{its}"
+            elif r < 0.72:
                 op = "expire"
                 arg = rng.choice([SHORT_TTL, LONG_TTL, "0", LONG_TTL])
-            elif r < 0.97:
+            elif r < 0.87:
+                k = rng.randrange(LIST_KEYS)
+                key = f"w{slot}:{k}"
+                op = rng.choice(["lpush", "rpush", "rpush", "lpop", "rpop", "llen"])
+                if op.endswith("push"):
+                    try:
+                        full = d.llen(key) >= LIST_MAX
+                    except TypeError:  # a scalar: the push raises it too
+                        full = False
+                    if full:
+                        op = op[0] + "pop"
+                    else:
+                        kind = rng.choice(["bytes", "bytes", "str", "int", "float"])
+                        arg = f"{kind},{rng.choice(SIZES[:6])}"
+            elif r < 0.965:
                 op = "get"
+            elif r < 0.97:
+                op = "fexp"  # flush_expired: frees only what no one can see
+                arg = rng.choice(["0", "1", "5"])
             elif r < 0.985:
                 op = "scan"  # get_keys: holds the lock for slices of the table
             elif r < 0.9998:
@@ -1444,18 +1534,83 @@ def worker_main(
             send(f"B|{seq}|{op}|{k}|{arg}|{time.monotonic_ns()}")
             res = ""
             status = "ok"
+            bad = ""
             try:
-                if op == "set":
+                if op in ("set", "sset", "fset", "add", "sadd", "replace"):
                     kind, size_s, ttl_s = arg.split(",")
                     v = make_value(slot, k, seq, kind, int(size_s))
-                    d.set(key, v, float(ttl_s))
-                    res = "|".join(digest(v))
+                    if op == "set":
+                        d.set(key, v, float(ttl_s))
+                        stored = True
+                    elif op == "sset":
+                        stored = d.safe_set(key, v, float(ttl_s))
+                    elif op == "fset":
+                        evicted = d.set_forcible(key, v, float(ttl_s))
+                        if evicted != 0:
+                            bad = f"set_forcible evicted {evicted} (no eviction)"
+                        stored = True
+                    elif op == "replace":
+                        stored = d.replace(key, v, float(ttl_s))
+                    else:
+                        add = d.add if op == "add" else d.safe_add
+                        stored = add(key, v, float(ttl_s))
+                    if stored is True:
+                        known[k] = v
+                        res = "|".join(digest(v))
+                        if op in ("add", "sadd", "replace"):
+                            res = "True|" + res
+                    else:
+                        res = str(stored)
+                elif op == "cas":
+                    kind, size_s, ttl_s, _ = arg.split(",")
+                    v = make_value(slot, k, seq, kind, int(size_s))
+                    ok = d.cas(key, expected, v, None if ttl_s == "" else float(ttl_s))
+                    if ok:
+                        known[k] = v
+                    res = f"{ok}|" + "|".join(digest(v))
                 elif op == "delete":
                     res = str(d.delete(key))
+                elif op == "pop":
+                    got = d.pop(key)
+                    if not value_ok(slot, k, got):
+                        bad = f"torn or foreign value popped at {key}: {got!r:.200}"
+                    res = "|".join(digest(got))
+                elif op == "setdefault":
+                    kind, size_s = arg.split(",")
+                    v = make_value(slot, k, seq, kind, int(size_s))
+                    got = d.setdefault(key, v)
+                    if not value_ok(slot, k, got):
+                        bad = f"torn or foreign value at {key}: {got!r:.200}"
+                    known[k] = got
+                    res = "|".join(digest(got)) + "|" + "|".join(digest(v))
                 elif op == "incr":
-                    ts = arg.split(",")[1]
-                    out = d.incr(key, parse_delta(arg), None if ts == "" else float(ts))
+                    ts, init, its = incr_args(arg)
+                    out = d.incr(
+                        key,
+                        parse_delta(arg),
+                        None if ts == "" else float(ts),
+                        init=None if init == "" else parse_delta(init),
+                        init_ttl=None if its == "" else float(its),
+                    )
+                    known[k] = out
                     res = "|".join(canon(out))
+                elif op in ("lpush", "rpush"):
+                    kind, size_s = arg.split(",")
+                    v = make_value(slot, k, seq, kind, int(size_s))
+                    n = (d.lpush if op == "lpush" else d.rpush)(key, v)
+                    res = f"{n}|" + "|".join(digest(v))
+                elif op in ("lpop", "rpop"):
+                    got = (d.lpop if op == "lpop" else d.rpop)(key)
+                    if got is None:  # no item is None: the list is missing
+                        res = "absent"
+                    elif not value_ok(slot, k, got):
+                        bad = f"torn or foreign item popped at {key}: {got!r:.200}"
+                    else:
+                        res = "|".join(digest(got))
+                elif op == "llen":
+                    res = str(d.llen(key))
+                elif op == "fexp":
+                    res = str(d.flush_expired(int(arg)))
                 elif op == "expire":
                     res = str(d.expire(key, float(arg)))
                 elif op == "get":
@@ -1467,6 +1622,7 @@ def worker_main(
                         code = 6
                         break
                     else:
+                        known[k] = got
                         res = "|".join(digest(got))
                 elif op == "scan":
                     for other in d.get_keys():
@@ -1494,6 +1650,10 @@ def worker_main(
                 send(f"F|LockTimeout (10 s) in {op} {key}")
                 code = 7
                 break
+            if bad:
+                send(f"F|{bad}")
+                code = 6
+                break
             send(f"E|{seq}|{status}|{res}|{time.monotonic_ns()}")
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -1501,6 +1661,46 @@ def worker_main(
         code = 5
     finally:
         os._exit(code)
+
+
+def effect(s: State, op: str, slot: int, k: int, seq: int, arg: str) -> State:
+    """The state after the operation (op, arg) of worker slot, number seq,
+    on key k in state s, when it completes."""
+    f = arg.split(",")
+
+    def value() -> object:
+        return make_value(slot, k, seq, f[0], int(f[1]))
+
+    items = list_of(s)
+    if op in ("set", "sset", "fset"):
+        return digest(value())
+    if op in ("add", "sadd"):
+        return digest(value()) if s is None else s
+    if op == "replace":
+        return None if s is None else digest(value())
+    if op == "cas":
+        return digest(value()) if s is not None and "=".join(s) == f[3] else s
+    if op in ("delete", "pop"):
+        return None
+    if op == "setdefault":
+        return digest(value()) if s is None else s
+    if op == "incr":
+        if s is None and incr_args(arg)[1] != "":
+            return incr_init_result(arg)
+        return incr_result(s, arg)
+    if op in ("lpush", "rpush"):
+        item = item_state(value())
+        if s is None:
+            return list_state([item])
+        if items is None:
+            return s  # a scalar: TypeError
+        return list_state([item, *items] if op == "lpush" else [*items, item])
+    if op in ("lpop", "rpop"):
+        if items is None:
+            return s
+        return list_state(items[1:] if op == "lpop" else items[:-1])
+    assert op in ("expire", "get", "llen"), op
+    return s
 
 
 @dataclass
@@ -1562,6 +1762,8 @@ class Torture:
             "flushes": 0,
             "capacity_checks": 0,
             "max_op_ms": 0.0,
+            "list_checks": 0,
+            "op_counts": collections.Counter(),
         }
 
     def where(self) -> str:
@@ -1620,7 +1822,7 @@ class Torture:
                 int(parts[5]),
             )
             wk.pending = (seq, op, k, arg, b)
-            if op not in ("flush", "scan", "verify"):
+            if op not in GLOBAL_OPS:
                 self.model.setdefault(f"w{wk.slot}:{k}", KeyModel())
             return
         assert tag == "E", line
@@ -1629,38 +1831,44 @@ class Torture:
         wk.pending = None
         assert int(parts[1]) == seq, line
         status, res, e = parts[2], parts[3:-1], int(parts[-1])
-        if op not in ("flush", "scan", "verify"):
+        if op not in GLOBAL_OPS:
             hist = self.history.setdefault(
                 f"w{wk.slot}:{k}", collections.deque(maxlen=24)
             )
             hist.append(f"{op}({arg}) -> {status} {'|'.join(res)[:40]} at {b}..{e}")
         self.fig["ops"] += 1
+        self.fig["op_counts"][op] += 1
         self.fig["max_op_ms"] = max(self.fig["max_op_ms"], round((e - b) / 1e6, 2))
         if op == "flush":
             self.flushes.append(Flush(b, e, True))
             self.fig["flushes"] += 1
             return
-        if op in ("scan", "verify"):
+        if op in GLOBAL_OPS:
             return
         key = f"w{wk.slot}:{k}"
         m = self.model[key]
         if status in ("nomem", "typeerror", "overflow"):
             return  # an error changes nothing
+        how = f"{op} {arg} -> {status} {res}"
         if (
             status == "keyerror"
             or (op == "delete" and res[0] == "False")
             or (op == "expire" and res[0] == "False")
-            or (op == "get" and res[0] == "absent")
+            or (op in ("get", "lpop", "rpop") and res[0] == "absent")
+            or (op == "replace" and res[0] == "False")
+            or (op == "llen" and res[0] == "0")
         ):
-            self.absences.append((key, m, b, e, f"{op} {arg} -> {status} {res}"))
-            self.model[key] = KeyModel(None, b, e, False)
+            self.absent_seen(key, m, b, e, how)
             return
         assert status == "ok", line
         # The key was present: a write that completed is never lost, so
         # it holds exactly what the model last saw.
-        if op in ("get", "incr", "expire", "delete"):
-            assert m.state is not None, (
-                f"{key} reappeared: {op} found it, but it was last seen absent "
+        found = ("get", "incr", "expire", "delete", "pop", "replace", "lpop", "rpop")
+        if op in found and (op != "incr" or incr_args(arg)[1] == ""):
+            self.present_seen(key, m, op)  # (incr with init= may make it)
+        if op in ("llen", "lpop", "rpop"):
+            assert list_of(m.state) is not None, (
+                f"{key}: {op} found a list, but it was last seen as {m.state} "
                 f"({self.where()})"
             )
         if op == "get":
@@ -1670,20 +1878,116 @@ class Torture:
             self.model[key] = KeyModel(m.state, b, e, m.short_ttl)
         elif op == "incr":
             got = (res[0], res[1])
-            assert got == incr_result(m.state, arg), (
+            ts, init, its = incr_args(arg)
+            kept = number_of(m.state) is not None and got == incr_result(m.state, arg)
+            made = init != "" and got == incr_init_result(arg)
+            assert kept or made, (
                 f"{key}: incr {arg} on {m.state} gave {got} ({self.where()})"
             )
-            ts = arg.split(",")[1]
             short = m.short_ttl if ts == "" else ts == SHORT_TTL
+            if made:
+                made_short = its == SHORT_TTL or (its == "" and ts == SHORT_TTL)
+                if not kept:  # it was missing: init made it
+                    self.absent_seen(key, m, b, e, how)
+                    short = made_short
+                else:
+                    short = short or made_short
             self.model[key] = KeyModel(got, b, e, short)
-        elif op == "set":
+        elif op in ("set", "sset", "fset"):
             self.model[key] = KeyModel(
                 (res[0], res[1]), b, e, arg.endswith("," + SHORT_TTL)
             )
+        elif op in ("add", "sadd"):
+            if res[0] == "True":  # it was missing (or expired)
+                self.absent_seen(key, m, b, e, how)
+                short = arg.endswith("," + SHORT_TTL)
+                self.model[key] = KeyModel((res[1], res[2]), b, e, short)
+            else:  # present, so unchanged since last seen
+                self.present_seen(key, m, op)
+                self.model[key] = KeyModel(m.state, b, e, m.short_ttl)
+        elif op == "replace":
+            short = arg.endswith("," + SHORT_TTL)
+            self.model[key] = KeyModel((res[1], res[2]), b, e, short)
+        elif op == "cas":
+            _, _, ttl, expected = arg.split(",")
+            if res[0] == "True":
+                self.present_seen(key, m, op)
+                assert m.state is not None
+                assert "=".join(m.state) == expected, (
+                    f"{key}: cas expecting {expected} succeeded on {m.state} "
+                    f"({self.where()})"
+                )
+                short = m.short_ttl if ttl == "" else ttl == SHORT_TTL
+                self.model[key] = KeyModel((res[1], res[2]), b, e, short)
+            elif m.state is not None and "=".join(m.state) == expected:
+                # It held the expected value when last seen: only its
+                # vanishing makes cas fail.
+                self.absent_seen(key, m, b, e, how)
+            # else: a mismatch, or absent: nothing new is known
+        elif op == "pop":
+            assert (res[0], res[1]) == m.state, (
+                f"{key} pops {res}, last written {m.state} ({self.where()})"
+            )
+            self.model[key] = KeyModel(None, b, e, False)
+        elif op == "setdefault":
+            got, dflt = (res[0], res[1]), (res[2], res[3])
+            if got == dflt:  # it was missing: the default is stored
+                self.absent_seen(key, m, b, e, how)
+                self.model[key] = KeyModel(dflt, b, e, False)
+            else:
+                self.present_seen(key, m, op)
+                assert got == m.state, (
+                    f"{key}: setdefault returns {got}, last written {m.state} "
+                    f"({self.where()})"
+                )
+                self.model[key] = KeyModel(m.state, b, e, m.short_ttl)
+        elif op in ("lpush", "rpush"):
+            n, item = int(res[0]), "=".join(res[1:3])
+            items = list_of(m.state)
+            if items is not None and n == len(items) + 1:
+                items = [item, *items] if op == "lpush" else [*items, item]
+                short = m.short_ttl
+            else:
+                assert n == 1, (
+                    f"{key}: {op} made a list of {n} on {m.state} ({self.where()})"
+                )
+                self.absent_seen(key, m, b, e, how)  # it made the list
+                items, short = [item], False
+            self.model[key] = KeyModel(list_state(items), b, e, short)
+        elif op in ("lpop", "rpop"):
+            items = list_of(m.state)
+            assert items is not None
+            end = items[0] if op == "lpop" else items[-1]
+            assert "=".join(res[:2]) == end, (
+                f"{key}: {op} gave {res}, the list was {items} ({self.where()})"
+            )
+            rest = items[1:] if op == "lpop" else items[:-1]
+            self.model[key] = KeyModel(list_state(rest), b, e, m.short_ttl)
+        elif op == "llen":
+            items = list_of(m.state)
+            assert items is not None
+            assert int(res[0]) == len(items), (
+                f"{key}: llen {res[0]}, the list was {items} ({self.where()})"
+            )
+            self.model[key] = KeyModel(m.state, b, e, m.short_ttl)
         elif op == "delete":
             self.model[key] = KeyModel(None, b, e, False)
         elif op == "expire":
             self.model[key] = KeyModel(m.state, b, e, arg == SHORT_TTL)
+        else:
+            raise AssertionError(f"unknown op {op}")
+
+    def absent_seen(self, key: str, m: KeyModel, b: int, e: int, how: str) -> None:
+        """An operation during [b, e] found the key missing (checked once
+        every journal is in: only a flush or a short TTL explains it)."""
+        self.absences.append((key, m, b, e, how))
+        self.model[key] = KeyModel(None, b, e, False)
+
+    def present_seen(self, key: str, m: KeyModel, op: str) -> None:
+        assert m.state is not None, (
+            f"{key} reappeared: {op} found it, but it was last seen absent "
+            f"({self.where()})"
+        )
 
     def lock_owner(self) -> str:
         """The lock words (0 = free) and which of our processes they name,
@@ -1772,7 +2076,7 @@ class Torture:
             seq, op, k, arg, b = victim.pending
             if op == "flush":
                 self.flushes.append(Flush(b, t_kill, False))
-            elif op not in ("scan", "verify"):
+            elif op not in GLOBAL_OPS:
                 inflight = (f"w{victim.slot}:{k}", victim.slot, seq, op, k, arg, b)
         for key, m, b, e, how in self.absences:
             assert self.may_vanish(m, e), (
@@ -1784,14 +2088,9 @@ class Torture:
         self.absences.clear()
         listed = set(c.get_keys())
         now = time.monotonic_ns()
+        states = self.read_states(list(self.model))
         for key, m in self.model.items():
-            got = c.get(key, KeyError)
-            slot, k = (int(x) for x in key[1:].split(":"))
-            if got is not KeyError:
-                assert value_ok(slot, k, got), (
-                    f"{key}: torn or foreign value {got!r:.200}"
-                )
-            state: State = None if got is KeyError else digest(got)
+            state = states[key]
             fl = inflight if inflight is not None and inflight[0] == key else None
             before, after = self.acceptable(m, fl, t_kill)
             assert state in before | after, (
@@ -1807,7 +2106,7 @@ class Torture:
                     self.fig["inflight_applied"] += 1
                 elif state in before and state not in after:
                     self.fig["inflight_lost"] += 1
-            if (got is KeyError) == (key in listed) and not (m.short_ttl or fl):
+            if (state is None) == (key in listed) and not (m.short_ttl or fl):
                 pytest.fail(f"{key}: get says {state}, get_keys says {key in listed}")
             # The op in flight may have been applied; if it set a short TTL,
             # the key may still expire (keep that possible, conservatively).
@@ -1823,6 +2122,38 @@ class Torture:
         unknown = {k for k in listed if k not in self.model}
         assert not unknown, f"keys nobody wrote: {sorted(unknown)[:5]} ({self.where()})"
         self.flushes.clear()
+
+    def read_states(self, keys: list[str]) -> dict[str, State]:
+        """The state of each key, every value and list item checked whole
+        and its writer's (a list's items are read from a copy of the file,
+        so the check changes nothing)."""
+        c = self.checker
+        states: dict[str, State] = {}
+        lists = []
+        for key in keys:
+            try:
+                got = c.get(key, KeyError)
+            except TypeError:  # it holds a list
+                lists.append(key)
+                continue
+            slot, k = (int(x) for x in key[1:].split(":"))
+            if got is not KeyError:
+                assert value_ok(slot, k, got), (
+                    f"{key}: torn or foreign value {got!r:.200}"
+                )
+            states[key] = None if got is KeyError else digest(got)
+        if lists:
+            self.fig["list_checks"] += len(lists)
+            for key, items in list_items(c, lists).items():
+                slot, k = (int(x) for x in key[1:].split(":"))
+                for x in items:
+                    assert x is not None, f"{key}: a None item"
+                    assert value_ok(slot, k, x), (
+                        f"{key}: torn or foreign list item {x!r:.200}"
+                    )
+                assert items, f"{key}: an empty list is stored"
+                states[key] = list_state([item_state(x) for x in items])
+        return states
 
     def acceptable(
         self, m: KeyModel, fl: tuple | None, t_kill: int
@@ -1840,20 +2171,12 @@ class Torture:
         if fl is not None:
             _, slot, seq, op, k, arg, b = fl
             for s in before:
-                if op == "set":
-                    kind, size, _ = arg.split(",")
-                    after.add(digest(make_value(slot, k, seq, kind, int(size))))
-                    if int(size) > 4096:
-                        # README, "Crashes": a crash while overwriting a value
-                        # of more than 4 KiB that fits only in the old one's
-                        # place (a full dict) may leave the key absent.
-                        after.add(None)
-                elif op == "delete":
+                after.add(effect(s, op, slot, k, seq, arg))
+                if op == "set" and int(arg.split(",")[1]) > 4096:
+                    # README, "Crashes": a crash while overwriting a value
+                    # of more than 4 KiB that fits only in the old one's
+                    # place (a full dict) may leave the key absent.
                     after.add(None)
-                elif op == "incr":
-                    after.add(incr_result(s, arg))
-                else:
-                    after.add(s)
             if SHORT_TTL in arg.split(",") or any(f.e >= b for f in self.flushes):
                 after.add(None)
         return before, after
