@@ -760,9 +760,11 @@ static sd_status alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
 }
 
 sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                               const void *key, size_t klen, uint32_t hash,
                                uint32_t *idx, uint64_t *evicted)
 {
-    return alloc_room_locked(t, payload, noevict, NULL, idx, evicted);
+    protect pk = {key, klen, hash};
+    return alloc_room_locked(t, payload, noevict, &pk, idx, evicted);
 }
 
 bool sd_can_make_room(sd_part *h)

@@ -370,10 +370,12 @@ sd_status sd_open_find(sd_part *h, sd_tx *t, const void *key, size_t klen,
 /* Unlink a found entry and free it (a list's items go to the gc chain). */
 sd_status sd_drop_locked(sd_tx *t, sd_found *f);
 /* Allocate, making room by draining the gc chain, reclaiming expired
- * entries and (on an evicting dict, unless `noevict`) evicting. Each
- * reclaimed item is committed on its own, so the caller's transaction must
- * hold no changes yet (it is rolled back first). */
+ * entries and (on an evicting dict, unless `noevict`) evicting any key but
+ * `key`, the one being written. Each reclaimed item is committed on its
+ * own, so the caller's transaction must hold no changes yet (it is rolled
+ * back first). */
 sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                               const void *key, size_t klen, uint32_t hash,
                                uint32_t *idx, uint64_t *evicted);
 /* Whether sd_alloc_room_locked could free anything (an evicting dict,
  * items on the gc chain, or expiries that may have passed). */

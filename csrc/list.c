@@ -88,7 +88,8 @@ sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t probe;
         uint64_t evicted = 0;
-        rc = sd_alloc_room_locked(&t, need, false, &probe, &evicted);
+        rc = sd_alloc_room_locked(&t, need, false, key, klen, hash, &probe,
+                                  &evicted);
         if (rc != SD_OK)
             break;
         sd_tx_abort(&t); /* the probe allocation only */

@@ -853,24 +853,11 @@ def crash_dict(
     return d, reset
 
 
-# Bugs the crash ops found in the C core, kept as failing cases until fixed.
-KNOWN_BUGS = {
-    "evict_rpush": "a push to a list on a full evicting dict may evict that very "
-    "list to make room for its own item (part_push makes room without "
-    "protecting its key): the push returns 1 and the old items are gone; "
-    "see test_push_never_evicts_its_own_list",
-}
-
-
 def crash_param(o: CrashOp) -> Any:
     marks: list[Any] = []
     if o.full or o.slow:
         # The full-dict ops refill a dict before every crash: slow under ASan.
         marks.append(pytest.mark.no_asan)
-    if o.name in KNOWN_BUGS:
-        # Not strict: whether the list is the one evicted depends on the
-        # dict's random hash seed.
-        marks.append(pytest.mark.xfail(reason=KNOWN_BUGS[o.name], strict=False))
     return pytest.param(o, marks=marks, id=o.name)
 
 
@@ -902,7 +889,6 @@ def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) ->
         d.close()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["evict_rpush"])
 def test_push_never_evicts_its_own_list(name: str) -> None:
     """The key being written is never evicted to make room for its own new
     value (as set protects it); a list that grows to fill an evicting dict
