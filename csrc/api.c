@@ -52,6 +52,13 @@ int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq)
     return part < d->nparts && part_still_current(&d->parts[part], hash, seq);
 }
 
+uint64_t sd_part_seq(const sd_handle *d, unsigned part)
+{
+    return part < d->nparts ? atomic_load_explicit(&d->parts[part].lock->seq,
+                                                   memory_order_acquire)
+                            : 1;
+}
+
 sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
                        sd_value_out *out, int *stale)
 {

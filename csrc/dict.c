@@ -229,10 +229,12 @@ sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
 {
     peek p = {.out = out};
     sd_status rc = peek_key(h, key, klen, hash, &p);
-    /* A value read without the lock, that no clock can expire, stays the
-     * stripe's current one until the sequence counter moves: every lock
-     * holder moves it, whatever it does. */
-    out->seq = rc == SD_OK && !meta_exp(p.meta) ? p.seq : 0;
+    /* What was read without the lock (a value, or that there is none) is
+     * the stripe's current state until the sequence counter moves: every
+     * lock holder moves it, whatever it does. Only a clock can change it
+     * otherwise, by expiring the value. */
+    out->seq = p.seq;
+    out->expiring = rc == SD_OK && meta_exp(p.meta) != 0;
     out->part = h->part_index;
     out->hash = hash;
     return rc;

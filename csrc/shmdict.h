@@ -55,12 +55,14 @@ typedef struct sd_value_out {
     void *buf;
     size_t cap;
     size_t len;
-    /* Set by sd_get: nonzero if the value was read without the lock and
-     * has no expiry. It then stays current for as long as
-     * sd_still_current(d, part, hash, seq) says so. */
+    /* Set by sd_get, for SD_OK and SD_NOTFOUND: seq is nonzero if what it
+     * found was read without the lock, and it then stays current for as
+     * long as sd_still_current(d, part, hash, seq) says so (and, if
+     * `expiring`, until the value's expiry). */
     uint64_t seq;
     uint32_t part;
     uint32_t hash;
+    int expiring;
 } sd_value_out;
 
 typedef struct sd_handle sd_handle;
@@ -144,6 +146,10 @@ sd_status sd_get(sd_handle *h, const void *key, size_t klen,
  * lock holder has touched its stripe since.) If so it counts as a hit, as
  * sd_get would. Lock-free: one load of the stripe's sequence counter. */
 int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq);
+/* The sequence counter of a stripe (odd while a writer holds it): a
+ * reader that finds every counter unchanged after reading several keys
+ * without the lock read them all at one moment. */
+uint64_t sd_part_seq(const sd_handle *d, unsigned part);
 sd_status sd_set(sd_handle *h, const void *key, size_t klen,
                  const sd_value_in *v, int64_t ttl_ms);
 /* sd_set with a mode and options (flags above). `*evicted` (may be NULL)

@@ -56,6 +56,7 @@ typedef struct {
  * immutable (str, bytes, int, float, True, False, None), so handing out the
  * same one twice is safe. */
 #define NEAR_SLOTS 4096u
+#define SNAP_PARTS 64u /* get_many reads this many stripes without locks */
 #define NEAR_MAX_VALUE 256u
 
 struct near_slot {
@@ -107,7 +108,7 @@ static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
 static void near_keep(DictObject *self, PyObject *key, PyObject *value,
                       const sd_value_out *o)
 {
-    if (!o->seq || !PyUnicode_CheckExact(key) ||
+    if (!o->seq || o->expiring || !PyUnicode_CheckExact(key) ||
         ((o->type == SD_T_STR || o->type == SD_T_BYTES) &&
          o->len > NEAR_MAX_VALUE))
         return;
@@ -698,8 +699,11 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
 
 /* get(key, default=None): fetch_obj's work, inlined for the hot path. */
 /* key's value as a new reference; Py_Ellipsis (never a stored value) if it
- * has none; NULL with an exception on an error. */
-static PyObject *lookup(DictObject *self, PyObject *key)
+ * has none; NULL with an exception on an error. With `snap` (the stripes'
+ * sequence values of a get_many), only what was read under those values
+ * counts: anything else sets *stale and returns NULL with no exception. */
+static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
+                        int *stale)
 {
     const char *k;
     Py_ssize_t klen;
@@ -711,6 +715,7 @@ static PyObject *lookup(DictObject *self, PyObject *key)
         Py_hash_t ph;
         struct near_slot *ns = near_slot_of(self, key, &ph);
         if (ns && ns->ph == ph && ns->key && same_str(ns->key, key) &&
+            (!snap || snap[ns->part] == ns->seq) &&
             sd_still_current(self->h, ns->part, ns->hash, ns->seq))
             return Py_NewRef(ns->value);
     }
@@ -719,6 +724,13 @@ static PyObject *lookup(DictObject *self, PyObject *key)
     self->busy++;
     sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
     leave(self);
+    if (snap && (!(rc == SD_OK || rc == SD_NOTFOUND) || !out.seq ||
+                 out.part >= SNAP_PARTS || out.seq != snap[out.part])) {
+        /* 1: changed meanwhile, or read under the lock: try again. 2: big,
+         * a list, or an error: leave it to the locked way. */
+        *stale = rc == SD_OK || rc == SD_NOTFOUND ? 1 : 2;
+        return NULL;
+    }
     if (SD_LIKELY_OK(rc)) {
         PyObject *res = value_obj((PyObject *)self, &out);
         if (res)
@@ -733,7 +745,7 @@ static PyObject *lookup(DictObject *self, PyObject *key)
 static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
                         int raise_missing)
 {
-    PyObject *res = lookup(self, key);
+    PyObject *res = lookup(self, key, NULL, NULL);
     if (res != Py_Ellipsis)
         return res;
     Py_DECREF(res);
@@ -1131,19 +1143,124 @@ static int batch_keys(PyObject *iterable, key_batch *b)
     return 0;
 }
 
+static PyObject *record_value(PyObject *self, const unsigned char *rec,
+                              const unsigned char *body)
+{
+    sd_value_out o = {.type = rec[0], .ascii = rec[1]};
+    uint32_t len;
+    memcpy(&len, rec + 4, 4);
+    o.len = len;
+    o.buf = (void *)body;
+    if (o.type == SD_T_INT)
+        memcpy(&o.i, body, 8);
+    else if (o.type == SD_T_FLOAT)
+        memcpy(&o.f, body, 8);
+    return value_obj(self, &o);
+}
+
+/* get_many under every stripe's lock: the way when readers keep meeting
+ * writers, or a value needs more than a plain lock-free get. */
+static PyObject *get_many_locked(DictObject *self, key_batch *bp)
+{
+    key_batch b = *bp;
+    if (!self->h || self->closing)
+        return closed_error();
+    size_t cap = 4096, need = 0;
+    unsigned char *buf = PyMem_Malloc(cap);
+    PyObject *res = NULL;
+    sd_status rc = SD_TOOBIG;
+    while (buf && rc == SD_TOOBIG) {
+        self->busy++;
+        rc = sd_get_many(self->h, (size_t)b.n, b.keys, b.klens, buf, cap,
+                         &need);
+        leave(self);
+        if (rc == SD_TOOBIG) {
+            PyMem_Free(buf);
+            cap = need;
+            buf = PyMem_Malloc(cap);
+        }
+    }
+    if (!buf) {
+        PyErr_NoMemory();
+    } else if (rc == SD_WRONGTYPE) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_many: one of the keys holds a list");
+    } else if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, self->path);
+    } else if ((res = PyDict_New())) {
+        PyObject **items = PySequence_Fast_ITEMS(b.seq);
+        size_t pos = 0;
+        for (Py_ssize_t i = 0; i < b.n; i++) {
+            const unsigned char *rec = buf + pos;
+            uint32_t len;
+            memcpy(&len, rec + 4, 4);
+            size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
+                              ? ((size_t)len + 7) / 8 * 8
+                          : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
+                                                                       : 0;
+            pos += 8 + body;
+            if (rec[0] == 0)
+                continue; /* missing */
+            PyObject *v = record_value((PyObject *)self, rec, rec + 8);
+            if (!v || PyDict_SetItem(res, items[i], v) < 0) {
+                Py_XDECREF(v);
+                Py_CLEAR(res);
+                break;
+            }
+            Py_DECREF(v);
+        }
+    }
+    PyMem_Free(buf);
+    return res;
+}
+
+/* Read every key without a lock, as get() does, and keep the result only if
+ * no stripe's sequence counter moved meanwhile: then all the values were
+ * current at one moment, as under the locks, which is the way after a few
+ * tries. */
 static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
 {
     key_batch b;
     if (batch_keys(keys, &b) < 0) /* every key is checked before any read */
         return NULL;
-    PyObject *res = PyDict_New();
-    PyObject **items = PySequence_Fast_ITEMS(b.seq);
-    for (Py_ssize_t i = 0; res && i < b.n; i++) {
-        PyObject *v = lookup(self, items[i]);
-        if (v != Py_Ellipsis && (!v || PyDict_SetItem(res, items[i], v) < 0))
-            Py_CLEAR(res);
-        Py_XDECREF(v);
+    if (!self->h || self->closing) {
+        batch_free(&b);
+        return closed_error();
     }
+    unsigned np = sd_nparts(self->h);
+    uint64_t snap[SNAP_PARTS];
+    PyObject **items = PySequence_Fast_ITEMS(b.seq);
+    PyObject *res = NULL;
+    for (int attempt = 0; np <= SNAP_PARTS && attempt < 3; attempt++) {
+        int stale = 0;
+        for (unsigned p = 0; p < np; p++)
+            stale |= (int)((snap[p] = sd_part_seq(self->h, p)) & 1);
+        if (stale)
+            continue; /* a writer is in */
+        if (!(res = PyDict_New()))
+            goto done;
+        for (Py_ssize_t i = 0; i < b.n && !stale; i++) {
+            PyObject *v = lookup(self, items[i], snap, &stale);
+            if (!v && !stale) {
+                Py_CLEAR(res);
+                goto done;
+            }
+            if (v && v != Py_Ellipsis && PyDict_SetItem(res, items[i], v) < 0)
+                Py_CLEAR(res);
+            Py_XDECREF(v);
+            if (!res)
+                goto done;
+        }
+        for (unsigned p = 0; p < np && !stale; p++)
+            stale = sd_part_seq(self->h, p) != snap[p];
+        if (!stale)
+            goto done;
+        Py_CLEAR(res);
+        if (stale == 2)
+            break;
+    }
+    res = get_many_locked(self, &b);
+done:
     batch_free(&b);
     return res;
 }
@@ -1672,9 +1789,10 @@ static PyMethodDef Dict_methods[] = {
      "The length of the list at key (0 if missing). O(1)."},
     {"get_many", (PyCFunction)Dict_get_many, METH_O,
      "get_many($self, keys, /)\n--\n\n"
-     "A dict of the keys that exist. Every key is checked first, then each\n"
-     "is read as get() reads it: each value is atomic, the batch is not a\n"
-     "snapshot (see set_many). O(len(keys)), no lock."},
+     "A dict of the keys that exist, all as they were at one moment. Every\n"
+     "key is checked first; then they are read without a lock, as get()\n"
+     "reads, and read again under every stripe's lock if a writer came\n"
+     "in meanwhile (or a value is over 4 KiB). O(len(keys))."},
     {"set_many", (PyCFunction)(void (*)(void))Dict_set_many, FASTKW,
      "set_many($self, /, mapping, exptime=0)\n--\n\n"
      "Store every item under one hold of the lock. Every input is checked\n"
