@@ -299,13 +299,24 @@ def test_lists_do_not_cause_no_memory_error(ed: SharedDict) -> None:
     assert ed.verify() == []
 
 
-def test_push_never_raises_on_evicting_dict(ed: SharedDict) -> None:
-    """Pushing 200-byte items onto one list in an evicting dict: each push
-    fits an empty dict, so none may raise NoMemoryError."""
-    for i in range(400):
-        ed.rpush("L", b"x" * 200)
-        assert ed.llen("L") >= 1, i
+def test_push_evicts_others_never_its_own_list(ed: SharedDict) -> None:
+    """Pushing 200-byte items onto one list in a full evicting dict evicts
+    other keys to make room, never the list itself: once the list is all
+    that is left, a push raises NoMemoryError and the list stays whole."""
+    for i in range(300):
+        ed[f"k{i}"] = b"v" * 200
+    n = 0
+    for _ in range(10_000):
+        try:
+            assert ed.rpush("L", b"%05d" % n + b"x" * 195) == n + 1
+        except shmdict.NoMemoryError:
+            break
+        n += 1
+    assert n > 50
     assert ed.stats()["evictions"] >= 1
+    assert ed.llen("L") == n
+    assert not [k for k in ed.get_keys() if k != "L"]  # the others made room
+    assert ed.lpop("L") == b"00000" + b"x" * 195
     assert ed.verify() == []
 
 
