@@ -417,11 +417,19 @@ static int ttl_arg(PyObject *o, int64_t *ms)
 static int is_ascii(const void *p, size_t n)
 {
     const unsigned char *s = p;
-    uint64_t acc = 0, w;
+    uint64_t acc = 0, w[4], a[4] = {0, 0, 0, 0};
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) { /* four chains: loads, not ORs, limit */
+        memcpy(w, s + i, 32);
+        a[0] |= w[0];
+        a[1] |= w[1];
+        a[2] |= w[2];
+        a[3] |= w[3];
+    }
+    acc = a[0] | a[1] | a[2] | a[3];
     for (; i + 8 <= n; i += 8) {
-        memcpy(&w, s + i, 8);
-        acc |= w;
+        memcpy(w, s + i, 8);
+        acc |= w[0];
     }
     for (; i < n; i++)
         acc |= s[i];
@@ -698,6 +706,42 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
 }
 
 /* get(key, default=None): fetch_obj's work, inlined for the hot path. */
+/* A str or bytes value too big for the stack buffer (`out` says what the
+ * last read found): read it straight into the object that will hold it,
+ * one copy instead of two and no scratch buffer. If its type or size moved
+ * meanwhile, the general way takes over. */
+static PyObject *read_big(DictObject *self, PyObject *key, const char *k,
+                          Py_ssize_t klen, sd_value_out out)
+{
+    for (int tries = 0; tries < 3; tries++) {
+        int str = out.type == SD_T_STR;
+        if (!(out.type == SD_T_BYTES || (str && out.ascii)))
+            break;
+        Py_ssize_t len = (Py_ssize_t)out.len;
+        PyObject *obj = str ? PyUnicode_New(len, 127)
+                            : PyBytes_FromStringAndSize(NULL, len);
+        if (!obj)
+            return NULL;
+        void *buf = str ? PyUnicode_DATA(obj) : PyBytes_AS_STRING(obj);
+        sd_value_out got = {.buf = buf, .cap = (size_t)len};
+        if (!self->h || self->closing) {
+            Py_DECREF(obj);
+            return closed_error();
+        }
+        self->busy++;
+        sd_status rc = sd_get(self->h, k, (size_t)klen, &got);
+        leave(self);
+        if (rc == SD_OK && got.type == out.type && got.len == (size_t)len &&
+            (!str || (got.ascii && is_ascii(buf, (size_t)len))))
+            return obj;
+        Py_DECREF(obj);
+        if (rc != SD_TOOBIG)
+            break;
+        out = got; /* it grew: try again at its new size */
+    }
+    return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis);
+}
+
 /* key's value as a new reference; Py_Ellipsis (never a stored value) if it
  * has none; NULL with an exception on an error. With `snap` (the stripes'
  * sequence values of a get_many), only what was read under those values
@@ -739,6 +783,8 @@ static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
     }
     if (rc == SD_NOTFOUND)
         return Py_NewRef(Py_Ellipsis);
+    if (rc == SD_TOOBIG)
+        return read_big(self, key, k, klen, out);
     return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis);
 }
 
