@@ -1279,6 +1279,8 @@ static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
     PyObject *res = NULL;
     for (int attempt = 0; np <= SNAP_PARTS && attempt < 3; attempt++) {
         int stale = 0;
+        if (!self->h || self->closing) /* closed by a thread while we read */
+            break;                     /* (get_many_locked says so) */
         for (unsigned p = 0; p < np; p++)
             stale |= (int)((snap[p] = sd_part_seq(self->h, p)) & 1);
         if (stale)
@@ -1296,6 +1298,10 @@ static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
             Py_XDECREF(v);
             if (!res)
                 goto done;
+        }
+        if (!self->h || self->closing) {
+            Py_CLEAR(res);
+            break;
         }
         for (unsigned p = 0; p < np && !stale; p++)
             stale = sd_part_seq(self->h, p) != snap[p];
