@@ -34,7 +34,7 @@ COUNTERS = 8
 LONG = 10**6
 
 
-def make_value(owner: int, k: int, seq: int, rng: random.Random) -> object:
+def make_value(owner: int, k: int, seq: int, rng: random.Random) -> shmdict.Value:
     kind = rng.random()
     if kind < 0.2:
         return rng.randrange(-(2**62), 2**62)
@@ -81,8 +81,8 @@ def worker(
     try:
         rng = random.Random(me * 7919 + os.getpid())
         d = shmdict.get(name, lock_timeout=30)
-        model: dict[str, object] = {}
-        lists: dict[str, collections.deque[object]] = {}
+        model: dict[str, shmdict.Value] = {}
+        lists: dict[str, collections.deque[int]] = {}
         sums = [0] * COUNTERS
         ops: collections.Counter[str] = collections.Counter()
         has = {
@@ -174,7 +174,7 @@ def worker(
                     else:
                         got = d.lpop(lkey)
                         want = dq.popleft()
-                        check(got == want, f"{lkey}: lpop gave {got}, model {want}")
+                        check(got == want, f"{lkey}: lpop gave {got!r}, model {want!r}")
                     ops["list"] += 1
                 elif r < 0.9 and has["cas"] and key in model:
                     v0 = model[key]
@@ -185,10 +185,10 @@ def worker(
                     ops["cas"] += 1
                 elif r < 0.93 and has["get_many"]:
                     ks = [f"p{me}:{rng.randrange(KEYS)}" for _ in range(5)]
-                    got = d.get_many(ks)
+                    many = d.get_many(ks)
                     for kk in ks:
                         check(
-                            same(got.get(kk, KeyError), model.get(kk, KeyError)),
+                            same(many.get(kk, KeyError), model.get(kk, KeyError)),
                             f"{kk}: get_many",
                         )
                     ops["get_many"] += 1
@@ -251,7 +251,7 @@ def worker(
 def test_load_model_check(name: str, stripes: int | None) -> None:
     seconds = env_int("SHMDICT_LOAD_SECONDS", 5)
     nprocs = env_int("SHMDICT_LOAD_PROCS", 4)
-    kwargs = {} if stripes is None else {"stripes": stripes}
+    kwargs: dict[str, Any] = {} if stripes is None else {"stripes": stripes}
     try:
         d = shmdict.new(name, 32 * MiB, **kwargs)
     except TypeError:
@@ -293,7 +293,7 @@ def test_load_model_check(name: str, stripes: int | None) -> None:
         for c in range(COUNTERS):
             want = sum(res["sums"][c] for res in results)
             assert d.get(f"shared:{c}") == want, (
-                f"shared:{c} is {d.get(f'shared:{c}')}, the workers added {want}"
+                f"shared:{c} is {d.get(f'shared:{c}')!r}, the workers added {want}"
             )
         total = sum(sum(res["ops"].values()) for res in results)
         assert total > nprocs * 100
