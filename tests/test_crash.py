@@ -58,7 +58,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import pytest
 
@@ -733,19 +733,23 @@ def check_after_crash(
                 else f"{st[0]} {st[1][:24]}...({len(st[1])}) ttl={st[2]}"
             )
 
-        diff = {
+        diff: dict[str, object] = {
             k: f"before {short(ref.before.get(k))} | after {short(ref.after.get(k))} | "
             f"now {short(now.get(k))}"
             for k in sorted(set(now) | set(ref.before) | set(ref.after))
             if now.get(k) not in (ref.before.get(k), ref.after.get(k))
         }
         if not diff:
-            keys = sorted(set(now) | set(ref.before) | set(ref.after))
+            sorted_keys = sorted(set(now) | set(ref.before) | set(ref.after))
             old = [
-                k for k in keys if now.get(k) == ref.before.get(k) != ref.after.get(k)
+                k
+                for k in sorted_keys
+                if now.get(k) == ref.before.get(k) != ref.after.get(k)
             ]
             new = [
-                k for k in keys if now.get(k) == ref.after.get(k) != ref.before.get(k)
+                k
+                for k in sorted_keys
+                if now.get(k) == ref.after.get(k) != ref.before.get(k)
             ]
             diff = {
                 "keys as before the write": old[:8] + (["..."] if len(old) > 8 else []),
@@ -868,7 +872,9 @@ def crash_param(o: CrashOp) -> Any:
 
 
 @pytest.mark.parametrize("op", [crash_param(o) for o in CRASH_OPS])
-def test_crash_points(name_factory, op: CrashOp, crash_tally: dict[str, int]) -> None:
+def test_crash_points(
+    name_factory: Callable[[], str], op: CrashOp, crash_tally: dict[str, int]
+) -> None:
     """Die at every crash point of one kind of write; the dict stays whole."""
     d, reset = crash_dict(name_factory, op)
     try:
@@ -970,7 +976,7 @@ def recoverer_run(name: str, m: int) -> None:  # pragma: no cover - child
 @pytest.mark.no_asan
 @pytest.mark.parametrize("opname", RECOVERY_OPS)
 def test_crash_during_recovery(
-    name_factory, opname: str, crash_tally: dict[str, int]
+    name_factory: Callable[[], str], opname: str, crash_tally: dict[str, int]
 ) -> None:
     """A writer dies at crash point n; the process that repairs it dies at
     every step of the repair in turn; the third process finds a whole dict.
@@ -1104,7 +1110,7 @@ def test_owner_killed(name: str, mode: str) -> None:
             peers.append(pid)
         watcher = shmdict.get(name, lock_timeout=10)
         deadline = time.monotonic() + 30
-        while watcher.get("n", 0) < 200:
+        while cast(int, watcher.get("n", 0)) < 200:
             assert time.monotonic() < deadline, "peers made no progress"
             time.sleep(0.001)
         if mode == "midwrite":
@@ -1118,9 +1124,9 @@ def test_owner_killed(name: str, mode: str) -> None:
         assert _core.creator_alive(shmdict.path_for(name)) is False
         # Peers keep working after the owner died (and after the repair of
         # its half-done write, in midwrite mode).
-        n0 = watcher.get("n")
+        n0 = cast(int, watcher.get("n"))
         deadline = time.monotonic() + 30
-        while watcher.get("n") < n0 + 200:
+        while cast(int, watcher.get("n")) < n0 + 200:
             assert time.monotonic() < deadline, "peers stopped after the owner died"
             time.sleep(0.001)
         assert watcher.get("k0") == 0, "the owner's write in flight must be undone"
@@ -1348,14 +1354,16 @@ def value_ok(slot: int, k: int, v: object) -> bool:
             f"{slot}:{k}:".encode()
         )
     if isinstance(v, str):
-        body, crc = v[:-8], v[-8:]
-        return format(zlib.crc32(body.encode()), "08x") == crc and body.startswith(
+        sbody, scrc = v[:-8], v[-8:]
+        return format(zlib.crc32(sbody.encode()), "08x") == scrc and sbody.startswith(
             f"{slot}:{k}:"
         )
     return v is None or isinstance(v, (bool, int, float))
 
 
 State = Optional[tuple[str, str]]  # None: absent, else a digest of the value
+# An op in flight on one key: key, slot, seq, op, k, arg, b.
+InFlight = tuple[str, int, int, str, int, str, int]
 
 
 def digest(v: object) -> tuple[str, str]:
@@ -2086,7 +2094,7 @@ class Torture:
         c = self.checker
         problems = c.verify()
         assert problems == [], f"verify ({self.where()}): {problems}"
-        inflight = None
+        inflight: InFlight | None = None
         if victim is not None and victim.pending is not None:
             seq, op, k, arg, b = victim.pending
             if op == "flush":
@@ -2176,7 +2184,7 @@ class Torture:
         return states
 
     def acceptable(
-        self, m: KeyModel, fl: tuple | None, t_kill: int
+        self, m: KeyModel, fl: InFlight | None, t_kill: int
     ) -> tuple[set[State], set[State]]:
         """The states a key may be in now: without and with the effect of
         the op in flight on it (if any)."""
