@@ -49,9 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -182,10 +182,18 @@ class FileLayout:
         with open(path, "rb") as f:
             self.data = f.read()
         size = len(self.data)
-        u32 = lambda off: struct.unpack_from("<I", self.data, off)[0]  # noqa: E731
-        u64 = lambda off: struct.unpack_from("<Q", self.data, off)[0]  # noqa: E731
+
+        def u32(off: int) -> int:
+            return cast(int, struct.unpack_from("<I", self.data, off)[0])
+
+        def u64(off: int) -> int:
+            return cast(int, struct.unpack_from("<Q", self.data, off)[0])
+
         self.u32, self.u64 = u32, u64
-        h = lambda f: L[f"sd_header.{f}"]  # noqa: E731
+
+        def h(f: str) -> int:
+            return L[f"sd_header.{f}"]
+
         assert u64(h("magic")) == L["SD_MAGIC"], "not a dict file"
         assert u64(h("file_size")) == size, "not a dict file"
         self.size = size
@@ -199,7 +207,7 @@ class FileLayout:
             u64(h("index_off")),
             u64(h("heap_off")),
         )
-        self.stripes = []
+        self.stripes: list[Stripe] = []
         for i in range(self.nparts):
             base = L["SD_PARTS_OFF"] + i * self.part_size
             s = Stripe(
@@ -289,7 +297,8 @@ def build_dict(
                 if not hasattr(d, "rpush"):
                     continue
                 for j in range(rng.randrange(1, 6)):
-                    d.rpush(k, rng.choice([j, b"x" * rng.randrange(100), "v"]))
+                    items: list[shmdict.Value] = [j, b"x" * rng.randrange(100), "v"]
+                    d.rpush(k, rng.choice(items))
             else:
                 d.set(k, rng.choice([None, True, False]))
             keys[kind].append(k)
@@ -433,8 +442,13 @@ def corruption(
     """One corruption: a list of (offset, bytes, what) to write."""
     L = fl.L
     s = rng.choice(fl.stripes)
-    w32 = lambda v: struct.pack("<I", v & 0xFFFFFFFF)  # noqa: E731
-    w64 = lambda v: struct.pack("<Q", v & (2**64 - 1))  # noqa: E731
+
+    def w32(v: int) -> bytes:
+        return struct.pack("<I", v & 0xFFFFFFFF)
+
+    def w64(v: int) -> bytes:
+        return struct.pack("<Q", v & (2**64 - 1))
+
     kinds = [
         "bitflip",
         "random_bytes",
@@ -1596,7 +1610,7 @@ def bad_files(rng: random.Random, n_random: int) -> Iterator[tuple[str, bytes]]:
         yield f"header-bytes-{i}", bytes(hdr) + img[4096:]
 
 
-def test_bad_files_raise_never_crash(name_factory) -> None:
+def test_bad_files_raise_never_crash(name_factory: Callable[[], str]) -> None:
     """get() on a file that is not a valid dict raises CorruptError or
     OSError; a file whose header is intact but whose body is garbage may
     open, and every operation on it then behaves (checked by the victim)."""
@@ -1670,7 +1684,7 @@ def test_bad_files_raise_never_crash(name_factory) -> None:
 # access rules
 
 
-def test_symlink_at_name_is_refused(name_factory) -> None:
+def test_symlink_at_name_is_refused(name_factory: Callable[[], str]) -> None:
     """A symlink at the name, even to a valid dict, is not followed."""
     real, link = name_factory(), name_factory()
     d = shmdict.new(real, MiB)
@@ -1720,7 +1734,7 @@ def test_foreign_owner_is_refused_unless_allowed(name: str) -> None:
         d.close()
 
 
-def test_mode(name_factory) -> None:
+def test_mode(name_factory: Callable[[], str]) -> None:
     old = os.umask(0)
     try:
         n1, n2 = name_factory(), name_factory()
