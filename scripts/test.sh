@@ -24,6 +24,7 @@ fi
 ruff check src tests benchmarks examples
 ruff format --check src tests benchmarks examples
 mypy
+MYPYPATH=src mypy --strict tests
 PYTHONPATH=src python -m mypy.stubtest shmdict._core --allowlist .stubtest-allowlist
 
 echo "== pytest"
