@@ -31,7 +31,6 @@ recorded as a note, shown in the report, and is never worked around.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +47,7 @@ from common import (
     short_error,
 )
 from peers import Peer
+from perop import key_families
 from timing import OpRunner
 
 
@@ -59,14 +59,8 @@ def build_feature_pools(
     The same key names and pool sizes as ``native/apcu_bench.php`` and
     ``native/ngx_bench.lua`` build for their feature runs.
     """
-    rng = random.Random(settings.seed)
-    keys = [key_name("key", i) for i in range(ds.nkeys)]
-    m = min(ds.nkeys, settings.batch_cap)
-    shuffled = keys[:]
-    rng.shuffle(shuffled)
-    fam = {p: [key_name(p, i) for i in range(m)] for p in ("new", "ctr", "ini")}
-    for lst in fam.values():
-        rng.shuffle(lst)
+    keys, shuffled, fam = key_families(ds, settings, ("new", "ctr", "ini"))
+    m = len(fam["new"])
     value = b"x" * ds.vsize
     batches = [
         tuple(shuffled[i : i + BATCH_KEYS])

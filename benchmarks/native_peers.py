@@ -343,26 +343,31 @@ class NgxSharedDict:
             shutil.rmtree(self.prefix, ignore_errors=True)
             self.prefix = None
 
+    def _fetch(
+        self, path: str, ds: Dataset, settings: Settings, timeout: float
+    ) -> str | PeerRun:
+        """The body of one harness request, or a PeerRun saying why not."""
+        try:
+            url = self._url(path, nkeys=ds.nkeys, vsize=ds.vsize, **_params(settings))
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                return str(r.read().decode())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode() or str(exc)
+            return PeerRun(error=f"HTTP {exc.code}: {short_error(detail)}")
+        except (urllib.error.URLError, OSError) as exc:
+            return PeerRun(
+                error=f"request failed: {short_error(exc)} {self._error_log()}"
+            )
+
     def run(
         self, datasets: list[Dataset], settings: Settings
     ) -> dict[Dataset, PeerRun]:
         """Per-op results of every data set (one HTTP request each)."""
         runs: dict[Dataset, PeerRun] = {}
         for ds in datasets:
-            try:
-                url = self._url(
-                    "/bench", nkeys=ds.nkeys, vsize=ds.vsize, **_params(settings)
-                )
-                with urllib.request.urlopen(url, timeout=900) as r:
-                    body = r.read().decode()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode() or str(exc)
-                runs[ds] = PeerRun(error=f"HTTP {exc.code}: {short_error(detail)}")
-                continue
-            except (urllib.error.URLError, OSError) as exc:
-                runs[ds] = PeerRun(
-                    error=f"request failed: {short_error(exc)} {self._error_log()}"
-                )
+            body = self._fetch("/bench", ds, settings, timeout=900)
+            if isinstance(body, PeerRun):
+                runs[ds] = body
                 continue
             got: dict[Dataset, PeerRun] = {}
             _parse_lines(body, got)
@@ -373,19 +378,9 @@ class NgxSharedDict:
 
     def run_features(self, ds: Dataset, settings: Settings) -> PeerRun:
         """The feature ops ngx.shared.DICT has (see native/ngx_bench.lua)."""
-        try:
-            url = self._url(
-                "/features", nkeys=ds.nkeys, vsize=ds.vsize, **_params(settings)
-            )
-            with urllib.request.urlopen(url, timeout=600) as r:
-                body = r.read().decode()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode() or str(exc)
-            return PeerRun(error=f"HTTP {exc.code}: {short_error(detail)}")
-        except (urllib.error.URLError, OSError) as exc:
-            return PeerRun(
-                error=f"request failed: {short_error(exc)} {self._error_log()}"
-            )
+        body = self._fetch("/features", ds, settings, timeout=600)
+        if isinstance(body, PeerRun):
+            return body
         got: dict[Dataset, PeerRun] = {ds: PeerRun()}
         _parse_lines(body, got)
         run = got[ds]

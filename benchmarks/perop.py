@@ -38,18 +38,29 @@ from timing import OpRunner
 LATENCY_OPS = ("get_hit", "set", "incr")
 
 
-def build_pools(
-    ds: Dataset, settings: Settings
-) -> tuple[list[str], dict[str, list[str]]]:
-    """All keys (insertion order) and the key pool of every op."""
+def key_families(
+    ds: Dataset, settings: Settings, families: tuple[str, ...]
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """All keys (insertion order), the same keys shuffled, and for each
+    prefix in ``families`` min(nkeys, batch_cap) fresh keys, shuffled: drawn
+    in the order the native harnesses draw them, so the pools match."""
     rng = random.Random(settings.seed)
     keys = [key_name("key", i) for i in range(ds.nkeys)]
     m = min(ds.nkeys, settings.batch_cap)
     shuffled = keys[:]
     rng.shuffle(shuffled)
-    fam = {p: [key_name(p, i) for i in range(m)] for p in ("mis", "new", "ctr")}
+    fam = {p: [key_name(p, i) for i in range(m)] for p in families}
     for lst in fam.values():
         rng.shuffle(lst)
+    return keys, shuffled, fam
+
+
+def build_pools(
+    ds: Dataset, settings: Settings
+) -> tuple[list[str], dict[str, list[str]]]:
+    """All keys (insertion order) and the key pool of every op."""
+    keys, shuffled, fam = key_families(ds, settings, ("mis", "new", "ctr"))
+    m = len(fam["new"])
     pools = {
         "get_hit": shuffled,
         "get_miss": fam["mis"],
