@@ -319,6 +319,7 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
                            &vals[i], ttl_ms, SD_MODE_SET);
         if (rc == SD_OK && m.t[p - d->parts].overflow)
             rc = SD_INTERNAL; /* can't happen with the reserve above */
+        sd_mark_used(p, hash); /* see the slow path below */
     }
     bool room = false;
     for (unsigned j = 0; rc == SD_NOMEM && j < d->nparts; j++)
@@ -341,6 +342,10 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
             if (rc == SD_OK) {
                 sd_tx_commit(t);
                 committed = i + 1;
+                /* A new key comes unmarked; mark the batch's keys so that
+                 * making room for its later items passes them over. A
+                 * mark left by an undone write costs nothing but that. */
+                sd_mark_used(t->h, hash);
             }
         }
     }

@@ -412,6 +412,11 @@ static inline void mark_ref(sd_part *h, uint32_t hash)
         ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
 }
 
+void sd_mark_used(sd_part *h, uint32_t hash)
+{
+    mark_ref(h, hash);
+}
+
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v)
 {
@@ -429,7 +434,10 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
     sd_write_entry(t, idx, head, hash, meta, key, klen, v);
     sd_w32(t, b, idx);
     sd_count_add(t, 1, meta_exp(meta) ? 1 : 0);
-    mark_ref(h, hash);
+    /* A new key is not marked (as in SIEVE): it earns its second chance
+     * with a read or a write. Marking it would leave every bucket marked
+     * under a stream of inserts, and the hand would then go full circle
+     * clearing marks and evict whatever it met next, a hot key included. */
 }
 
 /* Give back what an unlinked entry holds: a list's items go to the gc
