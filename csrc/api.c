@@ -318,7 +318,7 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
         rc = sd_set_locked(&m.t[p - d->parts], keys[i], klens[i], hash,
                            &vals[i], ttl_ms, SD_MODE_SET);
         if (rc == SD_OK && m.t[p - d->parts].overflow)
-            rc = SD_INTERNAL; /* can't happen with the reserve above */
+            rc = SD_INTERNAL;  /* can't happen with the reserve above */
         sd_mark_used(p, hash); /* see the slow path below */
     }
     bool room = false;
