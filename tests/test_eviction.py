@@ -2,9 +2,10 @@
 
 A full evicting dict makes room by reclaiming expired items first, then the
 least recently used ones (CLOCK: a bucket read or written since the hand
-last passed survives one pass; a new key is not marked until it is used). set_forcible reports how many live items it evicted;
-safe_set and safe_add never evict. Without evict (the default) a full dict
-raises NoMemoryError and nothing changes.
+last passed survives one pass; a new key is not marked until it is used).
+set_forcible reports how many live items it evicted; safe_set and safe_add
+never evict. Without evict (the default) a full dict raises NoMemoryError
+and nothing changes.
 
 All dicts here are 64 KiB (about 28 KiB of heap), so a few dozen values
 fill them. No timing is asserted.
