@@ -589,7 +589,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         if ((rc = release_locked(t, &f.v)))
             return rc;
         t->npending--; /* free the old block now, not at the commit */
-        if ((rc = sd_free_locked(t, f.v.idx)))
+        if ((rc = sd_free_merge_locked(t, f.v.idx)))
             return rc;
         if (!logged)
             sd_tx_commit(t);
@@ -722,12 +722,33 @@ static uint64_t sweep_expired_locked(sd_tx *t, const protect *pk)
     return freed;
 }
 
+static sd_status make_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                                  const protect *pk, uint32_t *idx,
+                                  uint64_t *evicted);
+
 static sd_status alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
                                    const protect *pk, uint32_t *idx,
                                    uint64_t *evicted)
 {
-    sd_part *h = t->h;
     sd_tx_abort(t);
+    /* Space made here must be able to serve any size: frees merge. */
+    t->merge_frees = true;
+    sd_status rc = make_room_locked(t, payload, noevict, pk, idx, evicted);
+    t->merge_frees = false;
+    return rc;
+}
+
+static sd_status make_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+                                  const protect *pk, uint32_t *idx,
+                                  uint64_t *evicted)
+{
+    sd_part *h = t->h;
+    if (sd_quick_held(h)) {
+        sd_quick_drain_locked(t);
+        sd_status rc = sd_alloc_locked(t, payload, idx);
+        if (rc != SD_NOMEM)
+            return rc;
+    }
     if (LD(&h->st->gc_head)) {
         sd_gc_locked(t, UINT64_MAX);
         sd_status rc = sd_alloc_locked(t, payload, idx);
@@ -779,7 +800,7 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
 
 bool sd_can_make_room(sd_part *h)
 {
-    return h->evict || LD(&h->st->gc_head) ||
+    return h->evict || LD(&h->st->gc_head) || sd_quick_held(h) ||
            (LD(&h->st->n_expiring) &&
             (uint64_t)sd_now_ms() >= LD(&h->st->next_expiry));
 }
@@ -1072,10 +1093,18 @@ sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
     return sd_end_write(&t, rc);
 }
 
+/* Heap bytes in use: quick-listed blocks count in used_bytes, but are
+ * free to the user. */
+static uint64_t in_use(sd_part *h)
+{
+    uint64_t used = LD(&h->st->used_bytes), quick = LD(&h->st->quick_bytes);
+    return used >= quick ? used - quick : 0;
+}
+
 void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
 {
     uint64_t cap = h->heap_size - SD_UNIT;
-    uint64_t used = LD(&h->st->used_bytes);
+    uint64_t used = in_use(h);
     *capacity = cap;
     *free_bytes = used < cap ? cap - used : 0;
 }
@@ -1368,7 +1397,7 @@ sd_status part_get_stats(sd_part *h, sd_stats *st)
         return rc;
     st->count = LD(&h->st->count);
     st->n_expiring = LD(&h->st->n_expiring);
-    st->used_bytes = LD(&h->st->used_bytes);
+    st->used_bytes = in_use(h);
     st->heap_size = h->heap_size - SD_UNIT;
     st->nbuckets = h->nbuckets;
     st->recoveries = LD(&h->lock->recoveries);

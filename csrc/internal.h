@@ -86,12 +86,13 @@ struct sd_handle {
  * back to life. */
 typedef struct sd_tx {
     sd_part *h;
-    void *token;    /* from block_begin, when the thread blocked */
-    bool blocked;   /* block_end must be called after unlock */
-    bool overflow;  /* the undo log filled up: the change must be undone */
-    bool log_all;   /* log every word of new entries, not just headers */
-    uint64_t seq;   /* the odd sequence value written at begin */
-    int64_t now_ms; /* cached clock, -1 until read */
+    void *token;      /* from block_begin, when the thread blocked */
+    bool blocked;     /* block_end must be called after unlock */
+    bool overflow;    /* the undo log filled up: the change must be undone */
+    bool log_all;     /* log every word of new entries, not just headers */
+    bool merge_frees; /* free into the TLSF lists, never a quick list */
+    uint64_t seq;     /* the odd sequence value written at begin */
+    int64_t now_ms;   /* cached clock, -1 until read */
     unsigned npending;
     uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;
@@ -196,7 +197,17 @@ static inline void sd_save64(sd_tx *t, _Atomic uint64_t *p)
 void sd_heap_init(sd_part *h);
 /* A block whose payload holds at least `payload` bytes; 0 when full. */
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *idx);
+/* Free a block: a small one goes whole onto its quick list (unless the
+ * transaction has merge_frees set or the lists are at their cap), any
+ * other is merged with its free neighbours. */
 sd_status sd_free_locked(sd_tx *t, uint32_t idx);
+/* Free a block into the TLSF lists, merged with its free neighbours. */
+sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
+/* Merge every quick-listed block back, committing after each (the caller's
+ * transaction must hold nothing uncommitted). O(blocks on quick lists). */
+void sd_quick_drain_locked(sd_tx *t);
+/* Whether any block sits on a quick list. */
+bool sd_quick_held(const sd_part *h);
 /* Bytes of payload an allocated block offers. */
 uint64_t sd_block_payload(sd_part *h, uint32_t idx);
 uint64_t sd_block_size_for(uint64_t payload);
@@ -320,7 +331,7 @@ static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
     uint64_t size = hdr & ~SD_BLK_FLAGS;
     /* sd_idx_ok bounds the start; the size is compared, never added, so a
      * damaged size near 2^64 can't wrap past the check. */
-    if ((hdr & SD_BLK_FREE) || size < SD_MIN_BLOCK ||
+    if ((hdr & (SD_BLK_FREE | SD_BLK_QUICK)) || size < SD_MIN_BLOCK ||
         size > h->heap_size - ((uint64_t)idx << SD_UNIT_SHIFT))
         return false;
     sd_entry *e = sd_blk_entry(h, idx);

@@ -63,11 +63,15 @@
  *   allocated:  [u64 size|flags][entry ..................................]
  *   free:       [u64 size|flags][u32 next][u32 prev] ........ [u64 size]
  *                                                     footer ^
+ *   quick:      [u64 size|flags][u32 next] ...........................
  *
  *   flags: bit 0 SD_BLK_FREE      this block is free
  *          bit 1 SD_BLK_PREV_FREE the block just before this one is free,
  *                                 so its footer (the 8 bytes before this
  *                                 header) holds its size
+ *          bit 2 SD_BLK_QUICK     a small freed block kept whole on its
+ *                                 size's quick list; to its neighbours it
+ *                                 is still in use, so nothing merges it
  *
  * An entry, the payload of an allocated block:
  *
@@ -100,7 +104,7 @@
 #include <stdint.h>
 
 #define SD_MAGIC UINT64_C(0x31544349444d4853) /* "SHMDICT1" little-endian */
-#define SD_VERSION 1u
+#define SD_VERSION 2u                         /* 2: quick lists */
 
 #define SD_PAGE 4096u
 #define SD_LINE 64u
@@ -109,6 +113,7 @@
 #define SD_MIN_BLOCK 32u
 #define SD_BLK_FREE UINT64_C(1)
 #define SD_BLK_PREV_FREE UINT64_C(2)
+#define SD_BLK_QUICK UINT64_C(4)
 #define SD_BLK_FLAGS UINT64_C(15)
 
 /* TLSF: first level = power of two, second level = 16 linear steps.
@@ -117,6 +122,8 @@
 #define SD_SL_LOG2 4u
 #define SD_SL_COUNT (1u << SD_SL_LOG2)
 #define SD_SMALL_LIMIT (SD_UNIT * SD_SL_COUNT) /* 256 */
+/* One quick list per small block size, 32..240. */
+#define SD_QUICK_CLASSES (SD_SMALL_LIMIT / SD_UNIT - 2)
 
 #define SD_LOG_CAP 1016u /* undo entries per transaction */
 #define SD_NSLOTS 64u
@@ -225,6 +232,10 @@ typedef struct sd_pstate {
     alignas(SD_LINE) _Atomic uint32_t fl_bitmap;
     _Atomic uint32_t sl_bitmap[SD_FL_COUNT];
     _Atomic uint32_t heads[SD_FL_COUNT][SD_SL_COUNT];
+    /* Quick lists (alloc.c): small blocks freed whole, by exact size. They
+     * count in used_bytes; quick_bytes says how much of that they are. */
+    _Atomic uint32_t quick[SD_QUICK_CLASSES];
+    _Atomic uint64_t quick_bytes;
 } sd_pstate;
 
 static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");

@@ -101,14 +101,15 @@ int main(void)
     OFF(sd_pstate, count) OFF(sd_pstate, n_expiring) OFF(sd_pstate, used_bytes)
     OFF(sd_pstate, gc_head) OFF(sd_pstate, evictions) OFF(sd_pstate, expirations)
     OFF(sd_pstate, clock_hand) OFF(sd_pstate, fl_bitmap)
-    OFF(sd_pstate, sl_bitmap) OFF(sd_pstate, heads)
+    OFF(sd_pstate, sl_bitmap) OFF(sd_pstate, heads) OFF(sd_pstate, quick)
+    OFF(sd_pstate, quick_bytes)
     OFF(sd_lock, seq) OFF(sd_lock, log_n) OFF(sd_lock, flush_pending)
     OFF(sd_lock, recoveries) OFF(sd_lock, lock_waits) OFF(sd_lock, log)
     VAL(sizeof(sd_header)) VAL(sizeof(sd_pstate)) VAL(sizeof(sd_lock))
     VAL(sizeof(pthread_mutex_t)) VAL(SD_PARTS_OFF) VAL(SD_LOG_CAP)
     VAL(SD_MAGIC) VAL(SD_VERSION) VAL(SD_FORMAT_WORD) VAL(SD_UNIT)
     VAL(SD_ENTRY_HDR) VAL(SD_FL_COUNT) VAL(SD_SL_COUNT) VAL(SD_PAGE)
-    VAL(SD_MIN_BLOCK) VAL(SD_MAX_KEY)
+    VAL(SD_MIN_BLOCK) VAL(SD_MAX_KEY) VAL(SD_QUICK_CLASSES)
 #ifdef __GLIBC__
     OFF(pthread_mutex_t, __data.__lock) OFF(pthread_mutex_t, __data.__count)
     OFF(pthread_mutex_t, __data.__owner) OFF(pthread_mutex_t, __data.__nusers)
@@ -524,6 +525,8 @@ def corruption(
                 "sl_bitmap",
                 "heads",
                 "heads",
+                "quick",
+                "quick_bytes",
             ]
         )
         off = fl.pstate(s, f)
@@ -531,12 +534,14 @@ def corruption(
             off += 4 * rng.randrange(L["SD_FL_COUNT"])
         elif f == "heads":
             off += 4 * rng.randrange(L["SD_FL_COUNT"] * L["SD_SL_COUNT"])
-        if f in ("count", "n_expiring", "used_bytes", "clock_hand"):
+        elif f == "quick":
+            off += 4 * rng.randrange(L["SD_QUICK_CLASSES"])
+        if f in ("count", "n_expiring", "used_bytes", "clock_hand", "quick_bytes"):
             v = plausible_u64(rng, fl, fl.u64(off))
             return [(off, w64(v), f"stripe {fl.stripes.index(s)} {f} = {v:#x}")]
         v = (
             plausible_u32(rng, fl, fl.u32(off))
-            if f in ("gc_head", "heads")
+            if f in ("gc_head", "heads", "quick")
             else rng.choice(
                 [
                     0,
@@ -643,6 +648,7 @@ def corruption(
                     fl.pstate(s, "count"),
                     fl.pstate(s, "used_bytes"),
                     fl.pstate(s, "heads"),
+                    fl.pstate(s, "quick"),
                     fl.pstate(s, "fl_bitmap"),
                     L["sd_header.heap_size"],
                     L["sd_header.nparts"],
@@ -1226,10 +1232,16 @@ def test_layout_probe_matches_a_real_dict(name: str) -> None:
         assert fl.nparts >= 1
         assert sum(len(st.entries) for st in fl.stripes) == 49
         assert sum(fl.u64(fl.pstate(st, "count")) for st in fl.stripes) == 49
+        # Blocks on quick lists count in used_bytes but are free to users.
         assert (
-            sum(fl.u64(fl.pstate(st, "used_bytes")) for st in fl.stripes)
+            sum(
+                fl.u64(fl.pstate(st, "used_bytes"))
+                - fl.u64(fl.pstate(st, "quick_bytes"))
+                for st in fl.stripes
+            )
             == d.stats()["bytes_used"]
         )
+        assert sum(fl.u64(fl.pstate(st, "quick_bytes")) for st in fl.stripes) > 0
         assert fl.u32(s.lock + L["mutex.kind"]) & 16, "the mutex is robust"
         keys = set()
         for st in fl.stripes:

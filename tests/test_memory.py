@@ -218,6 +218,21 @@ def test_small_items_freed_make_room_for_a_big_one(name: str, size: int) -> None
         assert d.verify() == []
 
 
+def test_deleted_small_items_count_as_free(name: str) -> None:
+    """Small blocks kept whole for reuse (quick lists) are free space: the
+    figures users see come back to where they were."""
+    with shmdict.new(name, MiB) as d:
+        free0 = d.free_space()
+        for i in range(1000):
+            d[f"k{i}"] = i if i % 2 else f"v{i}" * (i % 50)
+        assert d.free_space() < free0
+        for i in range(1000):
+            del d[f"k{i}"]
+        assert d.free_space() == free0
+        assert d.stats()["bytes_used"] == 0
+        assert d.verify() == []
+
+
 def test_tiny_items_capacity_stable(name: str) -> None:
     with shmdict.new(name, shmdict.MIN_SIZE) as d:
         n0 = fill(d, "i", 1)

@@ -269,6 +269,73 @@ static void test_full_big_overwrite(void)
     }
 }
 
+/* Quick lists: a deleted small entry's block is reused whole by the next
+ * entry of its size, they never hold more than their cap, and a value that
+ * needs the space they hold gets it (making room merges them back). */
+static void test_quick_lists(void)
+{
+    sd_handle *h = make(SD_MIN_SIZE);
+    sd_part *p = &h->parts[0];
+    sd_value_in v = vbytes("0123456789abcdef", 16);
+    CHECK(sd_set(h, "a", 1, &v, 0) == SD_OK);
+    sd_found f;
+    uint64_t x = sd_hash_bytes("a", 1, h->hash_seed);
+    uint32_t hash = (uint32_t)(x ^ (x >> 32)); /* as api.c's hash_of */
+    CHECK(sd_find_locked(p, "a", 1, hash, &f) == SD_OK);
+    uint32_t first = f.v.idx;
+    uint64_t used = LD(&p->st->used_bytes);
+    CHECK(sd_delete(h, "a", 1) == SD_OK);
+    CHECK(LD(&p->st->quick_bytes) > 0);
+    CHECK(LD(&p->st->used_bytes) == used); /* still counted, but free: */
+    sd_stats st;
+    CHECK(sd_get_stats(h, &st) == SD_OK && st.used_bytes == 0);
+    CHECK(sd_set(h, "b", 1, &v, 0) == SD_OK); /* same shape: same block */
+    x = sd_hash_bytes("b", 1, h->hash_seed);
+    hash = (uint32_t)(x ^ (x >> 32));
+    CHECK(sd_find_locked(p, "b", 1, hash, &f) == SD_OK && f.v.idx == first);
+    CHECK(LD(&p->st->quick_bytes) == 0);
+    CHECK(problems(h) == 0);
+    CHECK(sd_delete(h, "b", 1) == SD_OK);
+
+    /* The biggest value an empty dict takes. */
+    static char big[SD_MIN_SIZE];
+    memset(big, 'B', sizeof big);
+    size_t lo = 0, hi = sizeof big;
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        sd_value_in bv = vbytes(big, mid);
+        if (sd_set(h, "big", 3, &bv, 0) == SD_OK) {
+            CHECK(sd_delete(h, "big", 3) == SD_OK);
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    CHECK(lo > 1000);
+    /* Fill with entries of many small sizes, then delete them all. */
+    char key[32];
+    int n = 0;
+    for (;; n++) {
+        snprintf(key, sizeof key, "s%d", n);
+        sd_value_in sv = vbytes(big, (size_t)(n % 13) * 16);
+        if (sd_set(h, key, strlen(key), &sv, 0) != SD_OK)
+            break;
+    }
+    CHECK(n > 100);
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "s%d", i);
+        CHECK(sd_delete(h, key, strlen(key)) == SD_OK);
+    }
+    uint64_t cap = p->heap_size / 32;
+    CHECK(LD(&p->st->quick_bytes) > 0 && LD(&p->st->quick_bytes) <= cap);
+    CHECK(problems(h) == 0);
+    sd_value_in bv = vbytes(big, lo);
+    CHECK(sd_set(h, "big", 3, &bv, 0) == SD_OK);
+    CHECK(LD(&p->st->quick_bytes) == 0);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
 /* Random sets and deletes of random sizes, checked against verify. */
 static void test_churn(void)
 {
@@ -529,6 +596,7 @@ static void run_all(void)
     test_expiry();
     test_full();
     test_full_big_overwrite();
+    test_quick_lists();
     test_churn();
     test_dead_holder();
     test_lock_timeout();
