@@ -6,7 +6,8 @@
 ``for k in keys: <op>`` with ``time.perf_counter_ns`` (methods bound once,
 GC off), 7 times, and prints the median ns per op, raw and net of the same
 loop with an empty body (its fastest run), next to the plain dict's
-equivalent and the net ratio.
+equivalent and the net ratio. set (new key) and delete run in batches of
+the 1k keys, each undone untimed (deleted again, put back).
 For the full comparison with the other peers, run benchmarks/bench.py.
 """
 
@@ -60,13 +61,35 @@ def _median_ns(
     return pick(times) / len(ops)
 
 
+def _batched_ns(
+    body: Callable[[list[str]], None],
+    undo: Callable[[list[str]], None],
+    keys: list[str],
+) -> float:
+    """Median over REPS of the ns per op of body(keys), run LOOPS times per
+    repetition with undo(keys) untimed after each (set new key, delete)."""
+    times = []
+    for _ in range(REPS):
+        gc.disable()
+        total = 0
+        for _ in range(LOOPS):
+            t0 = time.perf_counter_ns()
+            body(keys)
+            total += time.perf_counter_ns() - t0
+            undo(keys)
+        gc.enable()
+        times.append(total)
+    return statistics.median(times) / (len(keys) * LOOPS)
+
+
 def main() -> int:
     shmdict = _import_shmdict()
     rng = random.Random(1)
     keys = [f"key:{i:012d}" for i in range(NKEYS)]
     miss = [f"mis:{i:012d}" for i in range(NKEYS)]
     ctrs = [f"ctr:{i:012d}" for i in range(NKEYS)]
-    for lst in (keys, miss, ctrs):
+    fresh = [f"new:{i:012d}" for i in range(NKEYS)]
+    for lst in (keys, miss, ctrs, fresh):
         rng.shuffle(lst)
     v = b"x" * 16
     plain: dict[str, object] = dict.fromkeys(keys, v)
@@ -92,6 +115,11 @@ def main() -> int:
             for k in ks:
                 s(k, v)
 
+        def s_del(ks: list[str]) -> None:
+            dl = d.delete
+            for k in ks:
+                dl(k)
+
         def s_incr(ks: list[str]) -> None:
             inc = d.incr
             for k in ks:
@@ -106,6 +134,11 @@ def main() -> int:
             p = plain
             for k in ks:
                 p[k] = v
+
+        def p_del(ks: list[str]) -> None:
+            p = plain
+            for k in ks:
+                del p[k]
 
         def p_rmw(ks: list[str]) -> None:
             p = plain
@@ -127,6 +160,18 @@ def main() -> int:
                 _median_ns(s_set, keys),
                 "d[k] = v",
                 _median_ns(p_set, keys),
+            ),
+            (
+                "set (new key)",
+                _batched_ns(s_set, s_del, fresh),
+                "d[k] = v",
+                _batched_ns(p_set, p_del, fresh),
+            ),
+            (
+                "delete",
+                _batched_ns(s_del, s_set, keys),
+                "del d[k]",
+                _batched_ns(p_del, p_set, keys),
             ),
             (
                 "incr",
