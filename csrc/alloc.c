@@ -21,10 +21,10 @@
  * request of that size pops it. That is 4-5 logged words each way instead
  * of the 10-15 that a split or a merge with the big free block costs, and
  * entries of one shape that come and go (counters, sessions, rate-limit
- * keys) stay on the quick path. What they hold is bounded (quick_cap), and
- * when an allocation can't be met otherwise, making room puts every quick
- * block back through the merging free first (sd_quick_drain_locked), so no
- * space is stranded for long.
+ * keys) stay on the quick path. What they hold is bounded (quick_cap). A
+ * write that needs a bigger block, or can't find room otherwise, first puts
+ * every quick block back through the merging free (sd_quick_drain_locked),
+ * so small blocks don't stay behind as holes among bigger entries.
  *
  * Costs: sd_alloc_locked and sd_free_locked are O(1), except the fallback
  * walk, which is O(blocks in one list). Every word they change is logged
@@ -102,12 +102,12 @@ static inline unsigned quick_class(uint64_t size)
     return (unsigned)(size >> SD_UNIT_SHIFT) - 2; /* 32 -> 0 */
 }
 
-/* At most 1/32 of the heap, and at most 1 MiB, sits on quick lists: a
- * drain is then at most ~32k blocks. */
+/* At most 1/32 of the heap, and at most 256 KiB, sits on quick lists: a
+ * drain is then at most 8k blocks (about a millisecond). */
 static uint64_t quick_cap(const sd_part *h)
 {
     uint64_t cap = h->heap_size / 32;
-    return cap < (UINT64_C(1) << 20) ? cap : UINT64_C(1) << 20;
+    return cap < (UINT64_C(256) << 10) ? cap : UINT64_C(256) << 10;
 }
 
 /* Take the first block off the quick list for `size` (an exact block

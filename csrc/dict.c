@@ -812,6 +812,7 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
                                   int64_t ttl_ms, unsigned flags,
                                   uint64_t *evicted)
 {
+    sd_before_alloc_locked(t, sd_entry_need(klen, sd_value_len(v)));
     sd_status rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     if (rc != SD_NOMEM)
         return rc;
@@ -834,6 +835,12 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
         rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     }
     return rc;
+}
+
+void sd_before_alloc_locked(sd_tx *t, uint64_t payload)
+{
+    if (sd_block_size_for(payload) >= SD_SMALL_LIMIT && sd_quick_held(t->h))
+        sd_quick_drain_locked(t);
 }
 
 /* Finish a write: undo a failed one, so errors change nothing. */

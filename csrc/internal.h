@@ -208,6 +208,15 @@ sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
 void sd_quick_drain_locked(sd_tx *t);
 /* Whether any block sits on a quick list. */
 bool sd_quick_held(const sd_part *h);
+/* Called by a write before it allocates a block for `payload`, with
+ * nothing uncommitted that it would mind being committed (at most the drop
+ * of an expired entry). A block too big for any quick list first has the
+ * quick blocks merged back, as dlmalloc consolidates its fastbins before a
+ * large request: otherwise small blocks kept whole would stay as holes
+ * that a run of bigger entries fills around, and a dict emptied of small
+ * entries and refilled with bigger ones would hold ~10% fewer. The drain
+ * is paid for by the frees that filled the lists. */
+void sd_before_alloc_locked(sd_tx *t, uint64_t payload);
 /* Bytes of payload an allocated block offers. */
 uint64_t sd_block_payload(sd_part *h, uint32_t idx);
 uint64_t sd_block_size_for(uint64_t payload);

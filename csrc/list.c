@@ -82,6 +82,7 @@ sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
+    sd_before_alloc_locked(&t, sd_entry_need(0, sd_value_len(v)));
     rc = push_locked(&t, key, klen, hash, left, v, len);
     uint64_t need =
         sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));

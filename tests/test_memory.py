@@ -233,6 +233,26 @@ def test_deleted_small_items_count_as_free(name: str) -> None:
         assert d.verify() == []
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_small_deletes_leave_no_holes_for_bigger_entries(name: str, size: int) -> None:
+    """A dict emptied of small entries holds as many bigger ones as a fresh
+    one: the small blocks kept for reuse are merged back before a bigger
+    block is taken, instead of staying behind as holes between them."""
+    with shmdict.new(name, size) as d:
+        n0 = fill(d, "b", b"B" * 1024)
+        d.flush_all()
+        rng = random.Random(7)
+        for i in range(100_000):
+            try:
+                d[f"s{i}"] = b"s" * rng.randrange(1, 200)
+            except shmdict.NoMemoryError:
+                break
+        for k in d.get_keys():
+            del d[k]
+        assert fill(d, "b", b"B" * 1024) == n0
+        assert d.verify() == []
+
+
 def test_tiny_items_capacity_stable(name: str) -> None:
     with shmdict.new(name, shmdict.MIN_SIZE) as d:
         n0 = fill(d, "i", 1)
