@@ -344,10 +344,9 @@ void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
         sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
 }
 
-/* Fill a freshly allocated block. The header words are logged because
- * they overlay the free block's list links, and the block's last word is
- * saved because it may be the free block's footer; the rest is unreachable
- * until linked, so it is written plainly. */
+/* Fill a freshly allocated block. The words that held the free block's
+ * list links and footer are saved to the log first; the rest is
+ * unreachable until linked, so it is written plainly. */
 void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     uint64_t meta, const void *key, size_t klen,
                     const sd_value_in *v)
@@ -387,12 +386,19 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
         SD_CRASH_POINT();
         return;
     }
+    /* A free block keeps its structure in two words: the first of its
+     * payload (list links) and its last (a TLSF block's footer; in a
+     * 32-byte block that is where klen and vlen go). The rest is garbage
+     * to it, so saving those two is all a rollback needs. */
     sd_save64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, idx) + bsize - 8));
-    sd_w32(t, &e->next, next);
-    sd_w32(t, &e->hash, hash);
-    sd_w64(t, &e->meta, meta);
-    sd_w32(t, &e->klen, (uint32_t)klen);
-    sd_w32(t, &e->vlen, (uint32_t)vlen);
+    sd_save64(t, (_Atomic uint64_t *)(void *)e);
+    if (SD_UNLIKELY(t->overflow))
+        return;
+    ST(&e->next, next);
+    ST(&e->hash, hash);
+    ST(&e->meta, meta);
+    ST(&e->klen, (uint32_t)klen);
+    ST(&e->vlen, (uint32_t)vlen);
     unsigned char *d = e->data;
     memcpy(d, key, klen);
     memset(d + klen, 0, sd_pad8(klen) - klen);
