@@ -121,9 +121,13 @@ static uint32_t quick_pop(sd_tx *t, uint64_t size)
     uint32_t idx = LD(head);
     if (!idx)
         return 0;
+    if (!sd_idx_ok(h, idx)) {
+        sd_w32(t, head, 0);
+        return 0;
+    }
     _Atomic uint64_t *hp = sd_blk_hdr(h, idx);
-    uint64_t hdr = sd_idx_ok(h, idx) ? LD(hp) : 0;
-    uint32_t next = hdr ? LD(&fblk(h, idx)->next) : 0;
+    uint64_t hdr = LD(hp);
+    uint32_t next = LD(&fblk(h, idx)->next);
     if ((hdr & (SD_BLK_FREE | SD_BLK_QUICK)) != SD_BLK_QUICK ||
         hdr_size(h, idx, hdr) != size || (next && !sd_idx_ok(h, next))) {
         sd_w32(t, head, 0);
