@@ -33,7 +33,8 @@
  *
  *   0                +-------------------------------------------------+
  *                    | sd_pstate (4 KiB): entry counters, gc chain,    |
- *                    | clock hand, TLSF bitmaps and free-list heads    |
+ *                    | clock hand, TLSF bitmaps and free-list heads,   |
+ *                    | quick-list heads                                |
  *   lock_off         +-------------------------------------------------+
  *                    | sd_lock: robust pthread mutex, sequence counter |
  *                    | and undo log count on one line; the undo log    |
