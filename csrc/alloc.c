@@ -102,6 +102,11 @@ static inline unsigned quick_class(uint64_t size)
     return (unsigned)(size >> SD_UNIT_SHIFT) - 2; /* 32 -> 0 */
 }
 
+static inline uint64_t quick_size(unsigned c)
+{
+    return (uint64_t)(c + 2) << SD_UNIT_SHIFT;
+}
+
 /* At most 1/32 of the heap, and at most 256 KiB, sits on quick lists: a
  * drain is then at most 8k blocks (about a millisecond). */
 static uint64_t quick_cap(const sd_part *h)
@@ -288,15 +293,26 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
     return SD_OK;
 }
 
+static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
+                            uint64_t size);
+
+/* The size of the in-use block at idx (its header in *hdr), or 0 if idx
+ * can't be a block in use: freeing it would damage the heap. */
+static uint64_t used_block(const sd_part *h, uint32_t idx, uint64_t *hdr)
+{
+    if (!sd_idx_ok(h, idx))
+        return 0;
+    *hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t size = hdr_size(h, idx, *hdr);
+    return *hdr & (SD_BLK_FREE | SD_BLK_QUICK) ? 0 : size;
+}
+
 sd_status sd_free_locked(sd_tx *t, uint32_t idx)
 {
     sd_part *h = t->h;
-    if (!sd_idx_ok(h, idx))
-        return SD_CORRUPT;
-    _Atomic uint64_t *hp = sd_blk_hdr(h, idx);
-    uint64_t hdr = LD(hp);
-    uint64_t size = hdr_size(h, idx, hdr);
-    if (!size || (hdr & (SD_BLK_FREE | SD_BLK_QUICK)))
+    uint64_t hdr;
+    uint64_t size = used_block(h, idx, &hdr);
+    if (!size)
         return SD_CORRUPT;
     uint64_t qb = LD(&h->st->quick_bytes);
     uint64_t cap = quick_cap(h);
@@ -305,23 +321,27 @@ sd_status sd_free_locked(sd_tx *t, uint32_t idx)
         _Atomic uint32_t *head = &h->st->quick[quick_class(size)];
         uint32_t old = LD(head);
         sd_w32(t, &fblk(h, idx)->next, sd_idx_ok(h, old) ? old : 0);
-        sd_w64(t, hp, hdr | SD_BLK_QUICK);
+        sd_w64(t, sd_blk_hdr(h, idx), hdr | SD_BLK_QUICK);
         sd_w32(t, head, idx);
         sd_w64(t, &h->st->quick_bytes, qb + size);
         return SD_OK;
     }
-    return sd_free_merge_locked(t, idx);
+    return merge_free(t, idx, hdr, size);
 }
 
 sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx)
 {
+    uint64_t hdr;
+    uint64_t size = used_block(t->h, idx, &hdr);
+    return size ? merge_free(t, idx, hdr, size) : SD_CORRUPT;
+}
+
+/* Free the in-use block idx of `size` (header hdr) into the TLSF lists,
+ * merged with its free neighbours. */
+static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
+                            uint64_t size)
+{
     sd_part *h = t->h;
-    if (!sd_idx_ok(h, idx))
-        return SD_CORRUPT;
-    uint64_t hdr = LD(sd_blk_hdr(h, idx));
-    uint64_t size = hdr_size(h, idx, hdr);
-    if (!size || (hdr & (SD_BLK_FREE | SD_BLK_QUICK)))
-        return SD_CORRUPT;
     uint64_t used = LD(&h->st->used_bytes);
     sd_w64(t, &h->st->used_bytes, used >= size ? used - size : 0);
     uint64_t start = idx, total = size;
@@ -369,7 +389,7 @@ void sd_quick_drain_locked(sd_tx *t)
 {
     sd_part *h = t->h;
     for (unsigned c = 0; c < SD_QUICK_CLASSES; c++) {
-        uint64_t size = (uint64_t)(c + 2) << SD_UNIT_SHIFT;
+        uint64_t size = quick_size(c);
         while (LD(&h->st->quick[c])) {
             uint32_t idx = quick_pop(t, size);
             if (idx &&
@@ -493,7 +513,7 @@ void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
                (unsigned long long)quick_bytes);
     uint64_t quick_listed = 0;
     for (unsigned c = 0; c < SD_QUICK_CLASSES; c++) {
-        uint64_t want = (uint64_t)(c + 2) << SD_UNIT_SHIFT;
+        uint64_t want = quick_size(c);
         uint32_t cur = LD(&hd->quick[c]);
         for (uint64_t n = 0; cur; n++) {
             if (n >= quick_blocks || !sd_idx_ok(h, cur)) {
