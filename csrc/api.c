@@ -300,15 +300,15 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
     for (size_t i = 0; i < n; i++)
         if (!sd_check_value(&vals[i]))
             return SD_BADARG;
-    multi m;
-    sd_status rc = lock_parts(d, NULL, &m);
-    if (rc)
-        return rc;
     uint64_t biggest = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t need = sd_entry_need(klens[i], sd_value_len(&vals[i]));
         biggest = need > biggest ? need : biggest;
     }
+    multi m;
+    sd_status rc = lock_parts(d, NULL, &m);
+    if (rc)
+        return rc;
     for (unsigned j = 0; j < d->nparts; j++)
         sd_before_alloc_locked(&m.t[j], biggest);
     /* Fast path: the whole batch in one transaction per stripe, with a

@@ -412,17 +412,6 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
     SD_CRASH_POINT();
 }
 
-static inline void mark_ref(sd_part *h, uint32_t hash)
-{
-    if (h->evict)
-        ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
-}
-
-void sd_mark_used(sd_part *h, uint32_t hash)
-{
-    mark_ref(h, hash);
-}
-
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v)
 {
@@ -566,7 +555,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
         sd_w64(t, &f.v.e->meta, meta);
         sd_count_add(t, 0, exp_delta);
-        mark_ref(h, hash);
+        sd_mark_used(h, hash);
         return SD_OK;
     }
     uint32_t idx;
@@ -620,7 +609,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     sd_write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
     sd_w32(t, f.link, idx);
     sd_count_add(t, 0, exp_delta);
-    mark_ref(h, hash);
+    sd_mark_used(h, hash);
     return release_locked(t, &f.v);
 }
 
@@ -818,12 +807,12 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
                                   int64_t ttl_ms, unsigned flags,
                                   uint64_t *evicted)
 {
-    sd_before_alloc_locked(t, sd_entry_need(klen, sd_value_len(v)));
+    uint64_t need = sd_entry_need(klen, sd_value_len(v));
+    sd_before_alloc_locked(t, need);
     sd_status rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
     if (rc != SD_NOMEM)
         return rc;
     protect pk = {key, klen, hash};
-    uint64_t need = sd_entry_need(klen, sd_value_len(v));
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t idx;
         /* Make room for a block of the size the set needs, give it back,
@@ -992,7 +981,7 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
         sd_w64(&t, &f.v.e->meta,
                (uint64_t)out->type | (exp << SD_META_EXP_SHIFT));
         sd_count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
-        mark_ref(h, hash);
+        sd_mark_used(h, hash);
     }
     return sd_end_write(&t, rc);
 }

@@ -440,8 +440,12 @@ sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, sd_value_out *out, int *stale);
 sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
                    int64_t *ns_left);
-/* Mark the key's bucket used for CLOCK, as a read does (evicting dicts). */
-void sd_mark_used(sd_part *h, uint32_t hash);
+/* Mark the key's bucket used for CLOCK (evicting dicts only). */
+static inline void sd_mark_used(sd_part *h, uint32_t hash)
+{
+    if (h->evict)
+        ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
+}
 sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
                       const sd_value_in *v, int64_t ttl_ms, unsigned flags,
                       uint64_t *evicted);
