@@ -69,9 +69,9 @@ def max_fit(d: SharedDict) -> int:
     return lo
 
 
-def churn(d: SharedDict, n: int, value_len: int = 400, prefix: str = "c") -> int:
+def churn(d: SharedDict, n: int, value_len: int = 400) -> int:
     """Insert n fresh keys of equal size; return the live items evicted."""
-    return sum(d.set_forcible(f"{prefix}{i:06d}", b"v" * value_len) for i in range(n))
+    return sum(d.set_forcible(f"c{i:06d}", b"v" * value_len) for i in range(n))
 
 
 @pytest.fixture
