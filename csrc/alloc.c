@@ -55,12 +55,6 @@ static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
     }
 }
 
-uint64_t sd_block_size_for(uint64_t payload)
-{
-    uint64_t s = (payload + 8 + SD_UNIT - 1) & ~(uint64_t)(SD_UNIT - 1);
-    return s < SD_MIN_BLOCK ? SD_MIN_BLOCK : s;
-}
-
 static inline sd_freeblk *fblk(const sd_part *h, uint64_t idx)
 {
     return (sd_freeblk *)(void *)sd_blk(h, idx);
@@ -403,11 +397,6 @@ void sd_quick_drain_locked(sd_tx *t)
     /* Empty lists hold nothing, whatever a damaged list left counted. */
     sd_w64(t, &h->st->quick_bytes, 0);
     sd_tx_commit(t);
-}
-
-bool sd_quick_held(const sd_part *h)
-{
-    return LD(&h->st->quick_bytes) != 0;
 }
 
 /* Lay out an empty heap: one free block from index 1 to the end. Plain

@@ -70,7 +70,7 @@ static inline bool key_eq(const view *v, uint32_t hash, const void *key,
                           size_t klen)
 {
     return v->hash == hash && v->klen == klen &&
-           memcmp(v->e->data, key, klen) == 0;
+           sd_bytes_eq(v->e->data, key, klen);
 }
 
 sd_status sd_copy_value(const view *v, sd_value_out *out)
@@ -312,13 +312,22 @@ uint64_t sd_make_meta(const sd_value_in *v, uint64_t exp)
  * words, for the in-place path (at most INPLACE_MAX bytes). */
 static void value_words(const sd_value_in *v, uint64_t *w, size_t nwords)
 {
-    memset(w, 0, nwords * 8);
-    if (v->type == SD_T_INT)
+    if (v->type == SD_T_INT) {
         memcpy(w, &v->i, 8);
-    else if (v->type == SD_T_FLOAT)
+    } else if (v->type == SD_T_FLOAT) {
         memcpy(w, &v->f, 8);
-    else if (v->type == SD_T_STR || v->type == SD_T_BYTES)
-        memcpy(w, v->data, v->len);
+    } else if (v->type == SD_T_STR || v->type == SD_T_BYTES) {
+        const unsigned char *s = v->data;
+        for (size_t i = 0; i < nwords; i++, s += 8) {
+            size_t left = v->len - i * 8;
+            if (left >= 8) {
+                w[i] = sd_rd64(s);
+            } else {
+                w[i] = 0;
+                memcpy(&w[i], s, left);
+            }
+        }
+    }
 }
 
 uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
@@ -333,15 +342,6 @@ uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
     if (exp < LD(&t->h->st->next_expiry))
         ST(&t->h->st->next_expiry, exp);
     return exp;
-}
-
-void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
-{
-    sd_pstate *hd = t->h->st;
-    if (entries)
-        sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
-    if (expiring)
-        sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
 }
 
 /* Fill a freshly allocated block. The words that held the free block's
@@ -538,7 +538,8 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     if (mode == SD_MODE_REPLACE && !have)
         return SD_NOTFOUND;
     uint64_t exp = (flags & SD_KEEPTTL) && have ? meta_exp(f.v.meta)
-                                                : sd_expiry_for(t, ttl_ms);
+                   : ttl_ms > 0                 ? sd_expiry_for(t, ttl_ms)
+                                                : 0;
     uint64_t meta = sd_make_meta(v, exp);
     uint64_t vlen = sd_value_len(v);
     uint64_t need = sd_entry_need(klen, vlen);
@@ -834,7 +835,7 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
 
 void sd_before_alloc_locked(sd_tx *t, uint64_t payload)
 {
-    if (sd_block_size_for(payload) >= SD_SMALL_LIMIT && sd_quick_held(t->h))
+    if (sd_quick_held(t->h) && sd_block_size_for(payload) >= SD_SMALL_LIMIT)
         sd_quick_drain_locked(t);
 }
 

@@ -136,7 +136,13 @@ void sd_lock_init(sd_lock *l);
 int sd_mutex_kind_of_new(void);
 int64_t sd_now_ms(void);
 /* getpid(), cached and refreshed in a forked child. */
-int sd_self_pid(void);
+extern _Atomic int sd_pid_cache; /* 0 until read, and in a fresh child */
+int sd_self_pid_slow(void);
+static inline int sd_self_pid(void)
+{
+    int pid = atomic_load_explicit(&sd_pid_cache, memory_order_relaxed);
+    return SD_LIKELY(pid) ? pid : sd_self_pid_slow();
+}
 int64_t sd_now_ns(void);
 static inline int64_t sd_tx_now(sd_tx *t)
 {
@@ -207,7 +213,10 @@ sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
  * transaction must hold nothing uncommitted). O(blocks on quick lists). */
 void sd_quick_drain_locked(sd_tx *t);
 /* Whether any block sits on a quick list. */
-bool sd_quick_held(const sd_part *h);
+static inline bool sd_quick_held(const sd_part *h)
+{
+    return LD(&h->st->quick_bytes) != 0;
+}
 /* Called by a write before it allocates a block for `payload`, with
  * nothing uncommitted that it would mind being committed (at most the drop
  * of an expired entry). A block too big for any quick list first has the
@@ -219,7 +228,12 @@ bool sd_quick_held(const sd_part *h);
 void sd_before_alloc_locked(sd_tx *t, uint64_t payload);
 /* Bytes of payload an allocated block offers. */
 uint64_t sd_block_payload(sd_part *h, uint32_t idx);
-uint64_t sd_block_size_for(uint64_t payload);
+/* The size of the block (its header word included) a payload needs. */
+static inline uint64_t sd_block_size_for(uint64_t payload)
+{
+    uint64_t s = (payload + 8 + SD_UNIT - 1) & ~(uint64_t)(SD_UNIT - 1);
+    return s < SD_MIN_BLOCK ? SD_MIN_BLOCK : s;
+}
 void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
                     void *ctx, uint64_t *used_blocks);
 
@@ -260,6 +274,21 @@ static inline uint64_t sd_entry_need(uint64_t klen, uint64_t vlen)
 
 /* ---- hashing ---- */
 
+/* Unaligned loads of a little-endian word (memcpy: no aliasing rules). */
+static inline uint64_t sd_rd64(const unsigned char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+static inline uint64_t sd_rd32(const unsigned char *s)
+{
+    uint32_t w;
+    memcpy(&w, s, 4);
+    return w;
+}
+
 static inline uint64_t rotl64(uint64_t x, unsigned r)
 {
     return (x << r) | (x >> (64 - r));
@@ -297,6 +326,20 @@ static inline uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed)
         h = rotl64(h ^ (w * k2), 29) * k1;
     }
     return fmix64(h);
+}
+
+/* memcmp(a, b, n) == 0, without a call for keys of 4 to 16 bytes: two
+ * loads from each side, overlapping when n is not 8 or 16. */
+static inline bool sd_bytes_eq(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n >= 8 && n <= 16)
+        return sd_rd64(x) == sd_rd64(y) &&
+               sd_rd64(x + n - 8) == sd_rd64(y + n - 8);
+    if (n >= 4 && n < 8)
+        return sd_rd32(x) == sd_rd32(y) &&
+               sd_rd32(x + n - 4) == sd_rd32(y + n - 4);
+    return memcmp(x, y, n) == 0;
 }
 
 /* ---- dict.c: entries and chains, shared with list.c ------------------- */
@@ -402,7 +445,15 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
 bool sd_can_make_room(sd_part *h);
 /* Free list items waiting on the gc chain, up to `max`. */
 void sd_gc_locked(sd_tx *t, uint64_t max);
-void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring);
+/* Change the stripe's entry and expiring-entry counts (logged). */
+static inline void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
+{
+    sd_pstate *hd = t->h->st;
+    if (entries)
+        sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
+    if (expiring)
+        sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
+}
 /* Make a new entry at the head of its bucket's chain. */
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v);

@@ -63,12 +63,12 @@ void sd_set_crash_countdown(int n)
 /* ---- process id ----------------------------------------------------------
  */
 
-static _Atomic int self_pid;
+_Atomic int sd_pid_cache;
 static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
 
 static void forget_pid(void)
 {
-    atomic_store(&self_pid, 0);
+    atomic_store(&sd_pid_cache, 0);
 }
 
 static void register_atfork(void)
@@ -76,14 +76,11 @@ static void register_atfork(void)
     pthread_atfork(NULL, NULL, forget_pid);
 }
 
-int sd_self_pid(void)
+int sd_self_pid_slow(void)
 {
-    int pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
-    if (SD_UNLIKELY(!pid)) {
-        pthread_once(&pid_once, register_atfork);
-        pid = (int)getpid();
-        atomic_store(&self_pid, pid);
-    }
+    pthread_once(&pid_once, register_atfork);
+    int pid = (int)getpid();
+    atomic_store(&sd_pid_cache, pid);
     return pid;
 }
 
