@@ -32,6 +32,8 @@ OPS: dict[str, str] = {
 #: The feature-op workloads (the calls beyond eco.shared's), in report
 #: order, with their display names. See ``features.py``.
 FEATURE_OPS: dict[str, str] = {
+    "set_call": "set, as a method call (overwrite)",
+    "delete_call": "delete, as a method call",
     "add_new": "add (new key)",
     "add_exists": "add (existing key)",
     "replace": "replace (existing key)",

@@ -4,6 +4,10 @@ On one data set (:data:`common.FEATURE_DATASET`, 1k keys x 16 B) and with the sa
 timed loops, calibration and repetitions as the core per-op workloads
 (:class:`timing.OpRunner`), :func:`measure_features` times, for one peer:
 
+* set and delete as method calls (``d.set(k, v)``, ``d.delete(k)``; the
+  dict's bound ``__setitem__`` and ``__delitem__``): the core per-op rows
+  time both peers' subscript spelling, these time the call spelling, with
+  the same pools as set (overwrite) and delete;
 * add (new key): keys not in the table, in batches removed again (untimed);
 * add (existing key): every key, shuffled: the add is refused;
 * replace (existing key): every key, shuffled, same-size value;
@@ -67,6 +71,8 @@ def build_feature_pools(
         for i in range(0, len(shuffled) - BATCH_KEYS + 1, BATCH_KEYS)
     ]
     pools: dict[str, list[Any]] = {
+        "set_call": shuffled,
+        "delete_call": shuffled[:m],
         "add_new": fam["new"],
         "add_exists": shuffled,
         "replace": shuffled,
@@ -97,6 +103,9 @@ def check_shmdict_calls(d: Any, value: bytes) -> list[str]:
     """
     p: list[str] = []
     a, b, c = key_name("chk", 0), key_name("chk", 1), key_name("chk", 2)
+    _expect(p, "set(new key)", d.set(a, value), True)
+    _expect(p, "delete(existing key)", d.delete(a), True)
+    _expect(p, "delete(missing key)", d.delete(a), False)
     q = key_name("chq", 0)
     _expect(p, "add(new key)", d.add(a, value), True)
     _expect(p, "add(existing key)", d.add(a, b"other"), False)
@@ -160,6 +169,7 @@ def measure_features(peer: Peer, ds: Dataset, settings: Settings) -> PeerRun:
             peer.populate(store, ks, value)
 
         undo: dict[str, Callable[[Sequence[Any]], None]] = {
+            "delete_call": restore,
             "add_new": remove,
             "incr_init": remove,
             "pop": restore,

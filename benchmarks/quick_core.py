@@ -6,8 +6,10 @@
 ``for k in keys: <op>`` with ``time.perf_counter_ns`` (methods bound once,
 GC off), 7 times, and prints the median ns per op, raw and net of the same
 loop with an empty body (its fastest run), next to the plain dict's
-equivalent and the net ratio. set (new key) and delete run in batches of
-the 1k keys, each undone untimed (deleted again, put back).
+equivalent and the net ratio. set and delete are timed both as method
+calls (d.set, d.delete) and in the dict's own subscript spelling. set (new
+key) and delete run in batches of the 1k keys, each undone untimed (deleted
+again, put back).
 For the full comparison with the other peers, run benchmarks/bench.py.
 """
 
@@ -115,6 +117,16 @@ def main() -> int:
             for k in ks:
                 s(k, v)
 
+        def s_setitem(ks: list[str]) -> None:
+            o = d
+            for k in ks:
+                o[k] = v  # type: ignore[index]
+
+        def s_delitem(ks: list[str]) -> None:
+            o = d
+            for k in ks:
+                del o[k]  # type: ignore[attr-defined]
+
         def s_del(ks: list[str]) -> None:
             dl = d.delete
             for k in ks:
@@ -162,6 +174,12 @@ def main() -> int:
                 _median_ns(p_set, keys),
             ),
             (
+                "d[k] = v (overwr)",
+                _median_ns(s_setitem, keys),
+                "d[k] = v",
+                _median_ns(p_set, keys),
+            ),
+            (
                 "set (new key)",
                 _batched_ns(s_set, s_del, fresh),
                 "d[k] = v",
@@ -170,6 +188,12 @@ def main() -> int:
             (
                 "delete",
                 _batched_ns(s_del, s_set, keys),
+                "del d[k]",
+                _batched_ns(p_del, p_set, keys),
+            ),
+            (
+                "del d[k]",
+                _batched_ns(s_delitem, s_set, keys),
                 "del d[k]",
                 _batched_ns(p_del, p_set, keys),
             ),

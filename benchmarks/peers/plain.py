@@ -29,9 +29,12 @@ class DictPeer(Peer):
     # The in-process ceiling of the feature ops: a dict's own spelling of
     # each, not atomic across processes and without expiry (so no get_stale).
     feature_setup = (
+        "si = o.__setitem__; di = o.__delitem__; "
         f"g = o.get; pp = o.pop; sd = o.setdefault; up = o.update; Q = {LIST_KEY!r}"
     )
     feature_stmts: ClassVar[dict[str, str]] = {
+        "set_call": "si(k, v)",
+        "delete_call": "di(k)",
         "add_new": "if k not in o: o[k] = v",
         "add_exists": "if k not in o: o[k] = v",
         "replace": "if k in o: o[k] = v",
@@ -45,7 +48,9 @@ class DictPeer(Peer):
         "set_many": "up(k)",
     }
     feature_notes = (
-        "if k not in d: d[k] = v (add); if k in d: d[k] = v (replace); "
+        "si(k, v) and di(k), with si = d.__setitem__ and di = d.__delitem__ "
+        "(set and delete as method calls); if k not in d: d[k] = v (add); "
+        "if k in d: d[k] = v (replace); "
         "if g(k) == 0: d[k] = 0 (cas); d.pop(k); "
         "d.setdefault(k, v); d[k] = g(k, 0) + 1 (incr with init); a deque: "
         "d[Q].appendleft(v); d[Q].pop(), len(d[Q]); {x: g(x) for x in keys}; "
