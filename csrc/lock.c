@@ -252,7 +252,10 @@ void sd_tx_commit(sd_tx *t)
         return;
     SD_CRASH_POINT();
     COMPILER_BARRIER();
-    ST(&t->h->lock->log_n, 0u);
+    /* Skipped when already 0 (a write that logged nothing): one store less
+     * on the lock's cache line. */
+    if (LD(&t->h->lock->log_n))
+        ST(&t->h->lock->log_n, 0u);
     COMPILER_BARRIER();
     SD_CRASH_POINT();
 }
