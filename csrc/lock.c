@@ -154,6 +154,20 @@ static bool mutex_looks_sane(const sd_part *h)
     return true;
 }
 
+/* Whether the mutex's lock word reads as free: a plain load, which leaves
+ * the holder's cache line shared where a trylock would take it away. Where
+ * the word can't be read (not glibc), it always says yes. */
+static bool mutex_looks_free(const sd_part *h)
+{
+#ifdef __GLIBC__
+    return __atomic_load_n(&h->lock->mutex.__data.__lock, __ATOMIC_RELAXED) ==
+           0;
+#else
+    (void)h;
+    return true;
+#endif
+}
+
 /* ---- undo log ----------------------------------------------------------- */
 
 /* Only three areas of a stripe ever have words logged: its state page,
@@ -295,12 +309,18 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     t->now_ms = -1;
     if (!mutex_looks_sane(h))
         return SD_CORRUPT;
+    /* Spin a little before sleeping, reading the lock word and trying
+     * only when it reads free: each trylock is a locked write that pulls the
+     * line to this core, and the holder, which stores to that line (seq,
+     * log_n, the unlock) several times per write, would have to fetch it
+     * back each time. */
     int rc = pthread_mutex_trylock(&l->mutex);
     for (int spin = 0; rc == EBUSY && spin < 200; spin++) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-        rc = pthread_mutex_trylock(&l->mutex);
+        if (mutex_looks_free(h))
+            rc = pthread_mutex_trylock(&l->mutex);
     }
     if (rc == EBUSY) {
         atomic_fetch_add_explicit(&l->lock_waits, 1, memory_order_relaxed);
