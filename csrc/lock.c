@@ -12,6 +12,10 @@
  * a logged store links the block in, and undoing that store makes them
  * unreachable again. The commit point is a single store: log_n = 0.
  *
+ * One write logs nothing: an incr that changes only the value word stores
+ * it in place, unlogged. That single aligned store is its own commit point:
+ * a crash leaves it done or not done, which is all a log could give.
+ *
  * If the holder dies at any instruction, the kernel marks the mutex
  * owner-dead and the next locker gets EOWNERDEAD. It then replays the undo
  * log backwards, which puts every logged word back as it was before the
@@ -21,7 +25,7 @@
  * process's executed stores all reach memory before the kernel hands its
  * mutex on, so compiler barriers between the log and the data suffice.
  *
- * flush_all is the one change not made by logged stores (it releases whole
+ * flush_all is the other change not made by logged stores (it releases whole
  * pages). It sets flush_pending first and clears it last, and a recoverer
  * that finds it set runs the flush again from the start.
  *
