@@ -547,10 +547,34 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     bool old_list = have && (f.v.meta & SD_META_TYPE) == SD_T_LIST;
 
     if (have && !old_list && vlen <= INPLACE_MAX && need <= f.v.payload) {
-        /* Overwrite in place: every word goes through the undo log. */
+        /* Overwrite in place: every word goes through the undo log, unless
+         * only one word changes (a number, a flag, a new expiry). */
         uint64_t w[INPLACE_MAX / 8];
         size_t nw = (size_t)(sd_pad8(vlen) / 8);
         value_words(v, w, nw);
+        if (exp_delta == 0 && vlen == f.v.vlen && sd_may_store_alone(t)) {
+            _Atomic uint64_t *only = NULL;
+            uint64_t word = 0;
+            unsigned changed = 0;
+            for (size_t i = 0; i < nw; i++) {
+                if (LD(val_word(&f.v, i)) != w[i]) {
+                    changed++;
+                    only = val_word(&f.v, i);
+                    word = w[i];
+                }
+            }
+            if (LD(&f.v.e->meta) != meta) {
+                changed++;
+                only = &f.v.e->meta;
+                word = meta;
+            }
+            if (changed <= 1) {
+                if (only)
+                    sd_store_alone(only, word);
+                sd_mark_used(h, hash);
+                return SD_OK;
+            }
+        }
         for (size_t i = 0; i < nw; i++)
             sd_w64(t, val_word(&f.v, i), w[i]);
         sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
@@ -883,6 +907,7 @@ sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
     sd_status rc = sd_tx_begin(h, &t);
     if (rc)
         return rc;
+    t.one_write = true;
     rc = sd_set_with_room_locked(&t, key, klen, hash, v, ttl_ms, flags, &ev);
     if (evicted)
         *evicted = ev;
@@ -979,14 +1004,11 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
         else
             memcpy(&bits, &out->f, 8);
         uint64_t meta = (uint64_t)out->type | (exp << SD_META_EXP_SHIFT);
-        if (meta == f.v.meta && LD(&h->lock->log_n) == 0) {
-            /* The value word is all that changes: one aligned store, which
-             * a crash leaves either done or not done, so it needs no undo
-             * record (and the counter's writes don't move the log's cache
-             * line between processes). */
-            SD_CRASH_POINT();
-            ST(val_word(&f.v, 0), bits);
-            SD_CRASH_POINT();
+        t.one_write = true;
+        if (meta == f.v.meta && sd_may_store_alone(&t)) {
+            /* The value word is all that changes (and the counter's writes
+             * don't move the log's cache line between processes). */
+            sd_store_alone(val_word(&f.v, 0), bits);
         } else {
             sd_w64(&t, val_word(&f.v, 0), bits);
             sd_w64(&t, &f.v.e->meta, meta);

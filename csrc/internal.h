@@ -91,6 +91,7 @@ typedef struct sd_tx {
     bool overflow;    /* the undo log filled up: the change must be undone */
     bool log_all;     /* log every word of new entries, not just headers */
     bool merge_frees; /* free into the TLSF lists, never a quick list */
+    bool one_write;   /* a single-key write: see sd_store_alone */
     uint64_t seq;     /* the odd sequence value written at begin */
     int64_t now_ms;   /* cached clock, -1 until read */
     unsigned npending;
@@ -189,6 +190,22 @@ static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
     sd_log_word(t, p, 1, old);
     if (SD_LIKELY(!t->overflow))
         ST(p, v);
+    SD_CRASH_POINT();
+}
+
+/* Store v at p without logging it. Only for a transaction of one write
+ * (t->one_write) that has logged nothing and changes nothing else: one
+ * aligned store is its own commit point, which a crash leaves either done
+ * or not done, all that an undo record could give. */
+static inline bool sd_may_store_alone(const sd_tx *t)
+{
+    return t->one_write && !t->overflow && LD(&t->h->lock->log_n) == 0;
+}
+
+static inline void sd_store_alone(_Atomic uint64_t *p, uint64_t v)
+{
+    SD_CRASH_POINT();
+    ST(p, v);
     SD_CRASH_POINT();
 }
 

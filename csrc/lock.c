@@ -307,6 +307,7 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     t->npending = 0;
     t->log_all = false;
     t->merge_frees = false;
+    t->one_write = false;
     t->token = NULL;
     t->blocked = false;
     t->overflow = false;

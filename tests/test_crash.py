@@ -264,11 +264,27 @@ def _incr_with_exptime(d: shmdict.SharedDict) -> object:
     return d.incr("num", 2, exptime=SHORT)
 
 
+#: Writes that change one word of an existing entry and so commit with that
+#: one store, unlogged.
+ONE_STORE_OPS = {
+    "overwrite_int_in_place",
+    "overwrite_float_in_place",
+    "overwrite_bool_flip",
+    "overwrite_new_expiry",
+    "incr_int",
+    "incr_float",
+}
+
 CRASH_OPS = [
     CrashOp("set_new_big", lambda d: d.set("fresh", b"n" * 5000)),
     CrashOp("set_new_small", lambda d: d.set("fresh", 1)),
     CrashOp("set_new_ttl", lambda d: d.set("fresh", "x" * 100, SHORT)),
+    # A change of one word is stored alone, unlogged: its store is the
+    # commit point (a number, a flag flipped, a new expiry).
     CrashOp("overwrite_int_in_place", lambda d: d.set("num", 9)),
+    CrashOp("overwrite_float_in_place", lambda d: d.set("flt", 2.25)),
+    CrashOp("overwrite_bool_flip", lambda d: d.set("stay5", False)),
+    CrashOp("overwrite_new_expiry", lambda d: d.set("ttlkey", 7, SHORT)),
     CrashOp("overwrite_small_str_in_place", lambda d: d.set("small", "ABCDEFGHIJKL")),
     CrashOp("overwrite_type_change", lambda d: d.set("num", None)),
     CrashOp("overwrite_big_grow", lambda d: d.set("target", b"n" * 5000)),
@@ -891,6 +907,10 @@ def test_crash_points(
             # roll back, late ones keep the write.
             assert outcomes["old"] > 0, outcomes
             assert outcomes["new"] > 0, outcomes
+        if op.name in ONE_STORE_OPS:
+            # Stored alone, unlogged: only the point just before the store
+            # leaves the old state (a logged word alone would give three).
+            assert outcomes["old"] == 1, outcomes
         # Nothing leaks over all those crashes: flush gives everything back.
         d.flush_all()
         s = d.stats()

@@ -173,7 +173,9 @@ def test_crash_repair_invalidates(d: SharedDict) -> None:
     if pid == 0:  # pragma: no cover - child
         try:
             shmdict._core._crash_after(3)
-            d["k"] = "after!"
+            # Longer than "before": a logged write (a change of one word
+            # would be stored alone, its third crash point past the store).
+            d["k"] = "after, and longer"
         finally:
             os._exit(0)
     _, status = os.waitpid(pid, 0)
