@@ -12,9 +12,10 @@
  * a logged store links the block in, and undoing that store makes them
  * unreachable again. The commit point is a single store: log_n = 0.
  *
- * One write logs nothing: an incr that changes only the value word stores
- * it in place, unlogged. That single aligned store is its own commit point:
- * a crash leaves it done or not done, which is all a log could give.
+ * A single-key write that changes one word of an existing entry (an incr,
+ * a set of a number or a flag, a new expiry) logs nothing: it stores that
+ * word in place. One aligned store is its own commit point: a crash leaves
+ * it done or not done, which is all a log could give.
  *
  * If the holder dies at any instruction, the kernel marks the mutex
  * owner-dead and the next locker gets EOWNERDEAD. It then replays the undo
