@@ -749,7 +749,9 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "ratio to shmdict in the same run (x2.00 = twice shmdict's time; below 1 "
         "= faster than shmdict). Methods are bound once before "
         "the loop (`g = d.get`) for every peer; the plain dict uses its natural "
-        "statements (`d[k] = v`, `del d[k]`, `d[k] = g(k, 0) + 1`).",
+        "statements (`d[k] = v`, `del d[k]`, `d[k] = g(k, 0) + 1`), and shmdict "
+        "the same subscripts for set and delete (its `d.set` and `d.delete` "
+        "method calls are timed among the feature ops).",
         f"- **Repetitions.** Each figure is the median of {s.reps} repetitions; n "
         f"is calibrated per peer and op so one repetition takes about "
         f"{s.target_ns / 1e6:g} ms (at least {s.min_ops} and at most "
