@@ -330,6 +330,36 @@ static void value_words(const sd_value_in *v, uint64_t *w, size_t nwords)
     }
 }
 
+/* In a one-write transaction (sd_may_store_alone), if at most one word
+ * would change, among the n value words at `words` (to w[i]) and the meta
+ * word at meta_p (to meta; none if meta_p is NULL), store that one alone,
+ * unlogged, and return true. Otherwise change nothing and return false:
+ * the caller then makes its logged stores. */
+static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
+                                       const uint64_t *w, size_t n,
+                                       _Atomic uint64_t *meta_p, uint64_t meta)
+{
+    if (!sd_may_store_alone(t))
+        return false;
+    _Atomic uint64_t *only = NULL;
+    uint64_t word = 0;
+    if (meta_p && LD(meta_p) != meta) {
+        only = meta_p;
+        word = meta;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (LD(&words[i]) == w[i])
+            continue;
+        if (only)
+            return false; /* a second word changes */
+        only = &words[i];
+        word = w[i];
+    }
+    if (only)
+        sd_store_alone(only, word);
+    return true;
+}
+
 uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
 {
     if (ttl_ms <= 0)
@@ -552,28 +582,11 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         uint64_t w[INPLACE_MAX / 8];
         size_t nw = (size_t)(sd_pad8(vlen) / 8);
         value_words(v, w, nw);
-        if (exp_delta == 0 && vlen == f.v.vlen && sd_may_store_alone(t)) {
-            _Atomic uint64_t *only = NULL;
-            uint64_t word = 0;
-            unsigned changed = 0;
-            for (size_t i = 0; i < nw; i++) {
-                if (LD(val_word(&f.v, i)) != w[i]) {
-                    changed++;
-                    only = val_word(&f.v, i);
-                    word = w[i];
-                }
-            }
-            if (LD(&f.v.e->meta) != meta) {
-                changed++;
-                only = &f.v.e->meta;
-                word = meta;
-            }
-            if (changed <= 1) {
-                if (only)
-                    sd_store_alone(only, word);
-                sd_mark_used(h, hash);
-                return SD_OK;
-            }
+        if (exp_delta == 0 && vlen == f.v.vlen &&
+            store_if_one_change(t, val_word(&f.v, 0), w, nw, &f.v.e->meta,
+                                meta)) {
+            sd_mark_used(h, hash);
+            return SD_OK;
         }
         for (size_t i = 0; i < nw; i++)
             sd_w64(t, val_word(&f.v, i), w[i]);
@@ -1004,13 +1017,13 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
         else
             memcpy(&bits, &out->f, 8);
         uint64_t meta = (uint64_t)out->type | (exp << SD_META_EXP_SHIFT);
+        _Atomic uint64_t *at = val_word(&f.v, 0);
         t.one_write = true;
-        if (meta == f.v.meta && sd_may_store_alone(&t)) {
-            /* The value word is all that changes (and the counter's writes
-             * don't move the log's cache line between processes). */
-            sd_store_alone(val_word(&f.v, 0), bits);
-        } else {
-            sd_w64(&t, val_word(&f.v, 0), bits);
+        /* When only the value word changes, the counter's writes don't
+         * move the log's cache line between processes. */
+        if (!(meta == f.v.meta &&
+              store_if_one_change(&t, at, &bits, 1, NULL, 0))) {
+            sd_w64(&t, at, bits);
             sd_w64(&t, &f.v.e->meta, meta);
             sd_count_add(&t, 0, (exp ? 1 : 0) - (meta_exp(f.v.meta) ? 1 : 0));
         }
