@@ -297,11 +297,10 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
     *evicted = 0;
     if (check_keys(n, klens))
         return SD_BADARG;
-    for (size_t i = 0; i < n; i++)
-        if (!sd_check_value(&vals[i]))
-            return SD_BADARG;
     uint64_t biggest = 0;
     for (size_t i = 0; i < n; i++) {
+        if (!sd_check_value(&vals[i]))
+            return SD_BADARG;
         uint64_t need = sd_entry_need(klens[i], sd_value_len(&vals[i]));
         biggest = need > biggest ? need : biggest;
     }
