@@ -331,9 +331,7 @@ static inline uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed)
     const uint64_t k2 = UINT64_C(0xbf58476d1ce4e5b9);
     uint64_t h = seed ^ ((uint64_t)n * k1);
     while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = rotl64(h ^ (w * k2), 29) * k1;
+        h = rotl64(h ^ (sd_rd64(s) * k2), 29) * k1;
         s += 8;
         n -= 8;
     }
