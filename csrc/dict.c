@@ -1187,9 +1187,11 @@ void sd_flush_locked_raw(sd_part *h)
     wipe(h, h->summary_off, h->summary_bytes); /* after the buckets */
     wipe(h, (uint64_t)((char *)(void *)h->refs - h->base), h->nbuckets);
     SD_CRASH_POINT();
-    /* The heap's bytes don't matter; release its pages past the first. */
-    if (h->heap_size > 2 * SD_PAGE)
-        wipe(h, h->heap_off + SD_PAGE, h->heap_size - 2 * SD_PAGE);
+    /* Zero the whole heap, its first and last pages too: no byte of a
+     * flushed value stays in the file, and a flushed dict is byte for byte
+     * a new one, so what a write logs never depends on what was there
+     * before (a store of the value a word already holds is skipped). */
+    wipe(h, h->heap_off, h->heap_size);
     SD_CRASH_POINT();
     sd_heap_init(h);
     SD_CRASH_POINT();

@@ -60,9 +60,11 @@ void sd_crash_now(void)
     raise(SIGKILL);
 }
 
-void sd_set_crash_countdown(int n)
+int sd_set_crash_countdown(int n)
 {
+    int left = sd_crash_countdown;
     sd_crash_countdown = n;
+    return left;
 }
 
 /* ---- process id ----------------------------------------------------------

@@ -239,8 +239,10 @@ sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems);
 sd_status sd_get_stats(sd_handle *h, sd_stats *st);
 
 /* Test hook: after `n` more crash points in this process (steps of a
- * write), kill it with SIGKILL. 0 turns it off. */
-void sd_set_crash_countdown(int n);
+ * write), kill it with SIGKILL. 0 turns it off. Returns what was left of
+ * the previous countdown, so a caller that armed it high can tell how
+ * many points a write passed. */
+int sd_set_crash_countdown(int n);
 
 /* A static, human-readable description of a status code. */
 const char *sd_strstatus(sd_status s);

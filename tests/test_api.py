@@ -433,6 +433,32 @@ def test_flush_all(d: SharedDict) -> None:
     assert d.verify() == []
 
 
+def test_flush_all_leaves_no_old_bytes(name: str) -> None:
+    """flush_all zeroes the whole heap: no byte of a flushed key or value
+    stays in the file, the heap's first and last pages included."""
+    d = shmdict.new(name, shmdict.MIN_SIZE)
+    try:
+        i = 0
+        while True:
+            try:
+                d.set(f"secret-key-{i}", b"SECRET-VALUE" * 8)
+            except shmdict.NoMemoryError:
+                break
+            i += 1
+        assert i > 10
+        with open(shmdict.path_for(name), "rb") as f:
+            assert f.read().count(b"SECRET-VALUE") >= 8 * i
+        d.flush_all()
+        with open(shmdict.path_for(name), "rb") as f:
+            raw = f.read()
+        assert b"SECRET" not in raw
+        assert b"secret-key-" not in raw
+        d["again"] = 1
+        assert d.verify() == []
+    finally:
+        d.close()
+
+
 def test_flush_all_seen_by_peer(d: SharedDict) -> None:
     with shmdict.get(d.name) as p:
         d["a"] = 1

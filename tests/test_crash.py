@@ -961,23 +961,33 @@ RECOVERY_OPS = [
 
 
 def crash_count(d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]) -> int:
-    """How many crash points op has (from the state reset() makes): the
-    hook's countdown is set high, so the child never dies, and the number
-    is found by bisection on whether it dies at n."""
-    lo, hi = 0, 1
-    while True:  # grow hi until the op completes before point hi
-        reset()
-        if not fork_crash(d.name, hi, op):
-            break
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:  # invariant: dies at lo (or lo == 0), survives at hi
-        mid = (lo + hi) // 2
-        reset()
-        if fork_crash(d.name, mid, op):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    """How many crash points op passes from the state reset() makes: a
+    child arms the hook too high to fire, runs op, and reports how much of
+    the countdown it used."""
+    armed = 2**31 - 1
+    reset()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 3
+        try:
+            os.close(r)
+            c = shmdict.get(d.name)
+            _core._crash_after(armed)
+            try:
+                op.run(c)
+            except BaseException as e:
+                if op.expect is None or not isinstance(e, op.expect):
+                    raise
+            os.write(w, str(armed - _core._crash_after(0)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    assert os.waitstatus_to_exitcode(wait_child(pid)) == 0, f"{op.name} failed"
+    return int(out)
 
 
 def recoverer_run(name: str, m: int) -> None:  # pragma: no cover - child

@@ -1968,15 +1968,15 @@ static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
         PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
-    sd_set_crash_countdown(n < 0 ? 0 : n);
-    Py_RETURN_NONE;
+    return PyLong_FromLong(sd_set_crash_countdown(n < 0 ? 0 : n));
 }
 
 static PyMethodDef core_methods[] = {
     {"_crash_after", core_crash_after, METH_O,
      "_crash_after(n, /)\n--\n\n"
      "Test hook: SIGKILL this process at the n-th step of a write from now\n"
-     "(0 turns it off). Used by the crash tests."},
+     "(0 turns it off). Returns what was left of the previous countdown.\n"
+     "Used by the crash tests."},
     {"creator_alive", core_creator_alive, METH_O,
      "creator_alive(path, /)\n--\n\n"
      "Whether the process that created the dict at path still runs."},
