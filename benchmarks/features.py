@@ -8,11 +8,15 @@ timed loops, calibration and repetitions as the core per-op workloads
   dict's bound ``__setitem__`` and ``__delitem__``): the core per-op rows
   time both peers' subscript spelling, these time the call spelling, with
   the same pools as set (overwrite) and delete;
+* every op that overwrites (set, replace, set_many) stores a value whose
+  bytes differ from the stored one, in batches after which the stored
+  value is put back (untimed): no timed write stores what is already there;
 * add (new key): keys not in the table, in batches removed again (untimed);
 * add (existing key): every key, shuffled: the add is refused;
-* replace (existing key): every key, shuffled, same-size value;
+* replace (existing key): every key, shuffled, a same-size value;
 * cas (succeeds): ``cas(k, 0, 0)`` on integer counters that hold 0, so the
-  comparison succeeds and the value is stored;
+  comparison succeeds and 0 is stored again (shmdict finds the word
+  unchanged and writes nothing; APCu and ngx run the same call);
 * pop (existing key): existing keys in batches put back (untimed), as
   delete is;
 * setdefault (existing key) and get_stale (hit): every key, shuffled;
@@ -51,7 +55,7 @@ from common import (
     short_error,
 )
 from peers import Peer
-from perop import key_families
+from perop import key_families, other_value
 from timing import OpRunner
 
 
@@ -84,7 +88,7 @@ def build_feature_pools(
         "queue": shuffled,  # the key is not used: every op is on LIST_KEY
         "llen": shuffled,
         "get_many": batches,
-        "set_many": [dict.fromkeys(b, value) for b in batches],
+        "set_many": [dict.fromkeys(b, other_value(value)) for b in batches],
     }
     assert set(pools) == set(FEATURE_OPS)
     return keys, pools
@@ -168,7 +172,14 @@ def measure_features(peer: Peer, ds: Dataset, settings: Settings) -> PeerRun:
         def restore(ks: Sequence[str]) -> None:
             peer.populate(store, ks, value)
 
+        def restore_batches(bs: Sequence[Any]) -> None:
+            for b in bs:
+                restore(list(b))
+
         undo: dict[str, Callable[[Sequence[Any]], None]] = {
+            "set_call": restore,
+            "replace": restore,
+            "set_many": restore_batches,
             "delete_call": restore,
             "add_new": remove,
             "incr_init": remove,
@@ -177,7 +188,7 @@ def measure_features(peer: Peer, ds: Dataset, settings: Settings) -> PeerRun:
         runner = OpRunner(
             peer.feature_setup,
             peer.feature_stmts,
-            peer.namespace(store, value),
+            peer.namespace(store, other_value(value)),
             settings,
             remove_keys=remove,
             restore_keys=restore,

@@ -99,13 +99,12 @@ class MPContext:
         self.zipf_keys = zipf_order
         self.zipf_cw = _zipf_cum_weights(len(keys))
 
-    def ops(
-        self, wl: Workload, rank: int, procs: int, n: int
-    ) -> tuple[list[str], bytes]:
-        """The keys and write flags of one worker."""
+    def ops(self, wl: Workload, rank: int, procs: int, n: int) -> Ops:
+        """The keys, write flags and values of one worker."""
         rng = random.Random(self.seed * 1000 + rank)
         if wl.dist == "counter":
-            return [COUNTER_KEY] * n, b"\x01" * n
+            keys = [COUNTER_KEY] * n
+            return Ops(keys, b"\x01" * n, *write_values(keys, b"\x01" * n))
         if wl.dist == "hot":
             keys = [self.keys[0]] * n
         elif wl.dist == "partition":
@@ -117,12 +116,52 @@ class MPContext:
         else:
             keys = rng.choices(self.zipf_keys, cum_weights=self.zipf_cw, k=n)
         if wl.read_frac >= 1.0:
-            return keys, bytes(n)
-        if wl.read_frac <= 0.0:
-            return keys, b"\x01" * n
-        rand = rng.random
-        flags = bytes([rand() >= wl.read_frac for _ in range(n)])
-        return keys, flags
+            flags = bytes(n)
+        elif wl.read_frac <= 0.0:
+            flags = b"\x01" * n
+        else:
+            rand = rng.random
+            flags = bytes([rand() >= wl.read_frac for _ in range(n)])
+        return Ops(keys, flags, *write_values(keys, flags))
+
+
+#: The two values writes alternate between: both differ from the one the
+#: store is filled with, so no write stores the bytes already there (which
+#: a store may skip, as shmdict does).
+WRITE_VALUES = (b"y" * 16, b"z" * 16)
+
+
+@dataclass
+class Ops:
+    """One worker's operations. Runs alternate between ``vals_even`` and
+    ``vals_odd`` so that a worker never writes the value it wrote last to
+    the same key, within a run or across runs."""
+
+    keys: list[str]
+    flags: bytes
+    vals_even: list[bytes]
+    vals_odd: list[bytes]
+
+
+def write_values(keys: list[str], flags: bytes) -> tuple[list[bytes], list[bytes]]:
+    """For each op, the value a write there stores, in two versions.
+
+    In the first, each key's writes alternate y, z, y, ... In the second,
+    a key written an odd number of times starts with z instead; running
+    the first, then the second, then the first again, ... keeps every
+    key's writes alternating from one run to the next."""
+    a, b = WRITE_VALUES
+    parity: dict[str, int] = {}
+    even: list[bytes] = []
+    for k, w in zip(keys, flags):
+        p = parity.get(k, 0)
+        even.append(a if p == 0 else b)
+        if w:
+            parity[k] = p ^ 1
+    odd = [
+        x if parity.get(k, 0) == 0 else (b if x is a else a) for k, x in zip(keys, even)
+    ]
+    return even, odd
 
 
 def _worker(ctx: MPContext, rank: int, procs: int, barrier: Any, conn: Any) -> None:
@@ -136,7 +175,8 @@ def _worker(ctx: MPContext, rank: int, procs: int, barrier: Any, conn: Any) -> N
             "incr": compile_mix(peer.setup, peer.stmts["get"], peer.stmts["incr"]),
         }
         conn.send(("ready",))
-        cache: dict[tuple[str, int], tuple[list[str], bytes]] = {}
+        cache: dict[tuple[str, int], Ops] = {}
+        runs = 0
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
@@ -145,12 +185,14 @@ def _worker(ctx: MPContext, rank: int, procs: int, barrier: Any, conn: Any) -> N
             if (wl.key, n) not in cache:
                 cache.clear()
                 cache[wl.key, n] = ctx.ops(wl, rank, procs, n)
-            keys, flags = cache[wl.key, n]
+            ops = cache[wl.key, n]
+            vals = ops.vals_odd if runs % 2 else ops.vals_even
+            runs += 1
             fn = loops["incr" if wl.dist == "counter" else "set"]
             gc.collect()
             gc.disable()
             barrier.wait(120)
-            elapsed, t0 = fn(keys, flags, ns)
+            elapsed, t0 = fn(ops.keys, ops.flags, vals, ns)
             gc.enable()
             conn.send(("ok", t0, t0 + elapsed))
         peer.detach(handle)
@@ -242,12 +284,12 @@ def calibrate(ctx: MPContext, wl: Workload, settings: Settings) -> int:
     fn = compile_mix(peer.setup, peer.stmts["get"], write)
     ns = peer.namespace(ctx.store, ctx.value)
     probe = 200
-    keys, flags = ctx.ops(wl, 0, 1, probe)
-    per = fn(keys, flags, ns)[0] / probe
+    ops = ctx.ops(wl, 0, 1, probe)
+    per = fn(ops.keys, ops.flags, ops.vals_even, ns)[0] / probe
     if per * 2000 < settings.mp_target_ns:
         probe = 2000
-        keys, flags = ctx.ops(wl, 0, 1, probe)
-        per = fn(keys, flags, ns)[0] / probe
+        ops = ctx.ops(wl, 0, 1, probe)
+        per = fn(ops.keys, ops.flags, ops.vals_even, ns)[0] / probe
     return int(max(100, min(2_000_000, settings.mp_target_ns / max(per, 1.0))))
 
 

@@ -5,7 +5,9 @@ For one peer and one data set (``nkeys`` keys of 16 bytes, values of
 
 * get (hit): every key, in random order (cycled when more ops are needed);
 * get (miss): keys that were never set;
-* set (overwrite): every key, same-size value;
+* set (overwrite): every key, a same-size value with other bytes than the
+  stored one, in batches after which the stored value is put back
+  (untimed), so that every timed write changes what is stored;
 * set (new key): min(nkeys, batch_cap) keys that are not in the table, in
   batches that are deleted again (untimed) so the table keeps its size;
 * incr: +1 on min(nkeys, batch_cap) integer counters;
@@ -55,6 +57,12 @@ def key_families(
     return keys, shuffled, fam
 
 
+def other_value(value: bytes) -> bytes:
+    """A value of the same size as ``value`` that differs in every byte:
+    what the timed writes store over it."""
+    return bytes(b ^ 1 for b in value)
+
+
 def build_pools(
     ds: Dataset, settings: Settings
 ) -> tuple[list[str], dict[str, list[str]]]:
@@ -88,7 +96,7 @@ def measure_peer(
         runner = OpRunner(
             peer.setup,
             peer.stmts,
-            peer.namespace(store, value),
+            peer.namespace(store, other_value(value)),
             settings,
             remove_keys=lambda ks: peer.remove(store, ks),
             restore_keys=lambda ks: peer.populate(store, ks, value),

@@ -759,7 +759,10 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "and data set runs in a fresh forked process.",
         "- **Workloads.** Keys are 16 bytes (`key:000000000042`), values are "
         "`bytes` of the given size. get (hit) and set (overwrite) walk every key in "
-        "a shuffled order; get (miss) uses keys never stored; set (new key) inserts "
+        "a shuffled order; an overwrite stores a value of the same size whose "
+        "bytes differ from the stored one (which is put back, untimed, after "
+        "each batch), so no write stores what is already there, a store that "
+        "shmdict would skip; get (miss) uses keys never stored; set (new key) inserts "
         f"min(nkeys, {s.batch_cap:,}) new keys per batch and deletes them again "
         "(untimed); delete removes that many existing keys in random order per "
         "batch and puts them back (untimed); incr adds 1 to that many integer "
@@ -769,7 +772,10 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "their loops are timed inside PHP (`hrtime(true)`) and LuaJIT "
         "(`clock_gettime(CLOCK_MONOTONIC)` via the FFI), with their own empty "
         "loops, so those rows are each language's own per-op cost, with no "
-        "process start and no HTTP round trip inside the timings.",
+        "process start and no HTTP round trip inside the timings. Their "
+        "overwrites store the value the key holds: neither compares it with "
+        "what is stored (APCu builds a new entry, ngx copies the bytes in "
+        "place), so that saves them nothing.",
         "- **Sampled latencies** time each op alone with two `perf_counter_ns()` "
         "calls; the median cost of the timer pair around an empty statement is "
         "shown and is included in the percentiles.",
@@ -781,7 +787,9 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "per process count and attach the way another program would "
         "(`shmdict.get(name)`, a new LMDB env, a new redis connection, ...); each "
         "run they build their op list, meet at a barrier and run the same number "
-        "of ops; throughput = all ops / (last end - first start) on the shared "
+        "of ops; a worker's writes to a key alternate between two values that "
+        "differ from the one stored, so none stores the bytes already there; "
+        "throughput = all ops / (last end - first start) on the shared "
         f"monotonic clock; median of {s.mp_reps} runs ({_mp_runs_note(res)}). "
         "Zipf keys use s=0.99 over a shuffled key order.",
         "",

@@ -61,13 +61,13 @@ def _make(_timer):
 
 _MIX_TEMPLATE = """
 def _make(_timer):
-    def _loop(_keys, _flags, _ns):
+    def _loop(_keys, _flags, _vals, _ns):
         o = _ns["o"]
         v = _ns["v"]
         L = _ns.get("L")
 {setup}
         _t0 = _timer()
-        for k, _w in zip(_keys, _flags):
+        for k, _w, v in zip(_keys, _flags, _vals):
             if _w:
 {write}
             else:
@@ -102,7 +102,8 @@ def compile_loop(setup: str, stmt: str) -> LoopFn:
 
 
 def compile_mix(setup: str, read: str, write: str) -> Callable[..., tuple[int, int]]:
-    """``loop(keys, flags, ns) -> (elapsed ns, start ns)``: write where flag."""
+    """``loop(keys, flags, values, ns) -> (elapsed ns, start ns)``: write
+    ``values[i]`` where ``flags[i]``, read elsewhere."""
     return _build(_MIX_TEMPLATE, setup, read=read, write=write)  # type: ignore[no-any-return]
 
 
@@ -142,7 +143,11 @@ class OpRunner:
     By default these are the six core workloads (:data:`CORE_OP_STMTS`), and
     ``remove_keys`` / ``restore_keys`` are untimed callables (``keys ->
     None``) that remove the keys a ``set_new`` batch added and put back
-    those a ``delete`` batch removed, so that the table keeps its size.
+    those a ``delete`` batch removed, so that the table keeps its size. A
+    ``set`` (overwrite) batch is followed by ``restore_keys`` too: the
+    namespace's value differs from the stored one, so every timed write
+    changes the bytes stored (a store may skip a write of the bytes it
+    already holds, as shmdict does).
 
     ``ops`` (op -> statement name in ``stmts``) and ``undo`` (op -> untimed
     callable run on each batch after it is timed) replace those defaults
@@ -169,7 +174,7 @@ class OpRunner:
         self.restore_keys = restore_keys
         self.op_stmts = dict(CORE_OP_STMTS if ops is None else ops)
         self.undo = (
-            {"set_new": remove_keys, "delete": restore_keys}
+            {"set": restore_keys, "set_new": remove_keys, "delete": restore_keys}
             if undo is None
             else dict(undo)
         )
@@ -229,17 +234,23 @@ class OpRunner:
         stmt = self.stmts[self.op_stmts[op]]
         fn = _build(_SAMPLE_TEMPLATE, self.setup, stmt=stmt)
         empty = _build(_SAMPLE_TEMPLATE, "", stmt="pass")
-        keys = cycle(pool, count)
+        undo = self.undo.get(op)
         out: list[int] = []
         base: list[int] = []
-        was = gc.isenabled()
-        gc.disable()
-        try:
-            fn(keys, self.ns, out)
-            empty(keys, self.ns, base)
-        finally:
-            if was:
-                gc.enable()
+        left = count
+        while left > 0:  # in batches, each undone, as one_rep does
+            keys = cycle(pool, left if undo is None else min(left, len(pool)))
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                fn(keys, self.ns, out)
+                empty(keys, self.ns, base)
+            finally:
+                if was:
+                    gc.enable()
+            if undo is not None:
+                undo(keys)
+            left -= len(keys)
         out.sort()
         base.sort()
         return LatencyResult(
