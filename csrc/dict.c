@@ -592,7 +592,8 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
             sd_w64(t, val_word(&f.v, i), w[i]);
         sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
         sd_w64(t, &f.v.e->meta, meta);
-        sd_count_add(t, 0, exp_delta);
+        if (exp_delta) /* the common overwrite skips the call */
+            sd_count_add(t, 0, exp_delta);
         sd_mark_used(h, hash);
         return SD_OK;
     }
@@ -646,7 +647,8 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     }
     sd_write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
     sd_w32(t, f.link, idx);
-    sd_count_add(t, 0, exp_delta);
+    if (exp_delta)
+        sd_count_add(t, 0, exp_delta);
     sd_mark_used(h, hash);
     return release_locked(t, &f.v);
 }
