@@ -40,6 +40,18 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def fill_until_full(
+    d: shmdict.SharedDict, prefix: str, value: object, cap: int = 1_000_000
+) -> int:
+    """Set distinct keys of equal length until NoMemoryError; return the count."""
+    for i in range(cap):
+        try:
+            d.set(f"{prefix}{i:07d}", value)  # type: ignore[arg-type]
+        except shmdict.NoMemoryError:
+            return i
+    raise AssertionError(f"{cap} items fit in {d.size} bytes")
+
+
 def new_name(tag: str = "") -> str:
     """A fresh dict name under this session's prefix."""
     return f"{PREFIX}{tag}{uuid.uuid4().hex[:12]}"

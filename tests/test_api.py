@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import shmdict
 
-from .conftest import MiB
+from .conftest import MiB, fill_until_full
 from .strategies import (
     FLOAT_EDGES,
     INT64_MAX,
@@ -438,13 +438,7 @@ def test_flush_all_leaves_no_old_bytes(name: str) -> None:
     stays in the file, the heap's first and last pages included."""
     d = shmdict.new(name, shmdict.MIN_SIZE)
     try:
-        i = 0
-        while True:
-            try:
-                d.set(f"secret-key-{i}", b"SECRET-VALUE" * 8)
-            except shmdict.NoMemoryError:
-                break
-            i += 1
+        i = fill_until_full(d, "secret-key-", b"SECRET-VALUE" * 8)
         assert i > 10
         with open(shmdict.path_for(name), "rb") as f:
             assert f.read().count(b"SECRET-VALUE") >= 8 * i

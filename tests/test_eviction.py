@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import shmdict
 
+from .conftest import fill_until_full
 from .strategies import canon_map
 
 SharedDict = shmdict.SharedDict
@@ -118,13 +119,7 @@ def test_evict_flag(ed: SharedDict, name_factory: Callable[[], str]) -> None:
 
 
 def test_plain_full_dict_raises_and_changes_nothing(plain: SharedDict) -> None:
-    i = 0
-    while True:
-        try:
-            plain.set(f"k{i:06d}", b"v" * 400)
-        except shmdict.NoMemoryError:
-            break
-        i += 1
+    i = fill_until_full(plain, "k", b"v" * 400)
     assert i > 10
     before = snapshot(plain)
     free = plain.free_space()
@@ -132,11 +127,11 @@ def test_plain_full_dict_raises_and_changes_nothing(plain: SharedDict) -> None:
         lambda: plain.set("new", b"x" * 2000),
         lambda: plain.set_forcible("new", b"x" * 2000),
         lambda: plain.add("new", b"x" * 2000),
-        lambda: plain.set("k000000", b"x" * 2000),  # a bigger overwrite
+        lambda: plain.set("k0000000", b"x" * 2000),  # a bigger overwrite
         lambda: plain.rpush("list", b"x" * 2000),
         lambda: plain.set_many({"new": b"x" * 2000}),
         lambda: plain.setdefault("new", b"x" * 2000),
-        lambda: plain.cas("k000000", b"v" * 400, b"x" * 2000),
+        lambda: plain.cas("k0000000", b"v" * 400, b"x" * 2000),
     ]
     for call in calls:
         with pytest.raises(shmdict.NoMemoryError):

@@ -12,6 +12,7 @@ import pytest
 import shmdict
 
 from .conftest import MiB
+from .conftest import fill_until_full as fill
 from .strategies import canon_map
 
 SharedDict = shmdict.SharedDict
@@ -24,16 +25,6 @@ def _default_stripes(monkeypatch: pytest.MonkeyPatch) -> None:
     # These tests measure how one heap fills and refills, so they use the
     # default layout even when the suite is re-run with SHMDICT_STRIPES.
     monkeypatch.delenv("SHMDICT_STRIPES", raising=False)
-
-
-def fill(d: SharedDict, prefix: str, value: object, cap: int = 1_000_000) -> int:
-    """Set distinct keys of equal length until NoMemoryError; return the count."""
-    for i in range(cap):
-        try:
-            d.set(f"{prefix}{i:07d}", value)  # type: ignore[arg-type]
-        except shmdict.NoMemoryError:
-            return i
-    raise AssertionError(f"{cap} items fit in {d.size} bytes")
 
 
 def largest_value(d: SharedDict) -> int:
