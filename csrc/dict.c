@@ -360,6 +360,15 @@ static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
     return true;
 }
 
+void sd_count_change(sd_tx *t, int64_t entries, int64_t expiring)
+{
+    sd_pstate *hd = t->h->st;
+    if (entries)
+        sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
+    if (expiring)
+        sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
+}
+
 uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
 {
     if (ttl_ms <= 0)
@@ -592,8 +601,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
             sd_w64(t, val_word(&f.v, i), w[i]);
         sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
         sd_w64(t, &f.v.e->meta, meta);
-        if (exp_delta) /* the common overwrite skips the call */
-            sd_count_add(t, 0, exp_delta);
+        sd_count_add(t, 0, exp_delta);
         sd_mark_used(h, hash);
         return SD_OK;
     }
@@ -647,8 +655,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     }
     sd_write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
     sd_w32(t, f.link, idx);
-    if (exp_delta)
-        sd_count_add(t, 0, exp_delta);
+    sd_count_add(t, 0, exp_delta);
     sd_mark_used(h, hash);
     return release_locked(t, &f.v);
 }

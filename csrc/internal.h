@@ -460,14 +460,13 @@ sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
 bool sd_can_make_room(sd_part *h);
 /* Free list items waiting on the gc chain, up to `max`. */
 void sd_gc_locked(sd_tx *t, uint64_t max);
-/* Change the stripe's entry and expiring-entry counts (logged). */
+/* Change the stripe's entry and expiring-entry counts (logged). The test
+ * for no change is inline, so that the common overwrite makes no call. */
+void sd_count_change(sd_tx *t, int64_t entries, int64_t expiring);
 static inline void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
 {
-    sd_pstate *hd = t->h->st;
-    if (entries)
-        sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
-    if (expiring)
-        sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
+    if (entries || expiring)
+        sd_count_change(t, entries, expiring);
 }
 /* Make a new entry at the head of its bucket's chain. */
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
