@@ -622,10 +622,13 @@ def full_state(d: shmdict.SharedDict) -> None:
     assert d.stats()["bytes_free"] < 700, "the fill left too much room"
 
 
-def child_run(name: str, n: int, op: CrashOp) -> None:  # pragma: no cover
+def child_run(
+    name: str, n: int, op: CrashOp, report: int | None = None
+) -> None:  # pragma: no cover
     """In a forked child: attach, arm the crash hook, run the op, exit 0
     (3 if it raised something unexpected, 4 if it did not raise what it
-    should, 6 if it returned the wrong value)."""
+    should, 6 if it returned the wrong value). If it lives, it writes to
+    the fd `report` how many crash points the op passed."""
     code = 3
     try:
         c = shmdict.get(name)
@@ -639,15 +642,17 @@ def child_run(name: str, n: int, op: CrashOp) -> None:  # pragma: no cover
             code = 0 if op.expect is not None and isinstance(e, op.expect) else 5
             if code == 5:
                 print(f"{op.name} raised {e!r:.200}", file=sys.stderr)
+        if report is not None:
+            os.write(report, str(n - _core._crash_after(0)).encode())
     finally:
         os._exit(code)
 
 
-def fork_crash(name: str, n: int, op: CrashOp) -> bool:
+def fork_crash(name: str, n: int, op: CrashOp, report: int | None = None) -> bool:
     """Run op in a child that dies at crash point n. True if it died."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        child_run(name, n, op)
+        child_run(name, n, op, report)
     status = wait_child(pid)
     if os.WIFSIGNALED(status):
         assert os.WTERMSIG(status) == signal.SIGKILL, f"child died of {status}"
@@ -964,30 +969,14 @@ def crash_count(d: shmdict.SharedDict, op: CrashOp, reset: Callable[[], None]) -
     """How many crash points op passes from the state reset() makes: a
     child arms the hook too high to fire, runs op, and reports how much of
     the countdown it used."""
-    armed = 2**31 - 1
     reset()
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 3
-        try:
-            os.close(r)
-            c = shmdict.get(d.name)
-            _core._crash_after(armed)
-            try:
-                op.run(c)
-            except BaseException as e:
-                if op.expect is None or not isinstance(e, op.expect):
-                    raise
-            os.write(w, str(armed - _core._crash_after(0)).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
+    try:
+        assert not fork_crash(d.name, 2**31 - 1, op, report=w)
+    finally:
+        os.close(w)
     with os.fdopen(r, "rb") as f:
-        out = f.read()
-    assert os.waitstatus_to_exitcode(wait_child(pid)) == 0, f"{op.name} failed"
-    return int(out)
+        return int(f.read())
 
 
 def recoverer_run(name: str, m: int) -> None:  # pragma: no cover - child
