@@ -31,8 +31,13 @@
  * (internal.h, sd_w32/sd_w64), so a crash at any point rolls back cleanly.
  *
  * Memory: a fresh heap is one free block; only its header and footer pages
- * are touched. Splitting takes blocks from the front, so pages are
- * committed in order as the dict fills.
+ * are touched. Splitting takes blocks from the front, so every page a block
+ * or a remainder header may touch lies below the highest end any
+ * allocation reached (the footer page aside, reserved at creation). That
+ * mark, st->backed_pages, is where the filesystem's reservation stands:
+ * an allocation that would cross it first extends the reservation
+ * (sd_heap_reserve_locked) in chunks, and a filesystem with no room makes
+ * it fail as a full heap would, with t->nospace set to say why.
  */
 #include "internal.h"
 
@@ -264,6 +269,13 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
     uint64_t size = hdr_size(h, idx, hdr);
     if (!size || !(hdr & SD_BLK_FREE) || size < want)
         return SD_CORRUPT;
+    /* The block, and the header and links of the remainder after it. */
+    uint64_t end = ((uint64_t)idx << SD_UNIT_SHIFT) + want + SD_UNIT;
+    if (SD_UNLIKELY(end > (uint64_t)LD(&h->st->backed_pages) * SD_PAGE) &&
+        sd_heap_reserve_locked(h, end) != SD_OK) {
+        t->nospace = true;
+        return SD_NOMEM; /* as a full heap: room made inside may still do */
+    }
     sd_status rc = list_remove(t, idx, size);
     if (rc)
         return rc;
@@ -397,6 +409,37 @@ void sd_quick_drain_locked(sd_tx *t)
     /* Empty lists hold nothing, whatever a damaged list left counted. */
     sd_w64(t, &h->st->quick_bytes, 0);
     sd_tx_commit(t);
+}
+
+#define RESERVE_MIN (UINT64_C(64) << 10)
+#define RESERVE_MAX (UINT64_C(1) << 20)
+
+sd_status sd_heap_reserve_locked(sd_part *h, uint64_t end)
+{
+    uint64_t limit = (h->heap_size + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    uint64_t have = (uint64_t)LD(&h->st->backed_pages) * SD_PAGE;
+    if (have > limit)
+        have = limit; /* a damaged mark: the guard catches what it hides */
+    if (end > limit)
+        end = limit;
+    if (end <= have)
+        return SD_OK;
+    /* Grow by an eighth of what is there, 64 KiB to 1 MiB at a time: few
+     * fallocate calls, and little reserved that isn't used. */
+    uint64_t step = have / 8;
+    step = step < RESERVE_MIN   ? RESERVE_MIN
+           : step > RESERVE_MAX ? RESERVE_MAX
+                                : step;
+    uint64_t need = (end + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
+    uint64_t want = have + step > need ? have + step : need;
+    if (want > limit)
+        want = limit;
+    sd_status rc = sd_reserve(h, h->heap_off + have, want - have);
+    if (rc != SD_OK && want > need) /* then just what this block needs */
+        rc = sd_reserve(h, h->heap_off + have, (want = need) - have);
+    if (rc == SD_OK)
+        ST(&h->st->backed_pages, (uint32_t)(want / SD_PAGE));
+    return rc;
 }
 
 /* Lay out an empty heap: one free block from index 1 to the end. Plain

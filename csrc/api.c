@@ -13,6 +13,7 @@
  * visit one stripe slice at a time instead.
  */
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -28,6 +29,14 @@ static inline sd_part *part_of(const sd_handle *d, uint32_t hash)
     return &d->parts[d->part_shift >= 32 ? 0 : hash >> d->part_shift];
 }
 
+/* Once the guard has repaired a fault in the mapping (guard.c), no answer
+ * of this handle can be trusted: every call says why instead. */
+static inline sd_status guarded(const sd_handle *d, sd_status rc)
+{
+    int g = sd_guard_state(d->guard);
+    return SD_LIKELY(!g) ? rc : g == SD_GUARD_TORN ? SD_TORN : SD_NOSPACE;
+}
+
 static inline bool key_ok(size_t klen)
 {
     return klen != 0 && klen <= SD_MAX_KEY;
@@ -37,7 +46,7 @@ static inline bool key_ok(size_t klen)
     if (!key_ok(klen))                                                        \
         return SD_BADARG;                                                     \
     uint32_t hash = hash_of(d, key, klen);                                    \
-    return call
+    return guarded(d, call)
 
 /* ---- single keys -----------------------------------------------------------
  */
@@ -49,7 +58,8 @@ sd_status sd_get(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
 
 int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq)
 {
-    return part < d->nparts && part_still_current(&d->parts[part], hash, seq);
+    return part < d->nparts && !sd_guard_state(d->guard) &&
+           part_still_current(&d->parts[part], hash, seq);
 }
 
 uint64_t sd_part_seq(const sd_handle *d, unsigned part)
@@ -216,11 +226,11 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
                       const size_t *klens, void *buf, size_t cap, size_t *need)
 {
     if (check_keys(n, klens))
-        return SD_BADARG;
+        return guarded(d, SD_BADARG);
     multi m;
     sd_status rc = lock_parts(d, NULL, &m);
     if (rc)
-        return rc;
+        return guarded(d, rc);
     unsigned char *out = buf;
     size_t pos = 0;
     int64_t now = sd_now_ms();
@@ -262,7 +272,7 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
         rc = SD_TOOBIG;
     }
     sd_status r = unlock_parts(&m, SD_OK);
-    return rc != SD_OK ? rc : r;
+    return guarded(d, rc != SD_OK ? rc : r);
 }
 
 /* Commit every held stripe: a checkpoint of a batch. */
@@ -296,18 +306,18 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
     *done = 0;
     *evicted = 0;
     if (check_keys(n, klens))
-        return SD_BADARG;
+        return guarded(d, SD_BADARG);
     uint64_t biggest = 0;
     for (size_t i = 0; i < n; i++) {
         if (!sd_check_value(&vals[i]))
-            return SD_BADARG;
+            return guarded(d, SD_BADARG);
         uint64_t need = sd_entry_need(klens[i], sd_value_len(&vals[i]));
         biggest = need > biggest ? need : biggest;
     }
     multi m;
     sd_status rc = lock_parts(d, NULL, &m);
     if (rc)
-        return rc;
+        return guarded(d, rc);
     for (unsigned j = 0; j < d->nparts; j++)
         sd_before_alloc_locked(&m.t[j], biggest);
     /* Fast path: the whole batch in one transaction per stripe, with a
@@ -356,7 +366,7 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
         }
     }
     *done = rc == SD_OK ? n : committed;
-    return unlock_parts(&m, rc);
+    return guarded(d, unlock_parts(&m, rc));
 }
 
 sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
@@ -364,11 +374,11 @@ sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
 {
     *deleted = 0;
     if (check_keys(n, klens))
-        return SD_BADARG;
+        return guarded(d, SD_BADARG);
     multi m;
     sd_status rc = lock_parts(d, NULL, &m);
     if (rc)
-        return rc;
+        return guarded(d, rc);
     for (size_t i = 0; i < n && rc == SD_OK; i++) {
         uint32_t hash = hash_of(d, keys[i], klens[i]);
         sd_tx *t = &m.t[part_of(d, hash) - d->parts];
@@ -384,7 +394,7 @@ sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
         if (rc == SD_OK) /* each delete stands on its own */
             sd_tx_commit(t);
     }
-    return unlock_parts(&m, rc);
+    return guarded(d, unlock_parts(&m, rc));
 }
 
 sd_status sd_flush_all(sd_handle *d)
@@ -392,7 +402,7 @@ sd_status sd_flush_all(sd_handle *d)
     multi m;
     sd_status rc = lock_parts(d, NULL, &m);
     if (rc)
-        return rc;
+        return guarded(d, rc);
     /* Mark every stripe first: a holder killed half way leaves the rest
      * marked, and their next lockers finish the flush. */
     for (unsigned i = 0; i < d->nparts; i++)
@@ -400,7 +410,7 @@ sd_status sd_flush_all(sd_handle *d)
     COMPILER_BARRIER();
     for (unsigned i = 0; i < d->nparts; i++)
         sd_flush_locked_raw(&d->parts[i]);
-    return unlock_parts(&m, SD_OK);
+    return guarded(d, unlock_parts(&m, SD_OK));
 }
 
 /* ---- whole-dict scans, one stripe at a time
@@ -415,9 +425,9 @@ sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
             part_flush_expired(&d->parts[i], max ? max - *freed : 0, &n);
         *freed += n;
         if (rc)
-            return rc;
+            return guarded(d, rc);
     }
-    return SD_OK;
+    return guarded(d, SD_OK);
 }
 
 /* The cursor is part * nbuckets + bucket, so it stays below 2^63. */
@@ -430,21 +440,21 @@ sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
     *need = 0;
     if (part >= d->nparts) {
         *cursor = 0;
-        return SD_OK;
+        return guarded(d, SD_OK);
     }
     sd_status rc =
         part_keys_chunk(&d->parts[part], &local, buf, cap, used, need);
     if (rc == SD_TOOBIG) {
         *cursor = part * nb + local; /* retry that bucket, bigger buffer */
-        return rc;
+        return guarded(d, rc);
     }
     if (rc)
-        return rc;
+        return guarded(d, rc);
     if (local == 0) /* that stripe is done */
         *cursor = part + 1 < d->nparts ? (part + 1) * nb : 0;
     else
         *cursor = part * nb + local;
-    return SD_OK;
+    return guarded(d, SD_OK);
 }
 
 sd_status sd_count(sd_handle *d, uint64_t *n)
@@ -454,10 +464,10 @@ sd_status sd_count(sd_handle *d, uint64_t *n)
         uint64_t c;
         sd_status rc = part_count(&d->parts[i], &c);
         if (rc)
-            return rc;
+            return guarded(d, rc);
         *n += c;
     }
-    return SD_OK;
+    return guarded(d, SD_OK);
 }
 
 uint64_t sd_max_item(const sd_handle *d)
@@ -501,12 +511,12 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
         char *at = len < cap ? buf + len : NULL;
         sd_status rc = part_verify(&d->parts[i], at, at ? cap - len : 0, &p);
         if (rc)
-            return rc;
+            return guarded(d, rc);
         *problems += p;
         if (at)
             len += strlen(at);
     }
-    return SD_OK;
+    return guarded(d, SD_OK);
 }
 
 sd_status sd_get_stats(sd_handle *d, sd_stats *st)
@@ -516,7 +526,7 @@ sd_status sd_get_stats(sd_handle *d, sd_stats *st)
         sd_stats s;
         sd_status rc = part_get_stats(&d->parts[i], &s);
         if (rc)
-            return rc;
+            return guarded(d, rc);
         st->count += s.count;
         st->n_expiring += s.n_expiring;
         st->used_bytes += s.used_bytes;
@@ -536,5 +546,9 @@ sd_status sd_get_stats(sd_handle *d, sd_stats *st)
         st->sets += LD(&slots[i].sets);
     }
     st->nparts = d->nparts;
-    return SD_OK;
+    st->reserved = d->parts[0].reserved;
+    struct stat fst;
+    if (fstat(d->guard->fd, &fst) == 0)
+        st->reserved_bytes = (uint64_t)fst.st_blocks * 512;
+    return guarded(d, SD_OK);
 }

@@ -103,7 +103,7 @@ sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
                          uint32_t hash, found *f)
 {
     _Atomic uint32_t *link = bucket_of(h, hash);
-    uint32_t idx = LD(link);
+    uint32_t idx = sd_bucket_marked(h, hash) ? LD(link) : 0;
     for (uint64_t steps = 0; idx; steps++) {
         if (steps > h->max_chain || !sd_read_entry(h, idx, &f->v))
             return SD_CORRUPT;
@@ -156,7 +156,8 @@ static inline void note_hit(sd_part *h, uint32_t hash, bool count)
 static sd_status peek_once(sd_part *h, const void *key, size_t klen,
                            uint32_t hash, uint64_t max_steps, peek *p)
 {
-    uint32_t idx = LD(bucket_of(h, hash));
+    /* An unmarked page holds no key, and may not even be backed. */
+    uint32_t idx = sd_bucket_marked(h, hash) ? LD(bucket_of(h, hash)) : 0;
     view v;
     for (uint64_t steps = 0; idx; steps++) {
         if (steps > max_steps || !sd_read_entry(h, idx, &v))
@@ -456,15 +457,11 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
 {
     sd_part *h = t->h;
     _Atomic uint32_t *b = bucket_of(h, hash);
+    /* Callers made the page ready before they changed anything; this only
+     * covers one that did not (the guard is the net if it fails). */
+    if (SD_UNLIKELY(!sd_bucket_marked(h, hash)))
+        (void)sd_bucket_ready_locked(h, hash);
     uint32_t head = LD(b);
-    if (!head) {
-        /* Mark the bucket's page before it holds anything. Not logged: a
-         * stale set bit only costs a scan a page read. */
-        uint64_t page = (hash & (h->nbuckets - 1)) / SD_BUCKETS_PER_PAGE;
-        atomic_fetch_or_explicit(&h->summary[page / 32], 1u << (page % 32),
-                                 memory_order_relaxed);
-        COMPILER_BARRIER();
-    }
     sd_write_entry(t, idx, head, hash, meta, key, klen, v);
     sd_w32(t, b, idx);
     sd_count_add(t, 1, meta_exp(meta) ? 1 : 0);
@@ -472,6 +469,28 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
      * with a read or a write. Marking it would leave every bucket marked
      * under a stream of inserts, and the hand would then go full circle
      * clearing marks and evict whatever it met next, a hot key included. */
+}
+
+sd_status sd_bucket_ready_locked(sd_part *h, uint32_t hash)
+{
+    uint64_t b = hash & (h->nbuckets - 1), page = b / SD_BUCKETS_PER_PAGE;
+    _Atomic uint32_t *word = &h->summary[page / 32];
+    uint32_t bit = 1u << (page % 32);
+    if (SD_LIKELY(LD(word) & bit))
+        return SD_OK;
+    if (!h->reserved) {
+        sd_status rc = sd_reserve(h, h->index_off + page * SD_PAGE, SD_PAGE);
+        if (rc == SD_OK && h->evict) /* the page of its CLOCK marks */
+            rc = sd_reserve(h, (h->refs_off + b) & ~(uint64_t)(SD_PAGE - 1),
+                            SD_PAGE);
+        if (rc != SD_OK)
+            return rc;
+    }
+    /* Marked once backed, and before the page holds anything. Not
+     * logged: a stale set bit only costs a scan a page read. */
+    atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
+    COMPILER_BARRIER();
+    return SD_OK;
 }
 
 /* Give back what an unlinked entry holds: a list's items go to the gc
@@ -576,6 +595,8 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         return SD_EXISTS;
     if (mode == SD_MODE_REPLACE && !have)
         return SD_NOTFOUND;
+    if (!have && (rc = sd_bucket_ready_locked(h, hash)))
+        return rc;
     uint64_t exp = (flags & SD_KEEPTTL) && have ? meta_exp(f.v.meta)
                    : ttl_ms > 0                 ? sd_expiry_for(t, ttl_ms)
                                                 : 0;
@@ -1169,38 +1190,48 @@ void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
 /* ---- flush
  * ------------------------------------------------------------------- */
 
-/* Zero [off, off+len) of the file, giving whole pages back to the kernel. */
-static void wipe(sd_part *h, uint64_t off, uint64_t len)
+/* Zero the index pages the summary marks, and their CLOCK marks. The
+ * unmarked ones hold only zeros already (verify checks it) and may be
+ * holes, which a store would have to allocate. */
+static void wipe_index(sd_part *h)
 {
-    char *p = h->base + off;
-    uint64_t head = (SD_PAGE - off % SD_PAGE) % SD_PAGE;
-    if (head > len)
-        head = len;
-    memset(p, 0, head);
-    uint64_t pages = (len - head) / SD_PAGE * SD_PAGE;
-    if (pages && madvise(p + head, pages, MADV_REMOVE) != 0)
-        memset(p + head, 0, pages);
-    memset(p + head + pages, 0, len - head - pages);
+    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
+         b = sd_next_used_bucket(h, b + SD_BUCKETS_PER_PAGE)) {
+        uint64_t n = h->nbuckets - b < SD_BUCKETS_PER_PAGE
+                         ? h->nbuckets - b
+                         : SD_BUCKETS_PER_PAGE;
+        memset((char *)(void *)&h->buckets[b], 0, n * sizeof(uint32_t));
+        if (h->evict)
+            memset((char *)(void *)&h->refs[b], 0, n);
+    }
 }
 
 /* Empty the dict. Runs with flush_pending set, so that a holder that dies
- * here has the next locker run it again from the start. */
+ * here has the next locker run it again from the start. The pages stay
+ * reserved: giving them back (MADV_REMOVE) would let a reader that still
+ * follows an old offset fault in a page the filesystem may no longer
+ * have. */
 void sd_flush_locked_raw(sd_part *h)
 {
     sd_lock *l = h->lock;
     ST(&l->flush_pending, 1u);
     COMPILER_BARRIER();
     SD_CRASH_POINT();
-    wipe(h, h->index_off, h->nbuckets * sizeof(uint32_t));
+    wipe_index(h);
     SD_CRASH_POINT();
-    wipe(h, h->summary_off, h->summary_bytes); /* after the buckets */
-    wipe(h, (uint64_t)((char *)(void *)h->refs - h->base), h->nbuckets);
+    memset(h->base + h->summary_off, 0, h->summary_bytes); /* after them */
     SD_CRASH_POINT();
-    /* Zero the whole heap, its first and last pages too: no byte of a
-     * flushed value stays in the file, and a flushed dict is byte for byte
-     * a new one, so what a write logs never depends on what was there
-     * before (a store of the value a word already holds is skipped). */
-    wipe(h, h->heap_off, h->heap_size);
+    /* Zero the reserved heap and its last page (the rest was never
+     * touched): no byte of a flushed value stays in the file, and a
+     * flushed dict is byte for byte a new one, so what a write logs never
+     * depends on what was there before (a store of the value a word
+     * already holds is skipped). */
+    uint64_t backed = (uint64_t)LD(&h->st->backed_pages) * SD_PAGE;
+    uint64_t last = (h->heap_size - 8) & ~(uint64_t)(SD_PAGE - 1);
+    if (backed > last)
+        backed = last;
+    memset(h->base + h->heap_off, 0, backed);
+    memset(h->base + h->heap_off + last, 0, h->heap_size - last);
     SD_CRASH_POINT();
     sd_heap_init(h);
     SD_CRASH_POINT();

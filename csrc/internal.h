@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "guard.h"
 #include "layout.h"
 #include "shmdict.h"
 
@@ -46,6 +47,9 @@ typedef struct sd_part {
     _Atomic uint8_t *refs;     /* CLOCK marks, one per bucket */
     sd_slot *slots;            /* hit/miss/set counters (shared) */
     bool evict;                /* full dict: evict instead of NOMEM */
+    bool reserved;             /* every page of the file is backed */
+    int fd;                    /* the file (owned by the handle's guard) */
+    const sd_guard *guard;     /* SD_GUARD_OK until a fault was repaired */
     uint64_t summary_off;
     uint64_t summary_bytes;
     uint64_t refs_off;
@@ -71,8 +75,29 @@ struct sd_handle {
     pid_t owner_pid; /* the process that created it (forks don't own) */
     dev_t dev;
     ino_t ino;
-    char *path; /* owned, malloc-ed copy */
+    char *path;      /* owned, malloc-ed copy */
+    sd_guard *guard; /* owned: the SIGBUS net and the file descriptor */
 };
+
+/* ---- region.c: backing pages ------------------------------------------- */
+
+/* Make the filesystem back [off, off+len) of the file (fallocate), so
+ * that a first write there can't raise SIGBUS. SD_NOSPACE when it has no
+ * room; SD_OK where the filesystem can't reserve at all. Idempotent. */
+sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len);
+/* Back the heap up to heap byte `end` (growing in chunks). */
+sd_status sd_heap_reserve_locked(sd_part *h, uint64_t end);
+/* Back the index page (and CLOCK marks) of `hash`'s bucket and mark it in
+ * the summary, before a key is linked there. */
+sd_status sd_bucket_ready_locked(sd_part *h, uint32_t hash);
+/* Whether the summary marks the page of `hash`'s bucket: only then may a
+ * reader load the bucket, since an unmarked page may be a hole that a read
+ * fault would have to allocate. */
+static inline bool sd_bucket_marked(const sd_part *h, uint32_t hash)
+{
+    uint64_t page = (hash & (h->nbuckets - 1)) / SD_BUCKETS_PER_PAGE;
+    return (LD(&h->summary[page / 32]) >> (page % 32)) & 1;
+}
 
 #define SD_PENDING_CAP 64u
 
@@ -92,6 +117,7 @@ typedef struct sd_tx {
     bool log_all;     /* log every word of new entries, not just headers */
     bool merge_frees; /* free into the TLSF lists, never a quick list */
     bool one_write;   /* a single-key write: see sd_store_alone */
+    bool nospace;     /* an allocation failed for want of filesystem pages */
     uint64_t seq;     /* the odd sequence value written at begin */
     int64_t now_ms;   /* cached clock, -1 until read */
     unsigned npending;

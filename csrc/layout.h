@@ -105,7 +105,7 @@
 #include <stdint.h>
 
 #define SD_MAGIC UINT64_C(0x31544349444d4853) /* "SHMDICT1" little-endian */
-#define SD_VERSION 2u                         /* 2: quick lists */
+#define SD_VERSION 3u /* 2: quick lists; 3: reserved pages, shared dicts */
 
 #define SD_PAGE 4096u
 #define SD_LINE 64u
@@ -158,6 +158,8 @@ enum {
 
 /* Creation flags (sd_header.create_flags). */
 #define SD_CREATE_EVICT 1u
+#define SD_CREATE_RESERVED 2u /* every page was reserved at creation */
+#define SD_CREATE_SHARED 4u   /* made by open(): no process owns it */
 
 /* Header states (sd_header.state). */
 enum { SD_STATE_LIVE = 1, SD_STATE_RETIRED = 2 };
@@ -221,7 +223,10 @@ typedef struct sd_pstate {
     _Atomic uint64_t n_expiring; /* entries with an expiry */
     _Atomic uint64_t used_bytes; /* heap bytes in used blocks */
     _Atomic uint32_t gc_head;    /* list items waiting to be freed, or 0 */
-    uint32_t reserved1;
+    /* Heap pages [0, backed_pages) are reserved in the filesystem
+     * (fallocate), so writes there can't fault. A hint: a wrong value
+     * costs a refused write or a CorruptError, never a crash. */
+    _Atomic uint32_t backed_pages;
     /* Statistics and hints: plain atomics, not logged (a crash may lose a
      * count, never structure). */
     _Atomic uint64_t evictions;

@@ -35,6 +35,8 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
         static const unsigned char empty[16];
         sd_value_in lv = {.type = SD_T_LIST, .data = empty, .len = 16};
         uint32_t e;
+        if ((rc = sd_bucket_ready_locked(h, hash)))
+            return rc;
         if ((rc = sd_alloc_locked(t, sd_entry_need(klen, 16), &e)))
             return rc;
         sd_link_new_locked(t, e, hash, sd_make_meta(&lv, 0), key, klen, &lv);

@@ -266,6 +266,10 @@ static int timed_lock(sd_part *h, pthread_mutex_t *m)
 
 void sd_tx_commit(sd_tx *t)
 {
+    /* A handle whose mapping the guard repaired has written into private
+     * pages: nothing of it may be committed (guard.c). Undo it all. */
+    if (SD_UNLIKELY(sd_guard_state(t->h->guard)))
+        t->overflow = true;
     for (unsigned i = 0; i < t->npending; i++)
         (void)sd_free_locked(t, t->pending[i]); /* damage: verify() names it */
     t->npending = 0;
@@ -311,10 +315,18 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     t->log_all = false;
     t->merge_frees = false;
     t->one_write = false;
+    t->nospace = false;
     t->token = NULL;
     t->blocked = false;
     t->overflow = false;
     t->now_ms = -1;
+    /* Touch the file's last page: if anyone shrank the file, this faults
+     * here, before the lock, and the guard marks the handle torn. One load
+     * of a line that is rarely written. */
+    (void)LD((_Atomic uint64_t *)(void *)(h->base + h->file_size - SD_PAGE));
+    if (SD_UNLIKELY(sd_guard_state(h->guard)))
+        return sd_guard_state(h->guard) == SD_GUARD_TORN ? SD_TORN
+                                                         : SD_NOSPACE;
     if (!mutex_looks_sane(h))
         return SD_CORRUPT;
     /* Spin a little before sleeping, reading the lock word and trying
@@ -372,7 +384,10 @@ sd_status sd_tx_end(sd_tx *t, sd_status rc)
         sd_tx_commit(t); /* may overflow while freeing */
     if (SD_UNLIKELY(t->overflow)) {
         sd_tx_abort(t);
-        rc = SD_INTERNAL;
+        int g = sd_guard_state(h->guard);
+        rc = g == SD_GUARD_TORN ? SD_TORN : g ? SD_NOSPACE : SD_INTERNAL;
+    } else if (SD_UNLIKELY(rc == SD_NOMEM && t->nospace)) {
+        rc = SD_NOSPACE; /* the heap had room; the filesystem did not */
     }
     atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
     pthread_mutex_unlock(&l->mutex);

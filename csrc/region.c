@@ -5,8 +5,17 @@
  * unnamed (O_TMPFILE) in the directory, sized, mapped and fully set up,
  * and only then linked to its name, which fails if the name is taken. A
  * peer therefore sees no file or a complete one, never a half-built one.
- * Where O_TMPFILE is missing, the file is created with
- * O_CREAT|O_EXCL|O_NOFOLLOW instead.
+ * Linking an unnamed file goes through /proc/self/fd; where O_TMPFILE or
+ * /proc is missing, the file is built under a temporary name of its own
+ * (O_CREAT|O_EXCL) and published with link(2), which is just as atomic.
+ *
+ * Pages: tmpfs gives a page only when it is first touched, and a page it
+ * can't give kills the toucher with SIGBUS. So every page is reserved
+ * (fallocate) before its first touch: the fixed pages here at creation,
+ * the heap as it grows (sd_heap_reserve_locked, alloc.c), and an index
+ * page before its first key (sd_bucket_ready_locked, dict.c). Readers
+ * touch nothing else. With `reserve` the whole file is reserved at once.
+ * guard.c is the net under what can't be prevented (a truncated file).
  *
  * Attaching refuses symlinks (O_NOFOLLOW), files of other users unless
  * asked, and any file whose header doesn't match the layout that its size
@@ -90,8 +99,9 @@ static bool layout_for(uint64_t size, uint64_t nparts, layout *lo)
 
 /* Point every stripe of d at its part of the mapping. */
 static bool handle_apply_layout(sd_handle *d, const layout *lo, uint64_t size,
-                                uint64_t seed, bool evict)
+                                uint64_t seed, uint32_t flags)
 {
+    bool evict = flags & SD_CREATE_EVICT;
     d->file_size = size;
     d->hash_seed = seed;
     d->nparts = (unsigned)lo->nparts;
@@ -126,6 +136,9 @@ static bool handle_apply_layout(sd_handle *d, const layout *lo, uint64_t size,
         h->refs = (_Atomic uint8_t *)(void *)(d->base + h->refs_off);
         h->slots = (sd_slot *)(void *)(d->base + SD_PAGE);
         h->evict = evict;
+        h->reserved = flags & SD_CREATE_RESERVED;
+        h->fd = d->guard->fd;
+        h->guard = d->guard;
         h->part_index = i;
         h->part_shift = d->part_shift;
     }
@@ -255,27 +268,67 @@ static int take_over_stale(const char *path)
     return result;
 }
 
-static int make_file(const char *path, unsigned mode, bool *tmpfile)
+/* A file being built: unnamed (tmpfile), or under a temporary name. */
+typedef struct newfile {
+    int fd;
+    bool tmpfile;
+    char tmp[PATH_MAX]; /* the temporary name, or "" */
+} newfile;
+
+static int make_file(const char *path, unsigned mode, newfile *nf)
 {
     char dir[PATH_MAX];
     split_path(path, dir, sizeof dir);
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
-    *tmpfile = fd >= 0;
-    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
-        fd = open(path, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_RDWR,
-                  (mode_t)mode);
-    return fd;
+    nf->tmp[0] = '\0';
+    nf->tmpfile = false;
+    if (access("/proc/self/fd", X_OK) == 0) {
+        nf->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+        if (nf->fd >= 0) {
+            nf->tmpfile = true;
+            return 0;
+        }
+        if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+            return -1;
+    }
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t r;
+        if (getrandom(&r, sizeof r, 0) != sizeof r)
+            r = (uint64_t)sd_now_ns() * UINT64_C(0x9e3779b97f4a7c15);
+        int n = snprintf(nf->tmp, sizeof nf->tmp, "%s/.shmdict-new.%d.%016llx",
+                         dir, (int)getpid(), (unsigned long long)r);
+        if (n < 0 || (size_t)n >= sizeof nf->tmp) {
+            nf->tmp[0] = '\0';
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        nf->fd =
+            open(nf->tmp, O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_RDWR,
+                 (mode_t)mode);
+        if (nf->fd >= 0)
+            return 0;
+        if (errno != EEXIST)
+            break;
+    }
+    nf->tmp[0] = '\0';
+    return -1;
 }
 
-/* Give the unnamed file its name; on a taken name, take it over if its
+/* Give the new file its name; on a taken name, take it over if its
  * creator is gone. */
-static int publish(int fd, const char *path)
+static int publish(newfile *nf, const char *path)
 {
     char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", nf->fd);
+    const char *from = nf->tmpfile ? proc : nf->tmp;
+    int flags = nf->tmpfile ? AT_SYMLINK_FOLLOW : 0;
     for (int tries = 0; tries < 3; tries++) {
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+        if (linkat(AT_FDCWD, from, AT_FDCWD, path, flags) == 0) {
+            if (nf->tmp[0]) {
+                unlink(nf->tmp);
+                nf->tmp[0] = '\0';
+            }
             return 0;
+        }
         if (errno != EEXIST || !take_over_stale(path))
             return -1;
     }
@@ -283,27 +336,72 @@ static int publish(int fd, const char *path)
     return -1;
 }
 
+sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len)
+{
+    if (len == 0 || off >= h->file_size)
+        return SD_OK;
+    if (len > h->file_size - off)
+        len = h->file_size - off;
+    /* KEEP_SIZE: a file someone truncated must stay short, so that the
+     * guard sees it, not grow back full of zeros. */
+    if (fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return SD_OK;
+    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)
+        return SD_NOSPACE;
+    /* EOPNOTSUPP (a filesystem that can't reserve), EINTR, ...: go on as
+     * before reservation existed; the guard is the net. */
+    return SD_OK;
+}
+
+/* Reserve what creation writes: the header and slot pages, each stripe's
+ * state, lock, undo log and summary pages, and the heap's first page (its
+ * first block header) and last page (that block's footer). */
+static sd_status reserve_fixed(sd_handle *d, const layout *lo)
+{
+    sd_part *p0 = &d->parts[0];
+    sd_status rc = sd_reserve(p0, 0, SD_PARTS_OFF);
+    for (unsigned i = 0; i < d->nparts && rc == SD_OK; i++) {
+        sd_part *h = &d->parts[i];
+        uint64_t heap_end = h->heap_off + h->heap_size;
+        rc = sd_reserve(h, h->part_off,
+                        lo->summary_off + page_up(lo->summary_bytes));
+        if (rc == SD_OK)
+            rc = sd_reserve(h, h->heap_off, SD_PAGE);
+        if (rc == SD_OK)
+            rc = sd_reserve(h, (heap_end - 8) & ~(uint64_t)(SD_PAGE - 1),
+                            SD_PAGE);
+    }
+    return rc;
+}
+
 static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
 {
     layout lo;
     if (!layout_for(o->size, o->nparts ? o->nparts : auto_parts(o->size), &lo))
         return SD_BADARG;
-    bool tmpfile;
-    int fd = make_file(path, o->mode, &tmpfile);
-    if (fd < 0 && errno == EEXIST && !tmpfile && take_over_stale(path))
-        fd = make_file(path, o->mode, &tmpfile);
-    if (fd < 0)
+    newfile nf;
+    if (make_file(path, o->mode, &nf) != 0)
         return SD_SYSERR;
     int err = 0;
-    if (fchmod(fd, (mode_t)o->mode) != 0 ||
-        ftruncate(fd, (off_t)o->size) != 0) {
+    sd_status rc = SD_SYSERR;
+    if (fchmod(nf.fd, (mode_t)o->mode) != 0 ||
+        ftruncate(nf.fd, (off_t)o->size) != 0) {
         err = errno;
         goto fail;
     }
-    h->base = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    h->base =
+        mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, nf.fd, 0);
     if (h->base == MAP_FAILED) {
         err = errno;
         h->base = NULL;
+        goto fail;
+    }
+    h->file_size = o->size;
+    int gfd = dup(nf.fd); /* the guard's own, closed with the handle */
+    if (gfd < 0 || !(h->guard = sd_guard_add(h->base, o->size, gfd))) {
+        err = gfd < 0 ? errno : ENOMEM;
+        if (gfd >= 0)
+            close(gfd);
         goto fail;
     }
     uint64_t seed, nonce;
@@ -312,10 +410,20 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
         seed = (uint64_t)sd_now_ns() ^ ((uint64_t)getpid() << 32);
         nonce = seed * UINT64_C(0x9e3779b97f4a7c15);
     }
-    if (!handle_apply_layout(h, &lo, o->size, seed, o->evict != 0)) {
+    uint32_t flags = (o->evict ? SD_CREATE_EVICT : 0) |
+                     (o->reserve ? SD_CREATE_RESERVED : 0) |
+                     (o->create == SD_OPEN_ANY ? SD_CREATE_SHARED : 0);
+    if (!handle_apply_layout(h, &lo, o->size, seed, flags)) {
         err = ENOMEM;
         goto fail;
     }
+    rc = o->reserve ? sd_reserve(&h->parts[0], 0, o->size)
+                    : reserve_fixed(h, &lo);
+    if (rc != SD_OK) {
+        err = ENOSPC;
+        goto fail;
+    }
+    rc = SD_SYSERR;
     sd_header *hd = h->hdr;
     hd->magic = SD_MAGIC;
     hd->version = SD_VERSION;
@@ -327,41 +435,47 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
     hd->lock_off = lo.lock_off;
     hd->summary_off = lo.summary_off;
     hd->refs_off = lo.refs_off;
-    hd->create_flags = o->evict ? SD_CREATE_EVICT : 0;
+    hd->create_flags = flags;
     hd->index_off = lo.index_off;
     hd->nbuckets = lo.nbuckets;
     hd->heap_off = lo.heap_off;
     hd->heap_size = lo.heap_size;
-    hd->creator_pid = (uint64_t)getpid();
-    hd->creator_start = proc_start_time(getpid());
-    hd->creator_pidns = pid_namespace();
+    /* A dict made by open() belongs to no process: with no creator on
+     * record, new() never takes it over as a dead owner's. */
+    bool shared = flags & SD_CREATE_SHARED;
+    hd->creator_pid = shared ? 0 : (uint64_t)getpid();
+    hd->creator_start = shared ? 0 : proc_start_time(getpid());
+    hd->creator_pidns = shared ? 0 : pid_namespace();
     hd->nonce = nonce;
     ST(&hd->state, (uint32_t)SD_STATE_LIVE);
     for (unsigned i = 0; i < h->nparts; i++) {
-        sd_lock_init(h->parts[i].lock);
-        sd_heap_init(&h->parts[i]);
+        sd_part *p = &h->parts[i];
+        sd_lock_init(p->lock);
+        sd_heap_init(p);
+        uint64_t pages = (p->heap_size + SD_PAGE - 1) / SD_PAGE;
+        ST(&p->st->backed_pages, o->reserve ? (uint32_t)pages : 1u);
     }
-    if (tmpfile && publish(fd, path) != 0) {
+    if (publish(&nf, path) != 0) {
         err = errno;
         goto fail;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(nf.fd, &st) != 0) {
         err = errno;
         goto fail;
     }
-    h->owner = 1;
+    h->owner = o->create == SD_CREATE;
     h->owner_pid = getpid();
     h->dev = st.st_dev;
     h->ino = st.st_ino;
-    close(fd);
+    close(nf.fd);
     return SD_OK;
 fail:
-    if (!tmpfile)
-        unlink(path);
-    close(fd);
+    if (nf.tmp[0])
+        unlink(nf.tmp);
+    close(nf.fd);
     errno = err;
-    return SD_SYSERR;
+    return rc == SD_NOSPACE ? SD_NOSPACE : SD_SYSERR;
 }
 
 /* ---- attach ----------------------------------------------------------------
@@ -374,7 +488,6 @@ static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
         return SD_SYSERR;
     struct stat st;
     sd_status rc = SD_OK;
-    uint64_t size = 0;
     if (fstat(fd, &st) != 0) {
         rc = SD_SYSERR;
         goto out;
@@ -388,7 +501,7 @@ static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
         rc = SD_SYSERR;
         goto out;
     }
-    size = (uint64_t)st.st_size;
+    uint64_t size = (uint64_t)st.st_size;
     layout lo;
     if (size < SD_MIN_SIZE || size > SD_MAX_SIZE) {
         rc = SD_FORMAT;
@@ -400,27 +513,48 @@ static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
         rc = SD_SYSERR;
         goto out;
     }
+    h->file_size = size;
+    /* Guarded from here on: the file may be truncated while we read it. */
+    if (!(h->guard = sd_guard_add(h->base, size, fd))) {
+        errno = ENOMEM;
+        rc = SD_SYSERR;
+        goto out;
+    }
+    fd = -1; /* the guard's now */
     sd_header *hd = (sd_header *)(void *)h->base;
-    if (!header_ok(hd, size, &lo)) {
+    uint32_t flags = hd->create_flags;
+    if (!header_ok(hd, size, &lo) || sd_guard_state(h->guard)) {
         rc = SD_FORMAT;
         goto out;
     }
-    if (!handle_apply_layout(h, &lo, size, hd->hash_seed,
-                             (hd->create_flags & SD_CREATE_EVICT) != 0)) {
+    if (!handle_apply_layout(h, &lo, size, hd->hash_seed, flags)) {
         errno = ENOMEM;
         rc = SD_SYSERR;
     }
 out:
-    if (rc != SD_OK && h->base) {
+    if (fd >= 0) {
         int err = errno;
-        munmap(h->base, size);
-        h->base = NULL;
+        close(fd);
         errno = err;
     }
-    int err = errno;
-    close(fd);
-    errno = err;
     return rc;
+}
+
+/* Unmap what the handle mapped and give its guard back (closing the
+ * file). Pages the guard replaced after a fault stay mapped: see guard.c. */
+static void unmap(sd_handle *h)
+{
+    int err = errno;
+    uint64_t keep = h->file_size;
+    if (h->guard) {
+        uint64_t from = sd_guard_remove(h->guard);
+        keep = from < keep ? from : keep;
+        h->guard = NULL;
+    }
+    if (h->base && keep)
+        munmap(h->base, keep);
+    h->base = NULL;
+    errno = err;
 }
 
 /* ---- public entry points -------------------------------------------------
@@ -439,11 +573,28 @@ sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
     }
     if (cached_mutex_kind == -2)
         cached_mutex_kind = sd_mutex_kind_of_new();
-    sd_status rc = o->create ? create(path, o, h) : attach(path, o, h);
+    sd_status rc;
+    if (o->create == SD_OPEN_ANY) {
+        /* Attach, or create if missing; a creator that loses the race to
+         * link the name attaches to the winner's dict. */
+        for (int tries = 0;; tries++) {
+            rc = attach(path, o, h);
+            if (rc != SD_SYSERR || errno != ENOENT || tries == 8)
+                break;
+            unmap(h);
+            rc = create(path, o, h);
+            if (rc != SD_SYSERR || errno != EEXIST)
+                break;
+            unmap(h);
+            free(h->parts);
+            h->parts = NULL;
+        }
+    } else {
+        rc = o->create ? create(path, o, h) : attach(path, o, h);
+    }
     if (rc != SD_OK) {
         int err = errno;
-        if (h->base)
-            munmap(h->base, h->file_size);
+        unmap(h);
         free(h->parts);
         free(h->path);
         free(h);
@@ -470,8 +621,7 @@ void sd_close(sd_handle *h)
             st.st_ino == h->ino)
             unlink(h->path);
     }
-    if (h->base)
-        munmap(h->base, h->file_size);
+    unmap(h);
     free(h->parts);
     free(h->path);
     free(h);
@@ -547,6 +697,12 @@ const char *sd_strstatus(sd_status s)
         [SD_TIMEDOUT] = "timed out waiting for the dict's lock",
         [SD_SYSERR] = "system call failed",
         [SD_INTERNAL] = "internal error: undo log overflow",
+        [SD_EXISTS] = "the key exists, or its value differs",
+        [SD_WRONGTYPE] = "wrong type: a list where a scalar is wanted, or "
+                         "the reverse",
+        [SD_NOSPACE] = "the shared-memory filesystem is full",
+        [SD_TORN] = "the dict's file was truncated under this handle "
+                    "(reopen it to go on)",
     };
     return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s]
                                                     : "unknown status";

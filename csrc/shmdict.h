@@ -31,6 +31,8 @@ typedef enum sd_status {
     SD_INTERNAL,  /* a bug in the core (undo log overflow) */
     SD_EXISTS,    /* add: the key is there; cas: the value differs */
     SD_WRONGTYPE, /* a list where a scalar is wanted, or the reverse */
+    SD_NOSPACE, /* the filesystem has no page for the item; nothing changed */
+    SD_TORN,    /* the file was truncated under this handle: reopen it */
     SD_STATUS_COUNT
 } sd_status;
 
@@ -73,10 +75,17 @@ typedef struct sd_handle sd_handle;
 typedef void *(*sd_block_begin_fn)(void);
 typedef void (*sd_block_end_fn)(void *token);
 
+enum {
+    SD_ATTACH = 0,  /* open an existing dict */
+    SD_CREATE = 1,  /* make a new dict, owned by the handle */
+    SD_OPEN_ANY = 2 /* attach, or create one with no owner if missing */
+};
+
 typedef struct sd_open_opts {
     uint64_t size;           /* create: file size in bytes */
     unsigned mode;           /* create: permission bits */
-    int create;              /* 1: create; 0: attach */
+    int create;              /* SD_ATTACH, SD_CREATE or SD_OPEN_ANY */
+    int reserve;             /* create: back every page of the file now */
     int allow_foreign_owner; /* attach: accept a file owned by another uid */
     int64_t lock_timeout_ms; /* <= 0: wait forever */
     int evict;               /* create: a full dict evicts (CLOCK) */
@@ -96,8 +105,10 @@ typedef struct sd_stats {
     uint64_t sets;
     uint64_t evictions;
     uint64_t expirations;
-    uint64_t pending_free; /* list items waiting on the gc chain */
+    uint64_t pending_free;   /* list items waiting on the gc chain */
+    uint64_t reserved_bytes; /* bytes of the file backed by the filesystem */
     int evict;
+    int reserved;    /* made with `reserve`: every page backed */
     unsigned nparts; /* stripes */
 } sd_stats;
 
@@ -113,8 +124,10 @@ enum {
 
 /* Open or create the dict at `path`. On SD_SYSERR, errno holds the cause
  * (EEXIST for a live dict at the name on create, ENOENT on attach, ELOOP for
- * a symlink, EACCES for a foreign owner). Cost: O(1); creating writes only
- * the header and lock pages. */
+ * a symlink, EACCES for a foreign owner). SD_NOSPACE: the filesystem can't
+ * back the header and lock pages (or, with `reserve`, the whole file).
+ * Cost: O(stripes); creating reserves and writes only the header, lock and
+ * summary pages and the heap's first and last pages, unless `reserve`. */
 sd_status sd_open(const char *path, const sd_open_opts *opts, sd_handle **out);
 
 /* Unmap and free the handle. When `h` created the file, in this process,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -50,6 +52,39 @@ def fill_until_full(
         except shmdict.NoMemoryError:
             return i
     raise AssertionError(f"{cap} items fit in {d.size} bytes")
+
+
+@contextlib.contextmanager
+def tmpfs(size: str) -> Iterator[str]:
+    """Mount a tmpfs of *size* (mount's syntax: ``4m``, ``72g``) on a fresh
+    directory, and unmount it afterwards. Skips the test unless it can
+    (root, or a mount namespace of its own, is needed)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tempfile.mkdtemp(prefix="shmdict-fs-")
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", where],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode:
+        os.rmdir(where)
+        pytest.skip(f"can't mount a tmpfs: {r.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", where], check=False)
+        os.rmdir(where)
+
+
+@pytest.fixture(scope="session")
+def big_dir() -> Iterator[str]:
+    """A directory on a tmpfs big enough for a MAX_SIZE dict: a tmpfs size
+    is a limit, not memory, and /dev/shm may be smaller than 64 GiB, which
+    new() refuses outright."""
+    with tmpfs(f"{(shmdict.MAX_SIZE >> 30) + 8}g") as where:
+        yield where
 
 
 def new_name(tag: str = "") -> str:

@@ -89,11 +89,13 @@ def test_size_is_exactly_what_was_asked(name: str) -> None:
         assert d.verify() == []
 
 
-def test_min_and_max_size_accepted(name_factory: Callable[[], str]) -> None:
+def test_min_and_max_size_accepted(
+    name_factory: Callable[[], str], big_dir: str
+) -> None:
     with shmdict.new(name_factory(), shmdict.MIN_SIZE) as d:
         assert d.set("k", 1) is True
         assert d["k"] == 1
-    with shmdict.new(name_factory(), shmdict.MAX_SIZE) as d:
+    with shmdict.new(name_factory(), shmdict.MAX_SIZE, dir=big_dir) as d:
         assert d.size == shmdict.MAX_SIZE
         assert d.set("k", 1) is True
         assert d["k"] == 1

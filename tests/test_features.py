@@ -1059,6 +1059,10 @@ STAT_KEYS = {
     "pending_free",
     "buckets",
     "evict",
+    "reserved",
+    "bytes_reserved",
+    "fs_size",
+    "fs_free",
 }
 
 
@@ -1066,13 +1070,16 @@ def test_stats_keys_and_types(d: SharedDict) -> None:
     st = d.stats()
     assert set(st) >= STAT_KEYS
     for k, v in st.items():
-        if k == "evict":
-            assert v is False
+        if k in ("evict", "reserved"):
+            assert v is False, k
         else:
             assert type(v) is int, k
             assert v >= 0, k
     assert st["entries"] == 0
     assert st["bytes_used"] == 0
+    # What the filesystem backs: the fixed pages, far below the size.
+    assert 0 < st["bytes_reserved"] < d.size
+    assert 0 < st["fs_free"] <= st["fs_size"]
     assert st["buckets"] > 0
     assert st["bytes_free"] + st["bytes_used"] == st["capacity"]
 

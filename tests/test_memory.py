@@ -324,8 +324,8 @@ def test_churn_never_loses_capacity(
 
 
 @pytest.mark.parametrize("size", [16 * GiB, shmdict.MAX_SIZE], ids=["16GiB", "64GiB"])
-def test_large_dict(name: str, size: int) -> None:
-    d = shmdict.new(name, size)
+def test_large_dict(name: str, size: int, big_dir: str) -> None:
+    d = shmdict.new(name, size, dir=big_dir)
     try:
         # O(1) creation, shown without timing: new() commits a few pages.
         assert os.stat(d.path).st_blocks * 512 < MiB
@@ -338,7 +338,7 @@ def test_large_dict(name: str, size: int) -> None:
         assert d["a"] == 42
         assert d["b"] == "x" * 1000
         assert d["c"] == b"y" * (10 * MiB)
-        with shmdict.get(name) as p:
+        with shmdict.get(name, dir=big_dir) as p:
             assert p.size == size
             assert p["a"] == 42
         # Sparse: new() must not touch every page (the tmpfs could not even
@@ -351,7 +351,7 @@ def test_large_dict(name: str, size: int) -> None:
         assert d["d"] == 4
     finally:
         d.close()
-    assert not shmdict.exists(name)
+    assert not shmdict.exists(name, dir=big_dir)
 
 
 SCANS: list[tuple[str, Callable[[SharedDict], object]]] = [

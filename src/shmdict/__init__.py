@@ -10,7 +10,17 @@ True
 """
 
 from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
-from ._dict import SharedDict, Value, exists, get, new, path_for, remove
+from ._dict import (
+    SharedDict,
+    Value,
+    default_dir,
+    exists,
+    get,
+    new,
+    open,
+    path_for,
+    remove,
+)
 from .errors import CorruptError, Error, LockTimeout, NoMemoryError
 
 __all__ = [
@@ -24,9 +34,11 @@ __all__ = [
     "NoMemoryError",
     "SharedDict",
     "Value",
+    "default_dir",
     "exists",
     "get",
     "new",
+    "open",
     "path_for",
     "remove",
 ]

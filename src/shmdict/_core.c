@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <structmember.h>
+#include <sys/statvfs.h>
 
 #include "layout.h"
 #include "shmdict.h"
@@ -176,7 +177,49 @@ static const struct {
     {SD_FORMAT, EXC_CORRUPT},    {SD_TIMEDOUT, EXC_TIMEOUT},
     {SD_SYSERR, EXC_OS},         {SD_INTERNAL, EXC_ERROR},
     {SD_EXISTS, EXC_ERROR},      {SD_WRONGTYPE, EXC_TYPE},
+    {SD_NOSPACE, EXC_NOMEM},     {SD_TORN, EXC_CORRUPT},
 };
+
+/* NoMemoryError for a filesystem with no page left: say which, how big,
+ * and what to do about it. `path` is the dict's file (a str), or NULL. */
+static void set_nospace(PyObject *exc, PyObject *path)
+{
+    const char *p =
+        path && PyUnicode_Check(path) ? PyUnicode_AsUTF8(path) : NULL;
+    if (!p) {
+        PyErr_Clear();
+        p = SHM_DIR "/";
+    }
+    char dir[4096];
+    const char *slash = strrchr(p, '/');
+    size_t n = slash && slash != p ? (size_t)(slash - p) : 1;
+    if (n >= sizeof dir)
+        n = sizeof dir - 1;
+    memcpy(dir, slash ? p : ".", slash ? n : 1);
+    dir[slash ? n : 1] = '\0';
+    struct statvfs vfs;
+    double mib = 1024.0 * 1024.0, total = 0, avail = 0;
+    if (statvfs(dir, &vfs) == 0) {
+        total = (double)vfs.f_blocks * (double)vfs.f_frsize / mib;
+        avail = (double)vfs.f_bavail * (double)vfs.f_frsize / mib;
+    }
+    char msg[4096 + 512];
+    snprintf(msg, sizeof msg,
+             "the shared-memory filesystem at %s is full (%.1f MiB, %.1f MiB "
+             "free); nothing was stored. Free space there (remove unused "
+             "dicts), or give it more: Docker --shm-size=256m, Kubernetes an "
+             "emptyDir volume with medium: Memory and a sizeLimit; or create "
+             "the dict with reserve=True to claim its memory up front",
+             dir, total, avail);
+    PyErr_SetString(exc, msg);
+}
+
+/* The file of the handle `self`, or `obj` while it has none yet. */
+static PyObject *dict_path(PyObject *self, PyObject *obj)
+{
+    PyObject *p = ((DictObject *)self)->path;
+    return p ? p : obj;
+}
 
 /* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
  * (OSError); `self` finds the module state. Returns NULL. */
@@ -210,7 +253,10 @@ static PyObject *raise_status(PyObject *self, sd_status rc, PyObject *obj)
         PyErr_SetString(PyExc_ValueError, msg);
         break;
     case EXC_NOMEM:
-        PyErr_SetString(st->NoMemoryError, msg);
+        if (rc == SD_NOSPACE)
+            set_nospace(st->NoMemoryError, dict_path(self, obj));
+        else
+            PyErr_SetString(st->NoMemoryError, msg);
         break;
     case EXC_CORRUPT:
         PyErr_Format(st->CorruptError, "%s: %S", msg, obj ? obj : Py_None);
@@ -511,21 +557,25 @@ static inline void leave(DictObject *self)
 
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path",         "name",
-                             "size",         "create",
-                             "mode",         "allow_foreign_owner",
-                             "lock_timeout", "evict",
-                             "stripes",      NULL};
+    static char *kwlist[] = {"path",         "name",  "size",
+                             "create",       "mode",  "allow_foreign_owner",
+                             "lock_timeout", "evict", "stripes",
+                             "reserve",      NULL};
     PyObject *path, *name;
     unsigned long long size = 0;
-    int create = 0, foreign = 0, evict = 0;
+    int create = 0, foreign = 0, evict = 0, reserve = 0;
     unsigned int stripes = 0;
     unsigned int mode = 0600;
     double timeout = 10.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|K$pIpdpI:Dict", kwlist,
-                                     &path, &name, &size, &create, &mode,
-                                     &foreign, &timeout, &evict, &stripes))
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, "UU|K$iIpdpIp:Dict", kwlist, &path, &name, &size,
+            &create, &mode, &foreign, &timeout, &evict, &stripes, &reserve))
         return NULL;
+    if (create < SD_ATTACH || create > SD_OPEN_ANY) {
+        PyErr_SetString(PyExc_ValueError,
+                        "create must be 0 (attach), 1 (create) or 2 (either)");
+        return NULL;
+    }
     if (stripes > SD_MAX_PARTS || (stripes & (stripes - 1))) {
         PyErr_Format(
             PyExc_ValueError,
@@ -549,6 +599,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         .size = size,
         .mode = mode & 07777,
         .create = create,
+        .reserve = reserve,
         .allow_foreign_owner = foreign,
         .evict = evict,
         .nparts = stripes,
@@ -1712,7 +1763,7 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         return raise_status((PyObject *)self, rc, self->path);
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsI}", "entries", U(st.count),
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsO}", "entries", U(st.count),
         "expiring", U(st.n_expiring), "bytes_used", U(st.used_bytes),
         "bytes_free", U(st.heap_size - st.used_bytes), "capacity",
         U(st.heap_size), "hits", U(st.hits), "misses", U(st.misses), "sets",
@@ -1720,7 +1771,8 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         U(st.expirations), "lock_waits", U(st.lock_waits), "recoveries",
         U(st.recoveries), "pending_free", U(st.pending_free), "buckets",
         U(st.nbuckets), "evict", st.evict ? Py_True : Py_False, "stripes",
-        st.nparts);
+        st.nparts, "bytes_reserved", U(st.reserved_bytes), "reserved",
+        st.reserved ? Py_True : Py_False);
 #undef U
 }
 
@@ -1911,7 +1963,9 @@ static PyMethodDef Dict_methods[] = {
      "Counters: entries, expiring, bytes_used, bytes_free, capacity, hits,\n"
      "misses, sets, evictions, expirations, lock_waits, recoveries (dead\n"
      "lock holders repaired), pending_free (list items not yet freed),\n"
-     "buckets, evict and stripes. O(stripes) plus the pending list items."},
+     "buckets, evict, stripes, bytes_reserved (bytes of the file the\n"
+     "filesystem backs) and reserved (made with reserve=True).\n"
+     "O(stripes) plus the pending list items."},
     {NULL},
 };
 
@@ -1933,10 +1987,12 @@ static PyType_Slot Dict_slots[] = {
     {Py_mp_length, Dict_len},
     {Py_sq_contains, Dict_contains},
     {Py_tp_doc,
-     "Dict(path, name, size=0, *, create=False, mode=0o600, "
+     "Dict(path, name, size=0, *, create=0, mode=0o600, "
      "allow_foreign_owner=False, lock_timeout=10.0, evict=False, "
-     "stripes=0)\n--\n\n"
-     "A handle on a shared-memory dict. Use shmdict.new() and shmdict.get()."},
+     "stripes=0, reserve=False)\n--\n\n"
+     "A handle on a shared-memory dict. Use shmdict.new(), shmdict.get()\n"
+     "and shmdict.open(). create: 0 attaches, 1 creates (the handle owns\n"
+     "the file), 2 attaches or creates a dict no handle owns."},
     {0, NULL},
 };
 

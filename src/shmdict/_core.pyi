@@ -22,12 +22,13 @@ class Dict:
         name: str,
         size: int = 0,
         *,
-        create: bool = False,
+        create: int = 0,
         mode: int = 0o600,
         allow_foreign_owner: bool = False,
         lock_timeout: float = 10.0,
         evict: bool = False,
         stripes: int = 0,
+        reserve: bool = False,
     ) -> Self: ...
     @property
     def name(self) -> str: ...

@@ -7,8 +7,19 @@ from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, Values
 from typing import Any, Callable, Union
 
 from . import _core
+from .errors import NoMemoryError
 
-__all__ = ["SharedDict", "Value", "exists", "get", "new", "path_for", "remove"]
+__all__ = [
+    "SharedDict",
+    "Value",
+    "default_dir",
+    "exists",
+    "get",
+    "new",
+    "open",
+    "path_for",
+    "remove",
+]
 
 #: The types a shared dict stores; each comes back as the same type.
 Value = Union[None, bool, int, float, str, bytes]
@@ -16,12 +27,23 @@ Value = Union[None, bool, int, float, str, bytes]
 _MISSING: Any = object()
 
 
-def path_for(name: str) -> str:
-    """Return the file path of the dict called *name*.
+def default_dir() -> str:
+    """The directory dicts live in when no ``dir=`` is given.
 
-    Raises TypeError if *name* is not a str, and ValueError if it is empty,
-    ``.`` or ``..``, longer than 255 bytes, or holds ``/`` or NUL, so that no
-    name can reach outside the shared-memory directory.
+    ``$SHMDICT_DIR`` if set and not empty, else ``/dev/shm``. Point it at
+    another memory-backed filesystem (a Kubernetes ``emptyDir`` with
+    ``medium: Memory``, ``/run/user/UID``) to keep dicts there.
+    """
+    return os.environ.get("SHMDICT_DIR") or _core.SHM_DIR
+
+
+def path_for(name: str, dir: str | None = None) -> str:
+    """Return the file path of the dict called *name* in *dir*.
+
+    *dir* defaults to :func:`default_dir`. Raises TypeError if *name* is
+    not a str, and ValueError if it is empty, ``.`` or ``..``, longer than
+    255 bytes, or holds ``/`` or NUL, so that no name can reach outside the
+    directory.
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be str, not {type(name).__name__}")
@@ -31,7 +53,13 @@ def path_for(name: str) -> str:
         raise ValueError(f"dict name {name!r} must not hold '/' or NUL")
     if len(name.encode("utf-8", "surrogatepass")) > 255:
         raise ValueError("dict name is longer than 255 bytes")
-    return f"{_core.SHM_DIR}/{name}"
+    if dir is None:
+        dir = default_dir()
+    elif not isinstance(dir, str):
+        raise TypeError(f"dir must be str, not {type(dir).__name__}")
+    if not dir or "\0" in dir:
+        raise ValueError(f"invalid directory {dir!r}")
+    return f"{dir.rstrip('/') or '/'}/{name}" if dir != "/" else f"/{name}"
 
 
 class _ItemsView(ItemsView[str, Value]):
@@ -75,9 +103,19 @@ class SharedDict(_core.Dict, MutableMapping[str, Value]):  # type: ignore[misc]
         role = " owner" if not self.closed and self.owner else ""
         return f"<shmdict.SharedDict {self.name!r} {state}{role}>"
 
-    def __reduce__(self) -> tuple[Callable[..., SharedDict], tuple[str]]:
+    def __reduce__(self) -> tuple[Callable[..., SharedDict], tuple[str, str]]:
         # A pickled handle reopens the dict by name, as a peer.
-        return (get, (self.name,))
+        return (_reopen, (self.name, os.path.dirname(self.path)))
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters (see the extension's ``stats``), plus ``fs_size`` and
+        ``fs_free``: the bytes of the filesystem the dict lives on, in all
+        and free to unprivileged users. O(stripes) plus one statvfs call."""
+        st = super().stats()
+        vfs = os.statvfs(os.path.dirname(self.path))
+        st["fs_size"] = vfs.f_blocks * vfs.f_frsize
+        st["fs_free"] = vfs.f_bavail * vfs.f_frsize
+        return st
 
     def __enter__(self) -> SharedDict:
         return self
@@ -98,39 +136,11 @@ class SharedDict(_core.Dict, MutableMapping[str, Value]):  # type: ignore[misc]
         self.flush_all()
 
 
-def new(
-    name: str,
-    size: int,
-    *,
-    mode: int = 0o600,
-    lock_timeout: float = 10.0,
-    evict: bool = False,
-    stripes: int | None = None,
-) -> SharedDict:
-    """Create the dict *name* of *size* bytes and return its owner handle.
-
-    The owner's :meth:`~SharedDict.close` (or garbage collection) removes the
-    file. *size* is the budget of the whole file, from ``MIN_SIZE`` (64 KiB)
-    to ``MAX_SIZE`` (64 GiB); memory is committed only as items are stored.
-    *mode* sets the file's permission bits. With *evict*, a full dict makes
-    room by dropping expired items and then the least recently used ones
-    (CLOCK), as ngx.shared.DICT does; without it, a write that does not fit
-    raises :class:`shmdict.NoMemoryError`.
-
-    *stripes* splits the dict into that many independent parts (a power of
-    two, each with its own lock and heap), so writers of different keys
-    don't wait for each other. 0 chooses one stripe per 16 MiB, up to 16
-    (so one below 32 MiB);
-    None (the default) does the same unless the environment variable
-    ``SHMDICT_STRIPES`` asks for a count, which is lowered as far as the
-    size needs. A single item must fit in one stripe: ``size // stripes``
-    less the index. Cost: O(stripes).
-
-    Raises FileExistsError if a dict whose creator still runs has the name
-    (a name left by a killed creator is taken over), ValueError for a bad
-    name or size, TypeError for arguments of the wrong type.
-    """
-    path = path_for(name)
+def _check_create_args(
+    name: str, size: int, mode: int, stripes: int | None, dir: str | None
+) -> tuple[str, int]:
+    """Validate what new() and open() share; return (path, stripes)."""
+    path = path_for(name, dir)
     if not isinstance(size, int) or isinstance(size, bool):
         raise TypeError(f"size must be int, not {type(size).__name__}")
     if not _core.MIN_SIZE <= size <= _core.MAX_SIZE:
@@ -141,16 +151,138 @@ def new(
         stripes = _stripes_from_env(size)
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
         raise ValueError("mode must be permission bits between 0 and 0o777")
+    _check_fits_filesystem(path, size)
+    return path, stripes
+
+
+def _check_fits_filesystem(path: str, size: int) -> None:
+    """NoMemoryError if the filesystem could never hold *size* bytes."""
+    try:
+        vfs = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return  # the open itself will say what is wrong with the directory
+    total = vfs.f_blocks * vfs.f_frsize
+    if total and size > total:
+        raise NoMemoryError(
+            f"a dict of {size} bytes can never fit in {os.path.dirname(path)}, "
+            f"a filesystem of {total} bytes: ask for less, or give it more "
+            "(Docker --shm-size, a Kubernetes emptyDir with medium: Memory "
+            "and a bigger sizeLimit)"
+        )
+
+
+def new(
+    name: str,
+    size: int,
+    *,
+    mode: int = 0o600,
+    lock_timeout: float = 10.0,
+    evict: bool = False,
+    stripes: int | None = None,
+    reserve: bool = False,
+    dir: str | None = None,
+) -> SharedDict:
+    """Create the dict *name* of *size* bytes and return its owner handle.
+
+    The owner's :meth:`~SharedDict.close` (or garbage collection) removes the
+    file. *size* is the budget of the whole file, from ``MIN_SIZE`` (64 KiB)
+    to ``MAX_SIZE`` (64 GiB). Memory is committed only as items are stored,
+    each page reserved in the filesystem before its first use, so a full
+    filesystem makes a write raise :class:`shmdict.NoMemoryError` rather
+    than kill the process. With *reserve*, the whole file is reserved now:
+    ``new()`` fails at once if the filesystem can't hold it, and the dict
+    can then never run out of pages. *mode* sets the file's permission
+    bits. With *evict*, a full dict makes room by dropping expired items
+    and then the least recently used ones (CLOCK), as ngx.shared.DICT does;
+    without it, a write that does not fit raises NoMemoryError.
+
+    *stripes* splits the dict into that many independent parts (a power of
+    two, each with its own lock and heap), so writers of different keys
+    don't wait for each other. 0 chooses one stripe per 16 MiB, up to 16
+    (so one below 32 MiB);
+    None (the default) does the same unless the environment variable
+    ``SHMDICT_STRIPES`` asks for a count, which is lowered as far as the
+    size needs. A single item must fit in one stripe: ``size // stripes``
+    less the index. *dir* is the directory of the file (default:
+    :func:`default_dir`). Cost: O(stripes), or O(size) with *reserve*.
+
+    Raises FileExistsError if a dict whose creator still runs has the name
+    (a name left by a killed creator is taken over), NoMemoryError if the
+    filesystem can never hold *size* bytes or has no room for the first
+    pages (or, with *reserve*, for all of them), ValueError for a bad name
+    or size, TypeError for arguments of the wrong type.
+    """
+    path, stripes = _check_create_args(name, size, mode, stripes, dir)
     return SharedDict(
         path,
         name,
         size,
-        create=True,
+        create=1,
         mode=mode,
         lock_timeout=lock_timeout,
         evict=bool(evict),
         stripes=stripes,
+        reserve=bool(reserve),
     )
+
+
+def open(  # shadows the builtin here, as os.open does in os
+    name: str,
+    size: int,
+    *,
+    mode: int = 0o600,
+    lock_timeout: float = 10.0,
+    evict: bool = False,
+    stripes: int | None = None,
+    reserve: bool = False,
+    dir: str | None = None,
+) -> SharedDict:
+    """Attach to the dict *name*, creating it first if it is missing.
+
+    For pools of equal workers (gunicorn without ``--preload``, ``uvicorn
+    --workers``, Celery prefork), where no process is the natural owner.
+    The handle owns nothing: its close keeps the file, and the dict lives
+    until :func:`remove` or reboot. Any number of processes may call it at
+    once: exactly one creates the dict, the others attach to it, and none
+    sees a half-built file. The arguments are those of :func:`new`.
+
+    An existing dict must have been made with the same *size*, *evict* and
+    *reserve* (and *stripes*, when given or set by ``SHMDICT_STRIPES``);
+    otherwise ValueError says what differs, rather than silently handing
+    out another dict than the one asked for. Cost: O(stripes). Raises as
+    :func:`new` and :func:`get` do.
+    """
+    path, stripes = _check_create_args(name, size, mode, stripes, dir)
+    d = SharedDict(
+        path,
+        name,
+        size,
+        create=2,
+        mode=mode,
+        lock_timeout=lock_timeout,
+        evict=bool(evict),
+        stripes=stripes,
+        reserve=bool(reserve),
+    )
+    st = d.stats()
+    want = {"size": size, "evict": bool(evict), "reserve": bool(reserve)}
+    have = {"size": d.size, "evict": st["evict"], "reserve": st["reserved"]}
+    if stripes:
+        want["stripes"] = stripes
+        have["stripes"] = st["stripes"]
+    if want != have:
+        d.close()
+        diff = ", ".join(f"{k}={have[k]!r}" for k in want if want[k] != have[k])
+        asked = ", ".join(f"{k}={want[k]!r}" for k in want if want[k] != have[k])
+        raise ValueError(
+            f"dict {name!r} exists with {diff}, not {asked}: open it with "
+            "those, or remove it first (shmdict.remove)"
+        )
+    return d
+
+
+def _reopen(name: str, dir: str) -> SharedDict:
+    return get(name, dir=dir)
 
 
 _MIN_STRIPE = 512 << 10
@@ -170,16 +302,20 @@ def _stripes_from_env(size: int) -> int:
 
 
 def get(
-    name: str, *, allow_foreign_owner: bool = False, lock_timeout: float = 10.0
+    name: str,
+    *,
+    allow_foreign_owner: bool = False,
+    lock_timeout: float = 10.0,
+    dir: str | None = None,
 ) -> SharedDict:
     """Attach to the existing dict *name* as a peer (its close keeps the file).
 
     Cost: O(1). Raises FileNotFoundError if there is no such dict, OSError if
     the name is a symlink, PermissionError if another user owns the file and
     *allow_foreign_owner* is false, and :class:`shmdict.CorruptError` if the
-    file is not a valid dict of this format.
+    file is not a valid dict of this format. *dir* as in :func:`new`.
     """
-    path = path_for(name)
+    path = path_for(name, dir)
     return SharedDict(
         path,
         name,
@@ -188,16 +324,16 @@ def get(
     )
 
 
-def remove(name: str) -> None:
-    """Remove the dict *name* from /dev/shm, whoever created it.
+def remove(name: str, *, dir: str | None = None) -> None:
+    """Remove the dict *name* from its directory, whoever created it.
 
     This is the way out when a creator was killed and left its file. Handles
     that are open keep working; later :func:`get` calls fail. Raises
     FileNotFoundError if there is no such file.
     """
-    os.unlink(path_for(name))
+    os.unlink(path_for(name, dir))
 
 
-def exists(name: str) -> bool:
-    """Whether a file called *name* exists in the shared-memory directory."""
-    return os.path.lexists(path_for(name))
+def exists(name: str, *, dir: str | None = None) -> bool:
+    """Whether a file called *name* exists in the dict directory."""
+    return os.path.lexists(path_for(name, dir))
