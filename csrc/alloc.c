@@ -219,6 +219,34 @@ static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
 /* ---- allocation -----------------------------------------------------------
  */
 
+/* Where a block of `want` bytes at idx stops touching the heap: its end,
+ * plus the header and links of the remainder split off after it. */
+static inline uint64_t block_end(uint64_t idx, uint64_t want)
+{
+    return (idx << SD_UNIT_SHIFT) + want + SD_UNIT;
+}
+
+/* Walk the free list of `want`'s own class for a block of at least `want`
+ * bytes that ends below heap byte `limit`; *idx = 0 if none. */
+static sd_status walk_own_list(sd_part *h, uint64_t want, uint64_t limit,
+                               uint32_t *idx)
+{
+    unsigned fl, sl;
+    mapping(want, &fl, &sl);
+    uint32_t cur = LD(&h->st->heads[fl][sl]);
+    for (uint64_t steps = 0; cur && steps < h->max_chain; steps++) {
+        if (!sd_idx_ok(h, cur))
+            return SD_CORRUPT;
+        uint64_t sz = hdr_size(h, cur, LD(sd_blk_hdr(h, cur)));
+        if (sz >= want && block_end(cur, want) <= limit) {
+            *idx = cur;
+            return SD_OK;
+        }
+        cur = LD(&fblk(h, cur)->next);
+    }
+    return SD_OK;
+}
+
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
 {
     sd_part *h = t->h;
@@ -247,35 +275,35 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
     if (!idx && want >= SD_SMALL_LIMIT) {
         /* Good fit failed: walk the request's own list for a block that
          * is big enough after all. */
-        mapping(want, &fl, &sl);
-        uint32_t cur = LD(&h->st->heads[fl][sl]);
-        for (uint64_t steps = 0; cur && steps < h->max_chain; steps++) {
-            if (!sd_idx_ok(h, cur))
-                return SD_CORRUPT;
-            uint64_t sz = hdr_size(h, cur, LD(sd_blk_hdr(h, cur)));
-            if (sz >= want) {
-                idx = cur;
-                break;
-            }
-            cur = LD(&fblk(h, cur)->next);
-        }
+        sd_status rc = walk_own_list(h, want, UINT64_MAX, &idx);
+        if (rc)
+            return rc;
     }
     if (!idx)
         return SD_NOMEM;
     if (!sd_idx_ok(h, idx))
         return SD_CORRUPT;
+    /* The block, and the header and links of the remainder after it, must
+     * lie in reserved pages. If the filesystem can't give more, a block
+     * of the request's own list that already does is as good (room that
+     * an eviction just made, say); else the heap counts as full. */
+    uint64_t backed = (uint64_t)LD(&h->st->backed_pages) * SD_PAGE;
+    if (SD_UNLIKELY(block_end(idx, want) > backed) &&
+        sd_heap_reserve_locked(h, block_end(idx, want)) != SD_OK) {
+        idx = 0;
+        sd_status rc = walk_own_list(h, want, backed, &idx);
+        if (rc)
+            return rc;
+        if (!idx) {
+            t->nospace = true;
+            return SD_NOMEM;
+        }
+    }
     _Atomic uint64_t *hp = sd_blk_hdr(h, idx);
     uint64_t hdr = LD(hp);
     uint64_t size = hdr_size(h, idx, hdr);
     if (!size || !(hdr & SD_BLK_FREE) || size < want)
         return SD_CORRUPT;
-    /* The block, and the header and links of the remainder after it. */
-    uint64_t end = ((uint64_t)idx << SD_UNIT_SHIFT) + want + SD_UNIT;
-    if (SD_UNLIKELY(end > (uint64_t)LD(&h->st->backed_pages) * SD_PAGE) &&
-        sd_heap_reserve_locked(h, end) != SD_OK) {
-        t->nospace = true;
-        return SD_NOMEM; /* as a full heap: room made inside may still do */
-    }
     sd_status rc = list_remove(t, idx, size);
     if (rc)
         return rc;

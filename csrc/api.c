@@ -206,8 +206,8 @@ static sd_status unlock_parts(multi *m, sd_status rc)
         if (!m->held[i])
             continue;
         sd_status r = sd_end_write(&m->t[i], rc);
-        if (rc == SD_OK && r != SD_OK)
-            rc = r;
+        if ((rc == SD_OK && r != SD_OK) || (rc == SD_NOMEM && r == SD_NOSPACE))
+            rc = r; /* say it was the filesystem, if it was */
     }
     if (m->blocked && d->parts[0].block_end)
         d->parts[0].block_end(m->token);

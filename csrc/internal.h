@@ -72,6 +72,7 @@ struct sd_handle {
     sd_header *hdr;      /* = base */
     /* Ownership: set only on the handle that created the file. */
     int owner;
+    int created;     /* this handle made the file (owner or not) */
     pid_t owner_pid; /* the process that created it (forks don't own) */
     dev_t dev;
     ino_t ino;

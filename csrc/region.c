@@ -465,6 +465,7 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
         goto fail;
     }
     h->owner = o->create == SD_CREATE;
+    h->created = 1;
     h->owner_pid = getpid();
     h->dev = st.st_dev;
     h->ino = st.st_ino;
@@ -670,6 +671,11 @@ void sd_set_lock_timeout(sd_handle *h, int64_t ms)
 unsigned sd_nparts(const sd_handle *h)
 {
     return h->nparts;
+}
+
+int sd_created(const sd_handle *h)
+{
+    return h->created;
 }
 
 int sd_is_owner(const sd_handle *h)

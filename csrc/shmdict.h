@@ -144,6 +144,8 @@ int sd_creator_alive(const char *path);
 void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
                         sd_block_end_fn end);
 int sd_is_owner(const sd_handle *h);
+/* Whether this handle made the file (create, or an open that found none). */
+int sd_created(const sd_handle *h);
 /* The lock timeout of every stripe, in ms (<= 0: wait forever). */
 void sd_set_lock_timeout(sd_handle *h, int64_t ms);
 /* How many stripes (independent locks and heaps) the dict has. */

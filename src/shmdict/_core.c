@@ -1803,6 +1803,11 @@ static PyObject *Dict_get_owner(DictObject *self, void *Py_UNUSED(c))
     return PyBool_FromLong(self->h && sd_is_owner(self->h));
 }
 
+static PyObject *Dict_get_created(DictObject *self, void *Py_UNUSED(c))
+{
+    return PyBool_FromLong(self->h && sd_created(self->h));
+}
+
 static PyObject *Dict_get_lock_timeout(DictObject *self, void *Py_UNUSED(c))
 {
     return PyFloat_FromDouble(self->lock_timeout);
@@ -1817,6 +1822,10 @@ static PyGetSetDef Dict_getset[] = {
     {"owner", (getter)Dict_get_owner, NULL,
      "True for the handle that created the dict, in its own process: its "
      "close removes the file.",
+     NULL},
+    {"created", (getter)Dict_get_created, NULL,
+     "True if this handle made the file (new(), or the open() call that "
+     "found no dict), in any process.",
      NULL},
     {"lock_timeout", (getter)Dict_get_lock_timeout, NULL,
      "Seconds a call waits for the lock before LockTimeout.", NULL},
