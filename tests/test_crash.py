@@ -1462,6 +1462,7 @@ STOP = 255
 # Operations that act on no key of their own.
 GLOBAL_OPS = ("flush", "scan", "verify", "fexp")
 SIZES = [0, 8, 40, 200, 900, 3000, 20000, 60000]
+LOGGED_BLOCK_MAX = 4096  # dict.c: the biggest block the undo log can fill
 
 
 def worker_main(
@@ -2220,6 +2221,16 @@ class Torture:
             for s in before:
                 after.add(effect(s, op, slot, k, seq, arg))
             if SHORT_TTL in arg.split(",") or any(f.e >= b for f in self.flushes):
+                after.add(None)
+            if (
+                op in ("set", "sset", "fset", "replace", "cas")
+                and int(arg.split(",")[1]) > LOGGED_BLOCK_MAX
+                and any(x is not None for x in before)
+            ):
+                # On a full dict, a value too big for the undo log that
+                # fits only in the old one's place is written after the
+                # old one's drop is committed: a kill in between leaves
+                # the key absent.
                 after.add(None)
         return before, after
 
