@@ -566,6 +566,87 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
     return rc;
 }
 
+/* set_locked's own flag: every other way to make room has been tried
+ * (sd_set_with_room_locked's last try). Above the public flags. */
+#define SET_LAST_RESORT (1u << 30)
+
+/* The allocation for a new value failed and the key holds an old one: it
+ * may fit where the old value is, once that is freed (and merged with its
+ * free neighbours). Overwriting succeeds whenever it does, at any size.
+ *
+ * A block freed in a transaction may only be reused in that transaction if
+ * every byte written into it is logged (see sd_tx). The undo log can do
+ * that for a block up to LOGGED_BLOCK_MAX: then the old value is dropped,
+ * the new one written word by word through the log and both committed as
+ * one, so a crash leaves the old value or the new one.
+ *
+ * A bigger value has no crash-safe way into the old one's place: the old
+ * bytes would have to live somewhere meanwhile. So it takes two commits:
+ * the old value is dropped, its block freed and that committed; then the
+ * new block is allocated (from the space just verified to fit: the heap
+ * promises that a payload that fits in a free block is never refused),
+ * written unlogged and linked by a logged store, and that committed. A
+ * crash (SIGKILL) before the first commit leaves the old value, after the
+ * second the new one, and in between the key absent: losing the old value
+ * to a crash is acceptable, refusing a write that fits is not. Never a
+ * damaged dict nor a half-written value: each step is an ordinary
+ * transaction. Readers never see the gap (the stripe's sequence counter
+ * stays odd until the lock is released). Without a crash, nothing can fail
+ * after the first commit but damage to the heap, which verify() names.
+ *
+ * Dropping the key's own old value to replace it is not an eviction: no
+ * other key is touched, the evictions counter doesn't move, and it is
+ * allowed under SD_NOEVICT (safe_set: "never evict other items"). Since it
+ * opens that window, a big value takes this way only when the alternative
+ * is worse or gone: at once in a dict free to evict (the key's own old
+ * value goes before any other key), when nothing could be reclaimed
+ * (sd_can_make_room), or as the last try of sd_set_with_room_locked, after
+ * expired entries, the gc chain and the quick lists were reclaimed. Until
+ * then it says SD_NOMEM and changes nothing, so the caller makes room
+ * first.
+ *
+ * Both ways commit the transaction, and so whatever it held before (the
+ * earlier items of a batch). */
+static sd_status set_in_old_place_locked(sd_tx *t, found *f, const void *key,
+                                         size_t klen, uint32_t hash,
+                                         const sd_value_in *v, uint64_t meta,
+                                         uint64_t need, unsigned flags)
+{
+    sd_part *h = t->h;
+    if (!fits_after_free(h, f->v.idx, need))
+        return SD_NOMEM;
+    /* The block found may be up to one minimum block bigger than asked (a
+     * remainder too small to split off stays with it). */
+    bool logged = sd_block_size_for(need) + SD_MIN_BLOCK <= LOGGED_BLOCK_MAX;
+    if (!logged && !(flags & SET_LAST_RESORT) &&
+        !(h->evict && !(flags & SD_NOEVICT)) && sd_can_make_room(h))
+        return SD_NOMEM; /* make room first; the caller tries again */
+    sd_w32(t, f->link, f->v.next);
+    sd_count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
+    sd_status rc = release_locked(t, &f->v);
+    if (rc)
+        return rc;
+    t->npending--; /* free the old block now, not at the commit */
+    if ((rc = sd_free_merge_locked(t, f->v.idx)))
+        return rc;
+    if (!logged) {
+        if (t->overflow)
+            return SD_INTERNAL; /* nothing is committed: the old value stays */
+        sd_tx_commit(t);        /* the old value is gone: the key is absent */
+    }
+    uint32_t idx;
+    if ((rc = sd_alloc_locked(t, need, &idx)))
+        return rc;
+    t->log_all = logged;
+    sd_link_new_locked(t, idx, hash, meta, key, klen, v);
+    t->log_all = false;
+    /* Commit now: what is left of the freed space is free again, and a
+     * later allocation of this transaction (a batch) would write into it
+     * unlogged, bytes a rollback would have to bring back. */
+    sd_tx_commit(t);
+    return SD_OK;
+}
+
 /* Store v under key as one transaction step (the caller commits). */
 static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
                             uint32_t hash, const sd_value_in *v,
@@ -628,46 +709,9 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     }
     uint32_t idx;
     rc = sd_alloc_locked(t, need, &idx);
-    if (rc == SD_NOMEM && have) {
-        /* It may fit where the old value is, once that is freed. A block
-         * freed in a transaction may only be reused if every byte written
-         * into it is logged (see sd_tx), which the undo log can do for a
-         * block up to 4 KiB: then a crash leaves the old value or the new
-         * one. A bigger value has no crash-safe way into the old one's
-         * place (the old bytes would have to live somewhere meanwhile):
-         * a dict that doesn't evict says SD_NOMEM and changes nothing. An
-         * evicting one drops the old value and commits that first, so a
-         * crash in between leaves the key absent, which is no more than an
-         * eviction could have done. */
-        if (!fits_after_free(h, f.v.idx, need))
-            return SD_NOMEM;
-        /* The block found may be up to one minimum block bigger than
-         * asked (a remainder too small to split off stays with it). */
-        bool logged =
-            sd_block_size_for(need) + SD_MIN_BLOCK <= LOGGED_BLOCK_MAX;
-        if (!logged && (!h->evict || (flags & SD_NOEVICT)))
-            return SD_NOMEM;
-        sd_w32(t, f.link, f.v.next);
-        sd_count_add(t, -1, meta_exp(f.v.meta) ? -1 : 0);
-        if ((rc = release_locked(t, &f.v)))
-            return rc;
-        t->npending--; /* free the old block now, not at the commit */
-        if ((rc = sd_free_merge_locked(t, f.v.idx)))
-            return rc;
-        if (!logged)
-            sd_tx_commit(t);
-        have = false;
-        if ((rc = sd_alloc_locked(t, need, &idx)))
-            return rc;
-        t->log_all = logged;
-        sd_link_new_locked(t, idx, hash, meta, key, klen, v);
-        t->log_all = false;
-        /* Commit now: what is left of the freed space is free again, and a
-         * later allocation of this transaction (a batch) would write into
-         * it unlogged, bytes a rollback would have to bring back. */
-        sd_tx_commit(t);
-        return SD_OK;
-    }
+    if (rc == SD_NOMEM && have)
+        return set_in_old_place_locked(t, &f, key, klen, hash, v, meta, need,
+                                       flags);
     if (rc)
         return rc;
     if (!have) {
@@ -890,7 +934,8 @@ sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
         if (rc == SD_NOMEM) {
             /* Everything else that could go is gone: the value may still
              * fit in the key's own place, merged with what was freed. */
-            return sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
+            return sd_set_locked(t, key, klen, hash, v, ttl_ms,
+                                 flags | SET_LAST_RESORT);
         }
         if (rc != SD_OK)
             return rc;

@@ -250,6 +250,13 @@ class CrashOp:
     gc: bool = False
     # Too slow to repeat under AddressSanitizer, where a like op runs.
     slow: bool = False
+    # The state the op starts from, instead of base_state or full_state.
+    state: Callable[[shmdict.SharedDict], None] | None = None
+    # A big overwrite that fits only in the old value's own place commits
+    # the old value's drop before it writes the new one: a crash in between
+    # may leave this key absent (all else as before, or for a batch, as
+    # before or after).
+    may_drop: str = ""
 
 
 def result_ok(op: CrashOp, res: object) -> bool:
@@ -594,6 +601,103 @@ CRASH_OPS += [
 ]
 
 
+BIG_CRASH = 600_000  # two don't fit in a 1 MiB dict
+
+
+def big_state(d: shmdict.SharedDict, target: int = BIG_CRASH, gone: int = 0) -> None:
+    """A 1 MiB dict of one heap holding a 600 KB "target" (with an expiry)
+    and a few small keys, with nothing to reclaim: a new 600 KB value
+    fits only in the old one's place. With `gone`, an expired entry of
+    that size too."""
+    d.flush_all()
+    d.set("target", b"o" * target, LONG)
+    for i in range(12):
+        v: shmdict.Value = (i, i + 0.5, "s" * i, bytes([i]) * i)[i % 4]
+        d.set(f"stay{i}", v, LONG if i % 3 == 0 else 0)
+    if gone:
+        d.set("gone", b"g" * gone, 0.001)
+        wait_expired(d, ["gone"])
+    assert d.free_space() < target, "a second copy fits"
+
+
+def big_expired_state(d: shmdict.SharedDict) -> None:
+    """A 400 KB target and an expired 450 KB entry: once that is swept,
+    a new 400 KB value fits beside the old one."""
+    big_state(d, 400_000, 450_000)
+
+
+# Overwrites of a value too big for the undo log (4 KiB) that fit only in
+# the old value's place: they succeed, at the cost of a window in which a
+# crash leaves the key absent (see set_in_old_place_locked in dict.c).
+CRASH_OPS += [
+    CrashOp(
+        "big_overwrite_set",
+        lambda d: d.set("target", b"n" * BIG_CRASH),
+        returns=True,
+        state=big_state,
+        may_drop="target",
+    ),
+    CrashOp(
+        "big_overwrite_str_ttl",
+        lambda d: d.set("target", "n" * (BIG_CRASH - 100), SHORT),
+        returns=True,
+        state=big_state,
+        may_drop="target",
+        slow=True,
+    ),
+    CrashOp(
+        "big_overwrite_replace",
+        lambda d: d.replace("target", b"r" * BIG_CRASH, SHORT),
+        returns=True,
+        state=big_state,
+        may_drop="target",
+        slow=True,
+    ),
+    CrashOp(
+        "big_overwrite_cas",
+        lambda d: d.cas("target", b"o" * BIG_CRASH, "c" * BIG_CRASH),
+        returns=True,
+        state=big_state,
+        may_drop="target",
+        slow=True,
+    ),
+    CrashOp(  # the drop commits the items before it: per key
+        "big_overwrite_set_many",
+        lambda d: d.set_many({"stay0": 7, "target": b"m" * BIG_CRASH, "stay2": "x"}),
+        state=big_state,
+        may_drop="target",
+        per_key=True,
+        slow=True,
+    ),
+    CrashOp(  # dropping its own old value is not an eviction
+        "big_overwrite_safe_set_evict",
+        lambda d: d.safe_set("target", b"n" * BIG_CRASH),
+        returns=True,
+        state=big_state,
+        evict=True,
+        may_drop="target",
+    ),
+    CrashOp(
+        "big_overwrite_evict",
+        lambda d: d.set_forcible("target", b"n" * BIG_CRASH),
+        returns=0,  # its own old value made the room: nothing evicted
+        state=big_state,
+        evict=True,
+        may_drop="target",
+        slow=True,
+    ),
+    # Sweeping the expired entry makes room beside the old value: the
+    # overwrite is then one ordinary step, never leaving the key absent.
+    CrashOp(
+        "big_overwrite_after_sweep",
+        lambda d: d.set("target", b"n" * 400_000),
+        returns=True,
+        state=big_expired_state,
+        sweeps=True,
+    ),
+]
+
+
 def full_state(d: shmdict.SharedDict) -> None:
     """Fill a 64 KiB dict to the last byte: an old 1000-byte target, then
     1000-byte values, then smaller ones until nothing fits. Then three runs
@@ -673,6 +777,9 @@ class Reference:
     space_after: tuple[int, int, int]
     # The state before, once op.reclaims is reclaimed (else space_before).
     space_reclaimed: tuple[int, int, int]
+    # The state before, without op.may_drop (else None).
+    dropped: dict[str, tuple[str, str, str]] | None = None
+    space_dropped: tuple[int, int, int] | None = None
 
 
 def reference(
@@ -680,6 +787,11 @@ def reference(
 ) -> Reference:
     """The states before and after op when nothing crashes."""
     sr = None
+    dropped = sd = None
+    if op.may_drop:
+        reset()
+        assert d.delete(op.may_drop) is True
+        dropped, sd = snapshot(d), space(d)
     if op.reclaims:
         reset()
         before = snapshot(d)
@@ -699,7 +811,7 @@ def reference(
         assert op.key in after, f"{op.name}: {op.key} was not written"
         assert set(after) - set(before) <= {op.key}
         assert set(before) - set(after), f"{op.name} evicted nothing"
-    return Reference(before, after, sb, sa, sr or sb)
+    return Reference(before, after, sb, sa, sr or sb, dropped, sd)
 
 
 def first_touch(d: shmdict.SharedDict, n: int) -> None:
@@ -729,10 +841,14 @@ def check_after_crash(
         which = "old"
     elif now == ref.after:
         which = "new"
+    elif now == ref.dropped:
+        which = "dropped"
     elif op.per_key and all(
-        now.get(k) in (ref.before.get(k), ref.after.get(k)) for k in keys
+        now.get(k) in (ref.before.get(k), ref.after.get(k))
+        or (k == op.may_drop and k not in now)
+        for k in keys
     ):
-        which = "mix"
+        which = "dropped" if op.may_drop and op.may_drop not in now else "mix"
     elif (
         op.evicts
         and now.get(op.key) in (ref.before.get(op.key), ref.after.get(op.key))
@@ -787,8 +903,12 @@ def check_after_crash(
         # visible, but they hold space; so do evicted ones. verify() above
         # checked the totals.
         pass
-    elif which == "mix":
+    elif which == "mix" or (which == "dropped" and op.per_key):
         pass  # part of the batch: verify() above checked the space totals
+    elif which == "dropped":
+        assert sp == ref.space_dropped, (
+            f"{op.name} crash point {n}: space {sp} != {ref.space_dropped}"
+        )
     elif op.space_between:
         lo = tuple(map(min, ref.space_before, ref.space_after))
         hi = tuple(map(max, ref.space_before, ref.space_after))
@@ -825,7 +945,7 @@ def crash_sweep(
     """Kill a child at crash point 1, 2, ... of op until it completes.
     Returns the number of points and how often the state was old/new."""
     ref = reference(d, op, reset)
-    outcomes = {"old": 0, "new": 0, "mix": 0}
+    outcomes = {"old": 0, "new": 0, "mix": 0, "dropped": 0}
     for n in itertools.count(1):
         reset()
         rec = d.stats()["recoveries"]
@@ -870,11 +990,17 @@ def crash_dict(
         assert d.stats()["stripes"] == op.stripes
     else:
         d = shmdict.new(
-            name_factory(), shmdict.MIN_SIZE if op.full else MiB, evict=op.evict
+            name_factory(),
+            shmdict.MIN_SIZE if op.full else MiB,
+            evict=op.evict,
+            # A state of its own may need the whole heap for one value.
+            stripes=1 if op.state else None,
         )
 
     def reset() -> None:
-        if op.full:
+        if op.state is not None:
+            op.state(d)
+        elif op.full:
             full_state(d)
         else:
             base_state(d)
@@ -912,6 +1038,10 @@ def test_crash_points(
             # roll back, late ones keep the write.
             assert outcomes["old"] > 0, outcomes
             assert outcomes["new"] > 0, outcomes
+        if op.may_drop and not op.per_key:
+            # The crash points between its two commits leave the key
+            # absent; none of the others may.
+            assert outcomes["dropped"] > 0, outcomes
         if op.name in ONE_STORE_OPS:
             # Stored alone, unlogged: only the point just before the store
             # leaves the old state (a logged word alone would give three).
@@ -962,6 +1092,7 @@ RECOVERY_OPS = [
     "rpop_last",
     "lpop_middle",
     "evict_set_new",
+    "big_overwrite_set",
 ]
 
 
@@ -1462,6 +1593,7 @@ STOP = 255
 # Operations that act on no key of their own.
 GLOBAL_OPS = ("flush", "scan", "verify", "fexp")
 SIZES = [0, 8, 40, 200, 900, 3000, 20000, 60000]
+LOGGED_BLOCK_MAX = 4096  # dict.c: the biggest block the undo log can fill
 
 
 def worker_main(
@@ -2220,6 +2352,16 @@ class Torture:
             for s in before:
                 after.add(effect(s, op, slot, k, seq, arg))
             if SHORT_TTL in arg.split(",") or any(f.e >= b for f in self.flushes):
+                after.add(None)
+            if (
+                op in ("set", "sset", "fset", "replace", "cas")
+                and int(arg.split(",")[1]) > LOGGED_BLOCK_MAX
+                and any(x is not None for x in before)
+            ):
+                # On a full dict, a value too big for the undo log that
+                # fits only in the old one's place is written after the
+                # old one's drop is committed: a kill in between leaves
+                # the key absent.
                 after.add(None)
         return before, after
 

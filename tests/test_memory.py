@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 
 import pytest
@@ -126,28 +127,142 @@ def test_overwrite_that_fits_in_full_dict(name: str, size: int) -> None:
         assert d.verify() == []
 
 
+BIG = 600_000  # two of them don't fit in a 1 MiB dict
+OTHERS: dict[str, shmdict.Value] = {"one": 1, "blob": b"b" * 20_000, "s": "x"}
+
+
+def big_value(kind: str, fill: str, n: int = BIG) -> str | bytes:
+    return fill * n if kind == "str" else fill.encode() * n
+
+
+def overwrite(
+    d: SharedDict, how: str, old: shmdict.Value, new: shmdict.Value, exptime: float
+) -> object:
+    """Overwrite key "k" (holding old) with new, the way `how` says; return
+    what the call returned."""
+    if how == "set":
+        return d.set("k", new, exptime)
+    if how == "setitem":
+        assert exptime == 0
+        d["k"] = new
+        return True
+    if how == "replace":
+        return d.replace("k", new, exptime)
+    if how == "safe_set":
+        return d.safe_set("k", new, exptime)
+    if how == "set_forcible":
+        return d.set_forcible("k", new, exptime)
+    if how == "set_many":
+        d.set_many({"many1": 5, "k": new, "many2": "m"}, exptime)
+        return True
+    assert how == "cas"
+    return d.cas("k", old, new, exptime if exptime else None)
+
+
+OVERWRITES = [
+    "set",
+    "setitem",
+    "replace",
+    "safe_set",
+    "set_forcible",
+    "set_many",
+    "cas",
+]
+
+
+@pytest.mark.parametrize(
+    ("how", "exptime"),
+    [(h, e) for h in OVERWRITES for e in (0, 1000.0) if not (h == "setitem" and e)],
+)
+@pytest.mark.parametrize("kind", ["str", "bytes"])
 @pytest.mark.parametrize("evict", [False, True])
-def test_big_overwrite_in_full_dict_needs_room_for_a_copy(
-    name: str, evict: bool
+def test_big_overwrite_fits_in_old_place(
+    name: str, evict: bool, kind: str, exptime: float, how: str
 ) -> None:
-    """A value over 4 KiB can't be written crash-safely into the old value's
-    own place (nothing would hold the old bytes meanwhile). A full dict that
-    doesn't evict refuses and keeps the old value; an evicting one stores it."""
-    with shmdict.new(name, shmdict.MIN_SIZE, evict=evict) as d:
-        big = largest_value(d)
-        d["big"] = b"o" * big
+    """Overwriting succeeds whenever the new value fits once the old one is
+    freed, at any size: a 600 KB value over a 600 KB one in a 1 MiB dict,
+    where no second copy fits. Dropping the key's own old value is not an
+    eviction: safe_set does it too, and no other key goes."""
+    with shmdict.new(name, MiB, evict=evict) as d:
+        old = big_value(kind, "o")
+        d.set("k", old, exptime)
+        d.update(OTHERS)
+        assert d.free_space() < BIG  # no room beside the old value
+        new = big_value(kind, "n", BIG - 8)
+        res = overwrite(d, how, old, new, exptime)
+        assert res == (0 if how == "set_forcible" else True)
+        assert d.verify() == []
+        got = d["k"]
+        assert type(got) is type(new)
+        assert got == new
+        ttl = d.ttl("k")
+        assert ttl is not None
+        assert (0 < ttl <= exptime) if exptime else (ttl == 0)
+        for k, v in OTHERS.items():
+            assert d[k] == v
+        if how == "set_many":
+            assert d["many1"] == 5
+            assert d["many2"] == "m"
+        s = d.stats()
+        assert s["evictions"] == 0
+        assert s["entries"] == len(OTHERS) + 1 + (2 if how == "set_many" else 0)
+        # And back to the old size, then a value of the other type.
+        d["k"] = old
+        assert d["k"] == old
+        d["k"] = big_value("bytes" if kind == "str" else "str", "t")
+        assert d.verify() == []
+
+
+@pytest.mark.parametrize(
+    ("evict", "how"),
+    # An evicting dict would evict other keys to make room: there only
+    # safe_set, which never does, must fail.
+    [(False, h) for h in ("set", "replace", "safe_set", "set_many", "cas")]
+    + [(True, "safe_set")],
+)
+def test_big_overwrite_that_does_not_fit_keeps_old(
+    name: str, evict: bool, how: str
+) -> None:
+    """A new value that doesn't fit even once the old one is freed raises
+    NoMemoryError and changes nothing."""
+    with shmdict.new(name, MiB, evict=evict) as d:
+        old = big_value("bytes", "o")
+        d.set("k", old, 1000)
+        d.update(OTHERS)
+        d.update({f"fill{i}": b"f" * 50_000 for i in range(6)})
         before = snapshot(d)
-        if evict:
-            d["big"] = b"n" * big
-            assert d["big"] == b"n" * big
-        else:
-            assert largest_value(d) < 4096  # no room for a second copy
-            with pytest.raises(shmdict.NoMemoryError):
-                d["big"] = b"n" * big
-            assert snapshot(d) == before
-            # Small values still go into the old one's place.
-            d["big"] = b"s" * 2000
-            assert d["big"] == b"s" * 2000
+        # It would fit in an empty dict, but not in the old value's place.
+        new = big_value("bytes", "n", BIG + d.free_space() + 1024)
+        assert len(new) < d.capacity() - 1024
+        with pytest.raises(shmdict.NoMemoryError):
+            overwrite(d, how, old, new, 0)
+        # (set_many may have stored the items before "k": see e.stored.)
+        after = {k: v for k, v in snapshot(d).items() if not k.startswith("many")}
+        assert after == before
+        assert d["k"] == old
+        ttl = d.ttl("k")
+        assert ttl is not None
+        assert 0 < ttl <= 1000
+        assert d.stats()["evictions"] == 0
+        assert d.verify() == []
+
+
+def test_big_overwrite_reclaims_expired_first(name: str) -> None:
+    """A big value is put in the old one's place (which a crash in between
+    can leave absent) only once nothing else can make room: expired entries
+    are swept first, and when that makes room beside the old value, the
+    overwrite is one ordinary, crash-atomic step."""
+    with shmdict.new(name, MiB) as d:
+        d["k"] = b"o" * 300_000
+        d.set("exp", b"e" * 400_000, 0.001)
+        d["other"] = 1
+        time.sleep(0.01)
+        assert d.free_space() < 300_000
+        d["k"] = b"n" * 300_000
+        assert d["k"] == b"n" * 300_000
+        s = d.stats()
+        assert s["expirations"] == 1
+        assert s["entries"] == 2
         assert d.verify() == []
 
 

@@ -212,9 +212,10 @@ static void test_full(void)
     sd_close(h);
 }
 
-/* A full dict holding values over 4 KiB: an overwrite that would fit only
- * in the old value's place can't be made crash-safe, so it fails and
- * leaves the old value; with eviction on, other keys make room instead. */
+/* A full dict holding values over 4 KiB: an overwrite that fits only in
+ * the old value's place succeeds, in a dict that evicts or not, as a set or
+ * a safe set (dropping the key's own value is no eviction: nothing else
+ * goes). One that doesn't fit even there fails and keeps the old value. */
 static void test_full_big_overwrite(void)
 {
     for (int evict = 0; evict < 2; evict++) {
@@ -245,25 +246,31 @@ static void test_full_big_overwrite(void)
                 n--; /* b<n> was not stored */
         }
         CHECK(n > 3);
-        static char nv[5990];
+        sd_stats st0, st;
+        CHECK(sd_get_stats(h, &st0) == SD_OK);
+        static char nv[20000];
         memset(nv, 'n', sizeof nv);
-        v = vbytes(nv, sizeof nv);
         char key[32], buf[6100];
         snprintf(key, sizeof key, "b%d", n - 1);
-        sd_status rc = sd_set(h, key, strlen(key), &v, 0);
         sd_value_out o;
-        CHECK(getv(h, key, &o, buf, sizeof buf) == SD_OK);
-        if (evict) {
-            CHECK(rc == SD_OK && o.len == 5990 && buf[0] == 'n');
-        } else {
-            CHECK(rc == SD_NOMEM && o.len == 6000 && buf[0] == 'o' &&
-                  buf[5999] == 'o');
-            /* after a delete there is room for the copy */
-            snprintf(key, sizeof key, "b%d", 0);
-            CHECK(sd_delete(h, key, strlen(key)) == SD_OK);
-            snprintf(key, sizeof key, "b%d", n - 1);
-            CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
+        for (unsigned flags = 0; flags <= SD_NOEVICT; flags += SD_NOEVICT) {
+            for (size_t len = 5990; len <= 6000; len += 10) {
+                nv[0] = (char)('a' + len % 26);
+                v = vbytes(nv, len);
+                CHECK(sd_set_ex(h, key, strlen(key), &v, 0, flags, NULL) ==
+                      SD_OK);
+                CHECK(getv(h, key, &o, buf, sizeof buf) == SD_OK);
+                CHECK(o.len == len && buf[0] == nv[0] && buf[1] == 'n');
+            }
         }
+        /* Too big even for the old value's place: refused, nothing lost. */
+        v = vbytes(nv, sizeof nv);
+        CHECK(sd_set_ex(h, key, strlen(key), &v, 0, SD_NOEVICT, NULL) ==
+              SD_NOMEM);
+        CHECK(getv(h, key, &o, buf, sizeof buf) == SD_OK);
+        CHECK(o.len == 6000 && buf[0] == nv[0] && buf[5999] == 'n');
+        CHECK(sd_get_stats(h, &st) == SD_OK);
+        CHECK(st.count == st0.count && st.evictions == st0.evictions);
         CHECK(problems(h) == 0);
         sd_close(h);
     }

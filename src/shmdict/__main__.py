@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -22,23 +23,74 @@ from .errors import Error
 _MAGIC = (0x31544349444D4853).to_bytes(8, "little")
 
 
-def _is_dict_file(path: str) -> bool:
+# Opening a name in a directory anyone can write to: never follow a
+# symlink, never wait (a FIFO's open blocks until a writer comes; a device
+# may block too), never make a terminal ours.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | os.O_NOFOLLOW
+    | os.O_NONBLOCK
+    | os.O_CLOEXEC
+    | getattr(os, "O_NOCTTY", 0)
+)
+
+
+def _open_dict_file(path: str) -> tuple[int, os.stat_result] | None:
+    """An open fd and the fstat of the file at path, if it is a regular
+    file (not a symlink, FIFO, socket or device) that starts as a dict
+    does; else None. Never blocks, and reads nothing before fstat says the
+    file is regular, so a name swapped since the directory was listed
+    can't make it hang. The caller closes the fd."""
     try:
-        with open(path, "rb") as f:
-            return f.read(8) == _MAGIC
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and os.pread(fd, 8, 0) == _MAGIC:
+            return fd, st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    """Does path still name the regular file st describes (not followed)?"""
+    try:
+        now = os.lstat(path)
     except OSError:
         return False
+    return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (
+        st.st_dev,
+        st.st_ino,
+    )
 
 
 def _cmd_ls(_: argparse.Namespace) -> int:
     for entry in sorted(os.scandir(_core.SHM_DIR), key=lambda e: e.name):
-        if not entry.is_file(follow_symlinks=False) or not _is_dict_file(entry.path):
+        # The lstat (or d_type) first, so nothing that isn't a regular
+        # file is even opened; the open checks again, for a name swapped
+        # in between.
+        if not entry.is_file(follow_symlinks=False):
             continue
-        st = entry.stat(follow_symlinks=False)
+        opened = _open_dict_file(entry.path)
+        if opened is None:
+            continue
+        fd, st = opened
         try:
-            alive = "live" if _core.creator_alive(entry.path) else "creator gone"
-        except OSError:
-            alive = "?"
+            # creator_alive opens the name again (blocking): only while it
+            # still names the file we hold open, so that it can't be a FIFO
+            # swapped in since (short of a swap in the microseconds between
+            # this lstat and that open).
+            if not _same_file(entry.path, st):
+                continue
+            try:
+                alive = "live" if _core.creator_alive(entry.path) else "creator gone"
+            except OSError:
+                alive = "?"
+        finally:
+            os.close(fd)
         used = st.st_blocks * 512
         print(f"{entry.name}\t{st.st_size} bytes\t{used} resident\t{alive}")
     return 0
