@@ -268,7 +268,12 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
     if (want >= SD_SMALL_LIMIT)
         rounded += (UINT64_C(1) << (fls64(want) - SD_SL_LOG2)) - 1;
     uint32_t idx = 0;
-    if (rounded < (UINT64_C(1) << (SD_FL_COUNT + 7))) {
+    if (t->prefer && sd_idx_ok(h, t->prefer)) {
+        uint64_t ph = LD(sd_blk_hdr(h, t->prefer));
+        if ((ph & SD_BLK_FREE) && hdr_size(h, t->prefer, ph) >= want)
+            idx = t->prefer;
+    }
+    if (!idx && rounded < (UINT64_C(1) << (SD_FL_COUNT + 7))) {
         mapping(rounded, &fl, &sl);
         idx = find_list(h, fl, sl);
     }

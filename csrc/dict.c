@@ -621,6 +621,24 @@ static sd_status set_in_old_place_locked(sd_tx *t, found *f, const void *key,
     if (!logged && !(flags & SET_LAST_RESORT) &&
         !(h->evict && !(flags & SD_NOEVICT)) && sd_can_make_room(h))
         return SD_NOMEM; /* make room first; the caller tries again */
+    /* The new block will start where the merged free block does: at the
+     * old block, or at a free block just before it. Reserve the pages it
+     * will cover now, before anything changes, so that nothing can fail
+     * once the old value's drop is committed. */
+    uint32_t start = f->v.idx;
+    if (LD(sd_blk_hdr(h, start)) & SD_BLK_PREV_FREE) {
+        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, start) - 8));
+        if (ps >= SD_MIN_BLOCK && ps % SD_UNIT == 0 &&
+            (ps >> SD_UNIT_SHIFT) < start)
+            start -= (uint32_t)(ps >> SD_UNIT_SHIFT);
+    }
+    uint64_t end =
+        ((uint64_t)start << SD_UNIT_SHIFT) + sd_block_size_for(need) + SD_UNIT;
+    if (end > (uint64_t)LD(&h->st->backed_pages) * SD_PAGE &&
+        sd_heap_reserve_locked(h, end) != SD_OK) {
+        t->nospace = true;
+        return SD_NOMEM;
+    }
     sd_w32(t, f->link, f->v.next);
     sd_count_add(t, -1, meta_exp(f->v.meta) ? -1 : 0);
     sd_status rc = release_locked(t, &f->v);
@@ -635,7 +653,10 @@ static sd_status set_in_old_place_locked(sd_tx *t, found *f, const void *key,
         sd_tx_commit(t);        /* the old value is gone: the key is absent */
     }
     uint32_t idx;
-    if ((rc = sd_alloc_locked(t, need, &idx)))
+    t->prefer = start; /* that block, not the best fit elsewhere */
+    rc = sd_alloc_locked(t, need, &idx);
+    t->prefer = 0;
+    if (rc)
         return rc;
     t->log_all = logged;
     sd_link_new_locked(t, idx, hash, meta, key, klen, v);

@@ -119,6 +119,7 @@ typedef struct sd_tx {
     bool merge_frees; /* free into the TLSF lists, never a quick list */
     bool one_write;   /* a single-key write: see sd_store_alone */
     bool nospace;     /* an allocation failed for want of filesystem pages */
+    uint32_t prefer;  /* a free block sd_alloc_locked takes if it fits */
     uint64_t seq;     /* the odd sequence value written at begin */
     int64_t now_ms;   /* cached clock, -1 until read */
     unsigned npending;

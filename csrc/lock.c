@@ -316,6 +316,7 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     t->merge_frees = false;
     t->one_write = false;
     t->nospace = false;
+    t->prefer = 0;
     t->token = NULL;
     t->blocked = false;
     t->overflow = false;

@@ -580,3 +580,41 @@ def test_new_works_without_proc(tiny: str) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out == {"v": 1, "names": ["noproc"], "left": []}
+
+
+def test_big_overwrite_on_a_full_filesystem(tiny: str) -> None:
+    """An overwrite that fits where the old value is needs no new page; one
+    that needs pages the filesystem lacks is refused before the old value
+    is dropped."""
+    r = run_child(
+        """
+        import json, os, sys
+        import shmdict
+        where = sys.argv[1]
+        d = shmdict.new("dict", 3 << 20, dir=where)
+        d["big"] = b"a" * 600_000
+        d["small"] = 1
+        with open(os.path.join(where, "filler"), "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"x" * 4096)
+            except OSError:
+                pass
+        d["big"] = b"b" * 600_000           # in the old value's place
+        same = d["big"] == b"b" * 600_000
+        try:
+            d["big"] = b"c" * 2_000_000     # needs pages nobody has
+            grew = "stored"
+        except shmdict.NoMemoryError as e:
+            grew = str(e)
+        print(json.dumps({"same": same, "grew": grew,
+                          "kept": d["big"] == b"b" * 600_000,
+                          "small": d["small"], "verify": d.verify()}))
+        """,
+        tiny,
+    )
+    assert r["same"] is True
+    assert "is full" in r["grew"]
+    assert r["kept"] is True
+    assert r["small"] == 1
+    assert r["verify"] == []
