@@ -178,3 +178,31 @@ def test_open_dict_file_never_blocks_or_follows(shm_zoo: dict[str, str]) -> None
     for kind, path in shm_zoo.items():
         if kind != "dict":
             assert cli._open_dict_file(path) is None, kind
+
+
+def test_ls_and_stats_show_the_filesystem_and_take_dir(tmp_path: Any) -> None:
+    where = str(tmp_path)
+    with shmdict.new("in-dir", shmdict.MIN_SIZE, dir=where) as d:
+        d["k"] = 1
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["ls", "--dir", where]) == 0
+        head, *rows = out.getvalue().splitlines()
+        vfs = os.statvfs(where)
+        fields = head.split("\t")
+        assert fields[0] == f"# {where}"
+        assert fields[1] == f"{vfs.f_blocks * vfs.f_frsize} bytes"
+        assert fields[2].endswith(" free")
+        assert int(fields[2].split()[0]) > 0
+        assert [r.split("\t")[0] for r in rows] == ["in-dir"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["stats", "in-dir", "--dir", where]) == 0
+        stats = dict(line.split("\t") for line in out.getvalue().splitlines())
+        assert stats["entries"] == "1"
+        assert int(stats["fs_free"]) > 0
+        assert int(stats["fs_size"]) == vfs.f_blocks * vfs.f_frsize
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert cli.main(["stats", "in-dir"]) == 2  # not in /dev/shm
+        assert err.getvalue().startswith("shmdict: ")

@@ -1,11 +1,13 @@
 """Command line: look at, check and remove shared dicts.
 
-python -m shmdict ls                  the dicts in /dev/shm
+python -m shmdict ls                  the dicts, and the filesystem's free space
 python -m shmdict stats NAME          counters of one dict
 python -m shmdict verify NAME         full structural check (exit 1 if bad)
 python -m shmdict keys NAME [-n N]    its keys
 python -m shmdict get NAME KEY        one value, as Python repr
 python -m shmdict rm NAME             remove it (e.g. left by a killed owner)
+
+Every command takes --dir DIR (default: $SHMDICT_DIR, else /dev/shm).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _core
-from ._dict import get, remove
+from ._dict import default_dir, get, remove
 from .errors import Error
 
 _MAGIC = (0x31544349444D4853).to_bytes(8, "little")
@@ -67,8 +69,13 @@ def _same_file(path: str, st: os.stat_result) -> bool:
     )
 
 
-def _cmd_ls(_: argparse.Namespace) -> int:
-    for entry in sorted(os.scandir(_core.SHM_DIR), key=lambda e: e.name):
+def _cmd_ls(a: argparse.Namespace) -> int:
+    vfs = os.statvfs(a.dir)
+    total, free = vfs.f_blocks * vfs.f_frsize, vfs.f_bavail * vfs.f_frsize
+    print(f"# {a.dir}\t{total} bytes\t{free} free")
+    for entry in sorted(os.scandir(a.dir), key=lambda e: e.name):
+        if entry.name.startswith(".shmdict-new."):
+            continue  # a dict being built, not yet published
         # The lstat (or d_type) first, so nothing that isn't a regular
         # file is even opened; the open checks again, for a name swapped
         # in between.
@@ -97,14 +104,14 @@ def _cmd_ls(_: argparse.Namespace) -> int:
 
 
 def _cmd_stats(a: argparse.Namespace) -> int:
-    with get(a.name, allow_foreign_owner=True) as d:
+    with get(a.name, allow_foreign_owner=True, dir=a.dir) as d:
         for k, v in d.stats().items():
             print(f"{k}\t{v}")
     return 0
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
-    with get(a.name, allow_foreign_owner=True) as d:
+    with get(a.name, allow_foreign_owner=True, dir=a.dir) as d:
         problems = d.verify()
     for p in problems:
         print(p)
@@ -113,14 +120,14 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 
 
 def _cmd_keys(a: argparse.Namespace) -> int:
-    with get(a.name, allow_foreign_owner=True) as d:
+    with get(a.name, allow_foreign_owner=True, dir=a.dir) as d:
         for k in d.get_keys(a.n):
             print(k)
     return 0
 
 
 def _cmd_get(a: argparse.Namespace) -> int:
-    with get(a.name, allow_foreign_owner=True) as d:
+    with get(a.name, allow_foreign_owner=True, dir=a.dir) as d:
         missing = object()
         v = d.get(a.key, missing)
     if v is missing:
@@ -131,7 +138,7 @@ def _cmd_get(a: argparse.Namespace) -> int:
 
 
 def _cmd_rm(a: argparse.Namespace) -> int:
-    remove(a.name)
+    remove(a.name, dir=a.dir)
     return 0
 
 
@@ -143,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("ls", help="list the dicts").set_defaults(fn=_cmd_ls)
+    ls = sub.add_parser("ls", help="list the dicts")
+    ls.set_defaults(fn=_cmd_ls)
+    ls.add_argument("--dir", default=default_dir(), help="where the dicts are")
     for cmd, fn, text in (
         ("stats", _cmd_stats, "show counters"),
         ("verify", _cmd_verify, "check every structure"),
@@ -153,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         p = sub.add_parser(cmd, help=text)
         p.add_argument("name")
+        p.add_argument("--dir", default=default_dir(), help="where the dict is")
         p.set_defaults(fn=fn)
         if cmd == "keys":
             p.add_argument("-n", type=int, default=0, help="at most N keys")
