@@ -10,7 +10,9 @@ equivalent and the net ratio. Overwrites alternate between two values pass
 by pass, so each one changes the stored bytes. set and delete are timed both as method
 calls (d.set, d.delete) and in the dict's own subscript spelling. set (new
 key) and delete run in batches of the 1k keys, each undone untimed (deleted
-again, put back).
+again, put back). "set (growing)" inserts GROW new keys into a fresh dict of
+256 MiB, the path where the heap and index take pages they never had (each
+reserved in the filesystem first), against a plain dict growing from empty.
 For the full comparison with the other peers, run benchmarks/bench.py.
 """
 
@@ -28,6 +30,7 @@ from pathlib import Path
 REPS = 7
 NKEYS = 1000
 LOOPS = 100  # passes over the key list per repetition (100k ops)
+GROW = 200_000  # new keys per repetition of the growing row
 
 
 def _import_shmdict() -> object:
@@ -83,6 +86,33 @@ def _batched_ns(
         gc.enable()
         times.append(total)
     return statistics.median(times) / (len(keys) * LOOPS)
+
+
+def _growing_ns(shmdict: object, n: int) -> tuple[float, float]:
+    """Median ns per insert of n new keys into a fresh shmdict and into a
+    fresh plain dict, alternated repetition by repetition."""
+    keys = [f"grow:{i:011d}" for i in range(n)]
+    vals = [f"val:{i:012d}" for i in range(n)]
+    pairs = list(zip(keys, vals))
+    s_times, p_times = [], []
+    for r in range(REPS):
+        gc.disable()
+        d = shmdict.new(f"quick_grow_{os.getpid()}_{r}", 256 << 20)  # type: ignore[attr-defined]
+        try:
+            s = d.set
+            t0 = time.perf_counter_ns()
+            for k, v in pairs:
+                s(k, v)
+            s_times.append(time.perf_counter_ns() - t0)
+        finally:
+            d.close()
+        p: dict[str, str] = {}
+        t0 = time.perf_counter_ns()
+        for k, v in pairs:
+            p[k] = v
+        p_times.append(time.perf_counter_ns() - t0)
+        gc.enable()
+    return statistics.median(s_times) / n, statistics.median(p_times) / n
 
 
 def main() -> int:
@@ -209,6 +239,8 @@ def main() -> int:
         ]
     finally:
         d.close()
+    grow_s, grow_p = _growing_ns(shmdict, GROW)
+    rows.append(("set (growing)", grow_s, "d[k] = v (from empty)", grow_p))
     print(
         f"shmdict core ops, {NKEYS} keys x 16 B values, median of {REPS} runs of "
         f"{NKEYS * LOOPS:,} ops; ns/op raw (net of the {loop:.1f} ns empty loop)"
