@@ -1331,11 +1331,22 @@ def live_corruptor(v: Victim, case: Case) -> None:
     rng = random.Random(case.seed ^ 0x5EED)
     assert case.d is not None
     fl = FileLayout(case.d.path)  # the clean layout; the file changes from here on
-    t_end = time.monotonic() + 0.25
+    # One case in four also has the file cut short at a random moment: to
+    # half, one page, nothing, or anywhere (the pages past the new end are
+    # gone from every mapping of it).
+    size = os.stat(case.d.path).st_size
+    cut_at = rng.uniform(0, 0.25) if rng.random() < 0.25 else None
+    t0 = time.monotonic()
+    t_end = t0 + 0.25
     while time.monotonic() < t_end:
         w = corruption(rng, fl, live=True)
         case.writes += w
         apply(case.d.path, w)
+        if cut_at is not None and time.monotonic() - t0 >= cut_at:
+            length = rng.choice([size // 2, 4096, 0, rng.randrange(size)])
+            os.truncate(case.d.path, length)
+            case.writes.append((-1, b"", f"truncate to {length}"))
+            cut_at = None
         time.sleep(rng.uniform(0, 0.02))
     try:
         v.p.stdin.write("\n")
