@@ -27,10 +27,11 @@
  * shared, and every call of a broken handle returns SD_TORN or
  * SD_NOSPACE. The caller reopens the dict to go on.
  *
- * The private pages are never unmapped: a mutex that lived there may still
- * be on this thread's robust list (its unlock failed, since its bytes are
- * gone), and glibc writes into the list's entries on every later lock.
- * They cost address space only, and only after a fault.
+ * The private pages stay mapped after the handle closes if a mutex that
+ * lived there failed to unlock (lock.c notes it): glibc may still list it
+ * on the thread's robust list, and writes into the list's entries on every
+ * later lock, so unmapping it would turn a later lock into a SIGSEGV. They
+ * cost address space only, and only after a fault during a write.
  *
  * Everything the handler does is async-signal-safe: it walks a list of
  * guards that are never freed, and makes only the fstat, fallocate and
@@ -185,6 +186,7 @@ sd_guard *sd_guard_add(char *base, uint64_t size, int fd)
     g->fd = fd;
     atomic_store(&g->anon_from, size);
     atomic_store(&g->state, SD_GUARD_OK);
+    atomic_store(&g->dangling, false);
     atomic_store(&g->base, base); /* last: the handler may look now */
     return g;
 }
@@ -194,7 +196,8 @@ uint64_t sd_guard_remove(sd_guard *g)
     if (!g)
         return UINT64_MAX;
     atomic_store(&g->base, NULL);
-    uint64_t keep = atomic_load(&g->anon_from);
+    uint64_t keep =
+        atomic_load(&g->dangling) ? atomic_load(&g->anon_from) : g->size;
     if (g->fd >= 0)
         close(g->fd);
     g->fd = -1;

@@ -28,6 +28,8 @@ typedef struct sd_guard {
     _Atomic uint64_t anon_from; /* pages from here on are private zeros */
     _Atomic int state;          /* SD_GUARD_* */
     _Atomic bool claimed;       /* in use by a handle */
+    _Atomic bool dangling;      /* a mutex in the private pages failed to
+                                   unlock: it may be on a robust list */
     atomic_flag busy;           /* one repair at a time */
     struct sd_guard *next;      /* written once, before publication */
 } sd_guard;
@@ -36,9 +38,16 @@ typedef struct sd_guard {
  * memory. The guard owns `fd` from now on. */
 sd_guard *sd_guard_add(char *base, uint64_t size, int fd);
 /* Unregister and close the fd. Returns the offset from which the mapping
- * must be left in place (the private pages), or `size` if all of it may be
- * unmapped. */
+ * must be left in place (the private pages, if a mutex there may still be
+ * on a robust list), or `size` if all of it may be unmapped. */
 uint64_t sd_guard_remove(sd_guard *g);
+
+/* An unlock failed: the mutex's bytes were replaced, and glibc may still
+ * list it on the thread's robust list (see guard.c). */
+static inline void sd_guard_note_dangling(sd_guard *g)
+{
+    atomic_store(&g->dangling, true);
+}
 
 static inline int sd_guard_state(const sd_guard *g)
 {

@@ -49,7 +49,7 @@ typedef struct sd_part {
     bool evict;                /* full dict: evict instead of NOMEM */
     bool reserved;             /* every page of the file is backed */
     int fd;                    /* the file (owned by the handle's guard) */
-    const sd_guard *guard;     /* SD_GUARD_OK until a fault was repaired */
+    sd_guard *guard;           /* SD_GUARD_OK until a fault was repaired */
     uint64_t summary_off;
     uint64_t summary_bytes;
     uint64_t refs_off;

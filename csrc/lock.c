@@ -391,7 +391,8 @@ sd_status sd_tx_end(sd_tx *t, sd_status rc)
         rc = SD_NOSPACE; /* the heap had room; the filesystem did not */
     }
     atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
-    pthread_mutex_unlock(&l->mutex);
+    if (SD_UNLIKELY(pthread_mutex_unlock(&l->mutex) != 0))
+        sd_guard_note_dangling(h->guard); /* its bytes are gone: guard.c */
     if (t->blocked && h->block_end)
         h->block_end(t->token);
     t->blocked = false;

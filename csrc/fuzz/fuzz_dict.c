@@ -254,6 +254,7 @@ static void scan(sd_handle *h, size_t cap0)
 }
 
 static bool strict;
+static bool truncated; /* the work file was cut short: resize it again */
 
 static void run_ops(sd_handle *h, rd *r)
 {
@@ -268,7 +269,7 @@ static void run_ops(sd_handle *h, rd *r)
         uint8_t code = u8(r);
         sd_value_out out = {.buf = bigbuf, .cap = sizeof bigbuf};
         sd_status s = SD_OK;
-        switch (code % 26) {
+        switch (code % 27) {
         case 0: { /* get, with a buffer that may be too small */
             static const size_t caps[4] = {0, 7, 64, sizeof bigbuf};
             out.cap = caps[u8(r) % 4];
@@ -442,6 +443,17 @@ static void run_ops(sd_handle *h, rd *r)
             s = sd_get_stats(h, &st);
             break;
         }
+        case 25: {
+            /* Another process cuts the file short: every later call must
+             * return (SD_TORN once a lost page was touched), never fault. */
+            uint64_t size = h->file_size,
+                     cuts[4] = {size / 2, SD_PAGE, 0, u32(r) % size};
+            if (ftruncate(work_fd, (off_t)cuts[u8(r) % 4]) != 0)
+                abort();
+            truncated = true;
+            strict = false; /* the dict's contents are gone */
+            break;
+        }
         default: {
             uint64_t cap = 0, free_bytes = 0;
             sd_space(h, &cap, &free_bytes);
@@ -499,6 +511,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r.n -= n;
     }
     static uint64_t cur_size;
+    if (truncated) {
+        cur_size = 0; /* ftruncate it back to full size, zero-filled */
+        truncated = false;
+    }
     if (fsize != cur_size) {
         if (ftruncate(work_fd, (off_t)fsize) != 0)
             abort();
