@@ -49,15 +49,34 @@ def fill_fs(where: str, name: str = "filler") -> str:
     return path
 
 
+# What every child starts with: its imports, and fill() as fill_fs above.
+CHILD_PRELUDE = """
+import json, os, sys
+import shmdict
+
+def fill(where, name="filler"):
+    path = os.path.join(where, name)
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError:
+            pass
+    assert os.statvfs(where).f_bavail == 0
+    return path
+"""
+
+
 def run_child(code: str, *args: str, timeout: float = 120) -> Any:
-    """Run *code* (which prints one JSON line last) in a fresh interpreter;
-    fail the test if it died of a signal or exited non-zero."""
+    """Run *code* (which prints one JSON line last) in a fresh interpreter,
+    after CHILD_PRELUDE; fail the test if it died of a signal or exited
+    non-zero."""
     env = {
         **os.environ,
         "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     r = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
+        [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -83,21 +102,13 @@ WRITE_KINDS = {
 }
 
 FULL_FS_CHILD = """
-import json, os, sys
-import shmdict
 where, kind, stmt = sys.argv[1], sys.argv[2], sys.argv[3]
 d = shmdict.new("dict", 3 << 20, dir=where)
 stored = {}
 for i in range(40):                      # acknowledged items, before the fill
     d.set(f"k{i}", f"value {i}" * 20)
     stored[f"k{i}"] = f"value {i}" * 20
-filler = os.path.join(where, "filler")
-with open(filler, "wb", buffering=0) as f:            # another program fills the tmpfs
-    try:
-        while True:
-            f.write(b"x" * 4096); f.flush()
-    except OSError:
-        pass
+filler = fill(where)                      # another program fills the tmpfs
 assert os.statvfs(where).f_bavail == 0
 errors, done = [], 0
 for i in range(2000):
@@ -136,18 +147,11 @@ def test_new_key_into_a_fresh_index_page(tiny: str) -> None:
     first key whose index page was never used must be refused, not fault."""
     r = run_child(
         """
-        import json, os, sys
-        import shmdict
         where = sys.argv[1]
         d = shmdict.new("dict", 3 << 20, dir=where)
         d["first"] = 1
         blocks0 = os.stat(d.path).st_blocks
-        with open(os.path.join(where, "filler"), "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"x" * 4096); f.flush()
-            except OSError:
-                pass
+        fill(where)
         refused = None
         for i in range(5000):             # tiny values: the heap has room
             try:
@@ -173,19 +177,12 @@ def test_read_hit_in_evicting_dict_on_full_filesystem(tiny: str) -> None:
     was reserved with the key's index page, so reads never fault."""
     r = run_child(
         """
-        import json, os, sys
-        import shmdict
         where = sys.argv[1]
         d = shmdict.new("dict", 3 << 20, dir=where, evict=True)
         keys = [f"k{i}" for i in range(3000)]
         for k in keys:
             d[k] = k
-        with open(os.path.join(where, "filler"), "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"x" * 4096); f.flush()
-            except OSError:
-                pass
+        fill(where)
         peer = shmdict.get("dict", dir=where)   # no per-handle cache yet
         hits = sum(peer.get(k) == k for k in keys)
         print(json.dumps({"hits": hits, "verify": d.verify()}))
@@ -202,8 +199,6 @@ def test_evicting_dict_makes_room_inside_its_pages(tiny: str) -> None:
     page is in use: see test_new_key_into_a_fresh_index_page)."""
     r = run_child(
         """
-        import json, os, sys
-        import shmdict
         where = sys.argv[1]
         d = shmdict.new("dict", 3 << 20, dir=where, evict=True)
         # Give every index page a key first: a key whose index page was
@@ -214,12 +209,7 @@ def test_evicting_dict_makes_room_inside_its_pages(tiny: str) -> None:
             del d[f"t{i}"]
         for i in range(200):
             d[f"k{i}"] = b"v" * 2000
-        with open(os.path.join(where, "filler"), "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"x" * 4096); f.flush()
-            except OSError:
-                pass
+        fill(where)
         errors = 0
         for i in range(200, 600):
             try:
@@ -298,8 +288,7 @@ def test_another_process_fills_the_filesystem_while_we_write(tiny: str) -> None:
     the writer got SIGBUS two sets later. Now it gets NoMemoryError."""
     r = run_child(
         """
-        import json, os, subprocess, sys
-        import shmdict
+        import subprocess
         where = sys.argv[1]
         d = shmdict.new("dict", 3 << 20, dir=where)
         done = 0
@@ -330,8 +319,6 @@ def test_another_process_fills_the_filesystem_while_we_write(tiny: str) -> None:
 # ---- a file truncated or replaced under live handles -----------------------
 
 TRUNCATE_CHILD = """
-import json, os, sys
-import shmdict
 name, cut, op = sys.argv[1], sys.argv[2], sys.argv[3]
 d = shmdict.new(name, 4 << 20)
 for i in range(3000):
@@ -404,8 +391,6 @@ def test_file_rewritten_in_place_gives_errors_not_signals(name: str) -> None:
     """cp over a dict: truncated to 0, then written again with other bytes."""
     r = run_child(
         """
-        import json, os, sys
-        import shmdict
         name = sys.argv[1]
         d = shmdict.new(name, 1 << 20)
         for i in range(500):
@@ -541,10 +526,8 @@ def test_dir_and_env(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-
 def test_new_works_without_proc(tiny: str) -> None:
     """Publishing the new file goes through /proc/self/fd; without /proc it
     is built under a temporary name and linked, just as atomically."""
-    code = textwrap.dedent(
+    code = CHILD_PRELUDE + textwrap.dedent(
         """
-        import json, os, sys
-        import shmdict
         where = sys.argv[1]
         assert not os.path.exists("/proc/self/fd")
         d = shmdict.new("noproc", 1 << 20, dir=where)
@@ -588,18 +571,11 @@ def test_big_overwrite_on_a_full_filesystem(tiny: str) -> None:
     is dropped."""
     r = run_child(
         """
-        import json, os, sys
-        import shmdict
         where = sys.argv[1]
         d = shmdict.new("dict", 3 << 20, dir=where)
         d["big"] = b"a" * 600_000
         d["small"] = 1
-        with open(os.path.join(where, "filler"), "wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"x" * 4096)
-            except OSError:
-                pass
+        fill(where)
         d["big"] = b"b" * 600_000           # in the old value's place
         same = d["big"] == b"b" * 600_000
         try:

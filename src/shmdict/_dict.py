@@ -136,10 +136,19 @@ class SharedDict(_core.Dict, MutableMapping[str, Value]):  # type: ignore[misc]
         self.flush_all()
 
 
-def _check_create_args(
-    name: str, size: int, mode: int, stripes: int | None, dir: str | None
-) -> tuple[str, int]:
-    """Validate what new() and open() share; return (path, stripes)."""
+def _create(
+    how: int,
+    name: str,
+    size: int,
+    mode: int,
+    lock_timeout: float,
+    evict: bool,
+    stripes: int | None,
+    reserve: bool,
+    dir: str | None,
+) -> SharedDict:
+    """What new() (how=1) and open() (how=2) share: check the arguments,
+    then make or attach the handle."""
     path = path_for(name, dir)
     if not isinstance(size, int) or isinstance(size, bool):
         raise TypeError(f"size must be int, not {type(size).__name__}")
@@ -152,7 +161,17 @@ def _check_create_args(
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
         raise ValueError("mode must be permission bits between 0 and 0o777")
     _check_fits_filesystem(path, size)
-    return path, stripes
+    return SharedDict(
+        path,
+        name,
+        size,
+        create=how,
+        mode=mode,
+        lock_timeout=lock_timeout,
+        evict=bool(evict),
+        stripes=stripes,
+        reserve=bool(reserve),
+    )
 
 
 def _check_fits_filesystem(path: str, size: int) -> None:
@@ -212,18 +231,7 @@ def new(
     pages (or, with *reserve*, for all of them), ValueError for a bad name
     or size, TypeError for arguments of the wrong type.
     """
-    path, stripes = _check_create_args(name, size, mode, stripes, dir)
-    return SharedDict(
-        path,
-        name,
-        size,
-        create=1,
-        mode=mode,
-        lock_timeout=lock_timeout,
-        evict=bool(evict),
-        stripes=stripes,
-        reserve=bool(reserve),
-    )
+    return _create(1, name, size, mode, lock_timeout, evict, stripes, reserve, dir)
 
 
 def open(  # shadows the builtin here, as os.open does in os
@@ -252,18 +260,9 @@ def open(  # shadows the builtin here, as os.open does in os
     out another dict than the one asked for. Cost: O(stripes). Raises as
     :func:`new` and :func:`get` do.
     """
-    path, stripes = _check_create_args(name, size, mode, stripes, dir)
-    d = SharedDict(
-        path,
-        name,
-        size,
-        create=2,
-        mode=mode,
-        lock_timeout=lock_timeout,
-        evict=bool(evict),
-        stripes=stripes,
-        reserve=bool(reserve),
-    )
+    d = _create(2, name, size, mode, lock_timeout, evict, stripes, reserve, dir)
+    if stripes is None:
+        stripes = _stripes_from_env(size)
     st = d.stats()
     want = {"size": size, "evict": bool(evict), "reserve": bool(reserve)}
     have = {"size": d.size, "evict": st["evict"], "reserve": st["reserved"]}
