@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
-from typing import Any, Callable, Union
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from typing import Any
 
 from . import _core
 
 __all__ = ["SharedDict", "Value", "exists", "get", "new", "path_for", "remove"]
 
 #: The types a shared dict stores; each comes back as the same type.
-Value = Union[None, bool, int, float, str, bytes]
+Value = None | bool | int | float | str | bytes
 
 _MISSING: Any = object()
 
