@@ -153,13 +153,14 @@ def write_values(keys: list[str], flags: bytes) -> tuple[list[bytes], list[bytes
     a, b = WRITE_VALUES
     parity: dict[str, int] = {}
     even: list[bytes] = []
-    for k, w in zip(keys, flags):
+    for k, w in zip(keys, flags, strict=True):
         p = parity.get(k, 0)
         even.append(a if p == 0 else b)
         if w:
             parity[k] = p ^ 1
     odd = [
-        x if parity.get(k, 0) == 0 else (b if x is a else a) for k, x in zip(keys, even)
+        x if parity.get(k, 0) == 0 else (b if x is a else a)
+        for k, x in zip(keys, even, strict=True)
     ]
     return even, odd
 
@@ -229,7 +230,7 @@ class WorkerPool:
     def _collect(self, what: str, timeout: float = 300.0) -> list[tuple[Any, ...]]:
         replies: list[tuple[Any, ...]] = []
         errors: list[str] = []
-        for conn, w in zip(self.conns, self.workers):
+        for conn, w in zip(self.conns, self.workers, strict=True):
             if not conn.poll(timeout):
                 errors.append(f"worker timed out waiting for {what}")
                 continue

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Union
 
 from hypothesis import strategies as st
 
-Value = Union[None, bool, int, float, str, bytes]
+Value = None | bool | int | float | str | bytes
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -58,7 +58,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, cast
 
 import pytest
 
@@ -912,7 +912,7 @@ def check_after_crash(
     elif op.space_between:
         lo = tuple(map(min, ref.space_before, ref.space_after))
         hi = tuple(map(max, ref.space_before, ref.space_after))
-        assert all(a <= b <= c for a, b, c in zip(lo, sp, hi)), (
+        assert all(a <= b <= c for a, b, c in zip(lo, sp, hi, strict=True)), (
             f"{op.name} crash point {n}: space {sp} is not between "
             f"{ref.space_before} and {ref.space_after}"
         )
@@ -1511,7 +1511,7 @@ def value_ok(slot: int, k: int, v: object) -> bool:
     return v is None or isinstance(v, (bool, int, float))
 
 
-State = Optional[tuple[str, str]]  # None: absent, else a digest of the value
+State = tuple[str, str] | None  # None: absent, else a digest of the value
 # An op in flight on one key: key, slot, seq, op, k, arg, b.
 InFlight = tuple[str, int, int, str, int, str, int]
 

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import pytest
 
@@ -41,7 +41,7 @@ CONTENTS: dict[str, Any] = {
 TTL_KEY = "ttl"  # holds 7, expires in 1000 s
 
 
-Exc = Union[type[BaseException], tuple[type[BaseException], ...]]
+Exc = type[BaseException] | tuple[type[BaseException], ...]
 
 
 @dataclass(frozen=True)

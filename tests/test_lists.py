@@ -8,6 +8,7 @@ it. No timing is asserted; short exptimes are waited out by polling.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
@@ -155,11 +156,11 @@ def test_mixed_items_keep_order(d: SharedDict) -> None:
     assert d.llen("q") == len(EVERY_TYPE)
     got = pop_all(d, "q")
     assert [repr(type(v)) for v in got] == [repr(type(v)) for v in EVERY_TYPE]
-    assert all(same_value(a, b) for a, b in zip(got, EVERY_TYPE))
+    assert all(same_value(a, b) for a, b in zip(got, EVERY_TYPE, strict=True))
     for v in EVERY_TYPE:
         d.lpush("q", v)
     got = pop_all(d, "q")
-    assert all(same_value(a, b) for a, b in zip(got, reversed(EVERY_TYPE)))
+    assert all(same_value(a, b) for a, b in zip(got, reversed(EVERY_TYPE), strict=True))
     assert d.verify() == []
 
 
@@ -206,9 +207,8 @@ def test_list_matches_deque(d: SharedDict, ops: list[tuple[str, Value]]) -> None
         else:
             assert d.llen("q") == len(model)
         assert ("q" in d) is bool(model)
-    assert [same_value(a, b) for a, b in zip(pop_all(d, "q"), model)] == [True] * len(
-        model
-    )
+    same = [same_value(a, b) for a, b in zip(pop_all(d, "q"), model, strict=True)]
+    assert same == [True] * len(model)
     assert d.verify() == []
 
 
@@ -337,7 +337,7 @@ def test_pending_free_drains_step_by_step(d: SharedDict) -> None:
         assert d.verify() == []
         seen.append(d.stats()["pending_free"])
         assert len(seen) < 1000
-    assert all(b < a for a, b in zip(seen, seen[1:])), seen
+    assert all(b < a for a, b in itertools.pairwise(seen)), seen
     assert len(d) == 1
 
 

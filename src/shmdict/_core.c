@@ -143,6 +143,30 @@ static void near_keep(DictObject *self, PyObject *key, PyObject *value,
 
 static struct PyModuleDef core_module;
 
+#if PY_VERSION_HEX < 0x030B0000
+/* PyType_GetModuleByDef is new in 3.11; this is its 3.11 body for 3.10.
+ * Walk the MRO, since self is usually an instance of SharedDict, a Python
+ * subclass of Dict that has no module of its own. Like the real one it
+ * returns a borrowed reference. */
+static PyObject *PyType_GetModuleByDef(PyTypeObject *type, PyModuleDef *def)
+{
+    PyObject *mro = type->tp_mro;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
+        if (m && PyModule_GetDef(m) == def)
+            return m;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "PyType_GetModuleByDef: No superclass of '%s' has the "
+                 "given module",
+                 type->tp_name);
+    return NULL;
+}
+#endif
+
 static module_state *state_of(PyObject *self)
 {
     PyObject *m = PyType_GetModuleByDef(Py_TYPE(self), &core_module);

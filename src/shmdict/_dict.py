@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
-from typing import Any, Callable, Union
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from typing import Any
 
 from . import _core
 from .errors import NoMemoryError
@@ -22,7 +29,7 @@ __all__ = [
 ]
 
 #: The types a shared dict stores; each comes back as the same type.
-Value = Union[None, bool, int, float, str, bytes]
+Value = None | bool | int | float | str | bytes
 
 _MISSING: Any = object()
 
