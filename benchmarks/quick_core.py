@@ -93,7 +93,7 @@ def _growing_ns(shmdict: object, n: int) -> tuple[float, float]:
     fresh plain dict, alternated repetition by repetition."""
     keys = [f"grow:{i:011d}" for i in range(n)]
     vals = [f"val:{i:012d}" for i in range(n)]
-    pairs = list(zip(keys, vals))
+    pairs = list(zip(keys, vals, strict=True))
     s_times, p_times = [], []
     for r in range(REPS):
         gc.disable()
