@@ -253,6 +253,7 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
             }
             rec[0] = (unsigned char)type;
             rec[1] = (f.v.meta & SD_META_ASCII) != 0;
+            rec[2] = (f.v.meta & SD_META_TAG) != 0;
             len = f.v.vlen;
         }
         memcpy(rec + 4, &len, 4);

@@ -78,6 +78,7 @@ sd_status sd_copy_value(const view *v, sd_value_out *out)
     unsigned type = v->meta & SD_META_TYPE;
     out->type = (uint8_t)type;
     out->ascii = (v->meta & SD_META_ASCII) != 0;
+    out->tag = (v->meta & SD_META_TAG) != 0;
     out->len = v->vlen;
     if (type == SD_T_INT) {
         out->i = (int64_t)LD(val_word(v, 0));
@@ -306,6 +307,8 @@ uint64_t sd_make_meta(const sd_value_in *v, uint64_t exp)
     uint64_t m = v->type;
     if (v->type == SD_T_STR && v->ascii)
         m |= SD_META_ASCII;
+    if (v->type == SD_T_BYTES && v->tag)
+        m |= SD_META_TAG;
     return m | (exp << SD_META_EXP_SHIFT);
 }
 
@@ -1162,8 +1165,11 @@ static bool value_equals(const view *v, const sd_value_in *x)
         memcpy(&d, &bits, 8);
         return d == x->f;
     }
-    case SD_T_STR:
     case SD_T_BYTES:
+        if (!!(v->meta & SD_META_TAG) != !!x->tag)
+            return false; /* tagged bytes equal no plain bytes */
+        /* fall through */
+    case SD_T_STR:
         return v->vlen == x->len && memcmp(v->val, x->data, x->len) == 0;
     default:
         return true; /* None, True, False: the type is the value */

@@ -152,6 +152,7 @@ enum {
 };
 #define SD_META_TYPE 0x0fu
 #define SD_META_ASCII 0x10u /* a str value that is pure ASCII */
+#define SD_META_TAG 0x20u   /* a bytes value tagged by the caller (pickled) */
 #define SD_META_FLAGS 0xf0u
 #define SD_META_EXP_SHIFT 8u
 #define SD_MAX_EXPIRY_MS ((UINT64_C(1) << 56) - 1)

@@ -41,6 +41,8 @@ typedef enum sd_status {
 typedef struct sd_value_in {
     uint8_t type;  /* SD_T_* from layout.h */
     uint8_t ascii; /* str only: the UTF-8 bytes are pure ASCII */
+    uint8_t tag;   /* bytes only: stored and returned with SD_META_TAG, so
+                      a reader can tell these bytes from any plain value */
     int64_t i;
     double f;
     const void *data;
@@ -52,6 +54,7 @@ typedef struct sd_value_in {
 typedef struct sd_value_out {
     uint8_t type;
     uint8_t ascii;
+    uint8_t tag; /* see sd_value_in */
     int64_t i;
     double f;
     void *buf;
@@ -208,7 +211,7 @@ sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed);
 
 /* Batches. Each runs under one hold of the lock, so no other process sees
  * part of it. sd_get_many writes one record per key into buf:
- *   u8 type (0: missing), u8 ascii, u16 0, u32 len, then 8 bytes for a
+ *   u8 type (0: missing), u8 ascii, u8 tag, u8 0, u32 len, then 8 bytes for a
  *   number or len bytes for str/bytes, padded to a multiple of 8;
  * SD_TOOBIG sets *need. sd_set_many stores every item or, if the dict runs
  * out of room, as many whole items as it could: *done says how many. */

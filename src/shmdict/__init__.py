@@ -21,6 +21,7 @@ from ._dict import (
     path_for,
     remove,
 )
+from ._pickled import Pickled
 from .errors import CorruptError, Error, LockTimeout, NoMemoryError
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Error",
     "LockTimeout",
     "NoMemoryError",
+    "Pickled",
     "SharedDict",
     "Value",
     "default_dir",

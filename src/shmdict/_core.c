@@ -28,6 +28,7 @@
 
 typedef struct {
     PyTypeObject *DictType;
+    PyTypeObject *PickledType; /* shmdict.Pickled: tagged bytes */
     PyObject *Error;
     PyObject *NoMemoryError;
     PyObject *CorruptError;
@@ -382,9 +383,11 @@ static int key_arg(PyObject *key, const char **p, Py_ssize_t *n)
     return 0;
 }
 
-static int value_arg(PyObject *v, sd_value_in *out)
+/* A value argument. `self` (NULL for numbers) finds the Pickled type. */
+static int value_arg(PyObject *self, PyObject *v, sd_value_in *out)
 {
     out->ascii = 0;
+    out->tag = 0;
     out->data = NULL;
     out->len = 0;
     if (v == Py_None) {
@@ -421,6 +424,12 @@ static int value_arg(PyObject *v, sd_value_in *out)
         out->type = SD_T_BYTES;
         out->data = PyBytes_AS_STRING(v);
         out->len = (size_t)PyBytes_GET_SIZE(v);
+        if (!PyBytes_CheckExact(v) && self) {
+            module_state *st = state_of(self);
+            if (!st)
+                return -1;
+            out->tag = PyObject_TypeCheck(v, st->PickledType) ? 1 : 0;
+        }
     } else {
         PyErr_Format(PyExc_TypeError,
                      "values must be None, bool, int, float, str or bytes, "
@@ -536,8 +545,16 @@ static PyObject *value_obj(PyObject *self, const sd_value_out *o)
         }
         return s;
     }
-    case SD_T_BYTES:
-        return PyBytes_FromStringAndSize(o->buf, (Py_ssize_t)o->len);
+    case SD_T_BYTES: {
+        PyObject *b = PyBytes_FromStringAndSize(o->buf, (Py_ssize_t)o->len);
+        if (!b || !o->tag)
+            return b;
+        module_state *st = state_of(self);
+        PyObject *p =
+            st ? PyObject_CallOneArg((PyObject *)st->PickledType, b) : NULL;
+        Py_DECREF(b);
+        return p;
+    }
     default:
         return raise_status(self, SD_CORRUPT, NULL);
     }
@@ -903,7 +920,8 @@ static int do_set(DictObject *self, PyObject *key, PyObject *value,
     Py_ssize_t klen;
     sd_value_in v;
     int64_t ttl;
-    if (key_arg(key, &k, &klen) < 0 || value_arg(value, &v) < 0 ||
+    if (key_arg(key, &k, &klen) < 0 ||
+        value_arg((PyObject *)self, value, &v) < 0 ||
         ttl_arg(exptime, &ttl) < 0)
         return -1;
     if (!self->h || self->closing) {
@@ -1024,7 +1042,7 @@ static int number_arg(PyObject *o, const char *what, sd_value_in *v)
 {
     memset(v, 0, sizeof *v);
     if (PyLong_Check(o) && !PyBool_Check(o))
-        return value_arg(o, v);
+        return value_arg(NULL, o, v);
     if (finite_number(o, what, &v->f) < 0)
         return -1;
     v->type = SD_T_FLOAT;
@@ -1111,7 +1129,7 @@ static PyObject *Dict_setdefault(DictObject *self, PyObject *const *args,
         return NULL;
     PyObject *dflt = a[1] ? a[1] : Py_None;
     sd_value_in v;
-    if (value_arg(dflt, &v) < 0)
+    if (value_arg((PyObject *)self, dflt, &v) < 0)
         return NULL;
     return fetch_obj(self, a[0], fetch_setdefault, &v, dflt);
 }
@@ -1128,8 +1146,9 @@ static PyObject *Dict_cas(DictObject *self, PyObject *const *args,
     sd_value_in expected, nv;
     int64_t ttl = 0;
     int ttl_mode = -1;
-    if (key_arg(a[0], &k, &klen) < 0 || value_arg(a[1], &expected) < 0 ||
-        value_arg(a[2], &nv) < 0)
+    if (key_arg(a[0], &k, &klen) < 0 ||
+        value_arg((PyObject *)self, a[1], &expected) < 0 ||
+        value_arg((PyObject *)self, a[2], &nv) < 0)
         return NULL;
     if (a[3] && a[3] != Py_None) {
         if (ttl_arg(a[3], &ttl) < 0)
@@ -1161,7 +1180,8 @@ static PyObject *push(DictObject *self, PyObject *const *args,
     const char *k;
     Py_ssize_t klen;
     sd_value_in v;
-    if (key_arg(args[0], &k, &klen) < 0 || value_arg(args[1], &v) < 0)
+    if (key_arg(args[0], &k, &klen) < 0 ||
+        value_arg((PyObject *)self, args[1], &v) < 0)
         return NULL;
     ENTER(self);
     uint64_t len = 0;
@@ -1267,7 +1287,7 @@ static int batch_keys(PyObject *iterable, key_batch *b)
 static PyObject *record_value(PyObject *self, const unsigned char *rec,
                               const unsigned char *body)
 {
-    sd_value_out o = {.type = rec[0], .ascii = rec[1]};
+    sd_value_out o = {.type = rec[0], .ascii = rec[1], .tag = rec[2]};
     uint32_t len;
     memcpy(&len, rec + 4, 4);
     o.len = len;
@@ -1425,7 +1445,7 @@ static PyObject *Dict_set_many(DictObject *self, PyObject *const *args,
             goto done;
         }
         PyList_SET_ITEM(keys, i, Py_NewRef(PyTuple_GET_ITEM(kv, 0)));
-        if (value_arg(PyTuple_GET_ITEM(kv, 1), &vals[i]) < 0)
+        if (value_arg((PyObject *)self, PyTuple_GET_ITEM(kv, 1), &vals[i]) < 0)
             goto done;
     }
     if (batch_keys(keys, &b) < 0)
@@ -2096,6 +2116,14 @@ static int core_exec(PyObject *m)
     if (!st->Error || !st->NoMemoryError || !st->CorruptError ||
         !st->LockTimeout)
         return -1;
+    PyObject *pickled = PyImport_ImportModule("shmdict._pickled");
+    if (!pickled)
+        return -1;
+    st->PickledType =
+        (PyTypeObject *)PyObject_GetAttrString(pickled, "Pickled");
+    Py_DECREF(pickled);
+    if (!st->PickledType)
+        return -1;
     st->DictType =
         (PyTypeObject *)PyType_FromModuleAndSpec(m, &Dict_spec, NULL);
     if (!st->DictType || PyModule_AddType(m, st->DictType) < 0)
@@ -2113,6 +2141,7 @@ static int core_traverse(PyObject *m, visitproc visit, void *arg)
 {
     module_state *st = PyModule_GetState(m);
     Py_VISIT(st->DictType);
+    Py_VISIT(st->PickledType);
     Py_VISIT(st->Error);
     Py_VISIT(st->NoMemoryError);
     Py_VISIT(st->CorruptError);
@@ -2124,6 +2153,7 @@ static int core_clear(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
     Py_CLEAR(st->DictType);
+    Py_CLEAR(st->PickledType);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->NoMemoryError);
     Py_CLEAR(st->CorruptError);
