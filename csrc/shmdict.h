@@ -6,6 +6,8 @@
  * table. Functions never allocate memory or call back while the dict's lock
  * is held, except for the two blocking hooks, which are called only around
  * a wait for the lock and after it is released (see sd_set_block_hooks).
+ * The interrupt hook is called during a wait only while the caller holds
+ * no stripe's lock at all (see sd_set_interrupt_hook).
  *
  * Thread safety: one sd_handle may be used by many threads at once. Closing
  * it while another thread is inside a call is the caller's business.
@@ -31,6 +33,8 @@ typedef enum sd_status {
     SD_INTERNAL,  /* a bug in the core (undo log overflow) */
     SD_EXISTS,    /* add: the key is there; cas: the value differs */
     SD_WRONGTYPE, /* a list where a scalar is wanted, or the reverse */
+    /* the interrupt hook ended a wait for the lock; nothing changed */
+    SD_INTERRUPTED,
     SD_STATUS_COUNT
 } sd_status;
 
@@ -72,13 +76,22 @@ typedef struct sd_handle sd_handle;
  * binding uses them to drop and retake the GIL. */
 typedef void *(*sd_block_begin_fn)(void);
 typedef void (*sd_block_end_fn)(void *token);
+/* Called while a thread waits for a lock, every WAIT_SLICE (20 ms) or so,
+ * with what block_begin returned (NULL without block hooks). Nonzero ends
+ * the wait: the call returns SD_INTERRUPTED and has changed nothing. */
+typedef int (*sd_interrupted_fn)(void *token);
+
+/* lock_timeout_ms: wait forever (but see sd_set_interrupt_hook). */
+#define SD_WAIT_FOREVER (-1)
+/* Longer timeouts (about 139 years) mean no limit too. */
+#define SD_MAX_TIMEOUT_MS (INT64_C(1) << 42)
 
 typedef struct sd_open_opts {
     uint64_t size;           /* create: file size in bytes */
     unsigned mode;           /* create: permission bits */
     int create;              /* 1: create; 0: attach */
     int allow_foreign_owner; /* attach: accept a file owned by another uid */
-    int64_t lock_timeout_ms; /* <= 0: wait forever */
+    int64_t lock_timeout_ms; /* 0: don't wait; SD_WAIT_FOREVER (< 0) */
     int evict;               /* create: a full dict evicts (CLOCK) */
     unsigned nparts;         /* create: stripes, a power of two; 0: auto */
 } sd_open_opts;
@@ -130,9 +143,35 @@ int sd_creator_alive(const char *path);
 
 void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
                         sd_block_end_fn end);
+/* The hook a wait for a lock polls (NULL: none). It is called only while
+ * the waiting thread holds no stripe's lock, so it may run any code, this
+ * dict's calls included. A call that takes several stripes and is kept
+ * waiting for one while it holds others lets those go after one slice,
+ * waits for that one alone (polling the hook), and starts over. */
+void sd_set_interrupt_hook(sd_handle *h, sd_interrupted_fn fn);
 int sd_is_owner(const sd_handle *h);
-/* The lock timeout of every stripe, in ms (<= 0: wait forever). */
+/* The lock timeout of every stripe, in ms: how long one call may wait for
+ * locks in all. 0: try, and return SD_TIMEDOUT at once if a lock is held
+ * (after a spin of a few microseconds); SD_WAIT_FOREVER (any value < 0):
+ * no limit. */
 void sd_set_lock_timeout(sd_handle *h, int64_t ms);
+
+/* A span: what one call to the caller's own user is, when the caller
+ * makes several core calls for it (a retry with a bigger buffer, a scan
+ * in chunks). Every lock wait this thread makes between sd_span_enter and
+ * sd_span_leave counts against the span, which starts with the handle's
+ * lock timeout; once that is used up, waits only try. A span may be left
+ * and entered again (to run code that must not be inside it in between)
+ * and keeps what is left. Inside another span, enter and leave do
+ * nothing: the outer one counts. Calls that take locks several times
+ * (batches, scans) make their own. Initialise with SD_SPAN_INIT. */
+typedef struct sd_span {
+    int64_t left_ns; /* what is left: < 0 no limit */
+    int state;       /* internal */
+} sd_span;
+#define SD_SPAN_INIT ((sd_span){.left_ns = 0, .state = 0})
+void sd_span_enter(const sd_handle *h, sd_span *s);
+void sd_span_leave(sd_span *s);
 /* How many stripes (independent locks and heaps) the dict has. */
 unsigned sd_nparts(const sd_handle *h);
 uint64_t sd_file_size(const sd_handle *h);

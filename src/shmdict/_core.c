@@ -553,7 +553,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         .evict = evict,
         .nparts = stripes,
         .lock_timeout_ms = isinf(timeout) || timeout <= 0
-                               ? 0
+                               ? SD_WAIT_FOREVER
                                : (int64_t)ceil(timeout * 1000.0),
     };
     if (create && (size < SD_MIN_SIZE || size > SD_MAX_SIZE)) {
