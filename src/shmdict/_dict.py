@@ -103,7 +103,7 @@ def new(
     size: int,
     *,
     mode: int = 0o600,
-    lock_timeout: float = 10.0,
+    lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
     evict: bool = False,
     stripes: int | None = None,
 ) -> SharedDict:
@@ -126,9 +126,15 @@ def new(
     size needs. A single item must fit in one stripe: ``size // stripes``
     less the index. Cost: O(stripes).
 
+    *lock_timeout* is how many seconds one call of this handle may wait for
+    locks in all, after which it raises :class:`shmdict.LockTimeout` having
+    changed nothing. 0 tries once without waiting; ``math.inf`` waits with
+    no limit. Ctrl-C (any signal handler that raises) ends a wait.
+
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), ValueError for a bad
-    name or size, TypeError for arguments of the wrong type.
+    name, size or lock_timeout (negative or NaN), TypeError for arguments of
+    the wrong type.
     """
     path = path_for(name)
     if not isinstance(size, int) or isinstance(size, bool):
@@ -170,10 +176,14 @@ def _stripes_from_env(size: int) -> int:
 
 
 def get(
-    name: str, *, allow_foreign_owner: bool = False, lock_timeout: float = 10.0
+    name: str,
+    *,
+    allow_foreign_owner: bool = False,
+    lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
 ) -> SharedDict:
     """Attach to the existing dict *name* as a peer (its close keeps the file).
 
+    *lock_timeout* is as for :func:`new` (ValueError if negative or NaN).
     Cost: O(1). Raises FileNotFoundError if there is no such dict, OSError if
     the name is a symlink, PermissionError if another user owns the file and
     *allow_foreign_owner* is false, and :class:`shmdict.CorruptError` if the
