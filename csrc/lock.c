@@ -61,10 +61,18 @@
 /* ---- crash points ------------------------------------------------------ */
 
 int sd_crash_countdown;
+static int crash_signal = SIGKILL;
 
 void sd_crash_now(void)
 {
-    raise(SIGKILL);
+    raise(crash_signal); /* SIGSTOP: returns once continued */
+}
+
+int sd_set_crash_signal(int sig)
+{
+    int old = crash_signal;
+    crash_signal = sig;
+    return old;
 }
 
 int sd_set_crash_countdown(int n)

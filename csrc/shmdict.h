@@ -282,6 +282,10 @@ sd_status sd_get_stats(sd_handle *h, sd_stats *st);
  * the previous countdown, so a caller that armed it high can tell how
  * many points a write passed. */
 int sd_set_crash_countdown(int n);
+/* Test hook: the signal the crash point raises (SIGKILL unless set).
+ * With SIGSTOP the process stops there, holding the stripe's lock, alive,
+ * until SIGCONT; then the write goes on. Returns the previous one. */
+int sd_set_crash_signal(int sig);
 
 /* A static, human-readable description of a status code. */
 const char *sd_strstatus(sd_status s);

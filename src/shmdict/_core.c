@@ -18,6 +18,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <structmember.h>
 
@@ -2069,13 +2070,24 @@ static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
     return PyBool_FromLong(r);
 }
 
-static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
+static PyObject *arm_crash(PyObject *arg, int sig)
 {
     int n =
         PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
+    sd_set_crash_signal(sig);
     return PyLong_FromLong(sd_set_crash_countdown(n < 0 ? 0 : n));
+}
+
+static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    return arm_crash(arg, SIGKILL);
+}
+
+static PyObject *core_stop_after(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    return arm_crash(arg, SIGSTOP);
 }
 
 static PyMethodDef core_methods[] = {
@@ -2084,6 +2096,11 @@ static PyMethodDef core_methods[] = {
      "Test hook: SIGKILL this process at the n-th step of a write from now\n"
      "(0 turns it off). Returns what was left of the previous countdown.\n"
      "Used by the crash tests."},
+    {"_stop_after", core_stop_after, METH_O,
+     "_stop_after(n, /)\n--\n\n"
+     "Test hook: as _crash_after, but SIGSTOP: the process stops at that\n"
+     "step, alive and holding the stripe's lock, until SIGCONT; then the\n"
+     "write goes on. Used by the lock-wait tests."},
     {"creator_alive", core_creator_alive, METH_O,
      "creator_alive(path, /)\n--\n\n"
      "Whether the process that created the dict at path still runs."},
