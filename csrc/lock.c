@@ -332,7 +332,17 @@ static bool interrupted(const sd_part *h, const sd_wait *w)
 #define WAIT_SLICE_NS INT64_C(20000000) /* 20 ms */
 #define WAIT_INTERRUPTED (-1)
 #define WAIT_GAVE_UP (-2)
-#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+/* ThreadSanitizer doesn't intercept pthread_mutex_clocklock (it would take
+ * the mutex for unlocked): give it timedlock. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SD_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SD_TSAN 1
+#endif
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ) && !defined(SD_TSAN)
 #if __GLIBC_PREREQ(2, 30)
 #define HAVE_CLOCKLOCK 1
 #endif
