@@ -167,8 +167,7 @@ enum exc_kind {
     EXC_CORRUPT,
     EXC_TIMEOUT,
     EXC_OS,
-    EXC_ERROR,
-    EXC_PENDING /* the exception is already set */
+    EXC_ERROR
 };
 
 /* Which exception each core status raises. */
@@ -176,36 +175,29 @@ static const struct {
     sd_status status;
     enum exc_kind kind;
 } status_table[] = {
-    {SD_OK, EXC_NONE},
-    {SD_NOTFOUND, EXC_KEY},
-    {SD_NOMEM, EXC_NOMEM},
-    {SD_NOTNUM, EXC_TYPE},
-    {SD_OVERFLOW, EXC_OVERFLOW},
-    {SD_TOOBIG, EXC_ERROR},
-    {SD_BADARG, EXC_VALUE},
-    {SD_CORRUPT, EXC_CORRUPT},
-    {SD_FORMAT, EXC_CORRUPT},
-    {SD_TIMEDOUT, EXC_TIMEOUT},
-    {SD_SYSERR, EXC_OS},
-    {SD_INTERNAL, EXC_ERROR},
-    {SD_EXISTS, EXC_ERROR},
-    {SD_WRONGTYPE, EXC_TYPE},
-    {SD_INTERRUPTED, EXC_PENDING},
+    {SD_OK, EXC_NONE},           {SD_NOTFOUND, EXC_KEY},
+    {SD_NOMEM, EXC_NOMEM},       {SD_NOTNUM, EXC_TYPE},
+    {SD_OVERFLOW, EXC_OVERFLOW}, {SD_TOOBIG, EXC_ERROR},
+    {SD_BADARG, EXC_VALUE},      {SD_CORRUPT, EXC_CORRUPT},
+    {SD_FORMAT, EXC_CORRUPT},    {SD_TIMEDOUT, EXC_TIMEOUT},
+    {SD_SYSERR, EXC_OS},         {SD_INTERNAL, EXC_ERROR},
+    {SD_EXISTS, EXC_ERROR},      {SD_WRONGTYPE, EXC_TYPE},
 };
 
 /* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
- * (OSError); `self` finds the module state. Returns NULL. */
+ * (OSError); `self` finds the module state. Returns NULL. SD_INTERRUPTED
+ * means a signal handler raised during a wait: that exception stands. */
 static PyObject *raise_status(PyObject *self, sd_status rc, PyObject *obj)
 {
+    if (rc == SD_INTERRUPTED && PyErr_Occurred())
+        return NULL;
     enum exc_kind kind = EXC_ERROR;
     for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
         if (status_table[i].status == rc)
             kind = status_table[i].kind;
     const char *msg = sd_strstatus(rc);
-    if (kind == EXC_PENDING && PyErr_Occurred())
-        return NULL; /* what a signal handler raised during a wait */
     module_state *st = NULL;
-    if (kind >= EXC_NOMEM && kind != EXC_OS && kind != EXC_PENDING) {
+    if (kind >= EXC_NOMEM && kind != EXC_OS) {
         st = state_of(self);
         if (!st)
             return NULL;
@@ -237,9 +229,6 @@ static PyObject *raise_status(PyObject *self, sd_status rc, PyObject *obj)
         break;
     case EXC_OS:
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, obj);
-        break;
-    case EXC_PENDING:
-        PyErr_SetString(PyExc_RuntimeError, msg); /* nothing was raised? */
         break;
     default:
         PyErr_SetString(st ? st->Error : PyExc_RuntimeError, msg);
@@ -540,8 +529,7 @@ static int gil_interrupted(void *token)
 {
     PyEval_RestoreThread((PyThreadState *)token);
     int raised = PyErr_CheckSignals() < 0;
-    PyThreadState *again = PyEval_SaveThread();
-    (void)again; /* the same thread state as token */
+    (void)PyEval_SaveThread(); /* returns token again */
     return raised;
 }
 
