@@ -96,6 +96,7 @@ typedef struct sd_tx {
     bool one_write;   /* a single-key write: see sd_store_alone */
     uint64_t seq;     /* the odd sequence value written at begin */
     int64_t now_ms;   /* cached clock, -1 until read */
+    int64_t waited;   /* ns slept waiting for the lock */
     unsigned npending;
     uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;

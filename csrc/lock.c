@@ -261,7 +261,7 @@ static _Thread_local struct {
     int64_t left_ns; /* < 0: no limit */
 } span;
 
-enum { SPAN_STARTED = 1, SPAN_INNER = 2 };
+enum { SPAN_STARTED = 1, SPAN_INNER = 2, SPAN_CHARGED = 4 };
 
 /* A stripe's lock timeout in ns: 0 don't wait, -1 no limit. */
 static int64_t timeout_ns(const sd_part *h)
@@ -279,11 +279,19 @@ void sd_span_enter(const sd_handle *d, sd_span *s)
         return;
     }
     if (!(s->state & SPAN_STARTED)) {
-        s->left_ns = timeout_ns(&d->parts[0]);
-        s->state |= SPAN_STARTED;
+        int64_t all = timeout_ns(&d->parts[0]);
+        int64_t spent = s->state & SPAN_CHARGED ? s->left_ns : 0;
+        s->left_ns = all < 0 ? -1 : all > spent ? all - spent : 0;
+        s->state = SPAN_STARTED;
     }
     span.on = true;
     span.left_ns = s->left_ns;
+}
+
+void sd_span_charge(sd_span *s, int64_t spent_ns)
+{
+    s->left_ns = spent_ns; /* taken off the timeout at the first enter */
+    s->state = SPAN_CHARGED;
 }
 
 void sd_span_leave(sd_span *s)
@@ -453,6 +461,7 @@ sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w)
     t->blocked = false;
     t->overflow = false;
     t->now_ms = -1;
+    t->waited = 0;
     if (!mutex_looks_sane(h))
         return SD_CORRUPT;
     /* Spin a little before sleeping, reading the lock word and trying
@@ -476,7 +485,9 @@ sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w)
                 w->token = h->block_begin();
                 w->blocked = true;
             }
+            int64_t start = sd_now_ns();
             rc = timed_lock(h, &l->mutex, w, budget);
+            t->waited = sd_now_ns() - start;
         }
     }
     if (rc == EOWNERDEAD) {

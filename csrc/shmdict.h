@@ -67,6 +67,11 @@ typedef struct sd_value_out {
     uint32_t part;
     uint32_t hash;
     int expiring;
+    /* sd_get, sd_get_stale, sd_pop, sd_setdefault and sd_list_pop add the
+     * ns they slept waiting for the lock (0 when they didn't): a caller
+     * that calls again for the same request (SD_TOOBIG) charges it to the
+     * span of the retries (sd_span_charge). */
+    int64_t waited_ns;
 } sd_value_out;
 
 typedef struct sd_handle sd_handle;
@@ -172,6 +177,10 @@ typedef struct sd_span {
 #define SD_SPAN_INIT ((sd_span){.left_ns = 0, .state = 0})
 void sd_span_enter(const sd_handle *h, sd_span *s);
 void sd_span_leave(sd_span *s);
+/* Before its first enter: the span is for retries of a call made outside
+ * it, which slept `spent_ns` waiting (sd_value_out.waited_ns); that much
+ * is taken off the timeout. So the first call needs no span. */
+void sd_span_charge(sd_span *s, int64_t spent_ns);
 /* How many stripes (independent locks and heaps) the dict has. */
 unsigned sd_nparts(const sd_handle *h);
 uint64_t sd_file_size(const sd_handle *h);

@@ -614,6 +614,21 @@ static void test_span(void)
     CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_TIMEDOUT);
     CHECK(secs_since(t0) < 0.15);
     sd_span_leave(&span);
+
+    /* A call outside any span reports what it waited; a span charged
+     * with all of it has nothing left. */
+    sd_value_out o = {0};
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_TIMEDOUT);
+    CHECK(o.waited_ns >= 200 * INT64_C(1000000));
+    sd_span retry = SD_SPAN_INIT;
+    sd_span_charge(&retry, o.waited_ns);
+    sd_span_enter(h, &retry);
+    t0 = sd_now_ns();
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_TIMEDOUT);
+    CHECK(secs_since(t0) < 0.15);
+    sd_span_leave(&retry);
+    CHECK(retry.left_ns == 0);
+
     release_stripe(pid);
     CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
     sd_close(h);

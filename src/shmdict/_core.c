@@ -556,19 +556,23 @@ static inline void leave(DictObject *self)
         really_close(self);
 }
 
-/* busy++ and leave() for a core call that is one of several making up a
- * Python call: `sp` is that call's span, so that all their lock waits
- * together last at most one lock timeout. No Python code runs inside a
- * span, only core calls. */
+/* busy++ and leave() for a core call that may be one of several making up
+ * a Python call: `sp` (NULL: none) is that call's span, so that all their
+ * lock waits together last at most one lock timeout. No Python code runs
+ * inside a span, only core calls. The hot paths make their first call
+ * outside any span (a thread-local costs a few ns there) and charge what
+ * it waited to the span of the retries, if any (sd_span_charge). */
 static inline void call_begin(DictObject *self, sd_span *sp)
 {
     self->busy++;
-    sd_span_enter(self->h, sp);
+    if (sp)
+        sd_span_enter(self->h, sp);
 }
 
 static inline void call_end(DictObject *self, sd_span *sp)
 {
-    sd_span_leave(sp);
+    if (sp)
+        sd_span_leave(sp);
     leave(self);
 }
 
@@ -671,13 +675,19 @@ static sd_status fetch(DictObject *self, const char *k, size_t klen,
                        fetch_fn fn, void *arg, sd_value_out *out, char *sbuf,
                        size_t scap, char **heap, sd_span *sp)
 {
+    sd_span own = SD_SPAN_INIT;
     *heap = NULL;
     out->buf = sbuf;
     out->cap = scap;
+    out->waited_ns = 0;
     call_begin(self, sp);
     sd_status rc = fn(self->h, k, klen, out, arg);
     while (rc == SD_TOOBIG) {
         call_end(self, sp);
+        if (!sp) { /* the retries share what is left of one timeout */
+            sd_span_charge(&own, out->waited_ns);
+            sp = &own;
+        }
         PyMem_Free(*heap);
         *heap = PyMem_Malloc(out->len ? out->len : 1);
         if (!*heap) {
@@ -754,13 +764,12 @@ static PyObject *fetch_error(DictObject *self, PyObject *key, fetch_fn fn,
 
 /* The common shape: look the key up with fn; on SD_NOTFOUND return
  * `missing` (a new reference) or raise KeyError when it is NULL. `sp` is
- * the span of the Python call, or NULL for one of its own. */
+ * the span of the Python call, or NULL if this is the whole call. */
 static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
                            void *arg, PyObject *missing, sd_span *sp)
 {
     const char *k;
     Py_ssize_t klen;
-    sd_span own = SD_SPAN_INIT;
     if (key_arg(key, &k, &klen) < 0)
         return NULL;
     if (!self->h || self->closing)
@@ -768,7 +777,7 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
     char sbuf[STACK_BUF], *heap;
     sd_value_out out;
     sd_status rc = fetch(self, k, (size_t)klen, fn, arg, &out, sbuf,
-                         sizeof sbuf, &heap, sp ? sp : &own);
+                         sizeof sbuf, &heap, sp);
     PyObject *res;
     if (rc == SD_OK)
         res = value_obj((PyObject *)self, &out);
@@ -825,16 +834,14 @@ static PyObject *read_big(DictObject *self, PyObject *key, const char *k,
  * has none; NULL with an exception on an error. With `snap` (the stripes'
  * sequence values of a get_many), only what was read under those values
  * counts: anything else sets *stale and returns NULL with no exception.
- * `sp` is the span of the Python call, or NULL for one of its own. A wait
- * for the lock that timed out or was interrupted is never tried again. */
+ * `sp` is the span of the Python call, or NULL if this is the whole call.
+ * A wait for the lock that timed out or was interrupted is never tried
+ * again. */
 static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
                         int *stale, sd_span *sp)
 {
     const char *k;
     Py_ssize_t klen;
-    sd_span own = SD_SPAN_INIT;
-    if (!sp)
-        sp = &own;
     if (key_arg(key, &k, &klen) < 0)
         return NULL;
     if (!self->h || self->closing)
@@ -869,8 +876,14 @@ static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
     }
     if (rc == SD_NOTFOUND)
         return Py_NewRef(Py_Ellipsis);
-    if (rc == SD_TOOBIG)
+    if (rc == SD_TOOBIG) {
+        sd_span own = SD_SPAN_INIT; /* for the retries */
+        if (!sp) {
+            sd_span_charge(&own, out.waited_ns);
+            sp = &own;
+        }
         return read_big(self, key, k, klen, out, sp);
+    }
     return fetch_error(self, key, fetch_get, rc);
 }
 
