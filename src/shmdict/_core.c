@@ -30,6 +30,7 @@
 #define DEFAULT_LOCK_TIMEOUT 10.0 /* seconds; also shmdict's default */
 #define STR_(x) #x
 #define STR(x) STR_(x)
+#define DEFAULT_LOCK_TIMEOUT_S STR(DEFAULT_LOCK_TIMEOUT)
 
 typedef struct {
     PyTypeObject *DictType;
@@ -2041,11 +2042,9 @@ static PyType_Slot Dict_slots[] = {
     {Py_sq_contains, Dict_contains},
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=False, mode=0o600, "
-     "allow_foreign_owner=False, lock_timeout=" STR(
-         DEFAULT_LOCK_TIMEOUT) ", evict=False, "
-                               "stripes=0)\n--\n\n"
-                               "A handle on a shared-memory dict. Use "
-                               "shmdict.new() and shmdict.get()."},
+     "allow_foreign_owner=False, lock_timeout=" DEFAULT_LOCK_TIMEOUT_S
+     ", evict=False, stripes=0)\n--\n\n"
+     "A handle on a shared-memory dict. Use shmdict.new() and shmdict.get()."},
     {0, NULL},
 };
 
