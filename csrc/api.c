@@ -10,7 +10,9 @@
  * dict (batches, flush_all) take the stripes they need in ascending order,
  * which keeps them deadlock-free, and hold them together, so no other
  * process sees part of the call. Scans (keys, counting, expiry sweeps)
- * visit one stripe slice at a time instead.
+ * visit one stripe slice at a time instead. A call that takes locks more
+ * than once does so inside a span, so that all its waits together last at
+ * most one lock timeout.
  */
 #include <stdio.h>
 #include <sys/stat.h>
@@ -163,38 +165,68 @@ typedef struct multi {
     sd_tx t[SD_MAX_PARTS];
     bool held[SD_MAX_PARTS];
     sd_handle *d;
-    bool blocked; /* block_begin was called once, for all of them */
-    void *token;
+    sd_wait w; /* one for all the stripes: block_begin is called once */
 } multi;
 
-/* Take the stripes in `want` (all if NULL), in ascending order. */
+static void release_parts(multi *m)
+{
+    for (unsigned j = m->d->nparts; j-- > 0;)
+        if (m->held[j]) {
+            sd_tx_end(&m->t[j], SD_OK); /* nothing changed yet */
+            m->held[j] = false;
+        }
+}
+
+/* Take the stripes in `want` (all if NULL), in ascending order, waiting
+ * at most one lock timeout in all.
+ *
+ * No code outside the core may run while this thread holds a stripe (the
+ * interrupt hook runs Python's signal handlers, which may call this dict),
+ * so a wait for a stripe while others are held is not interruptible. It
+ * doesn't last: after one slice the wait gives up, the stripes held are
+ * let go (unchanged), the busy one is waited for alone, where the hook is
+ * asked between slices, and then let go too, and the call starts over.
+ * Letting go also frees those stripes for others meanwhile. */
 static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
 {
     m->d = d;
-    m->blocked = false;
-    for (unsigned i = 0; i < d->nparts; i++) {
+    m->w = (sd_wait){.token = NULL, .blocked = false, .holding = false};
+    for (unsigned i = 0; i < d->nparts; i++)
         m->held[i] = false;
-        if (want && !want[i])
-            continue;
-        sd_status rc = sd_tx_begin_hooks(&d->parts[i], &m->t[i], !m->blocked);
-        if (rc) {
-            for (unsigned j = i; j-- > 0;)
-                if (m->held[j])
-                    sd_tx_end(&m->t[j], SD_OK);
-            if (m->blocked && d->parts[0].block_end)
-                d->parts[0].block_end(m->token);
-            return rc;
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(d, &span);
+    sd_status rc = SD_BUSY_HOLDING;
+    while (rc == SD_BUSY_HOLDING) {
+        unsigned i = 0;
+        bool any = false;
+        for (rc = SD_OK; i < d->nparts; i++) {
+            if (want && !want[i])
+                continue;
+            m->w.holding = any;
+            rc = sd_tx_begin_wait(&d->parts[i], &m->t[i], &m->w);
+            if (rc != SD_OK)
+                break;
+            m->held[i] = any = true;
         }
-        m->held[i] = true;
-        if (m->t[i].blocked) {
-            /* This one released the GIL; the others must not again, and
-             * only the last release may take it back. */
-            m->blocked = true;
-            m->token = m->t[i].token;
-            m->t[i].blocked = false;
+        if (rc == SD_OK)
+            break;
+        release_parts(m);
+        if (rc == SD_BUSY_HOLDING) { /* wait for stripe i alone */
+            sd_tx t;
+            m->w.holding = false;
+            sd_status r = sd_tx_begin_wait(&d->parts[i], &t, &m->w);
+            if (r == SD_OK)
+                sd_tx_end(&t, SD_OK); /* and start over */
+            else
+                rc = r;
         }
     }
-    return SD_OK;
+    sd_span_leave(&span);
+    if (rc != SD_OK && m->w.blocked && d->parts[0].block_end) {
+        d->parts[0].block_end(m->w.token);
+        m->w.blocked = false;
+    }
+    return rc;
 }
 
 /* Finish every held stripe (commit, or undo if rc is an error) and
@@ -209,8 +241,8 @@ static sd_status unlock_parts(multi *m, sd_status rc)
         if ((rc == SD_OK && r != SD_OK) || (rc == SD_NOMEM && r == SD_NOSPACE))
             rc = r; /* say it was the filesystem, if it was */
     }
-    if (m->blocked && d->parts[0].block_end)
-        d->parts[0].block_end(m->token);
+    if (m->w.blocked && d->parts[0].block_end)
+        d->parts[0].block_end(m->w.token);
     return rc;
 }
 
@@ -420,15 +452,16 @@ sd_status sd_flush_all(sd_handle *d)
 sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
 {
     *freed = 0;
-    for (unsigned i = 0; i < d->nparts && (!max || *freed < max); i++) {
+    sd_status rc = SD_OK;
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(d, &span);
+    for (unsigned i = 0; i < d->nparts && (!max || *freed < max) && !rc; i++) {
         uint64_t n = 0;
-        sd_status rc =
-            part_flush_expired(&d->parts[i], max ? max - *freed : 0, &n);
+        rc = part_flush_expired(&d->parts[i], max ? max - *freed : 0, &n);
         *freed += n;
-        if (rc)
-            return guarded(d, rc);
     }
-    return guarded(d, SD_OK);
+    sd_span_leave(&span);
+    return guarded(d, rc);
 }
 
 /* The cursor is part * nbuckets + bucket, so it stays below 2^63. */
@@ -461,14 +494,16 @@ sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
 sd_status sd_count(sd_handle *d, uint64_t *n)
 {
     *n = 0;
-    for (unsigned i = 0; i < d->nparts; i++) {
-        uint64_t c;
-        sd_status rc = part_count(&d->parts[i], &c);
-        if (rc)
-            return guarded(d, rc);
+    sd_status rc = SD_OK;
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(d, &span);
+    for (unsigned i = 0; i < d->nparts && !rc; i++) {
+        uint64_t c = 0;
+        rc = part_count(&d->parts[i], &c);
         *n += c;
     }
-    return guarded(d, SD_OK);
+    sd_span_leave(&span);
+    return guarded(d, rc);
 }
 
 uint64_t sd_max_item(const sd_handle *d)
@@ -507,27 +542,33 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
         len +=
             (size_t)snprintf(buf, cap, "header: identity or layout changed\n");
     }
-    for (unsigned i = 0; i < d->nparts; i++) {
+    sd_status rc = SD_OK;
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(d, &span);
+    for (unsigned i = 0; i < d->nparts && !rc; i++) {
         size_t p = 0;
         char *at = len < cap ? buf + len : NULL;
-        sd_status rc = part_verify(&d->parts[i], at, at ? cap - len : 0, &p);
-        if (rc)
-            return guarded(d, rc);
+        rc = part_verify(&d->parts[i], at, at ? cap - len : 0, &p);
         *problems += p;
         if (at)
             len += strlen(at);
     }
-    return guarded(d, SD_OK);
+    sd_span_leave(&span);
+    return guarded(d, rc);
 }
 
 sd_status sd_get_stats(sd_handle *d, sd_stats *st)
 {
     memset(st, 0, sizeof *st);
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(d, &span);
     for (unsigned i = 0; i < d->nparts; i++) {
         sd_stats s;
         sd_status rc = part_get_stats(&d->parts[i], &s);
-        if (rc)
+        if (rc) {
+            sd_span_leave(&span);
             return guarded(d, rc);
+        }
         st->count += s.count;
         st->n_expiring += s.n_expiring;
         st->used_bytes += s.used_bytes;
@@ -540,6 +581,7 @@ sd_status sd_get_stats(sd_handle *d, sd_stats *st)
         st->pending_free += s.pending_free;
         st->evict = s.evict;
     }
+    sd_span_leave(&span);
     const sd_slot *slots = d->parts[0].slots;
     for (unsigned i = 0; i < SD_NSLOTS; i++) {
         st->hits += LD(&slots[i].hits);

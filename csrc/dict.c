@@ -126,6 +126,8 @@ typedef struct peek {
     bool stale;    /* out: it had expired */
     uint32_t bucket;
     uint64_t seq; /* out: the even sequence value a lock-free read held */
+    /* out: ns slept waiting for the lock */
+    int64_t waited;
 } peek;
 
 static inline sd_slot *my_slot(const sd_part *h)
@@ -212,7 +214,9 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
     }
     if (!done) {
         sd_tx t;
-        if ((rc = sd_tx_begin(h, &t)))
+        rc = sd_tx_begin(h, &t);
+        p->waited = t.waited;
+        if (rc)
             return rc;
         rc = peek_once(h, key, klen, hash, h->max_chain, p);
         rc = sd_tx_end(&t, rc);
@@ -236,6 +240,7 @@ sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
      * lock holder moves it, whatever it does. Only a clock can change it
      * otherwise, by expiring the value. */
     out->seq = p.seq;
+    out->waited_ns += p.waited;
     out->expiring = rc == SD_OK && meta_exp(p.meta) != 0;
     out->part = h->part_index;
     out->hash = hash;
@@ -257,6 +262,7 @@ sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
     peek p = {.out = out, .stale_ok = true};
     sd_status rc = peek_key(h, key, klen, hash, &p);
     *stale = p.stale;
+    out->waited_ns += p.waited;
     return rc;
 }
 
@@ -1208,6 +1214,7 @@ sd_status part_pop(sd_part *h, const void *key, size_t klen, uint32_t hash,
     found f;
     bool open;
     sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    out->waited_ns += t.waited;
     if (!open)
         return rc;
     if (rc == SD_OK)
@@ -1227,6 +1234,7 @@ sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
     found f;
     bool open;
     sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    out->waited_ns += t.waited;
     if (!open)
         return rc;
     if (rc == SD_OK) {

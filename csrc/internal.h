@@ -53,10 +53,12 @@ typedef struct sd_part {
     uint64_t summary_off;
     uint64_t summary_bytes;
     uint64_t refs_off;
-    int64_t lock_timeout_ms;
-    int mutex_kind; /* glibc's __kind of a healthy mutex, or -1 */
+    int64_t lock_timeout_ms; /* 0: don't wait; < 0: no limit */
+    int mutex_kind;          /* glibc's __kind of a healthy mutex, or -1 */
     sd_block_begin_fn block_begin; /* borrowed, may be NULL */
     sd_block_end_fn block_end;
+    /* may be NULL, as may the block hooks */
+    sd_interrupted_fn interrupted;
     unsigned part_index; /* which stripe this is */
     unsigned part_shift; /* hash >> part_shift picks the stripe (32: one) */
 } sd_part;
@@ -122,6 +124,7 @@ typedef struct sd_tx {
     uint32_t prefer;  /* a free block sd_alloc_locked takes if it fits */
     uint64_t seq;     /* the odd sequence value written at begin */
     int64_t now_ms;   /* cached clock, -1 until read */
+    int64_t waited;   /* ns slept waiting for the lock */
     unsigned npending;
     uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;
@@ -143,10 +146,30 @@ void sd_crash_now(void);
 
 /* ---- lock.c: locks, transactions, undo log ---------------------------- */
 
+/* Lock the stripe and open a transaction. SD_TIMEDOUT when the lock
+ * timeout (or what is left of the thread's span) runs out, SD_INTERRUPTED
+ * when the interrupt hook says so, SD_CORRUPT for a damaged lock. */
 sd_status sd_tx_begin(sd_part *h, sd_tx *t);
-/* sd_tx_begin that calls the blocking hooks only if `hooks` (a caller
- * taking several stripes calls them once itself). */
-sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks);
+
+/* How one call waits for its locks: a call that takes several stripes
+ * passes the same one to each sd_tx_begin_wait, so that block_begin is
+ * called once for all of them. */
+typedef struct sd_wait {
+    void *token;  /* what block_begin returned */
+    bool blocked; /* block_begin was called: block_end is owed */
+    /* The caller holds another stripe's lock. Then no code outside the
+     * core may run (no interrupt hook), and a wait that lasts one slice
+     * gives up with SD_BUSY_HOLDING, so the caller can let go of what it
+     * holds before it waits on. */
+    bool holding;
+} sd_wait;
+
+/* Never returned by the API: see sd_wait.holding. */
+#define SD_BUSY_HOLDING ((sd_status)(SD_STATUS_COUNT + 1))
+
+/* sd_tx_begin for a caller that owns the sd_wait: block_end is left to
+ * the caller (w->blocked says if it is owed), even on failure. */
+sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w);
 /* Free the queued blocks, then make the open transaction's changes
  * permanent (the commit point). If the undo log overflowed, nothing is
  * committed and sd_tx_end rolls it all back. */

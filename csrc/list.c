@@ -108,6 +108,7 @@ sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
     sd_found f;
     bool open;
     sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    out->waited_ns += t.waited;
     if (!open)
         return rc;
     if (rc)

@@ -40,7 +40,14 @@
  *
  * Waiting is bounded: the lock is taken with pthread_mutex_timedlock, so a
  * lock word damaged into "held by some live thread" costs the caller one
- * timeout, not its life.
+ * timeout, not its life. The wait goes in slices of 20 ms, and between
+ * slices it asks the handle's interrupt hook whether to stop (the binding
+ * runs Python's signal handlers there, so Ctrl-C ends a wait). That hook
+ * is called only while the waiting thread holds no stripe's lock: code
+ * outside the core may do anything, including calls on this dict that
+ * need a lock this thread holds. A batch kept waiting while it holds
+ * stripes lets them go after one slice instead (see lock_parts in api.c).
+ * All the waits of one call share one timeout (spans, below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,10 +61,18 @@
 /* ---- crash points ------------------------------------------------------ */
 
 int sd_crash_countdown;
+static int crash_signal = SIGKILL;
 
 void sd_crash_now(void)
 {
-    raise(SIGKILL);
+    raise(crash_signal); /* SIGSTOP: returns once continued */
+}
+
+int sd_set_crash_signal(int sig)
+{
+    int old = crash_signal;
+    crash_signal = sig;
+    return old;
 }
 
 int sd_set_crash_countdown(int n)
@@ -235,33 +250,156 @@ static void recover_locked(sd_part *h)
 
 /* ---- transactions ------------------------------------------------------- */
 
-/* Wait for the mutex in short slices, up to the handle's timeout (none if
- * <= 0). Sleeping in one long futex wait is not safe with robust mutexes:
- * if the waiter an unlock wakes is killed before it takes the lock, and a
- * third process takes it on the fast path before the kernel cleans up the
- * dead one, the lock word loses its waiters bit and nobody wakes the rest
- * while the lock is free again. A slice bounds that stall. */
-#define WAIT_SLICE_NS INT64_C(20000000) /* 20 ms */
+/* ---- waiting ------------------------------------------------------------ */
 
-static int timed_lock(sd_part *h, pthread_mutex_t *m)
+/* The span this thread is in, if any: what is left of the lock timeout of
+ * the call it makes (see sd_span_enter). Thread-local, so that the core
+ * functions a span brackets need no extra argument; only a wait that
+ * sleeps, and the span calls themselves, touch it. */
+static _Thread_local struct {
+    bool on;
+    int64_t left_ns; /* < 0: no limit */
+} span;
+
+enum { SPAN_STARTED = 1, SPAN_INNER = 2, SPAN_CHARGED = 4 };
+
+/* A stripe's lock timeout in ns: 0 don't wait, -1 no limit. */
+static int64_t timeout_ns(const sd_part *h)
 {
-    int64_t end = h->lock_timeout_ms > 0
-                      ? sd_now_ns() + h->lock_timeout_ms * INT64_C(1000000)
-                      : INT64_MAX;
-    for (;;) {
+    int64_t ms = h->lock_timeout_ms;
+    if (ms < 0 || ms > SD_MAX_TIMEOUT_MS)
+        return -1;
+    return ms * 1000000;
+}
+
+void sd_span_enter(const sd_handle *d, sd_span *s)
+{
+    if (span.on) {
+        s->state |= SPAN_INNER; /* the outer span counts */
+        return;
+    }
+    if (!(s->state & SPAN_STARTED)) {
+        int64_t all = timeout_ns(&d->parts[0]);
+        int64_t spent = s->state & SPAN_CHARGED ? s->left_ns : 0;
+        s->left_ns = all < 0 ? -1 : all > spent ? all - spent : 0;
+        s->state = SPAN_STARTED;
+    }
+    span.on = true;
+    span.left_ns = s->left_ns;
+}
+
+void sd_span_charge(sd_span *s, int64_t spent_ns)
+{
+    s->left_ns = spent_ns; /* taken off the timeout at the first enter */
+    s->state = SPAN_CHARGED;
+}
+
+void sd_span_leave(sd_span *s)
+{
+    if (s->state & SPAN_INNER) {
+        s->state &= ~SPAN_INNER;
+        return;
+    }
+    s->left_ns = span.left_ns;
+    span.on = false;
+}
+
+/* How long the next wait may last: what the span has left, or else the
+ * stripe's timeout. */
+static int64_t wait_budget(const sd_part *h)
+{
+    return span.on ? span.left_ns : timeout_ns(h);
+}
+
+/* Whether the interrupt hook says stop. What the hook runs (a Python
+ * signal handler, say) is a call of its own, so the span is put aside
+ * meanwhile: calls made there have their own timeouts. */
+static bool interrupted(const sd_part *h, const sd_wait *w)
+{
+    if (!h->interrupted)
+        return false;
+    bool on = span.on;
+    int64_t left = span.left_ns;
+    span.on = false;
+    int stop = h->interrupted(w->token);
+    span.on = on;
+    span.left_ns = left;
+    return stop != 0;
+}
+
+/* Wait for the mutex in short slices, up to `budget` ns (< 0: no limit).
+ * Sleeping in one long futex wait is not safe with robust mutexes: if the
+ * waiter an unlock wakes is killed before it takes the lock, and a third
+ * process takes it on the fast path before the kernel cleans up the dead
+ * one, the lock word loses its waiters bit and nobody wakes the rest
+ * while the lock is free again. A slice bounds that stall. Between slices
+ * the wait asks the interrupt hook whether to stop, or, if the caller
+ * holds other stripes (w->holding), gives up: no code outside the core may
+ * run then, and holding them while stuck would only stall others.
+ * Returns 0, an errno value, WAIT_INTERRUPTED or WAIT_GAVE_UP. */
+#define WAIT_SLICE_NS INT64_C(20000000) /* 20 ms */
+#define WAIT_INTERRUPTED (-1)
+#define WAIT_GAVE_UP (-2)
+/* ThreadSanitizer doesn't intercept pthread_mutex_clocklock (it would take
+ * the mutex for unlocked): give it timedlock. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SD_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define SD_TSAN 1
+#endif
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ) && !defined(SD_TSAN)
+#if __GLIBC_PREREQ(2, 30)
+#define HAVE_CLOCKLOCK 1
+#endif
+#endif
+
+static int timed_lock(sd_part *h, pthread_mutex_t *m, const sd_wait *w,
+                      int64_t budget)
+{
+    int64_t end = budget < 0 ? INT64_MAX : sd_now_ns() + budget;
+    int rc;
+    for (bool first = true;; first = false) {
         int64_t now = sd_now_ns();
-        if (now >= end)
-            return ETIMEDOUT;
+        if (now >= end) {
+            rc = ETIMEDOUT;
+            break;
+        }
+        if (!first && w->holding) {
+            rc = WAIT_GAVE_UP;
+            break;
+        }
+        if (!first && interrupted(h, w)) {
+            rc = WAIT_INTERRUPTED;
+            break;
+        }
         int64_t wait = end - now < WAIT_SLICE_NS ? end - now : WAIT_SLICE_NS;
         struct timespec ts;
+#ifdef HAVE_CLOCKLOCK
+        /* The monotonic clock: a step of the wall clock can't stretch a
+         * slice (and so delay an interrupt). */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
         clock_gettime(CLOCK_REALTIME, &ts);
+#endif
         int64_t ns = ts.tv_nsec + wait;
         ts.tv_sec += (time_t)(ns / 1000000000);
         ts.tv_nsec = (long)(ns % 1000000000);
-        int rc = pthread_mutex_timedlock(m, &ts);
+#ifdef HAVE_CLOCKLOCK
+        rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+#else
+        rc = pthread_mutex_timedlock(m, &ts);
+#endif
         if (rc != ETIMEDOUT)
-            return rc;
+            break;
     }
+    if (span.on && budget >= 0) {
+        int64_t left = end - sd_now_ns();
+        span.left_ns = left > 0 ? left : 0;
+    }
+    return rc;
 }
 
 void sd_tx_commit(sd_tx *t)
@@ -304,10 +442,18 @@ sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
 
 sd_status sd_tx_begin(sd_part *h, sd_tx *t)
 {
-    return sd_tx_begin_hooks(h, t, true);
+    sd_wait w = {.token = NULL, .blocked = false, .holding = false};
+    sd_status rc = sd_tx_begin_wait(h, t, &w);
+    if (rc == SD_OK) {
+        t->token = w.token;
+        t->blocked = w.blocked; /* sd_tx_end calls block_end */
+    } else if (w.blocked && h->block_end) {
+        h->block_end(w.token);
+    }
+    return rc;
 }
 
-sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
+sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w)
 {
     sd_lock *l = h->lock;
     t->h = h;
@@ -321,6 +467,7 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     t->blocked = false;
     t->overflow = false;
     t->now_ms = -1;
+    t->waited = 0;
     /* Touch the file's last page: if anyone shrank the file, this faults
      * here, before the lock, and the guard marks the handle torn. One load
      * of a line that is rarely written. */
@@ -345,11 +492,16 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
     }
     if (rc == EBUSY) {
         atomic_fetch_add_explicit(&l->lock_waits, 1, memory_order_relaxed);
-        if (h->block_begin && hooks) {
-            t->token = h->block_begin();
-            t->blocked = true;
+        int64_t budget = wait_budget(h);
+        if (budget != 0) { /* 0: the tries above were all */
+            if (!w->blocked && h->block_begin) {
+                w->token = h->block_begin();
+                w->blocked = true;
+            }
+            int64_t start = sd_now_ns();
+            rc = timed_lock(h, &l->mutex, w, budget);
+            t->waited = sd_now_ns() - start;
         }
-        rc = timed_lock(h, &l->mutex);
     }
     if (rc == EOWNERDEAD) {
         uint64_t s = LD(&l->seq);
@@ -360,12 +512,11 @@ sd_status sd_tx_begin_hooks(sd_part *h, sd_tx *t, bool hooks)
         pthread_mutex_consistent(&l->mutex);
         rc = 0;
     }
-    if (rc != 0) {
-        if (t->blocked && h->block_end)
-            h->block_end(t->token);
-        t->blocked = false;
-        return rc == ETIMEDOUT ? SD_TIMEDOUT : SD_CORRUPT;
-    }
+    if (rc != 0)
+        return rc == WAIT_INTERRUPTED           ? SD_INTERRUPTED
+               : rc == WAIT_GAVE_UP             ? SD_BUSY_HOLDING
+               : rc == ETIMEDOUT || rc == EBUSY ? SD_TIMEDOUT
+                                                : SD_CORRUPT;
     uint64_t s = LD(&l->seq);
     if (!(s & 1))
         s += 1;

@@ -662,6 +662,12 @@ void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
     }
 }
 
+void sd_set_interrupt_hook(sd_handle *h, sd_interrupted_fn fn)
+{
+    for (unsigned i = 0; i < h->nparts; i++)
+        h->parts[i].interrupted = fn;
+}
+
 void sd_set_lock_timeout(sd_handle *h, int64_t ms)
 {
     for (unsigned i = 0; i < h->nparts; i++)
@@ -709,6 +715,7 @@ const char *sd_strstatus(sd_status s)
         [SD_NOSPACE] = "the shared-memory filesystem is full",
         [SD_TORN] = "the dict's file was truncated under this handle "
                     "(reopen it to go on)",
+        [SD_INTERRUPTED] = "interrupted while waiting for the dict's lock",
     };
     return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s]
                                                     : "unknown status";

@@ -6,6 +6,8 @@
  * table. Functions never allocate memory or call back while the dict's lock
  * is held, except for the two blocking hooks, which are called only around
  * a wait for the lock and after it is released (see sd_set_block_hooks).
+ * The interrupt hook is called during a wait only while the caller holds
+ * no stripe's lock at all (see sd_set_interrupt_hook).
  *
  * Thread safety: one sd_handle may be used by many threads at once. Closing
  * it while another thread is inside a call is the caller's business.
@@ -33,6 +35,8 @@ typedef enum sd_status {
     SD_WRONGTYPE, /* a list where a scalar is wanted, or the reverse */
     SD_NOSPACE, /* the filesystem has no page for the item; nothing changed */
     SD_TORN,    /* the file was truncated under this handle: reopen it */
+    /* the interrupt hook ended a wait for the lock; nothing changed */
+    SD_INTERRUPTED,
     SD_STATUS_COUNT
 } sd_status;
 
@@ -68,6 +72,11 @@ typedef struct sd_value_out {
     uint32_t part;
     uint32_t hash;
     int expiring;
+    /* sd_get, sd_get_stale, sd_pop, sd_setdefault and sd_list_pop add the
+     * ns they slept waiting for the lock (0 when they didn't): a caller
+     * that calls again for the same request (SD_TOOBIG) charges it to the
+     * span of the retries (sd_span_charge). */
+    int64_t waited_ns;
 } sd_value_out;
 
 typedef struct sd_handle sd_handle;
@@ -77,6 +86,15 @@ typedef struct sd_handle sd_handle;
  * binding uses them to drop and retake the GIL. */
 typedef void *(*sd_block_begin_fn)(void);
 typedef void (*sd_block_end_fn)(void *token);
+/* Called while a thread waits for a lock, every WAIT_SLICE (20 ms) or so,
+ * with what block_begin returned (NULL without block hooks). Nonzero ends
+ * the wait: the call returns SD_INTERRUPTED and has changed nothing. */
+typedef int (*sd_interrupted_fn)(void *token);
+
+/* lock_timeout_ms: wait forever (but see sd_set_interrupt_hook). */
+#define SD_WAIT_FOREVER (-1)
+/* Longer timeouts (about 139 years) mean no limit too. */
+#define SD_MAX_TIMEOUT_MS (INT64_C(1) << 42)
 
 enum {
     SD_ATTACH = 0,  /* open an existing dict */
@@ -90,7 +108,7 @@ typedef struct sd_open_opts {
     int create;              /* SD_ATTACH, SD_CREATE or SD_OPEN_ANY */
     int reserve;             /* create: back every page of the file now */
     int allow_foreign_owner; /* attach: accept a file owned by another uid */
-    int64_t lock_timeout_ms; /* <= 0: wait forever */
+    int64_t lock_timeout_ms; /* 0: don't wait; SD_WAIT_FOREVER (< 0) */
     int evict;               /* create: a full dict evicts (CLOCK) */
     unsigned nparts;         /* create: stripes, a power of two; 0: auto */
 } sd_open_opts;
@@ -146,11 +164,41 @@ int sd_creator_alive(const char *path);
 
 void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
                         sd_block_end_fn end);
+/* The hook a wait for a lock polls (NULL: none). It is called only while
+ * the waiting thread holds no stripe's lock, so it may run any code, this
+ * dict's calls included. A call that takes several stripes and is kept
+ * waiting for one while it holds others lets those go after one slice,
+ * waits for that one alone (polling the hook), and starts over. */
+void sd_set_interrupt_hook(sd_handle *h, sd_interrupted_fn fn);
 int sd_is_owner(const sd_handle *h);
 /* Whether this handle made the file (create, or an open that found none). */
 int sd_created(const sd_handle *h);
-/* The lock timeout of every stripe, in ms (<= 0: wait forever). */
+/* The lock timeout of every stripe, in ms: how long one call may wait for
+ * locks in all. 0: try, and return SD_TIMEDOUT at once if a lock is held
+ * (after a spin of a few microseconds); SD_WAIT_FOREVER (any value < 0):
+ * no limit. */
 void sd_set_lock_timeout(sd_handle *h, int64_t ms);
+
+/* A span: what one call to the caller's own user is, when the caller
+ * makes several core calls for it (a retry with a bigger buffer, a scan
+ * in chunks). Every lock wait this thread makes between sd_span_enter and
+ * sd_span_leave counts against the span, which starts with the handle's
+ * lock timeout; once that is used up, waits only try. A span may be left
+ * and entered again (to run code that must not be inside it in between)
+ * and keeps what is left. Inside another span, enter and leave do
+ * nothing: the outer one counts. Calls that take locks several times
+ * (batches, scans) make their own. Initialise with SD_SPAN_INIT. */
+typedef struct sd_span {
+    int64_t left_ns; /* what is left: < 0 no limit */
+    int state;       /* internal */
+} sd_span;
+#define SD_SPAN_INIT ((sd_span){.left_ns = 0, .state = 0})
+void sd_span_enter(const sd_handle *h, sd_span *s);
+void sd_span_leave(sd_span *s);
+/* Before its first enter: the span is for retries of a call made outside
+ * it, which slept `spent_ns` waiting (sd_value_out.waited_ns); that much
+ * is taken off the timeout. So the first call needs no span. */
+void sd_span_charge(sd_span *s, int64_t spent_ns);
 /* How many stripes (independent locks and heaps) the dict has. */
 unsigned sd_nparts(const sd_handle *h);
 uint64_t sd_file_size(const sd_handle *h);
@@ -261,6 +309,10 @@ sd_status sd_get_stats(sd_handle *h, sd_stats *st);
  * the previous countdown, so a caller that armed it high can tell how
  * many points a write passed. */
 int sd_set_crash_countdown(int n);
+/* Test hook: the signal the crash point raises (SIGKILL unless set).
+ * With SIGSTOP the process stops there, holding the stripe's lock, alive,
+ * until SIGCONT; then the write goes on. Returns the previous one. */
+int sd_set_crash_signal(int sig);
 
 /* A static, human-readable description of a status code. */
 const char *sd_strstatus(sd_status s);

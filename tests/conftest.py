@@ -2,7 +2,8 @@
 
 Every name a test uses starts with ``PREFIX`` (which holds the pid of the
 pytest process), so teardown can remove whatever a test left behind, and the
-session can fail if anything is still there at the end.
+session can fail if anything is still there at the end. Also shared helpers:
+filling a dict, and a writer stopped while it holds a stripe's lock.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -19,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import shmdict
+from shmdict import _core
 
 SHM_DIR = "/dev/shm"
 PREFIX = f"shmdict-test-{os.getpid()}-"
@@ -85,6 +89,51 @@ def big_dir() -> Iterator[str]:
     new() refuses outright."""
     with tmpfs(f"{(shmdict.MAX_SIZE >> 30) + 8}g") as where:
         yield where
+
+
+def _wait_pid(pid: int, flags: int, timeout: float) -> int:
+    """waitpid with a deadline: a child that never gets there is a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG | flags)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"child {pid} did not get there within {timeout} s")
+        time.sleep(0.001)
+
+
+@contextlib.contextmanager
+def stopped_writer(name: str, key: str, value: shmdict.Value) -> Iterator[int]:
+    """A forked child attaches to the dict *name*, starts ``d[key] = value``
+    and stops itself (SIGSTOP, armed by ``_core._stop_after``) at the
+    write's first step, holding the lock of *key*'s stripe: alive, so no
+    repair takes the lock from it, and a reader of that stripe falls back
+    to the lock. Yields its pid once it has stopped; on leaving, continues
+    it and checks that it finished its write (or, on an error, kills it)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            c = shmdict.get(name)
+            _core._stop_after(1)
+            c[key] = value
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        status = _wait_pid(pid, os.WUNTRACED, 30.0)
+        assert os.WIFSTOPPED(status), f"the writer did not stop: {status:#x}"
+        yield pid
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    os.kill(pid, signal.SIGCONT)
+    status = _wait_pid(pid, 0, 30.0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the writer failed"
 
 
 def new_name(tag: str = "") -> str:

@@ -543,7 +543,23 @@ def test_bad_mode(name: str, mode: int) -> None:
     assert not shmdict.exists(name)
 
 
-def test_nan_lock_timeout(name: str) -> None:
+@pytest.mark.parametrize("timeout", [math.nan, -1, -0.001, -math.inf])
+def test_bad_lock_timeout(name: str, timeout: float) -> None:
+    """Negative and NaN lock timeouts are refused by new() and get()."""
     with pytest.raises(ValueError, match="lock_timeout"):
-        shmdict.new(name, MiB, lock_timeout=math.nan)
+        shmdict.new(name, MiB, lock_timeout=timeout)
     assert not shmdict.exists(name)
+    with shmdict.new(name, MiB), pytest.raises(ValueError, match="lock_timeout"):
+        shmdict.get(name, lock_timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [0, 0.0, 0.0001, 2.5, 1e300, math.inf])
+def test_good_lock_timeout(name: str, timeout: float) -> None:
+    """0 (try once), any positive time and math.inf (no limit) are taken
+    and kept as given."""
+    with shmdict.new(name, MiB, lock_timeout=timeout) as d:
+        assert d.lock_timeout == timeout
+        d["k"] = 1
+        with shmdict.get(name, lock_timeout=timeout) as p:
+            assert p.lock_timeout == timeout
+            assert p["k"] == 1

@@ -431,6 +431,216 @@ static void test_lock_timeout(void)
     sd_close(h);
 }
 
+/* ---- waiting: timeouts, the interrupt hook, spans ---------------------- */
+
+static unsigned stripe_of(const sd_handle *h, const char *key)
+{
+    uint64_t x = sd_hash_bytes(key, strlen(key), h->hash_seed);
+    uint32_t hash = (uint32_t)(x ^ (x >> 32));
+    return h->part_shift >= 32 ? 0 : hash >> h->part_shift;
+}
+
+/* A key of stripe `want`, written into buf. */
+static const char *key_in(const sd_handle *h, unsigned want, char *buf)
+{
+    for (int i = 0;; i++) {
+        snprintf(buf, 16, "k%d", i);
+        if (stripe_of(h, buf) == want)
+            return buf;
+    }
+}
+
+/* Fork a child that attaches and holds the lock of stripe `part` until it
+ * is killed. */
+static pid_t hold_stripe(unsigned part)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sd_handle *c = attach();
+        sd_tx t;
+        if (sd_tx_begin(&c->parts[part], &t) != SD_OK ||
+            write(fds[1], "x", 1) != 1)
+            _exit(3);
+        pause();
+        _exit(0);
+    }
+    char x;
+    CHECK(read(fds[0], &x, 1) == 1);
+    close(fds[0]);
+    close(fds[1]);
+    return pid;
+}
+
+static void release_stripe(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static double secs_since(int64_t start_ns)
+{
+    return (double)(sd_now_ns() - start_ns) / 1e9;
+}
+
+/* What the interrupt hook saw: how often it was called, and whether
+ * stripe 0, which the waiting thread must not hold then, was free. */
+static struct {
+    sd_handle *h;
+    int calls, stop_at, stripe0_busy;
+    void *token;
+} hook;
+
+static int count_hook(void *token)
+{
+    hook.token = token;
+    hook.calls++;
+    pthread_mutex_t *m = &hook.h->parts[0].lock->mutex;
+    if (pthread_mutex_trylock(m) == 0)
+        pthread_mutex_unlock(m);
+    else
+        hook.stripe0_busy++;
+    return hook.calls >= hook.stop_at;
+}
+
+static int begin_token;
+static void *token_begin(void)
+{
+    return &begin_token;
+}
+static void token_end(void *token)
+{
+    (void)token;
+}
+
+/* Timeout 0 only tries; the interrupt hook ends a wait that has no limit,
+ * with block_begin's token, and nothing changed. */
+static void test_wait_modes(void)
+{
+    sd_handle *h = make(1 << 20);
+    char key[16];
+    unsigned last = h->nparts - 1;
+    key_in(h, last, key);
+    sd_value_in v = vint(5), w = vint(6);
+    CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
+    pid_t pid = hold_stripe(last);
+
+    sd_set_lock_timeout(h, 0);
+    int64_t t0 = sd_now_ns();
+    CHECK(sd_set(h, key, strlen(key), &w, 0) == SD_TIMEDOUT);
+    sd_value_out o = {0};
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_TIMEDOUT);
+    CHECK(secs_since(t0) < 1.0); /* no sleep at all: a few microseconds */
+
+    sd_set_lock_timeout(h, SD_WAIT_FOREVER);
+    sd_set_block_hooks(h, token_begin, token_end);
+    sd_set_interrupt_hook(h, count_hook);
+    hook.h = h;
+    hook.calls = hook.stripe0_busy = 0;
+    hook.stop_at = 3;
+    CHECK(sd_set(h, key, strlen(key), &w, 0) == SD_INTERRUPTED);
+    CHECK(hook.calls == 3 && hook.token == &begin_token);
+    hook.calls = 0;
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_INTERRUPTED);
+    CHECK(hook.calls == 3);
+
+    release_stripe(pid);
+    sd_set_interrupt_hook(h, NULL);
+    sd_set_lock_timeout(h, 5000);
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_OK && o.i == 5);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+/* A batch kept waiting for a stripe while it holds others lets them go
+ * before the interrupt hook is called: the hook never finds stripe 0
+ * held. */
+static void test_batch_wait(void)
+{
+    sd_handle *h = make(1 << 20);
+    if (h->nparts < 2) {
+        sd_close(h);
+        return;
+    }
+    char k0[16], k1[16];
+    unsigned last = h->nparts - 1;
+    key_in(h, 0, k0);
+    key_in(h, last, k1);
+    const char *keys[2] = {k0, k1};
+    size_t klens[2] = {strlen(k0), strlen(k1)};
+    sd_value_in vals[2] = {vint(1), vint(2)};
+    pid_t pid = hold_stripe(last);
+
+    sd_set_lock_timeout(h, SD_WAIT_FOREVER);
+    sd_set_interrupt_hook(h, count_hook);
+    hook.h = h;
+    hook.calls = hook.stripe0_busy = 0;
+    hook.stop_at = 4;
+    size_t done = 99;
+    uint64_t evicted = 0;
+    CHECK(sd_set_many(h, 2, keys, klens, vals, 0, &done, &evicted) ==
+          SD_INTERRUPTED);
+    CHECK(done == 0 && hook.calls == 4 && hook.stripe0_busy == 0);
+    sd_set_interrupt_hook(h, NULL);
+
+    /* One timeout for the whole batch, and none held after it. */
+    sd_set_lock_timeout(h, 200);
+    int64_t t0 = sd_now_ns();
+    CHECK(sd_set_many(h, 2, keys, klens, vals, 0, &done, &evicted) ==
+          SD_TIMEDOUT);
+    double took = secs_since(t0);
+    CHECK(took >= 0.2 && took < 2.0);
+    sd_value_out o = {0};
+    CHECK(sd_get(h, k0, strlen(k0), &o) == SD_NOTFOUND);
+
+    release_stripe(pid);
+    CHECK(sd_get(h, k1, strlen(k1), &o) == SD_NOTFOUND);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
+/* Inside a span, the waits of several calls share one timeout. */
+static void test_span(void)
+{
+    sd_handle *h = make(1 << 20);
+    char key[16];
+    key_in(h, 0, key);
+    pid_t pid = hold_stripe(0);
+    sd_set_lock_timeout(h, 200);
+    sd_value_in v = vint(1);
+    sd_span span = SD_SPAN_INIT;
+    sd_span_enter(h, &span);
+    int64_t t0 = sd_now_ns();
+    CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_TIMEDOUT);
+    CHECK(secs_since(t0) >= 0.2);
+    sd_span_leave(&span);
+    CHECK(span.left_ns == 0);
+    sd_span_enter(h, &span); /* again: nothing is left, so no wait */
+    t0 = sd_now_ns();
+    CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_TIMEDOUT);
+    CHECK(secs_since(t0) < 0.15);
+    sd_span_leave(&span);
+
+    /* A call outside any span reports what it waited; a span charged
+     * with all of it has nothing left. */
+    sd_value_out o = {0};
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_TIMEDOUT);
+    CHECK(o.waited_ns >= 200 * INT64_C(1000000));
+    sd_span retry = SD_SPAN_INIT;
+    sd_span_charge(&retry, o.waited_ns);
+    sd_span_enter(h, &retry);
+    t0 = sd_now_ns();
+    CHECK(sd_get(h, key, strlen(key), &o) == SD_TIMEDOUT);
+    CHECK(secs_since(t0) < 0.15);
+    sd_span_leave(&retry);
+    CHECK(retry.left_ns == 0);
+
+    release_stripe(pid);
+    CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
+    sd_close(h);
+}
+
 static void test_files(void)
 {
     /* Bad sizes, garbage files, a peer's close keeps the file. */
@@ -607,6 +817,9 @@ static void run_all(void)
     test_churn();
     test_dead_holder();
     test_lock_timeout();
+    test_wait_modes();
+    test_batch_wait();
+    test_span();
     test_files();
     test_threads();
     test_crash_points();

@@ -7,7 +7,9 @@
  * held: the core copies results into buffers owned here, releases the
  * lock, and only then are objects built. When the core must wait for the
  * lock it calls gil_release/gil_acquire around the wait, so other threads
- * run meanwhile.
+ * run meanwhile, and gil_interrupted between slices of it, which runs the
+ * signal handlers (the core calls it only while this thread holds no
+ * stripe's lock, so they may do anything), so Ctrl-C ends a wait.
  *
  * Each method is a METH_FASTCALL parser followed by the work in C types.
  * The module uses multi-phase init, a module state and a heap type.
@@ -16,6 +18,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <structmember.h>
 #include <sys/statvfs.h>
@@ -25,6 +28,10 @@
 
 #define SHM_DIR "/dev/shm"
 #define STACK_BUF 4096 /* values this small are read without a malloc */
+#define DEFAULT_LOCK_TIMEOUT 10.0 /* seconds; also shmdict's default */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEFAULT_LOCK_TIMEOUT_S STR(DEFAULT_LOCK_TIMEOUT)
 
 typedef struct {
     PyTypeObject *DictType;
@@ -247,9 +254,12 @@ static PyObject *dict_path(PyObject *self, PyObject *obj)
 }
 
 /* Raise the exception for `rc`. `obj` is the key (KeyError) or the path
- * (OSError); `self` finds the module state. Returns NULL. */
+ * (OSError); `self` finds the module state. Returns NULL. SD_INTERRUPTED
+ * means a signal handler raised during a wait: that exception stands. */
 static PyObject *raise_status(PyObject *self, sd_status rc, PyObject *obj)
 {
+    if (rc == SD_INTERRUPTED && PyErr_Occurred())
+        return NULL;
     enum exc_kind kind = EXC_ERROR;
     for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
         if (status_table[i].status == rc)
@@ -489,6 +499,30 @@ static int ttl_arg(PyObject *o, int64_t *ms)
     return 0;
 }
 
+/* The lock timeout in seconds as the core's ms; the one place it is
+ * checked. 0: try once, don't wait; math.inf (or anything beyond the
+ * core's limit, about 139 years): no limit; any other positive time waits
+ * at least 1 ms. */
+static int lock_timeout_arg(double s, int64_t *ms)
+{
+    if (isnan(s) || s < 0) {
+        PyObject *f = PyFloat_FromDouble(s);
+        if (f) {
+            PyErr_Format(PyExc_ValueError,
+                         "lock_timeout must be >= 0 seconds (0: don't wait, "
+                         "math.inf: no limit), not %R",
+                         f);
+            Py_DECREF(f);
+        }
+        return -1;
+    }
+    if (s * 1000.0 > (double)SD_MAX_TIMEOUT_MS)
+        *ms = SD_WAIT_FOREVER;
+    else
+        *ms = (int64_t)ceil(s * 1000.0);
+    return 0;
+}
+
 /* ---- results ---------------------------------------------------------------
  */
 
@@ -573,6 +607,20 @@ static void gil_acquire(void *token)
     PyEval_RestoreThread((PyThreadState *)token);
 }
 
+/* The interrupt hook: called by a waiting thread every slice (20 ms), with
+ * the thread state gil_release saved, and only while the thread holds no
+ * stripe's lock. It takes the GIL back, runs the signal handlers (only
+ * the main thread runs any), and drops the GIL again. Nonzero if one
+ * raised: the core call then returns SD_INTERRUPTED, changing nothing,
+ * and the exception stands. */
+static int gil_interrupted(void *token)
+{
+    PyEval_RestoreThread((PyThreadState *)token);
+    int raised = PyErr_CheckSignals() < 0;
+    (void)PyEval_SaveThread(); /* returns token again */
+    return raised;
+}
+
 static void really_close(DictObject *self)
 {
     sd_handle *h = self->h;
@@ -596,6 +644,26 @@ static inline void leave(DictObject *self)
         really_close(self);
 }
 
+/* busy++ and leave() for a core call that may be one of several making up
+ * a Python call: `sp` (NULL: none) is that call's span, so that all their
+ * lock waits together last at most one lock timeout. No Python code runs
+ * inside a span, only core calls. The hot paths make their first call
+ * outside any span (a thread-local costs a few ns there) and charge what
+ * it waited to the span of the retries, if any (sd_span_charge). */
+static inline void call_begin(DictObject *self, sd_span *sp)
+{
+    self->busy++;
+    if (sp)
+        sd_span_enter(self->h, sp);
+}
+
+static inline void call_end(DictObject *self, sd_span *sp)
+{
+    if (sp)
+        sd_span_leave(sp);
+    leave(self);
+}
+
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"path",         "name",  "size",
@@ -607,7 +675,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     int create = 0, foreign = 0, evict = 0, reserve = 0;
     unsigned int stripes = 0;
     unsigned int mode = 0600;
-    double timeout = 10.0;
+    double timeout = DEFAULT_LOCK_TIMEOUT;
     if (!PyArg_ParseTupleAndKeywords(
             args, kw, "UU|K$iIpdpIp:Dict", kwlist, &path, &name, &size,
             &create, &mode, &foreign, &timeout, &evict, &stripes, &reserve))
@@ -624,10 +692,9 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
             (unsigned)SD_MAX_PARTS);
         return NULL;
     }
-    if (isnan(timeout)) {
-        PyErr_SetString(PyExc_ValueError, "lock_timeout must not be NaN");
+    int64_t timeout_ms;
+    if (lock_timeout_arg(timeout, &timeout_ms) < 0)
         return NULL;
-    }
     Py_ssize_t plen;
     const char *cpath = PyUnicode_AsUTF8AndSize(path, &plen);
     if (!cpath)
@@ -644,9 +711,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         .allow_foreign_owner = foreign,
         .evict = evict,
         .nparts = stripes,
-        .lock_timeout_ms = isinf(timeout) || timeout <= 0
-                               ? 0
-                               : (int64_t)ceil(timeout * 1000.0),
+        .lock_timeout_ms = timeout_ms,
     };
     if (create && (size < SD_MIN_SIZE || size > SD_MAX_SIZE)) {
         PyErr_Format(
@@ -672,6 +737,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         return NULL;
     }
     sd_set_block_hooks(h, gil_release, gil_acquire);
+    sd_set_interrupt_hook(h, gil_interrupted);
     self->h = h;
     self->lock_timeout = timeout;
     self->name = Py_NewRef(name);
@@ -700,26 +766,37 @@ typedef sd_status (*fetch_fn)(sd_handle *h, const char *k, size_t klen,
 
 static sd_status fetch(DictObject *self, const char *k, size_t klen,
                        fetch_fn fn, void *arg, sd_value_out *out, char *sbuf,
-                       size_t scap, char **heap)
+                       size_t scap, char **heap, sd_span *sp)
 {
+    sd_span own = SD_SPAN_INIT;
     *heap = NULL;
     out->buf = sbuf;
     out->cap = scap;
-    self->busy++;
+    out->waited_ns = 0;
+    call_begin(self, sp);
     sd_status rc = fn(self->h, k, klen, out, arg);
     while (rc == SD_TOOBIG) {
+        call_end(self, sp);
+        if (!sp) { /* the retries share what is left of one timeout */
+            sd_span_charge(&own, out->waited_ns);
+            sp = &own;
+        }
         PyMem_Free(*heap);
         *heap = PyMem_Malloc(out->len ? out->len : 1);
         if (!*heap) {
-            leave(self);
             PyErr_NoMemory();
             return SD_STATUS_COUNT; /* an error is set */
         }
+        if (!self->h || self->closing) {
+            closed_error();
+            return SD_STATUS_COUNT;
+        }
         out->buf = *heap;
         out->cap = out->len;
+        call_begin(self, sp);
         rc = fn(self->h, k, klen, out, arg);
     }
-    leave(self);
+    call_end(self, sp);
     return rc;
 }
 
@@ -763,10 +840,26 @@ static sd_status fetch_rpop(sd_handle *h, const char *k, size_t n,
     return sd_list_pop(h, k, n, 0, out);
 }
 
+/* The exception for a read of key with fn that failed with rc. */
+static PyObject *fetch_error(DictObject *self, PyObject *key, fetch_fn fn,
+                             sd_status rc)
+{
+    if (rc == SD_WRONGTYPE)
+        return PyErr_Format(PyExc_TypeError,
+                            fn == fetch_lpop || fn == fetch_rpop
+                                ? "%R does not hold a list"
+                                : "%R holds a list: use the list methods",
+                            key);
+    if (rc == SD_STATUS_COUNT)
+        return NULL; /* already raised */
+    return raise_status((PyObject *)self, rc, key);
+}
+
 /* The common shape: look the key up with fn; on SD_NOTFOUND return
- * `missing` (a new reference) or raise KeyError when it is NULL. */
+ * `missing` (a new reference) or raise KeyError when it is NULL. `sp` is
+ * the span of the Python call, or NULL if this is the whole call. */
 static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
-                           void *arg, PyObject *missing)
+                           void *arg, PyObject *missing, sd_span *sp)
 {
     const char *k;
     Py_ssize_t klen;
@@ -776,23 +869,15 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
         return closed_error();
     char sbuf[STACK_BUF], *heap;
     sd_value_out out;
-    sd_status rc =
-        fetch(self, k, (size_t)klen, fn, arg, &out, sbuf, sizeof sbuf, &heap);
+    sd_status rc = fetch(self, k, (size_t)klen, fn, arg, &out, sbuf,
+                         sizeof sbuf, &heap, sp);
     PyObject *res;
     if (rc == SD_OK)
         res = value_obj((PyObject *)self, &out);
     else if (rc == SD_NOTFOUND && missing)
         res = Py_NewRef(missing);
-    else if (rc == SD_WRONGTYPE)
-        res = PyErr_Format(PyExc_TypeError,
-                           fn == fetch_lpop || fn == fetch_rpop
-                               ? "%R does not hold a list"
-                               : "%R holds a list: use the list methods",
-                           key);
-    else if (rc == SD_STATUS_COUNT)
-        res = NULL;
     else
-        res = raise_status((PyObject *)self, rc, key);
+        res = fetch_error(self, key, fn, rc);
     PyMem_Free(heap);
     return res;
 }
@@ -803,7 +888,7 @@ static PyObject *fetch_obj(DictObject *self, PyObject *key, fetch_fn fn,
  * one copy instead of two and no scratch buffer. If its type or size moved
  * meanwhile, the general way takes over. */
 static PyObject *read_big(DictObject *self, PyObject *key, const char *k,
-                          Py_ssize_t klen, sd_value_out out)
+                          Py_ssize_t klen, sd_value_out out, sd_span *sp)
 {
     for (int tries = 0; tries < 3; tries++) {
         int str = out.type == SD_T_STR;
@@ -820,26 +905,33 @@ static PyObject *read_big(DictObject *self, PyObject *key, const char *k,
             Py_DECREF(obj);
             return closed_error();
         }
-        self->busy++;
+        call_begin(self, sp);
         sd_status rc = sd_get(self->h, k, (size_t)klen, &got);
-        leave(self);
+        call_end(self, sp);
         if (rc == SD_OK && got.type == out.type && got.len == (size_t)len &&
             (!str || (got.ascii && is_ascii(buf, (size_t)len))))
             return obj;
         Py_DECREF(obj);
+        if (rc == SD_NOTFOUND)
+            return Py_NewRef(Py_Ellipsis);
+        if (rc != SD_OK && rc != SD_TOOBIG)
+            return fetch_error(self, key, fetch_get, rc); /* no retry */
         if (rc != SD_TOOBIG)
             break;
         out = got; /* it grew: try again at its new size */
     }
-    return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis);
+    return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis, sp);
 }
 
 /* key's value as a new reference; Py_Ellipsis (never a stored value) if it
  * has none; NULL with an exception on an error. With `snap` (the stripes'
  * sequence values of a get_many), only what was read under those values
- * counts: anything else sets *stale and returns NULL with no exception. */
+ * counts: anything else sets *stale and returns NULL with no exception.
+ * `sp` is the span of the Python call, or NULL if this is the whole call.
+ * A wait for the lock that timed out or was interrupted is never tried
+ * again. */
 static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
-                        int *stale)
+                        int *stale, sd_span *sp)
 {
     const char *k;
     Py_ssize_t klen;
@@ -857,9 +949,11 @@ static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
     }
     char sbuf[STACK_BUF];
     sd_value_out out = {.buf = sbuf, .cap = sizeof sbuf};
-    self->busy++;
+    call_begin(self, sp);
     sd_status rc = sd_get(self->h, k, (size_t)klen, &out);
-    leave(self);
+    call_end(self, sp);
+    if (rc == SD_TIMEDOUT || rc == SD_INTERRUPTED)
+        return raise_status((PyObject *)self, rc, key);
     if (snap && (!(rc == SD_OK || rc == SD_NOTFOUND) || !out.seq ||
                  out.part >= SNAP_PARTS || out.seq != snap[out.part])) {
         /* 1: changed meanwhile, or read under the lock: try again. 2: big,
@@ -875,15 +969,21 @@ static PyObject *lookup(DictObject *self, PyObject *key, const uint64_t *snap,
     }
     if (rc == SD_NOTFOUND)
         return Py_NewRef(Py_Ellipsis);
-    if (rc == SD_TOOBIG)
-        return read_big(self, key, k, klen, out);
-    return fetch_obj(self, key, fetch_get, NULL, Py_Ellipsis);
+    if (rc == SD_TOOBIG) {
+        sd_span own = SD_SPAN_INIT; /* for the retries */
+        if (!sp) {
+            sd_span_charge(&own, out.waited_ns);
+            sp = &own;
+        }
+        return read_big(self, key, k, klen, out, sp);
+    }
+    return fetch_error(self, key, fetch_get, rc);
 }
 
 static PyObject *do_get(DictObject *self, PyObject *key, PyObject *dflt,
                         int raise_missing)
 {
-    PyObject *res = lookup(self, key, NULL, NULL);
+    PyObject *res = lookup(self, key, NULL, NULL, NULL);
     if (res != Py_Ellipsis)
         return res;
     Py_DECREF(res);
@@ -1100,7 +1200,7 @@ static PyObject *Dict_incr(DictObject *self, PyObject *const *args,
 static PyObject *Dict_get_stale(DictObject *self, PyObject *key)
 {
     int stale = 0;
-    PyObject *v = fetch_obj(self, key, fetch_stale, &stale, NULL);
+    PyObject *v = fetch_obj(self, key, fetch_stale, &stale, NULL, NULL);
     if (!v) {
         if (!PyErr_ExceptionMatches(PyExc_KeyError))
             return NULL;
@@ -1117,7 +1217,7 @@ static PyObject *Dict_pop(DictObject *self, PyObject *const *args,
     PyObject *a[2];
     if (parse_args("pop", names, 2, 2, 1, args, nargs, kwnames, a) < 0)
         return NULL;
-    return fetch_obj(self, a[0], fetch_pop, NULL, a[1]);
+    return fetch_obj(self, a[0], fetch_pop, NULL, a[1], NULL);
 }
 
 static PyObject *Dict_setdefault(DictObject *self, PyObject *const *args,
@@ -1131,7 +1231,7 @@ static PyObject *Dict_setdefault(DictObject *self, PyObject *const *args,
     sd_value_in v;
     if (value_arg((PyObject *)self, dflt, &v) < 0)
         return NULL;
-    return fetch_obj(self, a[0], fetch_setdefault, &v, dflt);
+    return fetch_obj(self, a[0], fetch_setdefault, &v, dflt, NULL);
 }
 
 static PyObject *Dict_cas(DictObject *self, PyObject *const *args,
@@ -1209,12 +1309,12 @@ static PyObject *Dict_rpush(DictObject *self, PyObject *const *args,
 
 static PyObject *Dict_lpop(DictObject *self, PyObject *key)
 {
-    return fetch_obj(self, key, fetch_lpop, NULL, Py_None);
+    return fetch_obj(self, key, fetch_lpop, NULL, Py_None, NULL);
 }
 
 static PyObject *Dict_rpop(DictObject *self, PyObject *key)
 {
-    return fetch_obj(self, key, fetch_rpop, NULL, Py_None);
+    return fetch_obj(self, key, fetch_rpop, NULL, Py_None, NULL);
 }
 
 static PyObject *Dict_llen(DictObject *self, PyObject *key)
@@ -1301,7 +1401,7 @@ static PyObject *record_value(PyObject *self, const unsigned char *rec,
 
 /* get_many under every stripe's lock: the way when readers keep meeting
  * writers, or a value needs more than a plain lock-free get. */
-static PyObject *get_many_locked(DictObject *self, key_batch *bp)
+static PyObject *get_many_locked(DictObject *self, key_batch *bp, sd_span *sp)
 {
     key_batch b = *bp;
     if (!self->h || self->closing)
@@ -1311,10 +1411,14 @@ static PyObject *get_many_locked(DictObject *self, key_batch *bp)
     PyObject *res = NULL;
     sd_status rc = SD_TOOBIG;
     while (buf && rc == SD_TOOBIG) {
-        self->busy++;
+        if (!self->h || self->closing) {
+            PyMem_Free(buf);
+            return closed_error();
+        }
+        call_begin(self, sp);
         rc = sd_get_many(self->h, (size_t)b.n, b.keys, b.klens, buf, cap,
                          &need);
-        leave(self);
+        call_end(self, sp);
         if (rc == SD_TOOBIG) {
             PyMem_Free(buf);
             cap = need;
@@ -1370,6 +1474,7 @@ static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
     }
     unsigned np = sd_nparts(self->h);
     uint64_t snap[SNAP_PARTS];
+    sd_span span = SD_SPAN_INIT; /* the lookups and the locked way */
     PyObject **items = PySequence_Fast_ITEMS(b.seq);
     PyObject *res = NULL;
     for (int attempt = 0; np <= SNAP_PARTS && attempt < 3; attempt++) {
@@ -1383,7 +1488,7 @@ static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
         if (!(res = PyDict_New()))
             goto done;
         for (Py_ssize_t i = 0; i < b.n && !stale; i++) {
-            PyObject *v = lookup(self, items[i], snap, &stale);
+            PyObject *v = lookup(self, items[i], snap, &stale, &span);
             if (!v && !stale) {
                 Py_CLEAR(res);
                 goto done;
@@ -1406,7 +1511,7 @@ static PyObject *Dict_get_many(DictObject *self, PyObject *keys)
         if (stale == 2)
             break;
     }
-    res = get_many_locked(self, &b);
+    res = get_many_locked(self, &b, &span);
 done:
     batch_free(&b);
     return res;
@@ -1627,6 +1732,7 @@ static int decode_keys(PyObject *list, const unsigned char *buf, size_t used,
 static PyObject *keys_list(DictObject *self, Py_ssize_t max)
 {
     ENTER(self);
+    sd_span span = SD_SPAN_INIT; /* for the waits of all the chunks */
     PyObject *list = PyList_New(0);
     size_t cap = 64 * 1024;
     unsigned char *buf = PyMem_Malloc(cap);
@@ -1635,7 +1741,9 @@ static PyObject *keys_list(DictObject *self, Py_ssize_t max)
     uint64_t cursor = 0;
     for (;;) {
         size_t used = 0, need = 0;
+        sd_span_enter(self->h, &span);
         sd_status rc = sd_keys_chunk(self->h, &cursor, buf, cap, &used, &need);
+        sd_span_leave(&span);
         if (rc == SD_TOOBIG) {
             unsigned char *bigger = PyMem_Realloc(buf, need);
             if (!bigger)
@@ -2041,8 +2149,8 @@ static PyType_Slot Dict_slots[] = {
     {Py_sq_contains, Dict_contains},
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=0, mode=0o600, "
-     "allow_foreign_owner=False, lock_timeout=10.0, evict=False, "
-     "stripes=0, reserve=False)\n--\n\n"
+     "allow_foreign_owner=False, lock_timeout=" DEFAULT_LOCK_TIMEOUT_S
+     ", evict=False, stripes=0, reserve=False)\n--\n\n"
      "A handle on a shared-memory dict. Use shmdict.new(), shmdict.get()\n"
      "and shmdict.open(). create: 0 attaches, 1 creates (the handle owns\n"
      "the file), 2 attaches or creates a dict no handle owns."},
@@ -2071,13 +2179,24 @@ static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
     return PyBool_FromLong(r);
 }
 
-static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
+static PyObject *arm_crash(PyObject *arg, int sig)
 {
     int n =
         PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
         return NULL;
+    sd_set_crash_signal(sig);
     return PyLong_FromLong(sd_set_crash_countdown(n < 0 ? 0 : n));
+}
+
+static PyObject *core_crash_after(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    return arm_crash(arg, SIGKILL);
+}
+
+static PyObject *core_stop_after(PyObject *Py_UNUSED(m), PyObject *arg)
+{
+    return arm_crash(arg, SIGSTOP);
 }
 
 static PyMethodDef core_methods[] = {
@@ -2086,6 +2205,11 @@ static PyMethodDef core_methods[] = {
      "Test hook: SIGKILL this process at the n-th step of a write from now\n"
      "(0 turns it off). Returns what was left of the previous countdown.\n"
      "Used by the crash tests."},
+    {"_stop_after", core_stop_after, METH_O,
+     "_stop_after(n, /)\n--\n\n"
+     "Test hook: as _crash_after, but SIGSTOP: the process stops at that\n"
+     "step, alive and holding the stripe's lock, until SIGCONT; then the\n"
+     "write goes on. Used by the lock-wait tests."},
     {"creator_alive", core_creator_alive, METH_O,
      "creator_alive(path, /)\n--\n\n"
      "Whether the process that created the dict at path still runs."},
@@ -2134,6 +2258,12 @@ static int core_exec(PyObject *m)
         add_u64(m, "MIN_SIZE", SD_MIN_SIZE) < 0 ||
         PyModule_AddIntConstant(m, "FORMAT_VERSION", SD_VERSION) < 0)
         return -1;
+    PyObject *t = PyFloat_FromDouble(DEFAULT_LOCK_TIMEOUT);
+    if (!t || PyModule_AddObjectRef(m, "DEFAULT_LOCK_TIMEOUT", t) < 0) {
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
     return 0;
 }
 

@@ -13,6 +13,7 @@ MAX_KEY_BYTES: int
 MAX_SIZE: int
 MIN_SIZE: int
 FORMAT_VERSION: int
+DEFAULT_LOCK_TIMEOUT: float
 
 @disjoint_base
 class Dict:
@@ -25,7 +26,7 @@ class Dict:
         create: int = 0,
         mode: int = 0o600,
         allow_foreign_owner: bool = False,
-        lock_timeout: float = 10.0,
+        lock_timeout: float = ...,
         evict: bool = False,
         stripes: int = 0,
         reserve: bool = False,
@@ -100,3 +101,4 @@ class Dict:
 
 def creator_alive(path: str, /) -> bool: ...
 def _crash_after(n: int, /) -> int: ...
+def _stop_after(n: int, /) -> int: ...

@@ -202,7 +202,7 @@ def new(
     size: int,
     *,
     mode: int = 0o600,
-    lock_timeout: float = 10.0,
+    lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
     evict: bool = False,
     stripes: int | None = None,
     reserve: bool = False,
@@ -232,11 +232,17 @@ def new(
     less the index. *dir* is the directory of the file (default:
     :func:`default_dir`). Cost: O(stripes), or O(size) with *reserve*.
 
+    *lock_timeout* is how many seconds one call of this handle may wait for
+    locks in all, after which it raises :class:`shmdict.LockTimeout` having
+    changed nothing. 0 tries once without waiting; ``math.inf`` waits with
+    no limit. Ctrl-C (any signal handler that raises) ends a wait.
+
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), NoMemoryError if the
     filesystem can never hold *size* bytes or has no room for the first
-    pages (or, with *reserve*, for all of them), ValueError for a bad name
-    or size, TypeError for arguments of the wrong type.
+    pages (or, with *reserve*, for all of them), ValueError for a bad name,
+    size or lock_timeout (negative or NaN), TypeError for arguments of the
+    wrong type.
     """
     return _create(1, name, size, mode, lock_timeout, evict, stripes, reserve, dir)
 
@@ -246,7 +252,7 @@ def open(  # shadows the builtin here, as os.open does in os
     size: int,
     *,
     mode: int = 0o600,
-    lock_timeout: float = 10.0,
+    lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
     evict: bool = False,
     stripes: int | None = None,
     reserve: bool = False,
@@ -311,11 +317,12 @@ def get(
     name: str,
     *,
     allow_foreign_owner: bool = False,
-    lock_timeout: float = 10.0,
+    lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
     dir: str | None = None,
 ) -> SharedDict:
     """Attach to the existing dict *name* as a peer (its close keeps the file).
 
+    *lock_timeout* is as for :func:`new` (ValueError if negative or NaN).
     Cost: O(1). Raises FileNotFoundError if there is no such dict, OSError if
     the name is a symlink, PermissionError if another user owns the file and
     *allow_foreign_owner* is false, and :class:`shmdict.CorruptError` if the
