@@ -27,11 +27,13 @@
  * shared, and every call of a broken handle returns SD_TORN or
  * SD_NOSPACE. The caller reopens the dict to go on.
  *
- * The private pages stay mapped after the handle closes if a mutex that
- * lived there failed to unlock (lock.c notes it): glibc may still list it
- * on the thread's robust list, and writes into the list's entries on every
- * later lock, so unmapping it would turn a later lock into a SIGSEGV. They
- * cost address space only, and only after a fault during a write.
+ * The private pages stay mapped after the handle closes if a lock was
+ * held when they replaced the file's (lock.c notes it at the unlock): the
+ * mutex there is zeros now, so its unlock either fails or, reading it as a
+ * plain mutex, skips the robust list; glibc may then still list it on the
+ * thread's robust list and writes into the list's entries on every later
+ * lock, so unmapping it would turn a later lock into a SIGSEGV. They cost
+ * address space only, and only after a fault during a write.
  *
  * Everything the handler does is async-signal-safe: it walks a list of
  * guards that are never freed, and makes only the fstat, fallocate and

@@ -542,8 +542,13 @@ sd_status sd_tx_end(sd_tx *t, sd_status rc)
         rc = SD_NOSPACE; /* the heap had room; the filesystem did not */
     }
     atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
-    if (SD_UNLIKELY(pthread_mutex_unlock(&l->mutex) != 0))
-        sd_guard_note_dangling(h->guard); /* its bytes are gone: guard.c */
+    /* A mutex whose page the guard replaced while we held it is zeros now:
+     * its unlock fails, or (its kind read as a plain mutex) succeeds without
+     * taking it off this thread's robust list. Either way the guard must
+     * keep that page mapped (guard.c). */
+    if (SD_UNLIKELY(pthread_mutex_unlock(&l->mutex) != 0 ||
+                    sd_guard_state(h->guard)))
+        sd_guard_note_dangling(h->guard);
     if (t->blocked && h->block_end)
         h->block_end(t->token);
     t->blocked = false;
