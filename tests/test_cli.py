@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import stat
 import subprocess
@@ -197,12 +198,273 @@ def test_ls_and_stats_show_the_filesystem_and_take_dir(tmp_path: Any) -> None:
         assert [r.split("\t")[0] for r in rows] == ["in-dir"]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert cli.main(["stats", "in-dir", "--dir", where]) == 0
-        stats = dict(line.split("\t") for line in out.getvalue().splitlines())
-        assert stats["entries"] == "1"
-        assert int(stats["fs_free"]) > 0
-        assert int(stats["fs_size"]) == vfs.f_blocks * vfs.f_frsize
+            assert cli.main(["stats", "in-dir", "--dir", where, "--json"]) == 0
+        stats = json.loads(out.getvalue())
+        assert stats["entries"] == 1
+        assert stats["fs_free"] > 0
+        assert stats["fs_size"] == vfs.f_blocks * vfs.f_frsize
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             assert cli.main(["stats", "in-dir"]) == 2  # not in /dev/shm
         assert err.getvalue().startswith("shmdict: ")
+
+
+# --------------------------------------------------------------------------
+# Every command, through main() and as a process. Dicts live in the test's
+# own directory (--dir), so nothing here meets /dev/shm.
+
+
+def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """main(args) in this process, with stdin holding `stdin`: the exit
+    status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(list(args))
+    finally:
+        sys.stdin = saved
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run_proc(
+    *args: str, stdin: bytes | None = None, script: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The command as a process: `python -m shmdict ARGS`, or with script
+    the way the installed `shmdict` script calls it (main() of
+    shmdict.__main__, exit status from its return)."""
+    if script:
+        head = [
+            sys.executable,
+            "-c",
+            "import sys; from shmdict.__main__ import main; sys.exit(main())",
+        ]
+    else:
+        head = [sys.executable, "-m", "shmdict"]
+    return subprocess.run(
+        [*head, *args],
+        env=pkg_env(),
+        input=stdin.decode() if stdin is not None else None,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_error_line(err: str, *needles: str) -> None:
+    """err is one line, "shmdict: ...", holding every needle."""
+    assert err.endswith("\n"), err
+    assert err.count("\n") == 1, err
+    assert err.startswith("shmdict: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+@pytest.fixture
+def where(tmp_path: Any) -> str:
+    """A directory of the test's own for its dicts."""
+    return str(tmp_path)
+
+
+def test_ls_says_used_entries_and_who_made_each_dict(where: str) -> None:
+    shared = shmdict.open("shared", shmdict.MIN_SIZE, dir=where)
+    owned = shmdict.new("owned", shmdict.MIN_SIZE, dir=where)
+    try:
+        shared.set_many({"a": 1, "b": "two"})
+        # A dict whose creator is gone: made by a process that exits
+        # without closing it.
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, shmdict; "
+                f"d = shmdict.new('orphan', {shmdict.MIN_SIZE}, dir={where!r}); "
+                "os._exit(0)",
+            ],
+            env=pkg_env(),
+            check=True,
+        )
+        assert r.returncode == 0
+        # A file with a dict's magic but no valid header: listed from what
+        # the file says.
+        with open(os.path.join(where, "damaged"), "wb") as f:
+            f.write(cli._MAGIC + bytes(shmdict.MIN_SIZE - 8))
+        rc, out, err = run("ls", "--dir", where)
+        assert (rc, err) == (0, "")
+        rows = listed(out)
+        used = shared.stats()["bytes_used"]
+        assert rows["shared"][1:] == [
+            f"{shmdict.MIN_SIZE} bytes",
+            f"{used} used",
+            "shared",
+            "2 entries",
+        ]
+        assert rows["owned"][2:] == ["0 used", "live", "0 entries"]
+        assert rows["orphan"][3] == "creator gone"
+        assert rows["damaged"][2].endswith(" resident")
+        assert rows["damaged"][3:] == ["?", "? entries"]
+    finally:
+        shared.close()
+        owned.close()
+
+
+def test_header_fields_read_from_the_file_match_layout_h() -> None:
+    """ls and stats read create_flags and creator_pid from the header
+    bytes: their offsets must be those of struct sd_header."""
+    from .test_corruption import c_layout
+
+    L = c_layout()
+    assert cli._CREATE_FLAGS[1] == L["sd_header.create_flags"]
+    assert cli._CREATOR_PID[1] == L["sd_header.creator_pid"]
+    assert L["sizeof(sd_header)"] >= cli._HEADER_BYTES
+
+
+def test_stats_human_and_json(where: str) -> None:
+    with shmdict.new("st", 4 << 20, dir=where) as d:
+        d["k"] = "v"
+        d.get("k")
+        d.get("k")
+        d.get("k")
+        d.get("missing")
+        rc, out, err = run("stats", "st", "--dir", where)
+        assert (rc, err) == (0, "")
+        # aligned: every value starts in the same column
+        lines = out.splitlines()
+        col = len(lines[0]) - len(lines[0].split("  ", 1)[1].lstrip())
+        text = {line[:col].rstrip(): line[col:] for line in lines}
+        assert all(line[col - 2 : col] == "  " for line in lines), out
+        assert all(not line[col].isspace() for line in lines), out
+        assert text["size"] == "4.00 MiB (4194304 bytes)"
+        assert text["entries"] == "1 (0 expiring)"
+        assert text["creator"] == f"live (pid {os.getpid()})"
+        assert text["hit rate"] == "75.0%"
+        assert text["capacity"].endswith(f" MiB ({d.capacity()} bytes)")
+        assert text["lock waits"] == "0"
+
+        rc, out, err = run("stats", "st", "--dir", where, "--json")
+        assert (rc, err) == (0, "")
+        s = json.loads(out)
+        assert s["name"] == "st"
+        assert s["path"] == d.path
+        assert s["size"] == 4 << 20
+        assert (s["hits"], s["misses"], s["entries"]) == (3, 1, 1)
+        assert (s["creator"], s["creator_pid"]) == ("live", os.getpid())
+        assert s["evict"] is False
+    with shmdict.open("sh", shmdict.MIN_SIZE, dir=where) as d:
+        rc, out, _ = run("stats", "sh", "--dir", where, "--json")
+        assert (json.loads(out)["creator"], json.loads(out)["creator_pid"]) == (
+            "shared",
+            0,
+        )
+    assert run_proc("stats", "sh", "--dir", where, "--json").returncode == 0
+
+
+def test_verify(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with shmdict.new("v", shmdict.MIN_SIZE, dir=where) as d:
+        d["k"] = 1
+        assert run("verify", "v", "--dir", where) == (0, "ok\n", "")
+        r = run_proc("verify", "v", "--dir", where)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
+        monkeypatch.setattr(
+            shmdict.SharedDict, "verify", lambda self: ["bucket 3: loop"]
+        )
+        assert run("verify", "v", "--dir", where) == (
+            1,
+            "bucket 3: loop\n1 problem(s)\n",
+            "",
+        )
+
+
+def test_rm_removes_dicts_and_nothing_else(where: str) -> None:
+    d = shmdict.open("gone", shmdict.MIN_SIZE, dir=where)
+    d.close()
+    assert run("rm", "gone", "--dir", where) == (0, "", "")
+    assert not os.path.exists(os.path.join(where, "gone"))
+    rc, _, err = run("rm", "gone", "--dir", where)
+    assert rc == 2
+    one_error_line(err, "no dict 'gone'")
+    # Anything that is not a dict stays: a plain file, a FIFO (no hang), a
+    # symlink to a dict (neither the link nor its target goes).
+    plain = os.path.join(where, "plain")
+    with open(plain, "wb") as f:
+        f.write(b"x" * 100)
+    os.mkfifo(os.path.join(where, "fifo"))
+    with shmdict.open("target", shmdict.MIN_SIZE, dir=where) as d:
+        os.symlink(d.path, os.path.join(where, "link"))
+    for name in ("plain", "fifo", "link"):
+        rc, _, err = run("rm", name, "--dir", where)
+        assert rc == 2, name
+        one_error_line(err, "is not a dict")
+        assert os.path.lexists(os.path.join(where, name))
+    assert os.path.exists(os.path.join(where, "target"))
+    r = run_proc("rm", "target", "--dir", where, script=True)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert not os.path.exists(os.path.join(where, "target"))
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "needles"),
+    [
+        (["bogus"], 2, ["invalid choice", "--help"]),
+        ([], 2, ["required"]),
+        (["stats"], 2, ["required: name"]),
+        (["stats", "nothere"], 2, ["no dict 'nothere'"]),
+        (["stats", "a/b"], 2, ["must not hold '/'"]),
+        (["keys", "x", "-n", "many"], 2, ["invalid int value"]),
+    ],
+)
+def test_errors_are_one_line_and_set_the_status(
+    where: str, args: list[str], status: int, needles: list[str]
+) -> None:
+    full = [*args, "--dir", where] if args and args[0] != "bogus" else args
+    rc, out, err = run(*full)
+    assert (rc, out) == (status, "")
+    one_error_line(err, *needles)
+    r = run_proc(*full)
+    assert (r.returncode, r.stdout) == (status, "")
+    one_error_line(r.stderr, *needles)
+
+
+def test_missing_directory_is_named(where: str) -> None:
+    rc, _, err = run("stats", "x", "--dir", os.path.join(where, "nope"))
+    assert rc == 2
+    one_error_line(err, "no such directory")
+
+
+def test_help_lists_commands_and_exit_codes() -> None:
+    rc, out, err = run("--help")
+    assert (rc, err) == (0, "")
+    assert "Exit status" in out
+    assert "130" in out
+    for cmd in ("ls", "stats", "verify", "keys", "get", "rm"):
+        assert f"\n    {cmd} " in out, cmd
+    r = run_proc("--help", script=True)
+    assert r.returncode == 0
+    assert "Exit status" in r.stdout
+    rc, out, _ = run("stats", "--help")
+    assert rc == 0
+    assert "--dir" in out
+    assert "--json" in out
+
+
+def test_a_closed_pipe_ends_quietly(where: str) -> None:
+    with shmdict.new("many", 8 << 20, dir=where) as d:
+        d.set_many({f"key-{i:06d}": i for i in range(40_000)})
+        p = subprocess.Popen(
+            [sys.executable, "-m", "shmdict", "keys", "many", "--dir", where],
+            env=pkg_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert p.stdout is not None
+        assert p.stderr is not None
+        p.stdout.readline()
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=60) == 141
+        assert err == b""
