@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -414,7 +416,7 @@ def test_rm_removes_dicts_and_nothing_else(where: str) -> None:
         (["stats"], 2, ["required: name"]),
         (["stats", "nothere"], 2, ["no dict 'nothere'"]),
         (["stats", "a/b"], 2, ["must not hold '/'"]),
-        (["keys", "x", "-n", "many"], 2, ["invalid int value"]),
+        (["keys", "x", "-n", "many"], 2, ["argument -n", "not a count"]),
     ],
 )
 def test_errors_are_one_line_and_set_the_status(
@@ -468,3 +470,231 @@ def test_a_closed_pipe_ends_quietly(where: str) -> None:
         err = p.stderr.read()
         assert p.wait(timeout=60) == 141
         assert err == b""
+
+
+def same(a: object, b: object) -> bool:
+    """Equal and of one type; NaN is NaN, -0.0 is not 0.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b) or (
+            math.isnan(a) and math.isnan(b)
+        )
+    return a == b
+
+
+TYPED = [
+    # flags, VALUE, what is stored
+    ([], "text", "text"),
+    (["--str"], "42", "42"),
+    ([], "", ""),
+    (["--int"], "-9223372036854775808", -(2**63)),
+    (["--int"], "9223372036854775807", 2**63 - 1),
+    (["--float"], "0.1", 0.1),
+    (["--float"], "nan", math.nan),
+    (["--float"], "-inf", -math.inf),
+    (["--float"], "-0.0", -0.0),
+    (["--bool"], "true", True),
+    (["--bool"], "0", False),
+    (["--none"], None, None),
+    (["--bytes-hex"], "00ff10", b"\x00\xff\x10"),
+    (["--bytes-hex"], "", b""),
+    (["--json"], "null", None),
+    (["--json"], "false", False),
+    (["--json"], "12", 12),
+    (["--json"], "1e3", 1000.0),
+    (["--json"], '"caf\\u00e9"', "café"),
+]
+
+
+@pytest.mark.parametrize(("flags", "text", "value"), TYPED)
+def test_set_stores_the_type_its_flag_says(
+    where: str, flags: list[str], text: str | None, value: object
+) -> None:
+    with shmdict.new("t", shmdict.MIN_SIZE, dir=where) as d:
+        operand = [] if text is None else ["--", text]
+        assert run("set", "t", "k", *flags, "--dir", where, *operand) == (0, "", "")
+        assert same(d["k"], value), (d["k"], value)
+        rc, out, err = run("get", "t", "k", "--dir", where)
+        assert (rc, err) == (0, "")
+        assert out == repr(value) + "\n"
+        rc, out, err = run("get", "t", "k", "--dir", where, "--json")
+        assert (rc, err) == (0, "")
+        assert same(cli._decode_value(json.loads(out)), value)
+
+
+def test_set_and_get_as_processes(where: str) -> None:
+    with shmdict.new("p", shmdict.MIN_SIZE, dir=where) as d:
+        for script in (False, True):
+            r = run_proc("set", "p", "n", "--int", "-5", "--dir", where, script=script)
+            assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+            assert same(d["n"], -5)
+            r = run_proc("get", "p", "n", "--dir", where, script=script)
+            assert (r.returncode, r.stdout, r.stderr) == (0, "-5\n", "")
+            r = run_proc("get", "p", "nope", "--dir", where, script=script)
+            assert (r.returncode, r.stdout) == (1, "")
+            one_error_line(r.stderr, "no key 'nope'")
+        r = run_proc("set", "p", "b", "--bytes-hex", "zz", "--dir", where)
+        assert r.returncode == 2
+        one_error_line(r.stderr, "--bytes-hex VALUE 'zz'")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--int", "1.5"], ["--int VALUE '1.5'"]),
+        (["--int", "9223372036854775808"], ["64 bits"]),
+        (["--float", "x"], ["--float VALUE 'x'"]),
+        (["--bool", "maybe"], ["--bool VALUE 'maybe'"]),
+        (["--json", "[1, 2]"], ["JSON scalar"]),
+        (["--json", "{"], ["--json VALUE"]),
+        (["--none", "x"], ["--none takes no VALUE"]),
+        ([], ["VALUE is missing"]),
+        (["--int", "--float", "1"], ["not allowed with"]),
+        (["v", "--ttl", "-1"], ["--ttl", "not a number of seconds"]),
+        (["v", "--ttl", "nan"], ["--ttl"]),
+        (["v", "w"], ["unrecognized arguments: w"]),
+    ],
+)
+def test_set_refuses_what_it_cant_store(
+    where: str, args: list[str], needles: list[str]
+) -> None:
+    with shmdict.new("r", shmdict.MIN_SIZE, dir=where) as d:
+        rc, out, err = run("set", "r", "k", *args, "--dir", where)
+        assert (rc, out) == (2, "")
+        one_error_line(err, *needles)
+        assert "k" not in d
+
+
+def test_set_in_a_full_dict_says_so(where: str) -> None:
+    with shmdict.new("full", shmdict.MIN_SIZE, dir=where) as d:
+        rc, _, err = run("set", "full", "k", "x" * (1 << 20), "--dir", where)
+        assert rc == 2
+        one_error_line(err)
+        assert "k" not in d
+
+
+def test_get_of_a_list_or_missing_key(where: str) -> None:
+    with shmdict.new("g", shmdict.MIN_SIZE, dir=where) as d:
+        d.rpush("q", 1)
+        d.rpush("q", 2)
+        rc, out, err = run("get", "g", "q", "--dir", where)
+        assert (rc, out) == (2, "")
+        one_error_line(err, "'q' holds a list of 2 item(s)")
+        assert d.llen("q") == 2
+        rc, out, err = run("get", "g", "nope", "--dir", where)
+        assert (rc, out) == (1, "")
+        one_error_line(err, "no key 'nope' in 'g'")
+
+
+def test_delete(where: str) -> None:
+    with shmdict.new("del", shmdict.MIN_SIZE, dir=where) as d:
+        d["k"] = 1
+        assert run("delete", "del", "k", "--dir", where) == (0, "", "")
+        assert "k" not in d
+        rc, out, err = run("delete", "del", "k", "--dir", where)
+        assert (rc, out) == (1, "")
+        one_error_line(err, "no key 'k'")
+        d["k"] = 2
+        r = run_proc("delete", "del", "k", "--dir", where)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert "k" not in d
+
+
+def test_ttl_and_expire(where: str) -> None:
+    with shmdict.new("ttl", shmdict.MIN_SIZE, dir=where) as d:
+        assert run("set", "ttl", "k", "v", "--ttl", "50", "--dir", where)[0] == 0
+        rc, out, err = run("ttl", "ttl", "k", "--dir", where)
+        assert (rc, err) == (0, "")
+        assert 49 < float(out) <= 50
+        assert out.strip() == f"{float(out):.3f}"
+        assert run("expire", "ttl", "k", "0", "--dir", where) == (0, "", "")
+        assert d.ttl("k") == 0
+        assert run("ttl", "ttl", "k", "--dir", where) == (0, "0\n", "")
+        assert run("expire", "ttl", "k", "2.5", "--dir", where) == (0, "", "")
+        ttl = d.ttl("k")
+        assert ttl is not None
+        assert 2 < ttl <= 2.5
+        r = run_proc("ttl", "ttl", "k", "--dir", where)
+        assert r.returncode == 0
+        assert 0 < float(r.stdout) <= 2.5
+        for cmd in (["ttl", "ttl", "nope"], ["expire", "ttl", "nope", "1"]):
+            rc, out, err = run(*cmd, "--dir", where)
+            assert (rc, out) == (1, "")
+            one_error_line(err, "no key 'nope'")
+        rc, _, err = run("expire", "ttl", "k", "-1", "--dir", where)
+        assert rc == 2
+        one_error_line(err, "not a number of seconds")
+
+
+def test_incr(where: str) -> None:
+    with shmdict.new("n", shmdict.MIN_SIZE, dir=where) as d:
+        d["i"] = 40
+        assert run("incr", "n", "i", "2", "--dir", where) == (0, "42\n", "")
+        assert run("incr", "n", "i", "-50", "--dir", where) == (0, "-8\n", "")
+        assert same(d["i"], -8)
+        assert run("incr", "n", "i", "0.5", "--float", "--dir", where) == (
+            0,
+            "-7.5\n",
+            "",
+        )
+        assert same(d["i"], -7.5)
+        # missing: exit 1 with a hint, or started by --init
+        rc, out, err = run("incr", "n", "c", "1", "--dir", where)
+        assert (rc, out) == (1, "")
+        one_error_line(err, "no key 'c'", "--init")
+        assert run(
+            "incr", "n", "c", "1", "--init", "10", "--init-ttl", "30", "--dir", where
+        ) == (0, "11\n", "")
+        ttl = d.ttl("c")
+        assert ttl is not None
+        assert 29 < ttl <= 30
+        # --init-ttl only for a key it starts; --ttl replaces the TTL
+        assert run(
+            "incr", "n", "c", "1", "--init", "0", "--init-ttl", "5", "--dir", where
+        ) == (0, "12\n", "")
+        ttl = d.ttl("c")
+        assert ttl is not None
+        assert ttl > 5
+        assert run("incr", "n", "c", "1", "--ttl", "0", "--dir", where) == (
+            0,
+            "13\n",
+            "",
+        )
+        assert d.ttl("c") == 0
+        d["big"] = 2**63 - 1
+        d["s"] = "text"
+        for args, needles in (
+            (["i", "1.5"], ["must be an int", "--float"]),
+            (["i", "x", "--float"], ["must be a number"]),
+            (["i", "1", "--init", "y"], ["must be an int"]),
+            (["big", "1"], ["64 bits"]),
+            (["s", "1"], ["not an int or float"]),
+        ):
+            rc, out, err = run("incr", "n", *args, "--dir", where)
+            assert (rc, out) == (2, ""), args
+            one_error_line(err, *needles)
+        assert same(d["big"], 2**63 - 1)
+        r = run_proc("incr", "n", "i", "--float", "--dir", where, "--", "-0.5")
+        assert (r.returncode, r.stdout, r.stderr) == (0, "-8.0\n", "")
+
+
+def test_keys_with_a_glob_and_a_count(where: str) -> None:
+    with shmdict.new("k", shmdict.MIN_SIZE, dir=where) as d:
+        d.set_many({"user:1": 1, "user:2": 2, "User:3": 3, "job:1": 4})
+        rc, out, err = run("keys", "k", "--dir", where)
+        assert (rc, err) == (0, "")
+        assert sorted(out.split()) == ["User:3", "job:1", "user:1", "user:2"]
+        rc, out, _ = run("keys", "k", "user:*", "--dir", where)
+        assert sorted(out.split()) == ["user:1", "user:2"]  # case counts
+        rc, out, _ = run("keys", "k", "*:[13]", "-n", "2", "--dir", where)
+        assert len(out.split()) == 2
+        assert set(out.split()) <= {"User:3", "job:1", "user:1"}
+        rc, out, _ = run("keys", "k", "-n", "1", "--dir", where)
+        assert len(out.split()) == 1
+        assert run("keys", "k", "none*", "--dir", where) == (0, "", "")
+        r = run_proc("keys", "k", "job:?", "--dir", where)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "job:1\n", "")
+        rc, _, err = run("keys", "k", "-n", "-1", "--dir", where)
+        assert rc == 2
+        one_error_line(err, "not a count")

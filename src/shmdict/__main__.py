@@ -3,17 +3,27 @@
   shmdict ls                          the dicts, and the filesystem's free space
   shmdict stats NAME [--json]         counters of one dict
   shmdict verify NAME                 full structural check
-  shmdict keys NAME [-n N]            its keys
-  shmdict get NAME KEY                one value, as Python repr
+  shmdict keys NAME [GLOB] [-n N]     its keys (those that match GLOB)
+  shmdict get NAME KEY [--json]       one value, as Python repr or JSON
+  shmdict set NAME KEY VALUE [--TYPE] [--ttl SECONDS]
+                                      store one; TYPE is str (the default),
+                                      int, float, bool, none (no VALUE),
+                                      bytes-hex or json (a JSON scalar)
+  shmdict delete NAME KEY             delete one
+  shmdict incr NAME KEY DELTA [--float] [--init N] [--ttl S] [--init-ttl S]
+                                      add to a number, print the result
+  shmdict ttl NAME KEY                seconds it has left (0: never expires)
+  shmdict expire NAME KEY SECONDS     set its TTL (0: never expires)
   shmdict rm NAME                     remove it (e.g. left by a killed owner)
 
 `python -m shmdict` is the same command. Every command takes --dir DIR
-(default: $SHMDICT_DIR, else /dev/shm).
+(default: $SHMDICT_DIR, else /dev/shm). A VALUE or DELTA that starts
+with "-" (other than a negative number) goes after "--".
 
 Exit status:
   0    done
-  1    done, and the answer is no: a key that isn't there, problems that
-       verify found
+  1    done, and the answer is no: a key that isn't there (get, delete,
+       incr without --init, ttl, expire), problems that verify found
   2    not done: a usage error, no such dict, a file that is not a dict, a
        value the dict can't take, a full dict, a lock timeout, an OS error
   130  interrupted (Ctrl-C)
@@ -23,9 +33,13 @@ Errors and warnings are single lines on stderr that start with "shmdict: ".
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
+import fnmatch
 import io
 import json
+import math
 import os
 import stat
 import struct
@@ -34,7 +48,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from . import _core
-from ._dict import SharedDict, default_dir, get, path_for
+from ._dict import SharedDict, Value, default_dir, get, path_for
 from .errors import Error
 
 OK, NO, FAIL, INTERRUPTED = 0, 1, 2, 130
@@ -289,20 +303,216 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return NO if problems else OK
 
 
+# ---- values ---------------------------------------------------------------
+#
+# A value in JSON, for get --json and dump: {"type": T, ...} where T says
+# the Python type and the rest holds it exactly:
+#   none    {"value": null}          bool  {"value": true}
+#   int     {"value": 9223372036854775807}   (JSON numbers are exact here)
+#   float   {"value": 0.1}, or "nan", "inf", "-inf" (JSON has no such numbers)
+#   str     {"value": "text"}
+#   bytes   {"hex": "00ff"} or {"base64": "AP8="}
+#   pickled as bytes, for a shmdict.Pickled value, if the package has that
+
+
+def _pickled_type() -> type[bytes] | None:
+    """shmdict.Pickled, the bytes subclass of pickled values, where the
+    package has one."""
+    import shmdict
+
+    t = getattr(shmdict, "Pickled", None)
+    return t if isinstance(t, type) and issubclass(t, bytes) else None
+
+
+_FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _encode_value(v: object, base64_bytes: bool = False) -> dict[str, object]:
+    """The JSON form of a value (see above)."""
+    if isinstance(v, bytes):
+        pickled = _pickled_type()
+        tag = "pickled" if pickled is not None and isinstance(v, pickled) else "bytes"
+        raw = bytes(v)
+        if base64_bytes:
+            return {"type": tag, "base64": base64.b64encode(raw).decode("ascii")}
+        return {"type": tag, "hex": raw.hex()}
+    if v is None:
+        return {"type": "none", "value": None}
+    if isinstance(v, bool):
+        return {"type": "bool", "value": v}
+    if isinstance(v, int):
+        return {"type": "int", "value": v}
+    if isinstance(v, float):
+        if math.isfinite(v):
+            return {"type": "float", "value": v}
+        word = "nan" if math.isnan(v) else "inf" if v > 0 else "-inf"
+        return {"type": "float", "value": word}
+    if isinstance(v, str):
+        return {"type": "str", "value": v}
+    raise TypeError(f"a {type(v).__name__} is not a shmdict value")
+
+
+def _decode_value(rec: dict[str, object]) -> Value:
+    """The value a JSON form (see above) holds; ValueError if it is not
+    one."""
+    kind, v = rec.get("type"), rec.get("value")
+    if kind == "none" and v is None:
+        return None
+    if kind == "bool" and isinstance(v, bool):
+        return v
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if kind == "float":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, str) and v in _FLOAT_WORDS:
+            return _FLOAT_WORDS[v]
+    if kind == "str" and isinstance(v, str):
+        return v
+    if kind in ("bytes", "pickled"):
+        raw = _decode_bytes(rec)
+        if kind == "bytes":
+            return raw
+        pickled = _pickled_type()
+        if pickled is None:
+            raise ValueError("a pickled value, and this shmdict has no Pickled")
+        return pickled(raw)
+    if kind not in ("none", "bool", "int", "float", "str"):
+        raise ValueError(f"unknown type {kind!r}")
+    raise ValueError(f"a {kind} can't be {json.dumps(v)}")
+
+
+def _decode_bytes(rec: dict[str, object]) -> bytes:
+    h, b = rec.get("hex"), rec.get("base64")
+    try:
+        if isinstance(h, str) and b is None:
+            return bytes.fromhex(h)
+        if isinstance(b, str) and h is None:
+            return base64.b64decode(b, validate=True)
+    except (ValueError, binascii.Error) as e:
+        raise ValueError(f"bad {rec['type']} data: {e}") from None
+    raise ValueError(f"a {rec['type']} needs one of 'hex' or 'base64', as a string")
+
+
+def _parse_value(text: str | None, kind: str) -> Value:
+    """The value set stores: text read as kind (the type flag given)."""
+    if kind == "none":
+        if text is not None:
+            raise _Failure("--none takes no VALUE")
+        return None
+    if text is None:
+        raise _Failure("VALUE is missing (only --none goes without one)")
+    try:
+        if kind == "str":
+            return text
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError("not true/false, 1/0 or yes/no")
+        if kind == "bytes-hex":
+            return bytes.fromhex(text)
+        v = json.loads(text)  # --json
+    except ValueError as e:
+        raise _Failure(f"--{kind} VALUE {text!r}: {_describe(e)}") from None
+    if v is not None and not isinstance(v, (bool, int, float, str)):
+        raise _Failure(f"--json VALUE must be a JSON scalar, not {text!r}")
+    return v
+
+
+def _no_key(a: argparse.Namespace) -> _Failure:
+    return _Failure(f"no key {a.key!r} in {a.name!r}", NO)
+
+
+def _list_error(d: SharedDict, a: argparse.Namespace) -> _Failure:
+    n = d.llen(a.key)
+    return _Failure(
+        f"{a.key!r} holds a list of {n} item(s), which can't be read "
+        "without popping them"
+    )
+
+
+def _seconds(t: float) -> str:
+    """A TTL as printed: 0 (never expires), or seconds to the millisecond."""
+    return "0" if t == 0 else f"{t:.3f}"
+
+
 def _cmd_keys(a: argparse.Namespace) -> int:
     with _attach(a) as d:
-        for k in d.get_keys(a.n):
-            print(k)
+        keys = d.get_keys(0 if a.pattern else a.n)
+    if a.pattern:
+        keys = [k for k in keys if fnmatch.fnmatchcase(k, a.pattern)]
+        if a.n:
+            keys = keys[: a.n]
+    for k in keys:
+        print(k)
     return OK
 
 
 def _cmd_get(a: argparse.Namespace) -> int:
+    missing = object()
     with _attach(a) as d:
-        missing = object()
-        v = d.get(a.key, missing)
+        try:
+            v = d.get(a.key, missing)
+        except TypeError:
+            raise _list_error(d, a) from None
     if v is missing:
-        raise _Failure(f"no key {a.key!r} in {a.name!r}", NO)
+        raise _no_key(a)
+    print(json.dumps(_encode_value(v)) if a.json else repr(v))
+    return OK
+
+
+def _cmd_set(a: argparse.Namespace) -> int:
+    value = _parse_value(a.value, a.kind)
+    with _attach(a) as d:
+        d.set(a.key, value, exptime=a.ttl)
+    return OK
+
+
+def _cmd_delete(a: argparse.Namespace) -> int:
+    with _attach(a) as d:
+        if not d.delete(a.key):
+            raise _no_key(a)
+    return OK
+
+
+def _cmd_incr(a: argparse.Namespace) -> int:
+    number: Callable[[str], int | float] = float if a.float else int
+    try:
+        delta = number(a.delta)
+        init = None if a.init is None else number(a.init)
+    except ValueError:
+        kind = "a number" if a.float else "an int (--float for a float)"
+        raise _Failure(f"DELTA and --init must be {kind}") from None
+    with _attach(a) as d:
+        try:
+            v = d.incr(a.key, delta, a.ttl, init=init, init_ttl=a.init_ttl)
+        except KeyError:
+            raise _Failure(
+                f"no key {a.key!r} in {a.name!r} (--init N starts it at N)", NO
+            ) from None
     print(repr(v))
+    return OK
+
+
+def _cmd_ttl(a: argparse.Namespace) -> int:
+    with _attach(a) as d:
+        t = d.ttl(a.key)
+    if t is None:
+        raise _no_key(a)
+    print(_seconds(t))
+    return OK
+
+
+def _cmd_expire(a: argparse.Namespace) -> int:
+    with _attach(a) as d:
+        if not d.expire(a.key, a.seconds):
+            raise _no_key(a)
     return OK
 
 
@@ -332,7 +542,30 @@ def _describe(e: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _build_parser() -> _Parser:
+def _seconds_arg(text: str) -> float:
+    """A --ttl or SECONDS argument: a finite number >= 0."""
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not (math.isfinite(t) and t >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return t
+
+
+def _count_arg(text: str) -> int:
+    """A -n argument: an int >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count >= 0")
+    return n
+
+
+def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
+    """The parser of the whole command line, and that of each command."""
     ap = _Parser(
         prog="shmdict",
         description=__doc__,
@@ -351,7 +584,10 @@ def _build_parser() -> _Parser:
     ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.set_defaults(fn=fn)
+        commands[name] = p
         return p
+
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     command("ls", _cmd_ls, "list the dicts, and the filesystem's size and free space")
     p = command("stats", _cmd_stats, "show a dict's counters")
@@ -359,15 +595,86 @@ def _build_parser() -> _Parser:
     p.add_argument("--json", action="store_true", help="as one JSON object")
     p = command("verify", _cmd_verify, "check every structure (exit 1 on problems)")
     p.add_argument("name")
-    p = command("keys", _cmd_keys, "list a dict's keys")
+    p = command("keys", _cmd_keys, "list a dict's keys, in the dict's order")
     p.add_argument("name")
-    p.add_argument("-n", type=int, default=0, help="at most N keys")
+    p.add_argument("pattern", nargs="?", help="only keys that match this glob")
+    p.add_argument("-n", type=_count_arg, default=0, help="at most N keys")
     p = command("get", _cmd_get, "print one value, as Python repr")
     p.add_argument("name")
     p.add_argument("key")
+    p.add_argument(
+        "--json", action="store_true", help='as JSON: {"type": ..., "value": ...}'
+    )
+    p = command("set", _cmd_set, "store one value (a str unless a flag says)")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("value", nargs="?", help="the value, read as its flag says")
+    kinds = p.add_mutually_exclusive_group()
+    for kind, text in (
+        ("str", "VALUE is a str (the default)"),
+        ("int", "an int (signed 64-bit)"),
+        ("float", "a float (nan, inf, -0.0 too)"),
+        ("bool", "a bool: true/false, 1/0 or yes/no"),
+        ("none", "None: no VALUE"),
+        ("bytes-hex", "bytes, written in hex"),
+        ("json", "a JSON scalar: null, true, 12, 1.5 or a string"),
+    ):
+        kinds.add_argument(
+            f"--{kind}", dest="kind", action="store_const", const=kind, help=text
+        )
+    p.set_defaults(kind="str")
+    p.add_argument(
+        "--ttl",
+        type=_seconds_arg,
+        default=0,
+        metavar="SECONDS",
+        help="expire after this long (0: never, the default)",
+    )
+    p = command("delete", _cmd_delete, "delete one key (exit 1 if missing)")
+    p.add_argument("name")
+    p.add_argument("key")
+    p = command("incr", _cmd_incr, "add DELTA to a number; print the result")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("delta")
+    p.add_argument(
+        "--float", action="store_true", help="DELTA and N are floats, not ints"
+    )
+    p.add_argument("--init", metavar="N", help="a missing key starts at N")
+    p.add_argument(
+        "--ttl",
+        type=_seconds_arg,
+        metavar="SECONDS",
+        help="set the key's TTL (0: never expires; default: keep it)",
+    )
+    p.add_argument(
+        "--init-ttl",
+        type=_seconds_arg,
+        metavar="SECONDS",
+        help="the TTL of a key that --init starts (default: --ttl)",
+    )
+    p = command("ttl", _cmd_ttl, "print the seconds a key has left (0: never)")
+    p.add_argument("name")
+    p.add_argument("key")
+    p = command("expire", _cmd_expire, "set a key's TTL (0: never expires)")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("seconds", type=_seconds_arg)
     p = command("rm", _cmd_rm, "remove a dict by name (whoever made it)")
     p.add_argument("name")
-    return ap
+    return ap, commands
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments of a command. Each command's parser reads options and
+    operands in any order (parse_intermixed_args): with plain parse_args,
+    `set NAME KEY --int 5` would give the optional VALUE nothing and leave
+    5 over."""
+    ap, commands = _build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in commands:
+        return commands[args[0]].parse_intermixed_args(args[1:])
+    return ap.parse_args(args)  # --help, or a usage error
 
 
 def _fix_streams() -> None:
@@ -385,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit status. Errors are reported on stderr, never raised."""
     _fix_streams()
     try:
-        args = _build_parser().parse_args(argv)
+        args = _parse(argv)
         status: int = args.fn(args)
         sys.stdout.flush()
     except SystemExit as e:  # --help
