@@ -698,3 +698,249 @@ def test_keys_with_a_glob_and_a_count(where: str) -> None:
         rc, _, err = run("keys", "k", "-n", "-1", "--dir", where)
         assert rc == 2
         one_error_line(err, "not a count")
+
+
+EVERY_TYPE: dict[str, Any] = {
+    "none": None,
+    "true": True,
+    "false": False,
+    "zero": 0,
+    "int-min": -(2**63),
+    "int-max": 2**63 - 1,
+    "float": 0.1,
+    "float-big": 1.7976931348623157e308,
+    "float-tiny": 5e-324,
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "-0.0": -0.0,
+    "str": "text",
+    "empty-str": "",
+    "unicode": "caf\u00e9 \u2603 \U0001f600 \x00 \n\"'\\",
+    "bytes": bytes(range(256)),
+    "empty-bytes": b"",
+    "key with\nnewline and \u00e9": "k",
+}
+
+
+def fill_every_type(d: shmdict.SharedDict) -> None:
+    d.set_many(EVERY_TYPE)
+    d.set("short-lived", "soon", exptime=30)
+    d.set("long-lived", 7, exptime=5000)
+
+
+def check_every_type(d: shmdict.SharedDict, ttl_floor: float = 5.0) -> None:
+    """d holds what fill_every_type stored, with the TTLs less at most
+    ttl_floor seconds."""
+    assert len(d) == len(EVERY_TYPE) + 2
+    for k, v in EVERY_TYPE.items():
+        assert same(d[k], v), (k, d[k], v)
+        assert d.ttl(k) == 0, k
+    for k, v, ttl in (("short-lived", "soon", 30), ("long-lived", 7, 5000)):
+        assert same(d[k], v)
+        left = d.ttl(k)
+        assert left is not None
+        assert ttl - ttl_floor < left <= ttl, (k, left)
+
+
+@pytest.mark.parametrize("base64", [False, True])
+def test_dump_and_load_keep_every_type_and_ttl(where: str, base64: bool) -> None:
+    flags = ["--base64"] if base64 else []
+    with shmdict.new("src", 1 << 20, dir=where) as d:
+        fill_every_type(d)
+        rc, dumped, err = run("dump", "src", *flags, "--dir", where)
+    assert (rc, err) == (0, "")
+    lines = dumped.splitlines()
+    assert len(lines) == len(EVERY_TYPE) + 2
+    assert [json.loads(line)["key"] for line in lines] == sorted(
+        [*EVERY_TYPE, "short-lived", "long-lived"]
+    )
+    assert dumped.isascii()
+    by_key = {json.loads(line)["key"]: json.loads(line) for line in lines}
+    assert by_key["int-max"] == {"key": "int-max", "type": "int", "value": 2**63 - 1}
+    assert by_key["nan"]["value"] == "nan"
+    assert ("base64" if base64 else "hex") in by_key["bytes"]
+    assert "ttl" not in by_key["str"]
+    assert 25 < by_key["short-lived"]["ttl"] <= 30
+
+    rc, out, err = run(
+        "load", "copy", "--size", "1M", "--dir", where, stdin=dumped.encode()
+    )
+    assert (rc, out, err) == (0, "", "")
+    with shmdict.get("copy", dir=where) as d:
+        check_every_type(d)
+        assert d.size == 1 << 20
+        assert d.stats()["evict"] is False
+    assert run("ls", "--dir", where)[1].count("\tshared\t") == 1  # made by open()
+
+
+def test_dump_and_load_as_processes(where: str) -> None:
+    with shmdict.new("src", 1 << 20, dir=where) as d:
+        fill_every_type(d)
+        r = run_proc("dump", "src", "--dir", where)
+        assert (r.returncode, r.stderr) == (0, "")
+        with shmdict.new("dst", 2 << 20, dir=where) as dst:
+            dst["other"] = "stays"
+            dst["str"] = "replaced"
+            r2 = run_proc(
+                "load", "dst", "--dir", where, stdin=r.stdout.encode(), script=True
+            )
+            assert (r2.returncode, r2.stdout, r2.stderr) == (0, "", "")
+            assert dst.pop("other") == "stays"
+            check_every_type(dst)
+
+
+def test_load_refuses_a_bad_dump_and_loads_nothing(where: str) -> None:
+    good = '{"key": "a", "type": "int", "value": 1}\n'
+    with shmdict.new("l", shmdict.MIN_SIZE, dir=where) as d:
+        for line, needles in (
+            ("{", ["line 2", "Expecting"]),
+            ("[1]", ["line 2", "not a JSON object"]),
+            ('{"type": "int", "value": 1}', ['no "key"']),
+            ('{"key": "", "type": "int", "value": 1}', ['no "key"']),
+            ('{"key": "k", "type": "list", "value": []}', ["unknown type 'list'"]),
+            ('{"key": "k", "type": "int", "value": true}', ["type int can't be true"]),
+            ('{"key": "k", "type": "int", "value": 1.5}', ["type int can't be 1.5"]),
+            ('{"key": "k", "type": "int", "value": 9223372036854775808}', ["64 bits"]),
+            ('{"key": "k", "type": "float", "value": "NaN!"}', ["type float can't"]),
+            ('{"key": "k", "type": "bool", "value": 1}', ["type bool can't be 1"]),
+            ('{"key": "k", "type": "none", "value": 0}', ["type none can't be 0"]),
+            ('{"key": "k", "type": "bytes", "hex": "zz"}', ["bad bytes data"]),
+            ('{"key": "k", "type": "bytes", "base64": "!"}', ["bad bytes data"]),
+            ('{"key": "k", "type": "bytes"}', ["needs one of"]),
+            ('{"key": "k", "type": "pickled", "hex": ""}', ["no Pickled"]),
+            ('{"key": "k", "type": "str", "value": "\\ud800"}', ["lone surrogate"]),
+            ('{"key": "\\udfff", "type": "str", "value": ""}', ["a key with a lone"]),
+            ('{"key": "k", "type": "str", "value": "", "ttl": -1}', ['"ttl"']),
+            ('{"key": "k", "type": "str", "value": "", "ttl": "1"}', ['"ttl"']),
+        ):
+            rc, out, err = run(
+                "load", "l", "--dir", where, stdin=(good + line).encode()
+            )
+            assert (rc, out) == (2, ""), line
+            one_error_line(err, "nothing loaded", *needles)
+            assert len(d) == 0, line
+        rc, _, err = run("load", "l", "--dir", where, stdin=b'"\xff"\n')
+        assert rc == 2
+        one_error_line(err, "line 1")
+        # blank lines are nothing; an empty dump loads nothing
+        assert run("load", "l", "--dir", where, stdin=b"\n \n") == (0, "", "")
+        assert run("load", "l", "--dir", where, stdin=good.encode()) == (0, "", "")
+        assert d["a"] == 1
+
+
+def test_load_needs_a_dict_or_a_size(where: str) -> None:
+    rc, _, err = run("load", "nope", "--dir", where, stdin=b"")
+    assert rc == 2
+    one_error_line(err, "no dict 'nope'", "--size")
+    assert not os.path.exists(os.path.join(where, "nope"))
+    for size in ("lots", "-1", "1.5M"):
+        rc, _, err = run("load", "nope", "--size", size, "--dir", where, stdin=b"")
+        assert rc == 2
+        one_error_line(err, "is not a size")
+    rc, _, err = run("load", "nope", "--size", "1k", "--dir", where, stdin=b"")
+    assert rc == 2
+    one_error_line(err, "size must be between")
+    rc, _, _ = run(
+        "load", "made", "--size", "128KiB", "--evict", "--dir", where, stdin=b""
+    )
+    assert rc == 0
+    with shmdict.get("made", dir=where) as d:
+        assert d.size == 128 << 10
+        assert d.stats()["evict"] is True
+
+
+def test_load_into_a_full_dict_says_how_far_it_got(where: str) -> None:
+    lines = "".join(
+        json.dumps({"key": f"k{i}", "type": "str", "value": "x" * 4000}) + "\n"
+        for i in range(100)
+    )
+    with shmdict.new("small", shmdict.MIN_SIZE, dir=where) as d:
+        rc, _, err = run("load", "small", "--dir", where, stdin=lines.encode())
+        assert rc == 2
+        one_error_line(err, f"{len(d)} of 100 keys loaded")
+        assert 0 < len(d) < 100
+
+
+def test_dump_leaves_lists_out_and_says_so(where: str) -> None:
+    with shmdict.new("q", shmdict.MIN_SIZE, dir=where) as d:
+        d["a"] = 1
+        for i in range(3):
+            d.rpush("queue", i)
+        rc, out, err = run("dump", "q", "--dir", where)
+        assert rc == 1
+        assert [json.loads(line)["key"] for line in out.splitlines()] == ["a"]
+        one_error_line(err, "warning", "'queue' holds a list of 3 item(s)")
+        assert d.llen("queue") == 3  # read nothing out of it
+        r = run_proc("dump", "q", "--dir", where)
+        assert (r.returncode, r.stdout) == (1, out)
+        one_error_line(r.stderr, "left out")
+
+
+class FakePickled(bytes):
+    """Stands for shmdict.Pickled, which the package may grow."""
+
+
+def test_pickled_values_keep_their_type(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shmdict, "Pickled", FakePickled, raising=False)
+    stored: dict[str, Any] = {}
+    real_get, real_set = shmdict.SharedDict.get, shmdict.SharedDict.set
+
+    def get(self: shmdict.SharedDict, key: str, *default: Any) -> Any:
+        # The engine returns bytes; a package with Pickled returns those
+        # that were pickled as Pickled.
+        v = real_get(self, key, *default)
+        return FakePickled(v) if isinstance(v, bytes) and key.startswith("p") else v
+
+    def set_(self: shmdict.SharedDict, key: str, value: Any, exptime: float = 0) -> Any:
+        stored[key] = value
+        return real_set(self, key, value, exptime)
+
+    monkeypatch.setattr(shmdict.SharedDict, "get", get)
+    monkeypatch.setattr(shmdict.SharedDict, "set", set_)
+    with shmdict.new("pk", shmdict.MIN_SIZE, dir=where) as d:
+        real_set(d, "pickle", b"\x80\x04K\x01.")
+        real_set(d, "raw", b"\x80")
+        rc, out, err = run("dump", "pk", "--dir", where)
+        assert (rc, err) == (0, "")
+        recs = [json.loads(line) for line in out.splitlines()]
+        assert recs == [
+            {"key": "pickle", "type": "pickled", "hex": "80044b012e"},
+            {"key": "raw", "type": "bytes", "hex": "80"},
+        ]
+        assert run("load", "pk", "--dir", where, stdin=out.encode()) == (0, "", "")
+    assert type(stored["pickle"]) is FakePickled
+    assert stored["pickle"] == b"\x80\x04K\x01."
+    assert type(stored["raw"]) is bytes
+
+
+class TtyStringIO(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_only_on_a_terminal(where: str) -> None:
+    with shmdict.new("pr", 1 << 20, dir=where) as d:
+        d.set_many({f"k{i}": i for i in range(50)})
+        rc, dumped, err = run("dump", "pr", "--dir", where)
+        assert (rc, err) == (0, "")
+        out, tty = io.StringIO(), TtyStringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(tty):
+            assert cli.main(["dump", "pr", "--dir", where]) == 0
+        assert out.getvalue() == dumped
+        shown = tty.getvalue()
+        assert "dump [" in shown
+        assert "100% 50/50" in shown
+        assert shown.endswith("\r")  # wiped at the end
+        saved = sys.stdin
+        sys.stdin = io.TextIOWrapper(io.BytesIO(dumped.encode()))
+        tty = TtyStringIO()
+        try:
+            with contextlib.redirect_stderr(tty):
+                assert cli.main(["load", "pr", "--dir", where]) == 0
+        finally:
+            sys.stdin = saved
+        assert "load [" in tty.getvalue()
+        assert "100% 50/50" in tty.getvalue()

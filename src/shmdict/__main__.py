@@ -14,6 +14,11 @@
                                       add to a number, print the result
   shmdict ttl NAME KEY                seconds it has left (0: never expires)
   shmdict expire NAME KEY SECONDS     set its TTL (0: never expires)
+  shmdict dump NAME [--base64] > FILE every key: one JSON object a line,
+                                      with its type and remaining TTL
+  shmdict load NAME [--size SIZE] < FILE
+                                      store them again (--size: create the
+                                      dict, as shmdict.open does, if missing)
   shmdict rm NAME                     remove it (e.g. left by a killed owner)
 
 `python -m shmdict` is the same command. Every command takes --dir DIR
@@ -23,7 +28,8 @@ with "-" (other than a negative number) goes after "--".
 Exit status:
   0    done
   1    done, and the answer is no: a key that isn't there (get, delete,
-       incr without --init, ttl, expire), problems that verify found
+       incr without --init, ttl, expire), problems that verify found,
+       keys dump left out (lists: they can't be read without popping them)
   2    not done: a usage error, no such dict, a file that is not a dict, a
        value the dict can't take, a full dict, a lock timeout, an OS error
   130  interrupted (Ctrl-C)
@@ -41,14 +47,17 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import struct
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn
 
 from . import _core
 from ._dict import SharedDict, Value, default_dir, get, path_for
+from ._dict import open as open_dict
 from .errors import Error
 
 OK, NO, FAIL, INTERRUPTED = 0, 1, 2, 130
@@ -361,6 +370,8 @@ def _decode_value(rec: dict[str, object]) -> Value:
     if kind == "bool" and isinstance(v, bool):
         return v
     if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        if not -(2**63) <= v < 2**63:
+            raise ValueError(f"int {v} does not fit in 64 bits")
         return v
     if kind == "float":
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -368,6 +379,7 @@ def _decode_value(rec: dict[str, object]) -> Value:
         if isinstance(v, str) and v in _FLOAT_WORDS:
             return _FLOAT_WORDS[v]
     if kind == "str" and isinstance(v, str):
+        _check_utf8(v, "a str")
         return v
     if kind in ("bytes", "pickled"):
         raw = _decode_bytes(rec)
@@ -379,7 +391,19 @@ def _decode_value(rec: dict[str, object]) -> Value:
         return pickled(raw)
     if kind not in ("none", "bool", "int", "float", "str"):
         raise ValueError(f"unknown type {kind!r}")
-    raise ValueError(f"a {kind} can't be {json.dumps(v)}")
+    raise ValueError(f"a value of type {kind} can't be {_clip(json.dumps(v))}")
+
+
+def _check_utf8(s: str, what: str) -> None:
+    """ValueError if s has a lone surrogate: shmdict stores UTF-8."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} with a lone surrogate (not UTF-8)") from None
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _decode_bytes(rec: dict[str, object]) -> bytes:
@@ -514,6 +538,157 @@ def _cmd_expire(a: argparse.Namespace) -> int:
         if not d.expire(a.key, a.seconds):
             raise _no_key(a)
     return OK
+
+
+# ---- dump and load ---------------------------------------------------------
+
+
+class _Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal, at
+    most ten times a second, and wiped when done."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.n = label, total, 0
+        self.stream = sys.stderr
+        try:
+            self.on = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.on = False
+        self.drawn = 0.0
+        self.width = 0
+
+    def step(self) -> None:
+        self.n += 1
+        if not self.on:
+            return
+        now = time.monotonic()
+        if now - self.drawn < 0.1 and self.n < self.total:
+            return
+        self.drawn = now
+        part = self.n / self.total if self.total else 1.0
+        full = round(part * self.WIDTH)
+        line = (
+            f"\r{self.label} [{'#' * full}{'.' * (self.WIDTH - full)}] "
+            f"{100 * part:3.0f}% {self.n}/{self.total}"
+        )
+        self.width = max(self.width, len(line))
+        self.stream.write(line)
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.on and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def _warn(text: str) -> None:
+    print(f"shmdict: warning: {' '.join(text.split())}", file=sys.stderr)
+
+
+def _cmd_dump(a: argparse.Namespace) -> int:
+    missing = object()
+    left_out = 0
+    with _attach(a) as d:
+        keys = sorted(d.get_keys())
+        progress = _Progress("dump", len(keys))
+        try:
+            for key in keys:
+                progress.step()
+                try:
+                    v = d.get(key, missing)
+                except TypeError:
+                    left_out += 1
+                    _warn(
+                        f"{key!r} holds a list of {d.llen(key)} item(s): left "
+                        "out (a list can't be read without popping its items)"
+                    )
+                    continue
+                ttl = d.ttl(key)
+                if v is missing or ttl is None:
+                    continue  # deleted or expired since the listing
+                rec: dict[str, object] = {"key": key}
+                rec.update(_encode_value(v, a.base64))
+                if ttl:
+                    rec["ttl"] = max(round(ttl, 3), 0.001)
+                sys.stdout.write(json.dumps(rec, allow_nan=False) + "\n")
+        finally:
+            progress.done()
+    return NO if left_out else OK
+
+
+def _read_records(lines: Iterable[bytes | str]) -> list[tuple[str, Value, float]]:
+    """(key, value, ttl) of every line of a dump (blank lines skipped).
+    _Failure naming the line if one isn't a record of a value shmdict can
+    store."""
+    records = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            key = rec.get("key")
+            if not isinstance(key, str) or not key:
+                raise ValueError('no "key" (a non-empty string)')
+            _check_utf8(key, "a key")
+            if len(key.encode()) > _core.MAX_KEY_BYTES:
+                raise ValueError("a key longer than 1 MiB")
+            value = _decode_value(rec)
+            ttl = rec.get("ttl") or 0
+            if (
+                isinstance(ttl, bool)
+                or not isinstance(ttl, (int, float))
+                or not (math.isfinite(ttl) and ttl >= 0)
+            ):
+                raise ValueError(f'"ttl" must be seconds >= 0, not {ttl!r}')
+        except ValueError as e:
+            raise _Failure(f"line {lineno}: {_describe(e)}; nothing loaded") from None
+        records.append((key, value, float(ttl)))
+    return records
+
+
+def _cmd_load(a: argparse.Namespace) -> int:
+    source = getattr(sys.stdin, "buffer", sys.stdin)
+    records = _read_records(source)
+    try:
+        d = get(a.name, allow_foreign_owner=True, dir=a.dir)
+    except FileNotFoundError:
+        if a.size is None:
+            where = a.dir if os.path.isdir(a.dir) else f"{a.dir} (no such directory)"
+            raise _Failure(
+                f"no dict {a.name!r} in {where} (--size SIZE creates it)"
+            ) from None
+        d = open_dict(a.name, a.size, evict=a.evict, dir=a.dir)
+    done = 0
+    progress = _Progress("load", len(records))
+    with d:
+        try:
+            for key, value, ttl in records:
+                progress.step()
+                d.set(key, value, exptime=ttl)
+                done += 1
+        except (Error, OSError, ValueError, TypeError) as e:
+            raise _Failure(
+                f"{_describe(e)} (key {_clip(repr(key))}); {done} of "
+                f"{len(records)} keys loaded"
+            ) from None
+        finally:
+            progress.done()
+    return OK
+
+
+def _size_arg(text: str) -> int:
+    """A --size: bytes, or a number with K, M, G or T (binary: KiB ...)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:([KMGT])(?:I?B)?)?\s*", text.upper())
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (bytes, or with K, M, G: 64M, 1GiB)"
+        )
+    shift = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2) or ""]
+    return int(m.group(1)) << shift
 
 
 def _cmd_rm(a: argparse.Namespace) -> int:
@@ -660,6 +835,23 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
     p.add_argument("name")
     p.add_argument("key")
     p.add_argument("seconds", type=_seconds_arg)
+    p = command(
+        "dump", _cmd_dump, "write every key as JSON lines to stdout (not lists)"
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--base64", action="store_true", help="bytes in base64 (default: hex)"
+    )
+    p = command("load", _cmd_load, "store the keys of a dump read from stdin")
+    p.add_argument("name")
+    p.add_argument(
+        "--size",
+        type=_size_arg,
+        help="create the dict with this size if it is missing (64M, 1G, bytes)",
+    )
+    p.add_argument(
+        "--evict", action="store_true", help="a dict it creates evicts when full"
+    )
     p = command("rm", _cmd_rm, "remove a dict by name (whoever made it)")
     p.add_argument("name")
     return ap, commands
