@@ -11,15 +11,21 @@ there, under the test's unique name (conftest removes them afterwards).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import math
 import os
+import pty
+import select
+import signal
 import stat
 import struct
 import subprocess
 import sys
+import termios
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -944,3 +950,165 @@ def test_progress_shows_only_on_a_terminal(where: str) -> None:
             sys.stdin = saved
         assert "load [" in tty.getvalue()
         assert "100% 50/50" in tty.getvalue()
+
+
+def test_top_prints_a_line_per_refresh_without_a_terminal(where: str) -> None:
+    with shmdict.new("top", 1 << 20, dir=where) as d:
+        d["k"] = 1
+        stop = threading.Event()
+
+        def work() -> None:
+            i = 0
+            while not stop.is_set():
+                d[f"k{i % 50}"] = i
+                d.get("k")
+                d.get("missing")
+                i += 1
+                time.sleep(0.0005)
+
+        t = threading.Thread(target=work)
+        t.start()
+        try:
+            rc, out, err = run(
+                "top", "top", "-n", "2", "--interval", "0.2", "--dir", where
+            )
+        finally:
+            stop.set()
+            t.join()
+        assert (rc, err) == (0, "")
+        head, *rows = out.splitlines()
+        assert head.split() == [
+            "time",
+            "hits/s",
+            "misses/s",
+            "sets/s",
+            "hit%",
+            "evict/s",
+            "waits/s",
+            "entries",
+            "used",
+            "free",
+        ]
+        assert len(rows) == 2
+        for row in rows:
+            f = row.split()
+            assert len(f) == 12  # used and free are "N unit"
+            hits, misses, sets = float(f[1]), float(f[2]), float(f[3])
+            assert hits > 0
+            assert misses > 0
+            assert sets > 0
+            assert f[4].endswith("%")
+            assert 40 <= float(f[4][:-1]) <= 60  # one hit, one miss a round
+            assert 1 <= int(f[7]) <= 51  # entries
+        rc, out, _ = run("top", "top", "--once", "--interval", "0.05", "--dir", where)
+        assert rc == 0
+        assert len(out.splitlines()) == 2
+        assert out.splitlines()[1].split()[1:4] == ["0.0", "0.0", "0.0"]
+
+
+def test_top_as_a_process(where: str) -> None:
+    with shmdict.new("top", 1 << 20, dir=where):
+        r = run_proc("top", "top", "-n", "2", "--interval", "0.1", "--dir", where)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert len(r.stdout.splitlines()) == 3
+        # Ctrl-C is the way out: status 0, nothing on stderr
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "shmdict",
+                "top",
+                "top",
+                "--interval",
+                "0.1",
+                "--dir",
+                where,
+            ],
+            env=pkg_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert p.stdout is not None
+        assert p.stdout.readline().startswith("time")
+        assert p.stdout.readline()  # a refresh: it is in its loop
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=30)
+        assert (p.returncode, err) == (0, "")
+    for bad in ("0", "-1", "x"):
+        rc, _, err = run("top", "top", "--interval", bad, "--dir", where)
+        assert rc == 2
+        one_error_line(err, "--interval")
+
+
+def run_on_a_terminal(
+    args: list[str], keys: bytes = b"", after: bytes = b"", timeout: float = 30
+) -> tuple[int, bytes]:
+    """The command as a process whose stdin, stdout and stderr are a
+    pseudo-terminal of 30x100 (TERM=xterm): its exit status and all it
+    wrote. `keys` are typed once `after` has shown up."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shmdict", *args],
+        env=dict(pkg_env(), TERM="xterm"),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer has gone
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if keys and after in shown:
+                os.write(master, keys)
+                keys = b""
+        rc = p.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return rc, shown
+
+
+def test_top_on_a_terminal(where: str) -> None:
+    with shmdict.new("tty", 1 << 20, dir=where) as d:
+        d["k"] = 1
+        rc, shown = run_on_a_terminal(
+            ["top", "tty", "-n", "2", "--interval", "0.1", "--dir", where]
+        )
+        assert rc == 0, shown
+        assert b"Traceback" not in shown
+        if b"q quits" not in shown:
+            pytest.skip("no terminfo for TERM=xterm: top fell back to lines")
+        for text in (b"shmdict top tty", b"per second", b"lock waits", b"memory"):
+            assert text in shown, text
+        # q quits a view that would otherwise run on
+        start = time.monotonic()
+        rc, shown = run_on_a_terminal(
+            ["top", "tty", "--interval", "0.1", "--dir", where],
+            keys=b"q",
+            after=b"q quits",
+        )
+        assert rc == 0, shown
+        assert time.monotonic() - start < 20
+        # --lines: a line per refresh on a terminal too
+        rc, shown = run_on_a_terminal(
+            ["top", "tty", "--once", "--lines", "--interval", "0.1", "--dir", where]
+        )
+        assert rc == 0
+        assert shown.replace(b"\r\n", b"\n").count(b"\n") == 2
+        assert shown.startswith(b"time")

@@ -2,6 +2,9 @@
 
   shmdict ls                          the dicts, and the filesystem's free space
   shmdict stats NAME [--json]         counters of one dict
+  shmdict top NAME [-n N | --once]    rates, hit rate and memory, each second
+                                      (a curses view on a terminal, else a
+                                      line per refresh; q or Ctrl-C quits)
   shmdict verify NAME                 full structural check
   shmdict keys NAME [GLOB] [-n N]     its keys (those that match GLOB)
   shmdict get NAME KEY [--json]       one value, as Python repr or JSON
@@ -691,6 +694,170 @@ def _size_arg(text: str) -> int:
     return int(m.group(1)) << shift
 
 
+# ---- top --------------------------------------------------------------------
+
+# The counters top shows per second (from the deltas of two samples).
+_RATES = (
+    ("hits", "hits"),
+    ("misses", "misses"),
+    ("sets", "sets"),
+    ("evictions", "evictions"),
+    ("expirations", "expirations"),
+    ("lock_waits", "lock waits"),
+    ("recoveries", "recoveries"),
+)
+
+
+class _Sample:
+    """The stats of a dict at one moment, and the rates since the sample
+    before (None for the first)."""
+
+    def __init__(self, d: SharedDict, before: _Sample | None) -> None:
+        self.t = time.monotonic()
+        self.clock = time.strftime("%H:%M:%S")
+        self.stats = d.stats()
+        self.rates: dict[str, float] | None = None
+        if before is not None:
+            dt = max(self.t - before.t, 1e-9)
+            self.rates = {
+                k: max(int(self.stats[k]) - int(before.stats[k]), 0) / dt
+                for k, _ in _RATES
+            }
+
+    def n(self, key: str) -> int:
+        return int(self.stats[key])
+
+    def hit_rate(self) -> str:
+        """The share of gets that hit, over the last interval."""
+        if self.rates is None:
+            return "-"
+        hits, misses = self.rates["hits"], self.rates["misses"]
+        return f"{100 * hits / (hits + misses):.1f}%" if hits + misses else "-"
+
+
+def _rate(r: float | None) -> str:
+    if r is None:
+        return "-"
+    return f"{r:.1f}" if r < 10 else f"{r:.0f}"
+
+
+_LINE_HEAD = (
+    f"{'time':<8} {'hits/s':>9} {'misses/s':>9} {'sets/s':>9} {'hit%':>6} "
+    f"{'evict/s':>8} {'waits/s':>8} {'entries':>9} {'used':>10} {'free':>10}"
+)
+
+
+def _top_line(s: _Sample) -> str:
+    """One line of top's output when stdout is not a terminal."""
+    r = s.rates or {}
+    return (
+        f"{s.clock:<8} {_rate(r.get('hits')):>9} {_rate(r.get('misses')):>9} "
+        f"{_rate(r.get('sets')):>9} {s.hit_rate():>6} "
+        f"{_rate(r.get('evictions')):>8} {_rate(r.get('lock_waits')):>8} "
+        f"{s.n('entries'):>9} {_human(s.n('bytes_used')):>10} "
+        f"{_human(s.n('bytes_free')):>10}"
+    )
+
+
+def _top_lines(d: SharedDict, interval: float, count: int) -> None:
+    """top without a terminal: a line per refresh, after a header."""
+    print(_LINE_HEAD, flush=True)
+    sample = _Sample(d, None)
+    shown = 0
+    while not count or shown < count:
+        time.sleep(interval)
+        sample = _Sample(d, sample)
+        print(_top_line(sample), flush=True)
+        shown += 1
+
+
+def _top_screen_text(d: SharedDict, s: _Sample, interval: float) -> list[str]:
+    """The lines of top's full-screen view."""
+    cap, used = s.n("capacity"), s.n("bytes_used")
+    gets = s.n("hits") + s.n("misses")
+    bar = round(30 * used / cap) if cap else 0
+    lines = [
+        f"shmdict top {d.name}   {d.path}   {s.clock}",
+        f"size {_human(d.size)}   stripes {s.n('stripes')}   evict "
+        f"{'yes' if s.stats['evict'] else 'no'}   every {interval:g} s   q quits",
+        "",
+        f"{'':<14}{'per second':>14}{'total':>16}",
+    ]
+    for key, label in _RATES:
+        rate = _rate(s.rates[key] if s.rates else None)
+        lines.append(f"{label:<14}{rate:>14}{s.n(key):>16}")
+    lines += [
+        "",
+        f"{'hit rate':<14}{s.hit_rate()} now, {_percent(s.n('hits'), gets)} since made",
+        f"{'entries':<14}{s.n('entries')} ({s.n('expiring')} expiring)",
+        f"{'memory':<14}{_human(used)} used of {_human(cap)} "
+        f"({_percent(used, cap)}), {_human(s.n('bytes_free'))} free",
+        f"{'':<14}[{'#' * bar}{'.' * (30 - bar)}]",
+        f"{'filesystem':<14}{_human(s.n('fs_size'))}, {_human(s.n('fs_free'))} free",
+    ]
+    return lines
+
+
+def _top_screen(d: SharedDict, interval: float, count: int) -> None:
+    """top on a terminal: a curses view, redrawn every interval, until q,
+    Ctrl-C or count refreshes."""
+    import curses
+
+    def run(scr: curses.window) -> None:
+        with contextlib.suppress(curses.error):
+            curses.curs_set(0)
+        scr.timeout(50)
+        sample = _Sample(d, None)
+        shown = 0
+        while True:
+            scr.erase()
+            height, width = scr.getmaxyx()
+            for y, line in enumerate(_top_screen_text(d, sample, interval)):
+                if y >= height:
+                    break
+                with contextlib.suppress(curses.error):  # the last cell
+                    scr.addnstr(y, 0, line, width)
+            scr.refresh()
+            if count and shown >= count:
+                return
+            due = sample.t + interval
+            while time.monotonic() < due:
+                if scr.getch() in (ord("q"), ord("Q")):
+                    return
+            sample = _Sample(d, sample)
+            shown += 1
+
+    curses.wrapper(run)
+
+
+def _can_use_curses() -> bool:
+    """Are stdin and stdout a terminal that curses knows?"""
+    try:
+        if not (sys.stdout.isatty() and sys.stdin.isatty()):
+            return False
+        import curses
+    except (AttributeError, ValueError, ImportError):
+        return False
+    try:
+        curses.setupterm(fd=sys.stdout.fileno())
+    except (curses.error, OSError, ValueError):
+        return False  # no terminfo entry for $TERM, say
+    return True
+
+
+def _cmd_top(a: argparse.Namespace) -> int:
+    count = 1 if a.once else a.n
+    with _attach(a) as d:
+        try:
+            if not a.lines and _can_use_curses():
+                _top_screen(d, a.interval, count)
+            else:
+                _top_lines(d, a.interval, count)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is the way out
+    return OK
+
+
 def _cmd_rm(a: argparse.Namespace) -> int:
     path = path_for(a.name, a.dir)
     opened = _open_dict_file(path)
@@ -725,6 +892,14 @@ def _seconds_arg(text: str) -> float:
         t = math.nan
     if not (math.isfinite(t) and t >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return t
+
+
+def _interval_arg(text: str) -> float:
+    """An --interval: a finite number of seconds > 0."""
+    t = _seconds_arg(text)
+    if t == 0:
+        raise argparse.ArgumentTypeError("the interval must be more than 0")
     return t
 
 
@@ -851,6 +1026,24 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
     )
     p.add_argument(
         "--evict", action="store_true", help="a dict it creates evicts when full"
+    )
+    p = command("top", _cmd_top, "watch a dict's rates live (q or Ctrl-C quits)")
+    p.add_argument("name")
+    p.add_argument(
+        "-n", type=_count_arg, default=0, help="stop after N refreshes (0: never)"
+    )
+    p.add_argument("--once", action="store_true", help="stop after one refresh")
+    p.add_argument(
+        "--interval",
+        type=_interval_arg,
+        default=1.0,
+        metavar="SECONDS",
+        help="between refreshes (default: 1)",
+    )
+    p.add_argument(
+        "--lines",
+        action="store_true",
+        help="a line per refresh even on a terminal (without one, always)",
     )
     p = command("rm", _cmd_rm, "remove a dict by name (whoever made it)")
     p.add_argument("name")
