@@ -419,7 +419,7 @@ def test_rm_removes_dicts_and_nothing_else(where: str) -> None:
     [
         (["bogus"], 2, ["invalid choice", "--help"]),
         ([], 2, ["required"]),
-        (["stats"], 2, ["required: name"]),
+        (["stats"], 2, ["required: NAME"]),
         (["stats", "nothere"], 2, ["no dict 'nothere'"]),
         (["stats", "a/b"], 2, ["must not hold '/'"]),
         (["keys", "x", "-n", "many"], 2, ["argument -n", "not a count"]),
@@ -437,6 +437,44 @@ def test_errors_are_one_line_and_set_the_status(
     one_error_line(r.stderr, *needles)
 
 
+COMMANDS = [
+    *("ls", "stats", "keys", "get", "set", "delete", "incr", "ttl", "expire"),
+    *("dump", "load", "top", "verify", "rm"),
+]
+
+
+def test_every_command_takes_dir() -> None:
+    _, commands = cli._build_parser()
+    assert sorted(commands) == sorted(COMMANDS)
+    for name in COMMANDS:
+        rc, out, err = run(name, "--help")
+        assert (rc, err) == (0, "")
+        assert "--dir DIR" in out, name
+
+
+def test_dir_defaults_to_shmdict_dir(where: str) -> None:
+    with shmdict.new("env", shmdict.MIN_SIZE, dir=where) as d:
+        r = subprocess.run(
+            [sys.executable, "-m", "shmdict", "set", "env", "k", "--int", "7"],
+            env=dict(pkg_env(), SHMDICT_DIR=where),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (r.returncode, r.stderr) == (0, "")
+        assert d["k"] == 7
+        r = subprocess.run(
+            [sys.executable, "-m", "shmdict", "ls"],
+            env=dict(pkg_env(), SHMDICT_DIR=where),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0
+        assert r.stdout.startswith(f"# {where}\t")
+        assert list(listed(r.stdout))[1:] == ["env"]
+
+
 def test_missing_directory_is_named(where: str) -> None:
     rc, _, err = run("stats", "x", "--dir", os.path.join(where, "nope"))
     assert rc == 2
@@ -448,8 +486,9 @@ def test_help_lists_commands_and_exit_codes() -> None:
     assert (rc, err) == (0, "")
     assert "Exit status" in out
     assert "130" in out
-    for cmd in ("ls", "stats", "verify", "keys", "get", "rm"):
-        assert f"\n    {cmd} " in out, cmd
+    for cmd in COMMANDS:
+        assert f"\n    {cmd} " in out, cmd  # the list argparse makes
+        assert f"\n  shmdict {cmd}" in out, cmd  # the docstring's list
     r = run_proc("--help", script=True)
     assert r.returncode == 0
     assert "Exit status" in r.stdout
@@ -624,6 +663,11 @@ def test_ttl_and_expire(where: str) -> None:
         r = run_proc("ttl", "ttl", "k", "--dir", where)
         assert r.returncode == 0
         assert 0 < float(r.stdout) <= 2.5
+        r = run_proc("expire", "ttl", "k", "100", "--dir", where, script=True)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        ttl = d.ttl("k")
+        assert ttl is not None
+        assert 99 < ttl <= 100
         for cmd in (["ttl", "ttl", "nope"], ["expire", "ttl", "nope", "1"]):
             rc, out, err = run(*cmd, "--dir", where)
             assert (rc, out) == (1, "")

@@ -2,10 +2,6 @@
 
   shmdict ls                          the dicts, and the filesystem's free space
   shmdict stats NAME [--json]         counters of one dict
-  shmdict top NAME [-n N | --once]    rates, hit rate and memory, each second
-                                      (a curses view on a terminal, else a
-                                      line per refresh; q or Ctrl-C quits)
-  shmdict verify NAME                 full structural check
   shmdict keys NAME [GLOB] [-n N]     its keys (those that match GLOB)
   shmdict get NAME KEY [--json]       one value, as Python repr or JSON
   shmdict set NAME KEY VALUE [--TYPE] [--ttl SECONDS]
@@ -22,11 +18,16 @@
   shmdict load NAME [--size SIZE] < FILE
                                       store them again (--size: create the
                                       dict, as shmdict.open does, if missing)
+  shmdict top NAME [-n N | --once]    rates, hit rate and memory, each second
+                                      (a curses view on a terminal, else a
+                                      line per refresh; q or Ctrl-C quits)
+  shmdict verify NAME                 full structural check
   shmdict rm NAME                     remove it (e.g. left by a killed owner)
 
-`python -m shmdict` is the same command. Every command takes --dir DIR
-(default: $SHMDICT_DIR, else /dev/shm). A VALUE or DELTA that starts
-with "-" (other than a negative number) goes after "--".
+`python -m shmdict` is the same command; `shmdict COMMAND --help` tells
+more. Every command takes --dir DIR (default: $SHMDICT_DIR, else
+/dev/shm). A VALUE or DELTA that starts with "-" (other than a negative
+number) goes after "--".
 
 Exit status:
   0    done
@@ -35,7 +36,8 @@ Exit status:
        keys dump left out (lists: they can't be read without popping them)
   2    not done: a usage error, no such dict, a file that is not a dict, a
        value the dict can't take, a full dict, a lock timeout, an OS error
-  130  interrupted (Ctrl-C)
+  130  interrupted by Ctrl-C (top: 0, as Ctrl-C is how it ends)
+  141  stdout was closed early (| head): stopped quietly
 Errors and warnings are single lines on stderr that start with "shmdict: ".
 """
 
@@ -935,30 +937,30 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.set_defaults(fn=fn)
         commands[name] = p
+        if name != "ls":
+            p.add_argument("name", metavar="NAME", help="the dict's name")
         return p
 
     commands: dict[str, argparse.ArgumentParser] = {}
 
     command("ls", _cmd_ls, "list the dicts, and the filesystem's size and free space")
     p = command("stats", _cmd_stats, "show a dict's counters")
-    p.add_argument("name")
     p.add_argument("--json", action="store_true", help="as one JSON object")
-    p = command("verify", _cmd_verify, "check every structure (exit 1 on problems)")
-    p.add_argument("name")
     p = command("keys", _cmd_keys, "list a dict's keys, in the dict's order")
-    p.add_argument("name")
-    p.add_argument("pattern", nargs="?", help="only keys that match this glob")
+    p.add_argument(
+        "pattern", metavar="GLOB", nargs="?", help="only keys that match (* ? [...])"
+    )
     p.add_argument("-n", type=_count_arg, default=0, help="at most N keys")
-    p = command("get", _cmd_get, "print one value, as Python repr")
-    p.add_argument("name")
-    p.add_argument("key")
+    p = command("get", _cmd_get, "print one value, as Python repr or JSON")
+    p.add_argument("key", metavar="KEY")
     p.add_argument(
         "--json", action="store_true", help='as JSON: {"type": ..., "value": ...}'
     )
     p = command("set", _cmd_set, "store one value (a str unless a flag says)")
-    p.add_argument("name")
-    p.add_argument("key")
-    p.add_argument("value", nargs="?", help="the value, read as its flag says")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument(
+        "value", metavar="VALUE", nargs="?", help="the value, read as its flag says"
+    )
     kinds = p.add_mutually_exclusive_group()
     for kind, text in (
         ("str", "VALUE is a str (the default)"),
@@ -981,12 +983,10 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
         help="expire after this long (0: never, the default)",
     )
     p = command("delete", _cmd_delete, "delete one key (exit 1 if missing)")
-    p.add_argument("name")
-    p.add_argument("key")
+    p.add_argument("key", metavar="KEY")
     p = command("incr", _cmd_incr, "add DELTA to a number; print the result")
-    p.add_argument("name")
-    p.add_argument("key")
-    p.add_argument("delta")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("delta", metavar="DELTA", help="an int, or with --float a float")
     p.add_argument(
         "--float", action="store_true", help="DELTA and N are floats, not ints"
     )
@@ -1004,21 +1004,19 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
         help="the TTL of a key that --init starts (default: --ttl)",
     )
     p = command("ttl", _cmd_ttl, "print the seconds a key has left (0: never)")
-    p.add_argument("name")
-    p.add_argument("key")
+    p.add_argument("key", metavar="KEY")
     p = command("expire", _cmd_expire, "set a key's TTL (0: never expires)")
-    p.add_argument("name")
-    p.add_argument("key")
-    p.add_argument("seconds", type=_seconds_arg)
+    p.add_argument("key", metavar="KEY")
+    p.add_argument(
+        "seconds", metavar="SECONDS", type=_seconds_arg, help="from now; 0: never"
+    )
     p = command(
         "dump", _cmd_dump, "write every key as JSON lines to stdout (not lists)"
     )
-    p.add_argument("name")
     p.add_argument(
         "--base64", action="store_true", help="bytes in base64 (default: hex)"
     )
     p = command("load", _cmd_load, "store the keys of a dump read from stdin")
-    p.add_argument("name")
     p.add_argument(
         "--size",
         type=_size_arg,
@@ -1028,11 +1026,11 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
         "--evict", action="store_true", help="a dict it creates evicts when full"
     )
     p = command("top", _cmd_top, "watch a dict's rates live (q or Ctrl-C quits)")
-    p.add_argument("name")
-    p.add_argument(
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument(
         "-n", type=_count_arg, default=0, help="stop after N refreshes (0: never)"
     )
-    p.add_argument("--once", action="store_true", help="stop after one refresh")
+    stop.add_argument("--once", action="store_true", help="stop after one refresh")
     p.add_argument(
         "--interval",
         type=_interval_arg,
@@ -1045,8 +1043,8 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
         action="store_true",
         help="a line per refresh even on a terminal (without one, always)",
     )
-    p = command("rm", _cmd_rm, "remove a dict by name (whoever made it)")
-    p.add_argument("name")
+    command("verify", _cmd_verify, "check every structure (exit 1 on problems)")
+    command("rm", _cmd_rm, "remove a dict by name (whoever made it)")
     return ap, commands
 
 
