@@ -301,6 +301,12 @@ def test_ls_says_used_entries_and_who_made_each_dict(where: str) -> None:
         # the file says.
         with open(os.path.join(where, "damaged"), "wb") as f:
             f.write(cli._MAGIC + bytes(shmdict.MIN_SIZE - 8))
+        # One of another format version: its creator can't be read either.
+        with open(shared.path, "rb") as f:
+            image = bytearray(f.read())
+        image[8:12] = struct.pack("=I", shmdict.FORMAT_VERSION + 1)
+        with open(os.path.join(where, "future"), "wb") as f:
+            f.write(image)
         rc, out, err = run("ls", "--dir", where)
         assert (rc, err) == (0, "")
         rows = listed(out)
@@ -315,6 +321,8 @@ def test_ls_says_used_entries_and_who_made_each_dict(where: str) -> None:
         assert rows["orphan"][3] == "creator gone"
         assert rows["damaged"][2].endswith(" resident")
         assert rows["damaged"][3:] == ["?", "? entries"]
+        assert rows["future"][2].endswith(" resident")
+        assert rows["future"][3:] == ["?", "? entries"]
     finally:
         shared.close()
         owned.close()
@@ -326,6 +334,8 @@ def test_header_fields_read_from_the_file_match_layout_h() -> None:
     from .test_corruption import c_layout
 
     L = c_layout()
+    assert cli._VERSION[1] == L["sd_header.version"]
+    assert L["SD_VERSION"] == shmdict.FORMAT_VERSION
     assert cli._CREATE_FLAGS[1] == L["sd_header.create_flags"]
     assert cli._CREATOR_PID[1] == L["sd_header.creator_pid"]
     assert L["sizeof(sd_header)"] >= cli._HEADER_BYTES

@@ -70,9 +70,11 @@ OK, NO, FAIL, INTERRUPTED = 0, 1, 2, 130
 _MAGIC = (0x31544349444D4853).to_bytes(8, "little")
 
 # Fields of the file header (struct sd_header in csrc/layout.h), in the
-# host's byte order: create_flags, and the creator's pid (0 for a dict
-# made by open()). SD_CREATE_SHARED is the create_flags bit open() sets.
+# host's byte order: the format version (where they are depends on it),
+# create_flags, and the creator's pid (0 for a dict made by open()).
+# SD_CREATE_SHARED is the create_flags bit open() sets.
 _HEADER_BYTES = 144
+_VERSION = struct.Struct("=I"), 8
 _CREATE_FLAGS = struct.Struct("=I"), 36
 _CREATOR_PID = struct.Struct("=Q"), 104
 _SD_CREATE_SHARED = 4
@@ -148,6 +150,9 @@ def _creator(path: str, fd: int, st: os.stat_result) -> tuple[str, int]:
     except OSError:
         return "?", 0
     if len(header) < _HEADER_BYTES:
+        return "?", 0
+    (version,) = _VERSION[0].unpack_from(header, _VERSION[1])
+    if version != _core.FORMAT_VERSION:
         return "?", 0
     (flags,) = _CREATE_FLAGS[0].unpack_from(header, _CREATE_FLAGS[1])
     (pid,) = _CREATOR_PID[0].unpack_from(header, _CREATOR_PID[1])
