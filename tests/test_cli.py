@@ -873,6 +873,7 @@ def test_load_refuses_a_bad_dump_and_loads_nothing(where: str) -> None:
             ('{"key": "\\udfff", "type": "str", "value": ""}', ["a key with a lone"]),
             ('{"key": "k", "type": "str", "value": "", "ttl": -1}', ['"ttl"']),
             ('{"key": "k", "type": "str", "value": "", "ttl": "1"}', ['"ttl"']),
+            ('{"key": "k", "type": "str", "value": "", "ttl": false}', ['"ttl"']),
         ):
             rc, out, err = run(
                 "load", "l", "--dir", where, stdin=(good + line).encode()

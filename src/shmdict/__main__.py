@@ -244,12 +244,13 @@ def _stats(a: argparse.Namespace) -> dict[str, int | bool | str]:
             "size": d.size,
         }
         out.update(d.stats())
+        path = d.path
     state, pid = "?", 0
-    opened = _open_dict_file(d.path)
+    opened = _open_dict_file(path)
     if opened is not None:
         fd, st = opened
         try:
-            state, pid = _creator(d.path, fd, st)
+            state, pid = _creator(path, fd, st)
         finally:
             os.close(fd)
     out["creator"] = state
@@ -473,7 +474,7 @@ def _list_error(d: SharedDict, a: argparse.Namespace) -> _Failure:
 
 def _seconds(t: float) -> str:
     """A TTL as printed: 0 (never expires), or seconds to the millisecond."""
-    return "0" if t == 0 else f"{t:.3f}"
+    return "0" if t == 0 else f"{max(t, 0.001):.3f}"
 
 
 def _cmd_keys(a: argparse.Namespace) -> int:
@@ -610,6 +611,7 @@ def _cmd_dump(a: argparse.Namespace) -> int:
                     v = d.get(key, missing)
                 except TypeError:
                     left_out += 1
+                    progress.done()  # a warning on a line of its own
                     _warn(
                         f"{key!r} holds a list of {d.llen(key)} item(s): left "
                         "out (a list can't be read without popping its items)"
@@ -647,7 +649,9 @@ def _read_records(lines: Iterable[bytes | str]) -> list[tuple[str, Value, float]
             if len(key.encode()) > _core.MAX_KEY_BYTES:
                 raise ValueError("a key longer than 1 MiB")
             value = _decode_value(rec)
-            ttl = rec.get("ttl") or 0
+            ttl = rec.get("ttl")
+            if ttl is None:
+                ttl = 0
             if (
                 isinstance(ttl, bool)
                 or not isinstance(ttl, (int, float))
@@ -695,7 +699,7 @@ def _size_arg(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*(?:([KMGT])(?:I?B)?)?\s*", text.upper())
     if not m:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size (bytes, or with K, M, G: 64M, 1GiB)"
+            f"{text!r} is not a size (bytes, or with K, M, G or T: 64M, 1GiB)"
         )
     shift = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2) or ""]
     return int(m.group(1)) << shift
