@@ -63,6 +63,7 @@ from typing import NoReturn
 from . import _core
 from ._dict import SharedDict, Value, default_dir, get, path_for
 from ._dict import open as open_dict
+from ._pickled import Pickled
 from .errors import Error
 
 OK, NO, FAIL, INTERRUPTED = 0, 1, 2, 130
@@ -332,16 +333,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 #   float   {"value": 0.1}, or "nan", "inf", "-inf" (JSON has no such numbers)
 #   str     {"value": "text"}
 #   bytes   {"hex": "00ff"} or {"base64": "AP8="}
-#   pickled as bytes, for a shmdict.Pickled value, if the package has that
-
-
-def _pickled_type() -> type[bytes] | None:
-    """shmdict.Pickled, the bytes subclass of pickled values, where the
-    package has one."""
-    import shmdict
-
-    t = getattr(shmdict, "Pickled", None)
-    return t if isinstance(t, type) and issubclass(t, bytes) else None
+#   pickled as bytes, for a shmdict.Pickled value
 
 
 _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -350,8 +342,7 @@ _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 def _encode_value(v: object, base64_bytes: bool = False) -> dict[str, object]:
     """The JSON form of a value (see above)."""
     if isinstance(v, bytes):
-        pickled = _pickled_type()
-        tag = "pickled" if pickled is not None and isinstance(v, pickled) else "bytes"
+        tag = "pickled" if isinstance(v, Pickled) else "bytes"
         raw = bytes(v)
         if base64_bytes:
             return {"type": tag, "base64": base64.b64encode(raw).decode("ascii")}
@@ -394,12 +385,7 @@ def _decode_value(rec: dict[str, object]) -> Value:
         return v
     if kind in ("bytes", "pickled"):
         raw = _decode_bytes(rec)
-        if kind == "bytes":
-            return raw
-        pickled = _pickled_type()
-        if pickled is None:
-            raise ValueError("a pickled value, and this shmdict has no Pickled")
-        return pickled(raw)
+        return raw if kind == "bytes" else Pickled(raw)
     if kind not in ("none", "bool", "int", "float", "str"):
         raise ValueError(f"unknown type {kind!r}")
     raise ValueError(f"a value of type {kind} can't be {_clip(json.dumps(v))}")
