@@ -126,6 +126,17 @@ static void chain(int sig, siginfo_t *si, void *uc)
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
+    if (si->si_code == SI_TKILL && si->si_pid == getpid() &&
+        previous.sa_handler == SIG_DFL && !(previous.sa_flags & SA_SIGINFO)) {
+        /* raise(3)d by this process, with nothing behind us: a handler
+         * that was installed in front of ours (faulthandler.enable() after
+         * the first open) passing a fault on. Returning lets the faulting
+         * instruction run again; its fault then comes to us with its
+         * address, and is repaired or kills as it should. (A SIGBUS this
+         * process raise()s for its own sake is lost; kill(2) is not.) */
+        errno = saved;
+        return;
+    }
     if (si->si_code > 0) { /* a fault, not kill(2) */
         char *a = si->si_addr;
         for (sd_guard *g = atomic_load(&guards); g; g = g->next) {

@@ -594,3 +594,67 @@ def test_big_overwrite_on_a_full_filesystem(tiny: str) -> None:
     assert r["kept"] is True
     assert r["small"] == 1
     assert r["verify"] == []
+
+
+# ---- the SIGBUS handler among others --------------------------------------------
+
+GUARD_CHILD = """
+import faulthandler, mmap, signal, tempfile
+mode = sys.argv[2]
+if mode in ("before", "foreign"):
+    faulthandler.enable()
+d = shmdict.new(sys.argv[1], 1 << 20)
+d["a"] = 1
+if mode == "after":
+    faulthandler.enable()            # in front of shmdict's handler now
+if mode in ("before", "after", "plain"):
+    os.truncate(d.path, 0)
+    try:
+        d["b"] = 2
+        print(json.dumps({"outcome": "stored"}))
+    except shmdict.CorruptError as e:
+        print(json.dumps({"outcome": str(e)}))
+    sys.exit(0)
+if mode in ("foreign", "foreign-plain"):  # a fault that is none of ours
+    with tempfile.NamedTemporaryFile(dir="/dev/shm") as f:
+        f.truncate(8192)
+        m = mmap.mmap(f.fileno(), 8192)
+        f.truncate(0)
+        m[4096]
+if mode == "kill":
+    os.kill(os.getpid(), signal.SIGBUS)
+    import time
+    time.sleep(5)
+print(json.dumps({"outcome": "survived"}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["before", "after", "plain"])
+def test_guard_works_beside_faulthandler(name: str, mode: str) -> None:
+    """faulthandler enabled before the first open (as pytest does), after
+    it (in front of ours), or not at all: a truncated dict is a
+    CorruptError all the same."""
+    r = run_child(GUARD_CHILD, name, mode)
+    assert "truncated" in r["outcome"]
+
+
+@pytest.mark.parametrize("mode", ["foreign", "foreign-plain", "kill"])
+def test_other_sigbus_still_kills(name: str, mode: str) -> None:
+    """A fault outside any dict, and a SIGBUS sent with kill, end the
+    process as they would without shmdict (faulthandler's report first,
+    where it is enabled)."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD_PRELUDE + GUARD_CHILD, name, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert r.returncode == -signal.SIGBUS, (r.returncode, r.stdout, r.stderr)
+    assert "survived" not in r.stdout
+    if mode == "foreign":
+        assert "Bus error" in r.stderr
+    with contextlib.suppress(FileNotFoundError):
+        shmdict.remove(name)
