@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import shmdict
 
 pytest.importorskip("django", reason="Django is not installed (shmdict[django])")
 
+from django.core.cache.backends.base import BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.safestring import SafeString, mark_safe
 
@@ -250,3 +252,30 @@ def test_async_methods(name: str) -> None:
         await cache.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "plain:key",
+        "with space",
+        "nul\x00",
+        "tab\t",
+        "del\x7f",
+        "清",
+        "nbsp\xa0",
+        "line\u2028sep",
+        "a" * 250,
+        "a" * 251,
+        "b" * 300 + " ",
+    ],
+)
+def test_key_warnings_are_djangos(name: str, key: str) -> None:
+    cache = make(name)
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        cache.validate_key(key)
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        BaseCache.validate_key(cache, key)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]

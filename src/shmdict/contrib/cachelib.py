@@ -31,6 +31,7 @@ from cachelib import BaseCache
 from cachelib.serializers import BaseSerializer
 
 from .._dict import SharedDict
+from .._pickled import Pickled
 from ..errors import NoMemoryError
 from ._common import (
     MISSING,
@@ -136,10 +137,14 @@ class SharedMemoryCache(BaseCache):
     def get(self, key: str) -> Any:
         """The value of *key*, or None if it is missing, expired or
         unreadable. O(1), no lock, plus the serializer's loads."""
-        stored = self._dict.get(self._key(key), MISSING)
+        prefix = self.key_prefix  # _key, inlined: this is the hot path
+        k = f"{prefix}{key}" if type(prefix) is str else self._key(key)
+        stored = self._dict.get(k, MISSING)
         if stored is MISSING:
             return None
-        return self._decode(stored)
+        if type(stored) is Pickled:
+            return self.serializer.loads(stored)
+        return stored
 
     def get_many(self, *keys: str) -> list[Any]:
         """The values of *keys*, in order, None for each one missing; all

@@ -32,11 +32,16 @@ import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    MEMCACHE_MAX_KEY_LENGTH,
+    BaseCache,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _core
 from .._dict import SharedDict
+from .._pickled import Pickled
 from ..errors import NoMemoryError
 from ._common import (
     MISSING,
@@ -129,6 +134,16 @@ class SharedMemoryCache(BaseCache):
 
     # ---- helpers -----------------------------------------------------------
 
+    def validate_key(self, key: str) -> None:
+        """Warn (CacheKeyWarning) about a key memcached would refuse, as
+        Django's backends do. Django's check runs only for a key that could
+        draw a warning: one too long, or with a character that is not
+        printable, or a space. Cost: about 0.05 us for a plain key;
+        Django's check alone costs about 1.5 us on every call (its regex
+        is compiled lazily, behind a proxy), most of a cache hit."""
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or not key.isprintable() or " " in key:
+            super().validate_key(key)
+
     def _dumps(self, value: Any) -> bytes:
         return pickle.dumps(value, self.pickle_protocol)
 
@@ -215,7 +230,9 @@ class SharedMemoryCache(BaseCache):
         stored = self._dict.get(key, MISSING)
         if stored is MISSING:
             return default
-        return self._decode(stored)
+        if type(stored) is Pickled:  # _decode, inlined: this is the hot path
+            return pickle.loads(stored)
+        return stored
 
     def set(
         self,
