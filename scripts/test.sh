@@ -4,9 +4,11 @@
 #   2. ruff, mypy --strict, and stubtest of the extension against its .pyi
 #   3. pytest, then again with dicts split into stripes
 #   4. pytest again against an ASan+UBSan build of the extension
-#   5. a smoke run on Python 3.10, 3.12 and 3.13, those on the machine
+#   5. external judges: the frameworks' own test suites against our
+#      backends (scripts/judge_*.sh, in build/venv-judges)
+#   6. a smoke run on Python 3.10, 3.12 and 3.13, those on the machine
 #      (scripts/smoke_pythons.sh)
-# SHMDICT_QUICK=1 skips 4, 5 and the sanitizer builds of 1.
+# SHMDICT_QUICK=1 skips 4, 5, 6 and the sanitizer builds of 1.
 source "$(dirname "$0")/_venv.sh"
 QUICK="${SHMDICT_QUICK:-0}"
 
@@ -48,6 +50,12 @@ if [ "$QUICK" != 1 ]; then
     ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         python -m pytest -q -p no:cacheprovider -o pythonpath="$ASAN_PKG" \
         -m "not no_asan" tests
+fi
+
+if [ "$QUICK" != 1 ]; then
+    echo "== external judges"
+    scripts/judge_django.sh
+    scripts/judge_cachelib.sh
 fi
 
 if [ "$QUICK" != 1 ]; then
