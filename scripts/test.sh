@@ -6,7 +6,10 @@
 #   4. pytest again against an ASan+UBSan build of the extension
 #   5. a smoke run on Python 3.10, 3.12 and 3.13, those on the machine
 #      (scripts/smoke_pythons.sh)
-# SHMDICT_QUICK=1 skips 4, 5 and the sanitizer builds of 1.
+#   6. external judges: other projects' own test suites run against
+#      shmdict's adapters (scripts/judge_limits.sh: limits' storage and
+#      strategy tests against shmdict.contrib.limits), in build/venv-judges
+# SHMDICT_QUICK=1 skips 4, 5, 6 and the sanitizer builds of 1.
 source "$(dirname "$0")/_venv.sh"
 QUICK="${SHMDICT_QUICK:-0}"
 
@@ -53,5 +56,10 @@ fi
 if [ "$QUICK" != 1 ]; then
     echo "== smoke run: API and multi-process tests on the other Pythons"
     scripts/smoke_pythons.sh
+fi
+
+if [ "$QUICK" != 1 ]; then
+    echo "== external judges"
+    scripts/judge_limits.sh
 fi
 echo "== all tests passed"
