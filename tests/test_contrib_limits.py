@@ -260,6 +260,16 @@ def test_moving_window_costs_are_runs(
     assert storage.get_moving_window("k", 10, 60) == (t0, 10)
 
 
+def test_moving_window_costs_of_zero_record_nothing(
+    storage: ShmdictStorage, clock: FakeClock
+) -> None:
+    assert storage.acquire_entry("k", 1, 10)
+    assert storage.acquire_entry("k", 1, 10, amount=0)
+    assert _window_value(storage, "k") == [(clock.now, 1)]
+    with pytest.raises(ValueError, match="negative"):
+        storage.acquire_entry("k", 1, 10, amount=-1)
+
+
 def test_moving_window_survives_a_clock_stepping_back(
     storage: ShmdictStorage, clock: FakeClock
 ) -> None:

@@ -40,8 +40,12 @@ processes and threads:
   with the window's expiry, so the window starts at its first hit;
 - moving window: the times of the hits still in the window, packed in one
   bytes value as (time, count) runs, newest first, checked and extended in
-  one compare-and-set loop; a value holds at most ``amount`` runs of 16
-  bytes;
+  one compare-and-set loop. Hits made at the same moment (one hit of cost
+  N) share a 16-byte run, and runs that left the window are dropped, so a
+  value holds at most one run per hit in the window, never more than the
+  limit's amount; each hit reads and rewrites the whole value, so a limit
+  of thousands of separate hits per window is better served by the
+  sliding window counter, whose value is 24 bytes whatever the limit;
 - sliding window counter: windows aligned on multiples of the expiry (as
   limits' memory and memcached storages do), the previous and current
   counts packed in one value updated by compare-and-set, so the weighted
@@ -67,8 +71,8 @@ try:
     from limits.storage import base as _sync
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "shmdict.contrib.limits needs the 'limits' package: "
-        "pip install 'shmdict[limits]'"
+        "shmdict.contrib.limits needs the 'limits' package (5.0 or later): "
+        "pip install limits, or install shmdict with its 'limits' extra"
     ) from exc
 
 import shmdict
@@ -244,6 +248,10 @@ class _Limits:
     def acquire_entry(self, key: str, limit: int, expiry: float, amount: int) -> bool:
         if amount > limit:
             return False
+        if amount <= 0:
+            if amount < 0:
+                raise ValueError("shmdict storage: a cost can't be negative")
+            return True  # nothing to record, as in limits' own storages
         k = self.moving(key)
         while True:
             old = self.dict.get(k)
@@ -423,8 +431,9 @@ class ShmdictStorage(
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Record *amount* hits now in the moving window of *key* if that
         keeps at most *limit* hits in the last *expiry* seconds. One
-        compare-and-set, retried if another process got in first; O(hits
-        runs in the window), at most *limit*."""
+        compare-and-set, retried if another process got in first; O(runs
+        in the window), at most *limit* runs of 16 bytes. ValueError for a
+        negative *amount*."""
         return self._limits.acquire_entry(key, limit, expiry, amount)
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
