@@ -56,6 +56,7 @@ if [ "$QUICK" != 1 ]; then
     echo "== external judges"
     scripts/judge_django.sh
     scripts/judge_cachelib.sh
+    scripts/judge_limits.sh
 fi
 
 if [ "$QUICK" != 1 ]; then

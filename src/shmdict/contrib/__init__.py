@@ -1,14 +1,17 @@
-"""Cache backends for web frameworks, built on shmdict.
+"""Integrations of shmdict with the libraries and frameworks users have.
 
 - :mod:`shmdict.contrib.django`: ``SharedMemoryCache``, a Django cache
   backend (``pip install shmdict[django]``).
 - :mod:`shmdict.contrib.cachelib`: ``SharedMemoryCache``, a cachelib cache,
   which Flask-Caching takes through ``CACHE_TYPE`` (``pip install
   shmdict[cachelib]``).
+- :mod:`shmdict.contrib.limits`: a storage for the ``limits`` library
+  (flask-limiter, slowapi), registered for ``shmdict://NAME`` when imported
+  (``pip install shmdict[limits]``).
 
-Each module imports its framework when it is imported; ``import shmdict``
-imports neither. Both store the six native types (None, bool, int of 64
-bits, float, str, bytes) as themselves, so any process reading the dict
-with plain shmdict sees them, and everything else as
-:class:`shmdict.Pickled`.
+Each module imports its library when it is imported; ``import shmdict`` (or
+this package) imports none of them. The caches store the six native types
+(None, bool, int of 64 bits, float, str, bytes) as themselves, so any
+process reading the dict with plain shmdict sees them, and everything else
+as :class:`shmdict.Pickled`.
 """
