@@ -572,7 +572,7 @@ def test_big_overwrite_on_a_full_filesystem(tiny: str) -> None:
     r = run_child(
         """
         where = sys.argv[1]
-        d = shmdict.new("dict", 3 << 20, dir=where)
+        d = shmdict.new("dict", 3 << 20, dir=where, stripes=1)
         d["big"] = b"a" * 600_000
         d["small"] = 1
         fill(where)
