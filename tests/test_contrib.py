@@ -4,6 +4,7 @@ promise that the core package imports no framework."""
 from __future__ import annotations
 
 import enum
+import os
 import pickle
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def test_core_imports_no_framework() -> None:
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env=None)
+    # The child imports the package this session imports, wherever it is.
+    src = os.path.dirname(os.path.dirname(os.path.abspath(shmdict.__file__)))
+    env = {**os.environ, "PYTHONPATH": src}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 @pytest.mark.parametrize(
