@@ -264,7 +264,7 @@ def test_waiting_polls_with_backoff(
     assert pauses
     assert 0 < pauses[0] <= 0.001
     assert max(pauses) <= 0.05
-    assert max(pauses) > 0.02  # it did back off
+    assert max(pauses) >= 0.004  # it did back off
     assert len(pauses) < 40  # about 15 for 0.4 s; a spin would make thousands
 
 
@@ -588,15 +588,17 @@ def _hit_once(name: str, limit: int, per: float) -> None:
 def test_token_bucket_refills(d: SharedDict) -> None:
     limit, per = 5, 0.5  # 10 tokens a second
     rl = RateLimiter(d, "bucket", limit, per, algorithm="token")
+    t0 = time.monotonic()
+    drained = 0
     while rl.hit():
-        pass
-    assert rl.remaining() == 0
+        drained += 1
+    assert limit <= drained <= limit + (time.monotonic() - t0) * limit / per
     wait = rl.retry_after()
-    assert 0 < wait <= 0.1
+    assert wait <= per / limit  # at most one token's refill away
     time.sleep(wait)
-    run(_hit_once, [(d.name, limit, per)])  # one token came back, for anyone
+    run(_hit_once, [(d.name, limit, per)])  # a token came back, for anyone
     time.sleep(per)
-    assert rl.remaining() == limit  # full again, and no longer stored
+    assert rl.remaining() == limit  # full again, and then no longer stored
     wait_for(lambda: "ratelimit:token:bucket" not in d, "the full bucket to expire")
     assert rl.retry_after() == 0
 
