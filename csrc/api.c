@@ -153,6 +153,13 @@ sd_status sd_list_pop(sd_handle *d, const void *key, size_t klen, int left,
     ROUTE(part_list_pop(part_of(d, hash), key, klen, hash, left, out));
 }
 
+sd_status sd_list_items(sd_handle *d, const void *key, size_t klen, void *buf,
+                        size_t cap, size_t *used, uint64_t *count)
+{
+    ROUTE(part_list_items(part_of(d, hash), key, klen, hash, buf, cap, used,
+                          count));
+}
+
 sd_status sd_llen(sd_handle *d, const void *key, size_t klen, uint64_t *len)
 {
     ROUTE(part_llen(part_of(d, hash), key, klen, hash, len));

@@ -586,6 +586,9 @@ sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
                         uint32_t hash, int left, sd_value_out *out);
 sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
                     uint64_t *len);
+sd_status part_list_items(sd_part *h, const void *key, size_t klen,
+                          uint32_t hash, void *buf, size_t cap, size_t *used,
+                          uint64_t *count);
 void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes);
 sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed);
 sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,

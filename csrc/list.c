@@ -167,6 +167,53 @@ sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
     return sd_end_write(&t, rc);
 }
 
+sd_status part_list_items(sd_part *h, const void *key, size_t klen,
+                          uint32_t hash, void *buf, size_t cap, size_t *used,
+                          uint64_t *count)
+{
+    sd_tx t;
+    sd_found f;
+    bool open;
+    *used = 0;
+    *count = 0;
+    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    if (!open)
+        return rc;
+    if (rc == SD_OK && (f.v.meta & SD_META_TYPE) != SD_T_LIST)
+        rc = SD_WRONGTYPE;
+    size_t pos = 0;
+    uint32_t idx = rc == SD_OK ? LD(&list_ends(&f.v)[0]) : 0;
+    for (uint64_t n = 0; idx; n++) {
+        sd_view it;
+        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+            rc = SD_CORRUPT;
+            break;
+        }
+        unsigned type = it.meta & SD_META_TYPE;
+        bool num = type == SD_T_INT || type == SD_T_FLOAT;
+        bool var = type == SD_T_STR || type == SD_T_BYTES;
+        size_t body = var ? sd_pad8(it.vlen) : num ? 8 : 0;
+        if (pos + 8 + body <= cap) { /* else only count what it needs */
+            unsigned char *rec = (unsigned char *)buf + pos;
+            memset(rec, 0, 8 + body);
+            rec[0] = (unsigned char)type;
+            rec[1] = (it.meta & SD_META_ASCII) != 0;
+            rec[2] = (it.meta & SD_META_TAG) != 0;
+            uint32_t len = it.vlen;
+            memcpy(rec + 4, &len, 4);
+            if (var || num)
+                memcpy(rec + 8, it.val, var ? it.vlen : 8);
+        }
+        pos += 8 + body;
+        (*count)++;
+        idx = it.next;
+    }
+    *used = pos;
+    if (rc == SD_OK && pos > cap)
+        rc = SD_TOOBIG;
+    return sd_end_write(&t, rc);
+}
+
 #include <stdio.h>
 
 uint64_t sd_verify_list(sd_part *h, const sd_view *v,

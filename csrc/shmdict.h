@@ -279,6 +279,12 @@ sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
 sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
                       sd_value_out *out);
 sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len);
+/* Copy every item of the list at key, head first, into buf as the records
+ * of sd_get_many, at one moment (under the lock). *count gets the number of
+ * items and *used the bytes they take; SD_TOOBIG if that is more than cap
+ * (retry with *used bytes). SD_NOTFOUND, SD_WRONGTYPE for a scalar. O(n). */
+sd_status sd_list_items(sd_handle *h, const void *key, size_t klen, void *buf,
+                        size_t cap, size_t *used, uint64_t *count);
 
 /* The largest key + value (rounded up to 8 bytes each) one item can
  * have: one stripe's heap, less the block and entry headers. */

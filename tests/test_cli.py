@@ -632,11 +632,15 @@ def test_set_in_a_full_dict_says_so(where: str) -> None:
 def test_get_of_a_list_or_missing_key(where: str) -> None:
     with shmdict.new("g", shmdict.MIN_SIZE, dir=where) as d:
         d.rpush("q", 1)
-        d.rpush("q", 2)
-        rc, out, err = run("get", "g", "q", "--dir", where)
-        assert (rc, out) == (2, "")
-        one_error_line(err, "'q' holds a list of 2 item(s)")
-        assert d.llen("q") == 2
+        d.rpush("q", b"two")
+        assert run("get", "g", "q", "--dir", where) == (0, "[1, b'two']\n", "")
+        rc, out, err = run("get", "g", "q", "--json", "--dir", where)
+        assert (rc, err) == (0, "")
+        assert json.loads(out) == {
+            "type": "list",
+            "items": [{"type": "int", "value": 1}, {"type": "bytes", "hex": "74776f"}],
+        }
+        assert d.llen("q") == 2  # read, not popped
         rc, out, err = run("get", "g", "nope", "--dir", where)
         assert (rc, out) == (1, "")
         one_error_line(err, "no key 'nope' in 'g'")
@@ -858,7 +862,11 @@ def test_load_refuses_a_bad_dump_and_loads_nothing(where: str) -> None:
             ("[1]", ["line 2", "not a JSON object"]),
             ('{"type": "int", "value": 1}', ['no "key"']),
             ('{"key": "", "type": "int", "value": 1}', ['no "key"']),
-            ('{"key": "k", "type": "list", "value": []}', ["unknown type 'list'"]),
+            ('{"key": "k", "type": "list", "items": []}', ['"items"']),
+            (
+                '{"key": "k", "type": "list", "items": [{"type": "list"}]}',
+                ["not lists"],
+            ),
             ('{"key": "k", "type": "int", "value": true}', ["type int can't be true"]),
             ('{"key": "k", "type": "int", "value": 1.5}', ["type int can't be 1.5"]),
             ('{"key": "k", "type": "int", "value": 9223372036854775808}', ["64 bits"]),
@@ -923,19 +931,39 @@ def test_load_into_a_full_dict_says_how_far_it_got(where: str) -> None:
         assert 0 < len(d) < 100
 
 
-def test_dump_leaves_lists_out_and_says_so(where: str) -> None:
+def test_dump_and_load_keep_lists(where: str) -> None:
     with shmdict.new("q", shmdict.MIN_SIZE, dir=where) as d:
         d["a"] = 1
-        for i in range(3):
-            d.rpush("queue", i)
+        items: list[shmdict.Value] = [
+            0,
+            -1.5,
+            "x",
+            b"\x00",
+            None,
+            True,
+            shmdict.Pickled(b"p"),
+        ]
+        for item in items:
+            d.rpush("queue", item)
+        d.expire("queue", 100)
         rc, out, err = run("dump", "q", "--dir", where)
-        assert rc == 1
-        assert [json.loads(line)["key"] for line in out.splitlines()] == ["a"]
-        one_error_line(err, "warning", "'queue' holds a list of 3 item(s)")
-        assert d.llen("queue") == 3  # read nothing out of it
-        r = run_proc("dump", "q", "--dir", where)
-        assert (r.returncode, r.stdout) == (1, out)
-        one_error_line(r.stderr, "left out")
+        assert (rc, err) == (0, "")
+        recs = {json.loads(line)["key"]: json.loads(line) for line in out.splitlines()}
+        assert recs["queue"]["type"] == "list"
+        assert len(recs["queue"]["items"]) == len(items)
+        assert 99 < recs["queue"]["ttl"] <= 100
+        assert d.llen("queue") == len(items)  # dump pops nothing
+        d.flush_all()
+        d.rpush("queue", "old item, replaced by the load")
+        assert run("load", "q", "--dir", where, stdin=out.encode()) == (0, "", "")
+        got = d.lrange("queue")
+        assert got == items
+        assert [type(x) for x in got] == [type(x) for x in items]
+        ttl = d.ttl("queue")
+        assert ttl is not None
+        assert 98 < ttl <= 100
+        assert d["a"] == 1
+        assert d.verify() == []
 
 
 def test_pickled_values_keep_their_type(where: str) -> None:

@@ -478,3 +478,26 @@ def test_deleted_list_room_is_usable_at_once(small: SharedDict) -> None:
     assert small["big"] == big
     drain_pending(small)
     assert small.verify() == []
+
+
+def test_lrange_reads_the_whole_list_without_popping(d: SharedDict) -> None:
+    assert d.lrange("missing") == []
+    items: list[Value] = [1, -2.5, "s", b"b", None, True, False, "x" * 5000, b"", ""]
+    for item in items:
+        d.rpush("q", item)
+    d.lpush("q", "head")
+    got = d.lrange("q")
+    assert got == ["head", *items]
+    assert [type(x) for x in got] == [str] + [type(x) for x in items]
+    assert d.llen("q") == len(items) + 1
+    d["scalar"] = 1
+    with pytest.raises(TypeError, match="does not hold a list"):
+        d.lrange("scalar")
+    assert d.verify() == []
+
+
+def test_lrange_of_a_long_list(d: SharedDict) -> None:
+    for i in range(3000):  # more than the first buffer holds
+        d.rpush("long", f"item {i}")
+    got = d.lrange("long")
+    assert got == [f"item {i}" for i in range(3000)]

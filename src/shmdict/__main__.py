@@ -32,8 +32,7 @@ number) goes after "--".
 Exit status:
   0    done
   1    done, and the answer is no: a key that isn't there (get, delete,
-       incr without --init, ttl, expire), problems that verify found,
-       keys dump left out (lists: they can't be read without popping them)
+       incr without --init, ttl, expire), problems that verify found
   2    not done: a usage error, no such dict, a file that is not a dict, a
        value the dict can't take, a full dict, a lock timeout, an OS error
   130  interrupted by Ctrl-C (top: 0, as Ctrl-C is how it ends)
@@ -334,6 +333,7 @@ def _cmd_verify(a: argparse.Namespace) -> int:
 #   str     {"value": "text"}
 #   bytes   {"hex": "00ff"} or {"base64": "AP8="}
 #   pickled as bytes, for a shmdict.Pickled value
+#   list    {"items": [value, ...]}: a list's items, head first
 
 
 _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -341,6 +341,8 @@ _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 def _encode_value(v: object, base64_bytes: bool = False) -> dict[str, object]:
     """The JSON form of a value (see above)."""
+    if isinstance(v, list):
+        return {"type": "list", "items": [_encode_value(x, base64_bytes) for x in v]}
     if isinstance(v, bytes):
         tag = "pickled" if isinstance(v, Pickled) else "bytes"
         raw = bytes(v)
@@ -361,6 +363,24 @@ def _encode_value(v: object, base64_bytes: bool = False) -> dict[str, object]:
     if isinstance(v, str):
         return {"type": "str", "value": v}
     raise TypeError(f"a {type(v).__name__} is not a shmdict value")
+
+
+def _decode_item(rec: object) -> Value | list[Value]:
+    """A value's JSON form, or a list's with its items; ValueError if it
+    is neither."""
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    if rec.get("type") != "list":
+        return _decode_value(rec)
+    items = rec.get("items")
+    if not isinstance(items, list) or not items:
+        raise ValueError('a list needs "items", a non-empty array')
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("type") == "list":
+            raise ValueError("a list's items must be values, not lists")
+        out.append(_decode_value(item))
+    return out
 
 
 def _decode_value(rec: dict[str, object]) -> Value:
@@ -450,14 +470,6 @@ def _no_key(a: argparse.Namespace) -> _Failure:
     return _Failure(f"no key {a.key!r} in {a.name!r}", NO)
 
 
-def _list_error(d: SharedDict, a: argparse.Namespace) -> _Failure:
-    n = d.llen(a.key)
-    return _Failure(
-        f"{a.key!r} holds a list of {n} item(s), which can't be read "
-        "without popping them"
-    )
-
-
 def _seconds(t: float) -> str:
     """A TTL as printed: 0 (never expires), or seconds to the millisecond."""
     return "0" if t == 0 else f"{max(t, 0.001):.3f}"
@@ -479,9 +491,9 @@ def _cmd_get(a: argparse.Namespace) -> int:
     missing = object()
     with _attach(a) as d:
         try:
-            v = d.get(a.key, missing)
-        except TypeError:
-            raise _list_error(d, a) from None
+            v: object = d.get(a.key, missing)
+        except TypeError:  # a list: its items, read at one moment
+            v = d.lrange(a.key)
     if v is missing:
         raise _no_key(a)
     print(json.dumps(_encode_value(v)) if a.json else repr(v))
@@ -580,13 +592,8 @@ class _Progress:
             self.stream.flush()
 
 
-def _warn(text: str) -> None:
-    print(f"shmdict: warning: {' '.join(text.split())}", file=sys.stderr)
-
-
 def _cmd_dump(a: argparse.Namespace) -> int:
     missing = object()
-    left_out = 0
     with _attach(a) as d:
         keys = sorted(d.get_keys())
         progress = _Progress("dump", len(keys))
@@ -594,15 +601,9 @@ def _cmd_dump(a: argparse.Namespace) -> int:
             for key in keys:
                 progress.step()
                 try:
-                    v = d.get(key, missing)
-                except TypeError:
-                    left_out += 1
-                    progress.done()  # a warning on a line of its own
-                    _warn(
-                        f"{key!r} holds a list of {d.llen(key)} item(s): left "
-                        "out (a list can't be read without popping its items)"
-                    )
-                    continue
+                    v: object = d.get(key, missing)
+                except TypeError:  # a list: its items, read at one moment
+                    v = d.lrange(key) or missing
                 ttl = d.ttl(key)
                 if v is missing or ttl is None:
                     continue  # deleted or expired since the listing
@@ -613,10 +614,12 @@ def _cmd_dump(a: argparse.Namespace) -> int:
                 sys.stdout.write(json.dumps(rec, allow_nan=False) + "\n")
         finally:
             progress.done()
-    return NO if left_out else OK
+    return OK
 
 
-def _read_records(lines: Iterable[bytes | str]) -> list[tuple[str, Value, float]]:
+def _read_records(
+    lines: Iterable[bytes | str],
+) -> list[tuple[str, Value | list[Value], float]]:
     """(key, value, ttl) of every line of a dump (blank lines skipped).
     _Failure naming the line if one isn't a record of a value shmdict can
     store."""
@@ -634,7 +637,7 @@ def _read_records(lines: Iterable[bytes | str]) -> list[tuple[str, Value, float]
             _check_utf8(key, "a key")
             if len(key.encode()) > _core.MAX_KEY_BYTES:
                 raise ValueError("a key longer than 1 MiB")
-            value = _decode_value(rec)
+            value = _decode_item(rec)
             ttl = rec.get("ttl")
             if ttl is None:
                 ttl = 0
@@ -668,7 +671,14 @@ def _cmd_load(a: argparse.Namespace) -> int:
         try:
             for key, value, ttl in records:
                 progress.step()
-                d.set(key, value, exptime=ttl)
+                if isinstance(value, list):  # a list replaces what is there
+                    d.delete(key)
+                    for item in value:
+                        d.rpush(key, item)
+                    if ttl:
+                        d.expire(key, ttl)
+                else:
+                    d.set(key, value, exptime=ttl)
                 done += 1
         except (Error, OSError, ValueError, TypeError) as e:
             raise _Failure(
@@ -1005,9 +1015,7 @@ def _build_parser() -> tuple[_Parser, dict[str, argparse.ArgumentParser]]:
     p.add_argument(
         "seconds", metavar="SECONDS", type=_seconds_arg, help="from now; 0: never"
     )
-    p = command(
-        "dump", _cmd_dump, "write every key as JSON lines to stdout (not lists)"
-    )
+    p = command("dump", _cmd_dump, "write every key as JSON lines to stdout")
     p.add_argument(
         "--base64", action="store_true", help="bytes in base64 (default: hex)"
     )

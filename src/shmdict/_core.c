@@ -1334,6 +1334,65 @@ static PyObject *Dict_llen(DictObject *self, PyObject *key)
     return raise_status((PyObject *)self, rc, key);
 }
 
+static PyObject *record_value(PyObject *self, const unsigned char *rec,
+                              const unsigned char *body);
+
+static PyObject *Dict_lrange(DictObject *self, PyObject *key)
+{
+    const char *k;
+    Py_ssize_t klen;
+    if (key_arg(key, &k, &klen) < 0)
+        return NULL;
+    ENTER(self);
+    sd_span span = SD_SPAN_INIT; /* one timeout for the retries too */
+    size_t cap = 4096, used = 0;
+    uint64_t count = 0;
+    unsigned char *buf = PyMem_Malloc(cap);
+    sd_status rc = SD_TOOBIG;
+    while (buf && rc == SD_TOOBIG) {
+        sd_span_enter(self->h, &span);
+        rc = sd_list_items(self->h, k, (size_t)klen, buf, cap, &used, &count);
+        sd_span_leave(&span);
+        if (rc == SD_TOOBIG) {
+            unsigned char *bigger = PyMem_Realloc(buf, used);
+            if (!bigger)
+                PyMem_Free(buf);
+            buf = bigger;
+            cap = used;
+        }
+    }
+    leave(self);
+    PyObject *res = NULL;
+    if (!buf) {
+        PyErr_NoMemory();
+    } else if (rc == SD_NOTFOUND) {
+        res = PyList_New(0);
+    } else if (rc == SD_WRONGTYPE) {
+        PyErr_Format(PyExc_TypeError, "%R does not hold a list", key);
+    } else if (rc != SD_OK) {
+        raise_status((PyObject *)self, rc, key);
+    } else if ((res = PyList_New((Py_ssize_t)count))) {
+        size_t pos = 0;
+        for (uint64_t i = 0; i < count; i++) {
+            const unsigned char *rec = buf + pos;
+            uint32_t len;
+            memcpy(&len, rec + 4, 4);
+            pos += 8 + (rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
+                            ? ((size_t)len + 7) / 8 * 8
+                        : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
+                                                                     : 0);
+            PyObject *v = record_value((PyObject *)self, rec, rec + 8);
+            if (!v) {
+                Py_CLEAR(res);
+                break;
+            }
+            PyList_SET_ITEM(res, (Py_ssize_t)i, v);
+        }
+    }
+    PyMem_Free(buf);
+    return res;
+}
+
 /* ---- batches ---- */
 
 /* Keys of an iterable, as UTF-8 arrays that borrow from `*seq`. */
@@ -2052,6 +2111,11 @@ static PyMethodDef Dict_methods[] = {
     {"llen", (PyCFunction)Dict_llen, METH_O,
      "llen($self, key, /)\n--\n\n"
      "The length of the list at key (0 if missing). O(1)."},
+    {"lrange", (PyCFunction)Dict_lrange, METH_O,
+     "lrange($self, key, /)\n--\n\n"
+     "Every item of the list at key, head first, as they were at one moment\n"
+     "([] if missing); the list is left as it is. O(n) under the lock.\n"
+     "TypeError if key holds a scalar."},
     {"get_many", (PyCFunction)Dict_get_many, METH_O,
      "get_many($self, keys, /)\n--\n\n"
      "A dict of the keys that exist, all as they were at one moment. Every\n"
