@@ -629,7 +629,15 @@ print(json.dumps({"outcome": "survived"}))
 """
 
 
-@pytest.mark.parametrize("mode", ["before", "after", "plain"])
+# AddressSanitizer installs a SIGBUS handler of its own, which reports a
+# fault that reaches it and exits: the chain these tests follow is not the
+# one a normal process has.
+NOT_UNDER_ASAN = pytest.mark.no_asan
+
+
+@pytest.mark.parametrize(
+    "mode", ["before", pytest.param("after", marks=NOT_UNDER_ASAN), "plain"]
+)
 def test_guard_works_beside_faulthandler(name: str, mode: str) -> None:
     """faulthandler enabled before the first open (as pytest does), after
     it (in front of ours), or not at all: a truncated dict is a
@@ -638,6 +646,7 @@ def test_guard_works_beside_faulthandler(name: str, mode: str) -> None:
     assert "truncated" in r["outcome"]
 
 
+@NOT_UNDER_ASAN
 @pytest.mark.parametrize("mode", ["foreign", "foreign-plain", "kill"])
 def test_other_sigbus_still_kills(name: str, mode: str) -> None:
     """A fault outside any dict, and a SIGBUS sent with kill, end the
