@@ -15,6 +15,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
+# The extension's build needs setuptools 77 or later (pyproject's license
+# field); a fresh venv may come with an older one.
+"$PY" -m pip install -q --disable-pip-version-check "setuptools>=77" \
+    >/dev/null 2>&1 || echo "judge: could not upgrade setuptools" >&2
 
 # The sdist, once: Django's tests ship only in it.
 mkdir -p "$WORK"

@@ -41,6 +41,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
 JPY="$VENV/bin/python"
+# The extension's build needs setuptools 77 or later (pyproject's license
+# field); a fresh venv may come with an older one.
+"$JPY" -m pip install -q --disable-pip-version-check "setuptools>=77" \
+    >/dev/null 2>&1 || echo "judge: could not upgrade setuptools" >&2
 "$JPY" -m pip install -q --disable-pip-version-check \
     -r scripts/judges/limits-requirements.txt
 
