@@ -355,10 +355,20 @@ def _dispatch(kind: str, *args: Any) -> None:
 BATCH_KEYS = ["a", "b", "c", "d"]
 
 
+BATCH_READERS = 2
+
+
 def _batch_writer(name: str, reps: int) -> None:
     with shmdict.get(name) as h:
         _start_barrier(h)
-        for i in range(reps):
+        # At least `reps` batches, and on until every reader has seen a full
+        # batch while the writer was still writing (else a reader scheduled
+        # late could legitimately count 0, and the test would check nothing).
+        end = time.monotonic() + BARRIER_TIMEOUT
+        i = 0
+        while i < reps or not all(h.get(f"saw{r}") for r in range(BATCH_READERS)):
+            if i >= reps and time.monotonic() > end:
+                break  # the parent's `seen > 0` check then fails
             if i % 5 == 4:
                 n = h.delete_many(BATCH_KEYS)
                 assert n in (0, len(BATCH_KEYS))
@@ -366,6 +376,7 @@ def _batch_writer(name: str, reps: int) -> None:
                 # Values of different sizes, so some are not overwritten in
                 # place.
                 h.set_many({k: f"{i}:" + "v" * (i % 200) for k in BATCH_KEYS})
+            i += 1
         h.set("writer_done", True)
 
 
@@ -378,6 +389,8 @@ def _batch_reader(name: str, rid: int) -> None:
             # All or nothing, and all from the same set_many.
             assert len(snap) in (0, len(BATCH_KEYS)), snap
             assert len(set(snap.values())) <= 1, snap
+            if snap and not seen:
+                h.set(f"saw{rid}", True)
             seen += bool(snap)
         h.set(f"seen{rid}", seen)
 
@@ -388,11 +401,15 @@ def test_batches_are_atomic_to_other_processes(big: SharedDict, method: str) -> 
         big,
         method,
         _batch_dispatch,
-        [("w", big.name, 20000), ("r", big.name, 0), ("r", big.name, 1)],
+        [("w", big.name, 20000)] + [("r", big.name, r) for r in range(BATCH_READERS)],
     )
     assert big["writer_done"] is True
-    for r in range(2):
-        assert isinstance(big[f"seen{r}"], int)
+    for r in range(BATCH_READERS):
+        # Each reader saw full batches while the writer wrote.
+        seen = big[f"seen{r}"]
+        assert isinstance(seen, int)
+        assert seen > 0, f"reader {r} saw no batch"
+        assert big[f"saw{r}"] is True
     assert big.verify() == []
 
 
