@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -187,9 +188,19 @@ def test_crash_repair_invalidates(d: SharedDict) -> None:
 
 
 def test_close_drops_the_cache(name: str) -> None:
+    """close() lets go of the kept objects at once, not only when the handle
+    is freed: the cache's own references to the key and value go away."""
     d = shmdict.new(name, shmdict.MIN_SIZE)
-    d["k"] = 1
-    d.get("k")
+    key = "".join(["k", "ey"])  # a str object of this test's own
+    d[key] = b"v" * 16
+    assert _cached(d, key)
+    value = d.get(key)
+    assert value == b"v" * 16
+    # The cache holds one reference to each.
+    key_refs = sys.getrefcount(key)
+    value_refs = sys.getrefcount(value)
     d.close()
+    assert sys.getrefcount(key) == key_refs - 1
+    assert sys.getrefcount(value) == value_refs - 1
     with pytest.raises(ValueError, match="closed"):
-        d.get("k")
+        d.get(key)
