@@ -585,17 +585,21 @@ def test_items_snapshot_during_concurrent_deletes(d: SharedDict) -> None:
     and re-adds keys: no KeyError for a key that vanished mid-iteration."""
     stop = threading.Event()
     errors: list[BaseException] = []
+    churn_errors: list[BaseException] = []
 
     def churn() -> None:
-        with shmdict.get(d.name) as h:
-            i = 0
-            while not stop.is_set():
-                k = f"c{i % 200}"
-                if k in h:
-                    h.delete(k)
-                else:
-                    h[k] = i
-                i += 1
+        try:
+            with shmdict.get(d.name) as h:
+                i = 0
+                while not stop.is_set():
+                    k = f"c{i % 200}"
+                    if k in h:
+                        h.delete(k)
+                    else:
+                        h[k] = i
+                    i += 1
+        except BaseException as e:  # reported to the test below
+            churn_errors.append(e)
 
     for i in range(200):
         d[f"c{i}"] = i
@@ -614,6 +618,8 @@ def test_items_snapshot_during_concurrent_deletes(d: SharedDict) -> None:
     finally:
         stop.set()
         t.join(JOIN_TIMEOUT)
+    assert not t.is_alive(), "the churn thread did not stop"
+    assert churn_errors == [], f"the churn thread raised {churn_errors[0]!r}"
     assert errors == [], f"iteration raised {errors[0]!r} for a key deleted meanwhile"
 
 
