@@ -20,6 +20,7 @@
 #   FUZZ_SECONDS              libFuzzer run                   (90 x SCALE)
 #   FUZZ_JOBS                 libFuzzer processes             (nproc)
 #   TORTURE_PYTEST_ARGS       more pytest arguments, e.g. '-k "not stripes"'
+#   SHMDICT_RANDOM_SEEDS      1: fresh random seeds each run  (1; CI: 0, fixed)
 # A failure stops the run; its message names the seed (SHMDICT_TORTURE_SEED,
 # SHMDICT_CORRUPT_SEED) or the saved input (csrc/fuzz/artifacts/,
 # SHMDICT_CORRUPT_ARTIFACTS) that reproduces it.
@@ -35,6 +36,8 @@ export SHMDICT_CORRUPTIONS="${SHMDICT_CORRUPTIONS:-$((400 * SCALE))}"
 export SHMDICT_LIVE_CORRUPTIONS="${SHMDICT_LIVE_CORRUPTIONS:-$((40 * SCALE))}"
 export SHMDICT_BAD_FILES="${SHMDICT_BAD_FILES:-$((40 * SCALE))}"
 export SHMDICT_LOAD_SECONDS="${SHMDICT_LOAD_SECONDS:-$((5 * SCALE))}"
+# Unlike CI (fixed seeds), the long run explores new cases every time.
+export SHMDICT_RANDOM_SEEDS="${SHMDICT_RANDOM_SEEDS:-1}"
 export SHMDICT_FUZZ_SECONDS=0 # pytest only replays; the long fuzz run is below
 FUZZ_SECONDS="${FUZZ_SECONDS:-$((90 * SCALE))}"
 START=$(date +%s)

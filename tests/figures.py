@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from typing import Any
 
 
@@ -15,6 +16,23 @@ def env_int(name: str, default: int) -> int:
     if v:
         return int(v)
     return max(1, default // 4) if os.environ.get("SHMDICT_STRIPES") else default
+
+
+FIXED_SEED = 20261203
+
+
+def env_seed(name: str, bits: int = 31) -> int:
+    """The first seed of a randomized test: $name if set; else a random one
+    when SHMDICT_RANDOM_SEEDS=1; else FIXED_SEED, so that CI runs the same
+    cases every time. (Not env_int: a seed is not divided by 4 in the
+    suite's second pass.) The tests print the seed, and their failure
+    messages name it, so a failing run can be repeated."""
+    v = os.environ.get(name)
+    if v:
+        return int(v)
+    if os.environ.get("SHMDICT_RANDOM_SEEDS") == "1":
+        return random.randrange(2**bits)
+    return FIXED_SEED
 
 
 def record_figures(test: str, **figures: Any) -> None:

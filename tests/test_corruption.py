@@ -23,7 +23,8 @@ Configuration (see ``RELIABILITY.md``)::
     SHMDICT_CORRUPTIONS       static corruption cases (default 400)
     SHMDICT_LIVE_CORRUPTIONS  cases corrupted while the victim works (default 40)
     SHMDICT_BAD_FILES         random bad files (default 40)
-    SHMDICT_CORRUPT_SEED      first seed (default: random)
+    SHMDICT_CORRUPT_SEED      first seed (default: 20261203)
+    SHMDICT_RANDOM_SEEDS=1    draw a random first seed instead of the default
     SHMDICT_FUZZ_SECONDS      libFuzzer run in pytest (default 20; 0: replay only)
     SHMDICT_CORRUPT_ARTIFACTS where failing images are saved
 
@@ -58,7 +59,7 @@ import pytest
 import shmdict
 
 from .conftest import PREFIX, new_name
-from .figures import env_int, record_figures
+from .figures import env_int, env_seed, record_figures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -1280,7 +1281,7 @@ def test_verify_reads_pages_marked_empty(name: str) -> None:
 def test_corrupted_dicts_never_crash_or_hang() -> None:
     """Hundreds of corrupted dicts, each attacked by a fresh victim."""
     count = env_int("SHMDICT_CORRUPTIONS", 400 if not UNDER_ASAN else 40)
-    first = env_int("SHMDICT_CORRUPT_SEED", random.randrange(2**31))
+    first = env_seed("SHMDICT_CORRUPT_SEED")
     print(f"corruption seeds {first}..{first + count - 1}")
     t0 = time.monotonic()
     done = run_cases(static_cases(first, count), parallel=3)
@@ -1359,7 +1360,7 @@ def live_corruptor(v: Victim, case: Case) -> None:
 def test_live_corruption_never_crashes_or_hangs() -> None:
     """The file is corrupted while the victim's operations run."""
     count = env_int("SHMDICT_LIVE_CORRUPTIONS", 40 if not UNDER_ASAN else 5)
-    first = env_int("SHMDICT_CORRUPT_SEED", random.randrange(2**31))
+    first = env_seed("SHMDICT_CORRUPT_SEED")
     print(f"live corruption seeds {first}..{first + count - 1}")
     t0 = time.monotonic()
     done = run_cases(

@@ -31,7 +31,8 @@ Counts are configurable (see ``RELIABILITY.md``)::
 
     SHMDICT_TORTURE_KILLS     kills in the torture test (default 1500)
     SHMDICT_TORTURE_WORKERS   worker processes (default 4)
-    SHMDICT_TORTURE_SEED      seed of the torture run (default: random)
+    SHMDICT_TORTURE_SEED      seed of the torture run (default: 20261203)
+    SHMDICT_RANDOM_SEEDS=1    draw a random torture seed instead of the default
     SHMDICT_WAKEUP_KILLS      kills in the wake-up test (default 1000)
     SHMDICT_FIGURES           append a JSON line of figures per test to this file
 
@@ -65,7 +66,7 @@ import pytest
 import shmdict
 from shmdict import _core
 
-from .figures import env_int, record_figures
+from .figures import env_int, env_seed, record_figures
 
 MiB = 1 << 20
 
@@ -2453,7 +2454,7 @@ def test_torture(name: str) -> None:
     lost, nobody waited unboundedly, and flush_all gives all space back."""
     kills = env_int("SHMDICT_TORTURE_KILLS", 1500)
     workers = env_int("SHMDICT_TORTURE_WORKERS", 4)
-    seed = env_int("SHMDICT_TORTURE_SEED", random.randrange(2**32))
+    seed = env_seed("SHMDICT_TORTURE_SEED", bits=32)
     print(f"torture: SHMDICT_TORTURE_SEED={seed}")
     t0 = time.monotonic()
     t = Torture(name, workers, seed)
