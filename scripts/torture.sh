@@ -46,9 +46,11 @@ TESTS=(tests/test_crash.py tests/test_corruption.py tests/test_load.py)
 echo "== reliability tests, one stripe (SCALE=$SCALE)"
 EXTRA=()
 if [ -n "${TORTURE_PYTEST_ARGS:-}" ]; then eval "EXTRA=($TORTURE_PYTEST_ARGS)"; fi
-python -m pytest -q -p no:cacheprovider -x "${TESTS[@]}" "${EXTRA[@]}"
+# The per-test limit (pyproject: timeout = 900 s) grows with the counts.
+TIMEOUT=(-o "timeout=$((900 * SCALE))")
+python -m pytest -q -p no:cacheprovider -x "${TIMEOUT[@]}" "${TESTS[@]}" "${EXTRA[@]}"
 echo "== reliability tests, dicts split into 4 stripes"
-SHMDICT_STRIPES=4 python -m pytest -q -p no:cacheprovider -x "${TESTS[@]}" \
+SHMDICT_STRIPES=4 python -m pytest -q -p no:cacheprovider -x "${TIMEOUT[@]}" "${TESTS[@]}" \
     -k "not libfuzzer and not bad_files and not names and not mode and not symlink" \
     "${EXTRA[@]}"
 

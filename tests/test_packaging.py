@@ -42,11 +42,14 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.no_asan
-
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "pkgtest"
 BUILD_TIMEOUT = 900  # a cold build on a loaded 2-core machine, with downloads
+
+# The first test that asks for `built` pays for the build (up to
+# BUILD_TIMEOUT) and auditwheel; one that installs the sdist builds again:
+# more than pyproject's per-test default (pytest-timeout) may allow.
+pytestmark = [pytest.mark.no_asan, pytest.mark.timeout(3 * BUILD_TIMEOUT)]
 NAME = "pkgtest"
 
 # What the build reads: hashed for the cache key, in this order.
