@@ -599,7 +599,7 @@ def test_big_overwrite_on_a_full_filesystem(tiny: str) -> None:
 # ---- the SIGBUS handler among others --------------------------------------------
 
 GUARD_CHILD = """
-import faulthandler, mmap, signal, tempfile
+import faulthandler, mmap, signal
 mode = sys.argv[2]
 if mode in ("before", "foreign"):
     faulthandler.enable()
@@ -616,7 +616,9 @@ if mode in ("before", "after", "plain"):
         print(json.dumps({"outcome": str(e)}))
     sys.exit(0)
 if mode in ("foreign", "foreign-plain"):  # a fault that is none of ours
-    with tempfile.NamedTemporaryFile(dir="/dev/shm") as f:
+    # Named after the test's dict, so the test's teardown removes it: the
+    # process dies before it could.
+    with open(f"/dev/shm/{sys.argv[1]}-foreign", "w+b") as f:
         f.truncate(8192)
         m = mmap.mmap(f.fileno(), 8192)
         f.truncate(0)
