@@ -278,34 +278,23 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
         sd_found f;
         sd_status r =
             sd_find_locked(part_of(d, hash), keys[i], klens[i], hash, &f);
-        unsigned char rec[8] = {0};
-        uint32_t len = 0;
         if (r == SD_CORRUPT) {
             rc = r;
             break;
         }
+        unsigned char *at = pos < cap ? out + pos : NULL;
+        size_t room = pos < cap ? cap - pos : 0;
         if (r == SD_OK && !sd_expired(f.v.meta, now)) {
-            unsigned type = f.v.meta & SD_META_TYPE;
-            if (type == SD_T_LIST) {
+            if ((f.v.meta & SD_META_TYPE) == SD_T_LIST) {
                 rc = SD_WRONGTYPE;
                 break;
             }
-            rec[0] = (unsigned char)type;
-            rec[1] = (f.v.meta & SD_META_ASCII) != 0;
-            rec[2] = (f.v.meta & SD_META_TAG) != 0;
-            len = f.v.vlen;
+            pos += sd_put_record(at, room, &f.v);
+        } else { /* missing: a record of zeros */
+            if (room >= 8)
+                memset(at, 0, 8);
+            pos += 8;
         }
-        memcpy(rec + 4, &len, 4);
-        bool num = rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT;
-        size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES ? sd_pad8(len)
-                      : num                                      ? 8
-                                                                 : 0;
-        if (pos + 8 + body <= cap) {
-            memcpy(out + pos, rec, 8);
-            if (body)
-                memcpy(out + pos + 8, f.v.val, num ? 8 : len);
-        }
-        pos += 8 + body;
     }
     if (rc == SD_OK && pos > cap) {
         *need = pos;

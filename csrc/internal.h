@@ -480,6 +480,29 @@ static inline bool sd_read_entry(const sd_part *h, uint32_t idx, sd_view *v)
            (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
 }
 
+/* Write the record of a checked entry or item's value (the format of
+ * sd_get_many in shmdict.h) at out, if its size fits in `room` (out may be
+ * NULL when room is 0); return that size either way. */
+static inline size_t sd_put_record(unsigned char *out, size_t room,
+                                   const sd_view *v)
+{
+    unsigned type = v->meta & SD_META_TYPE;
+    bool num = type == SD_T_INT || type == SD_T_FLOAT;
+    bool var = type == SD_T_STR || type == SD_T_BYTES;
+    size_t body = var ? sd_pad8(v->vlen) : num ? 8 : 0;
+    if (8 + body <= room) {
+        memset(out, 0, 8 + body);
+        out[0] = (unsigned char)type;
+        out[1] = (v->meta & SD_META_ASCII) != 0;
+        out[2] = (v->meta & SD_META_TAG) != 0;
+        uint32_t len = v->vlen;
+        memcpy(out + 4, &len, 4);
+        if (var || num)
+            memcpy(out + 8, v->val, var ? v->vlen : 8);
+    }
+    return 8 + body;
+}
+
 static inline bool sd_read_item(const sd_part *h, uint32_t idx, sd_view *v)
 {
     unsigned type;

@@ -189,22 +189,9 @@ sd_status part_list_items(sd_part *h, const void *key, size_t klen,
             rc = SD_CORRUPT;
             break;
         }
-        unsigned type = it.meta & SD_META_TYPE;
-        bool num = type == SD_T_INT || type == SD_T_FLOAT;
-        bool var = type == SD_T_STR || type == SD_T_BYTES;
-        size_t body = var ? sd_pad8(it.vlen) : num ? 8 : 0;
-        if (pos + 8 + body <= cap) { /* else only count what it needs */
-            unsigned char *rec = (unsigned char *)buf + pos;
-            memset(rec, 0, 8 + body);
-            rec[0] = (unsigned char)type;
-            rec[1] = (it.meta & SD_META_ASCII) != 0;
-            rec[2] = (it.meta & SD_META_TAG) != 0;
-            uint32_t len = it.vlen;
-            memcpy(rec + 4, &len, 4);
-            if (var || num)
-                memcpy(rec + 8, it.val, var ? it.vlen : 8);
-        }
-        pos += 8 + body;
+        /* Past cap, only count what the records need. */
+        pos += sd_put_record(pos < cap ? (unsigned char *)buf + pos : NULL,
+                             pos < cap ? cap - pos : 0, &it);
         (*count)++;
         idx = it.next;
     }

@@ -1334,8 +1334,32 @@ static PyObject *Dict_llen(DictObject *self, PyObject *key)
     return raise_status((PyObject *)self, rc, key);
 }
 
+/* The value of one record of sd_get_many's format (also sd_list_items'). */
 static PyObject *record_value(PyObject *self, const unsigned char *rec,
-                              const unsigned char *body);
+                              const unsigned char *body)
+{
+    sd_value_out o = {.type = rec[0], .ascii = rec[1], .tag = rec[2]};
+    uint32_t len;
+    memcpy(&len, rec + 4, 4);
+    o.len = len;
+    o.buf = (void *)body;
+    if (o.type == SD_T_INT)
+        memcpy(&o.i, body, 8);
+    else if (o.type == SD_T_FLOAT)
+        memcpy(&o.f, body, 8);
+    return value_obj(self, &o);
+}
+
+/* The bytes one such record takes, header and padded body. */
+static size_t record_size(const unsigned char *rec)
+{
+    uint32_t len;
+    memcpy(&len, rec + 4, 4);
+    return 8 + (rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
+                    ? ((size_t)len + 7) / 8 * 8
+                : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
+                                                             : 0);
+}
 
 static PyObject *Dict_lrange(DictObject *self, PyObject *key)
 {
@@ -1375,12 +1399,7 @@ static PyObject *Dict_lrange(DictObject *self, PyObject *key)
         size_t pos = 0;
         for (uint64_t i = 0; i < count; i++) {
             const unsigned char *rec = buf + pos;
-            uint32_t len;
-            memcpy(&len, rec + 4, 4);
-            pos += 8 + (rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
-                            ? ((size_t)len + 7) / 8 * 8
-                        : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
-                                                                     : 0);
+            pos += record_size(rec);
             PyObject *v = record_value((PyObject *)self, rec, rec + 8);
             if (!v) {
                 Py_CLEAR(res);
@@ -1443,21 +1462,6 @@ static int batch_keys(PyObject *iterable, key_batch *b)
     return 0;
 }
 
-static PyObject *record_value(PyObject *self, const unsigned char *rec,
-                              const unsigned char *body)
-{
-    sd_value_out o = {.type = rec[0], .ascii = rec[1], .tag = rec[2]};
-    uint32_t len;
-    memcpy(&len, rec + 4, 4);
-    o.len = len;
-    o.buf = (void *)body;
-    if (o.type == SD_T_INT)
-        memcpy(&o.i, body, 8);
-    else if (o.type == SD_T_FLOAT)
-        memcpy(&o.f, body, 8);
-    return value_obj(self, &o);
-}
-
 /* get_many under every stripe's lock: the way when readers keep meeting
  * writers, or a value needs more than a plain lock-free get. */
 static PyObject *get_many_locked(DictObject *self, key_batch *bp, sd_span *sp)
@@ -1496,13 +1500,7 @@ static PyObject *get_many_locked(DictObject *self, key_batch *bp, sd_span *sp)
         size_t pos = 0;
         for (Py_ssize_t i = 0; i < b.n; i++) {
             const unsigned char *rec = buf + pos;
-            uint32_t len;
-            memcpy(&len, rec + 4, 4);
-            size_t body = rec[0] == SD_T_STR || rec[0] == SD_T_BYTES
-                              ? ((size_t)len + 7) / 8 * 8
-                          : rec[0] == SD_T_INT || rec[0] == SD_T_FLOAT ? 8
-                                                                       : 0;
-            pos += 8 + body;
+            pos += record_size(rec);
             if (rec[0] == 0)
                 continue; /* missing */
             PyObject *v = record_value((PyObject *)self, rec, rec + 8);
