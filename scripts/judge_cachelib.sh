@@ -13,14 +13,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${JUDGE_VENV:-$ROOT/build/venv-judges}"
 WORK="$ROOT/build/judges/cachelib"
-if [ ! -x "$VENV/bin/python" ]; then
-    "${PYTHON:-python3}" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-# The extension's build needs setuptools 77 or later (pyproject's license
-# field); a fresh venv may come with an older one.
-"$PY" -m pip install -q --disable-pip-version-check "setuptools>=77" \
-    >/dev/null 2>&1 || echo "judge: could not upgrade setuptools" >&2
+# shellcheck source=judges/venv.sh
+source scripts/judges/venv.sh
+PY="$JUDGE_PY"
 
 quiet_pip() {
     if ! "$PY" -m pip "$@" >"$WORK/pip.log" 2>&1; then
@@ -46,9 +41,6 @@ fi
 "$PY" -c "import pytest, xprocess, flask_caching, hypothesis" 2>/dev/null \
     || quiet_pip install -q pytest pytest-xprocess flask-caching hypothesis
 
-# The extension, built in place for the judge's Python.
-SHMDICT_DEV=1 "$PY" setup.py -q build_ext --inplace 2>&1 \
-    | grep -v -E "BetaConfiguration|warnings.warn|cannot be found|FutureWarning|^  warn\(" || true
 
 cp scripts/judges/cachelib_cache_tests.py "$SRC/tests/test_shmdict_cache.py"
 LOG="$WORK/last-run.log"

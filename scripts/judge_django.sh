@@ -11,14 +11,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="${JUDGE_VENV:-$ROOT/build/venv-judges}"
 WORK="$ROOT/build/judges/django"
-if [ ! -x "$VENV/bin/python" ]; then
-    "${PYTHON:-python3}" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-# The extension's build needs setuptools 77 or later (pyproject's license
-# field); a fresh venv may come with an older one.
-"$PY" -m pip install -q --disable-pip-version-check "setuptools>=77" \
-    >/dev/null 2>&1 || echo "judge: could not upgrade setuptools" >&2
+# shellcheck source=judges/venv.sh
+source scripts/judges/venv.sh
+PY="$JUDGE_PY"
 
 # The sdist, once: Django's tests ship only in it.
 mkdir -p "$WORK"
@@ -41,9 +36,6 @@ if [ "$("$PY" -c 'import django; print(django.__version__)' 2>/dev/null || true)
     fi
 fi
 
-# The extension, built in place for the judge's Python.
-SHMDICT_DEV=1 "$PY" setup.py -q build_ext --inplace 2>&1 \
-    | grep -v -E "BetaConfiguration|warnings.warn|cannot be found|FutureWarning|^  warn\(" || true
 
 cp scripts/judges/django_cache_tests.py "$SRC/tests/cache/tests_shmdict.py"
 LOG="$WORK/last-run.log"

@@ -36,15 +36,9 @@ FILES=(
     tests/integration/test_concurrency.py
 )
 
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "== creating $VENV"
-    "${PYTHON:-python3}" -m venv "$VENV"
-fi
-JPY="$VENV/bin/python"
-# The extension's build needs setuptools 77 or later (pyproject's license
-# field); a fresh venv may come with an older one.
-"$JPY" -m pip install -q --disable-pip-version-check "setuptools>=77" \
-    >/dev/null 2>&1 || echo "judge: could not upgrade setuptools" >&2
+# shellcheck source=judges/venv.sh
+source scripts/judges/venv.sh
+JPY="$JUDGE_PY"
 "$JPY" -m pip install -q --disable-pip-version-check \
     -r scripts/judges/limits-requirements.txt
 
@@ -58,11 +52,6 @@ echo "$SHA256  $SDIST" | sha256sum -c --quiet -
 rm -rf "$SRC"
 tar xzf "$SDIST" -C "$WORK"
 patch -d "$SRC" -p0 -s --fuzz=0 <"scripts/judges/limits-$VERSION.patch"
-
-# The extension, built in place for the judges' Python (a no-op when the
-# one there is current).
-SHMDICT_DEV=1 "$JPY" setup.py -q build_ext --inplace 2>&1 |
-    grep -v -E "BetaConfiguration|warnings.warn|bdist_wheel|warn\(|cannot be found" || true
 
 export PYTHONPATH="$ROOT/src"
 export SHMDICT_JUDGE_DICT="limits-judge-$$"
