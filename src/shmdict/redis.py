@@ -62,7 +62,15 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._core import MAX_KEY_BYTES
@@ -441,7 +449,20 @@ class RedisDict(MutableMapping[str, Value]):
         if not namespace or "\0" in namespace:
             raise ValueError(f"invalid namespace {namespace!r}")
         self._owns_client = isinstance(url_or_client, str)
+        # How to make another handle like this one (pickling): None when
+        # a client was given, which can't be sent to another process.
+        self._spec: tuple[str, dict[str, Any]] | None = None
         if isinstance(url_or_client, str):
+            self._spec = (
+                url_or_client,
+                dict(
+                    client_kw,
+                    namespace=namespace,
+                    retry=retry,
+                    socket_timeout=socket_timeout,
+                    cluster=cluster,
+                ),
+            )
             url = url_or_client
             if _is_cluster_url(url):
                 if cluster is False:
@@ -502,6 +523,17 @@ class RedisDict(MutableMapping[str, Value]):
     def closed(self) -> bool:
         """True after :meth:`close`."""
         return self._closed
+
+    @property
+    def owner(self) -> bool:
+        """False: no handle owns a Redis namespace (its keys outlive every
+        handle, as those of a dict made by :func:`shmdict.open` do)."""
+        return False
+
+    @property
+    def name(self) -> str:
+        """The namespace: what names this dict, as SharedDict's ``name``."""
+        return self.namespace
 
     @property
     def cluster(self) -> bool:
@@ -925,6 +957,16 @@ class RedisDict(MutableMapping[str, Value]):
         for group in self._slot_groups(rkeys):
             self._r.delete(*[rkeys[i] for i in group])
 
+    def items(self) -> ItemsView[str, Value]:
+        """A view of (key, value) pairs: the keys listed by SCAN, then read
+        500 at a time with :meth:`get_many`; a key deleted meanwhile is
+        skipped. O(n)."""
+        return _RedisItems(self)
+
+    def values(self) -> ValuesView[Value]:
+        """A view of the values, read as :meth:`items` reads them. O(n)."""
+        return _RedisValues(self)
+
     def clear(self) -> None:
         """Remove every item: the same as :meth:`flush_all`."""
         self.flush_all()
@@ -1099,10 +1141,42 @@ class RedisDict(MutableMapping[str, Value]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., RedisDict], tuple[Any, ...]]:
-        raise TypeError(
-            "a RedisDict can't be pickled: make one in each process "
-            "(shmdict.connect(url))"
-        )
+        """A pickled RedisDict made from a URL reconnects in the process
+        that unpickles it (same URL, namespace and options), as a pickled
+        SharedDict reopens its dict. One made from a client can't be
+        pickled (TypeError): the client's connections stay in its process."""
+        if self._spec is None:
+            raise TypeError(
+                "a RedisDict made from a client can't be pickled: make it "
+                "from a URL (shmdict.connect(url)) to send it to other processes"
+            )
+        return (_reopen, self._spec)
+
+
+class _RedisItems(ItemsView[str, Value]):
+    _mapping: RedisDict  # set by MappingView.__init__
+
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        m = self._mapping
+        keys = m.get_keys()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            got = m.get_many(chunk)
+            for k in chunk:
+                if k in got:
+                    yield k, got[k]
+
+
+class _RedisValues(ValuesView[Value]):
+    _mapping: RedisDict  # set by MappingView.__init__
+
+    def __iter__(self) -> Iterator[Value]:
+        for _, v in _RedisItems(self._mapping):
+            yield v
+
+
+def _reopen(url: str, kw: dict[str, Any]) -> RedisDict:
+    return RedisDict(url, **kw)
 
 
 def _address_of(client: Any) -> str:
