@@ -8,11 +8,13 @@ in the test process for a readable assertion.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import random
 import signal
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.synchronize import Event
@@ -575,3 +577,97 @@ def test_damaged_lengths_raise_corrupt_not_crash(d: SharedDict, back: int) -> No
         _patch(d.path, off - back, old)
     assert d.verify() == []
     assert d[key] == b"value" * 3
+
+
+# ---------------------------------------------------------------- access rules
+
+
+def test_symlink_at_name_is_refused(name_factory: Callable[[], str]) -> None:
+    """A symlink at the name, even to a valid dict, is not followed."""
+    real, link = name_factory(), name_factory()
+    d = shmdict.new(real, MiB)
+    try:
+        d["k"] = 1
+        os.symlink(d.path, shmdict.path_for(link))
+        with pytest.raises(OSError, match="symbolic link") as exc:
+            shmdict.get(link)
+        assert exc.value.errno == errno.ELOOP
+        with pytest.raises(FileExistsError):
+            shmdict.new(link, MiB)
+        assert os.path.islink(shmdict.path_for(link))
+        assert d["k"] == 1
+        assert d.verify() == []
+        # A symlink to somewhere outside /dev/shm is not followed either.
+        os.unlink(shmdict.path_for(link))
+        with tempfile.NamedTemporaryFile() as target:
+            os.symlink(target.name, shmdict.path_for(link))
+            with pytest.raises(OSError, match="symbolic link") as exc:
+                shmdict.get(link)
+            assert exc.value.errno == errno.ELOOP
+            with pytest.raises(FileExistsError):
+                shmdict.new(link, MiB)
+            assert os.path.getsize(target.name) == 0
+    finally:
+        d.close()
+        if os.path.lexists(shmdict.path_for(link)):
+            os.unlink(shmdict.path_for(link))
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to chown a file to another user"
+)
+def test_foreign_owner_is_refused_unless_allowed(name: str) -> None:
+    d = shmdict.new(name, MiB)
+    try:
+        d["k"] = 42
+        os.chown(d.path, 65534, 65534)
+        with pytest.raises(PermissionError):
+            shmdict.get(name)
+        with shmdict.get(name, allow_foreign_owner=True) as p:
+            assert p["k"] == 42
+        # A takeover never touches another user's file.
+        with pytest.raises(FileExistsError):
+            shmdict.new(name, MiB)
+    finally:
+        d.close()
+
+
+def test_mode(name_factory: Callable[[], str]) -> None:
+    old = os.umask(0)
+    try:
+        n1, n2 = name_factory(), name_factory()
+        d1 = shmdict.new(n1, MiB)
+        d2 = shmdict.new(n2, MiB, mode=0o640)
+        try:
+            assert stat.S_IMODE(os.stat(d1.path).st_mode) == 0o600
+            assert stat.S_IMODE(os.stat(d2.path).st_mode) == 0o640
+        finally:
+            d1.close()
+            d2.close()
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../escape",
+        "..\x00",
+        "x\x00y",
+        "/etc/passwd",
+        "a/../../etc/passwd",
+        "x" * 256,
+    ],
+)
+def test_names_cannot_escape_dev_shm(bad: str) -> None:
+    for fn in (
+        lambda: shmdict.new(bad, MiB),
+        lambda: shmdict.get(bad),
+        lambda: shmdict.remove(bad),
+    ):
+        with pytest.raises(ValueError, match=r"(?i)name"):
+            fn()
