@@ -200,3 +200,19 @@ def lock_words(path: str) -> str:
         return ", ".join(f"{w:#x}" for w in words)
     except Exception as e:  # a diagnostic must not hide the failure
         return f"(unreadable: {e})"
+
+
+def block_size_for(payload: int) -> int:
+    """The heap block (its 8-byte header word included) that *payload*
+    bytes take: rounded up to SD_UNIT, at least SD_MIN_BLOCK (as the C
+    core's sd_block_size_for)."""
+    L = c_layout()
+    unit = L["SD_UNIT"]
+    size = (payload + 8 + unit - 1) // unit * unit
+    return max(size, L["SD_MIN_BLOCK"])
+
+
+def entry_block(klen: int, vlen: int) -> int:
+    """The heap block an entry takes: SD_ENTRY_HDR, the key padded to 8
+    bytes, and the value (*vlen*: a bytes value's length; 8 for a number)."""
+    return block_size_for(c_layout()["SD_ENTRY_HDR"] + (klen + 7) // 8 * 8 + vlen)
