@@ -495,6 +495,10 @@ def test_owner_close_after_rename_away(name_factory: Callable[[], str]) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
 def test_foreign_owner_refused_unless_allowed(d: SharedDict) -> None:
+    """A file of another user is refused unless allow_foreign_owner=True,
+    and new() never takes it over. (Was in test_files.py and, as
+    test_foreign_owner_is_refused_unless_allowed, in test_corruption.py:
+    one test with the assertions of both.)"""
     d["a"] = 1
     os.chown(d.path, 65534, 65534)
     with pytest.raises(PermissionError):
@@ -502,6 +506,10 @@ def test_foreign_owner_refused_unless_allowed(d: SharedDict) -> None:
     with shmdict.get(d.name, allow_foreign_owner=True) as p:
         assert p["a"] == 1
         assert p.owner is False
+    # A takeover never touches another user's file.
+    with pytest.raises(FileExistsError):
+        shmdict.new(d.name, MiB)
+    assert d["a"] == 1
     os.chown(d.path, os.geteuid(), os.getegid())
     with shmdict.get(d.name) as p:
         assert p["a"] == 1
@@ -611,25 +619,6 @@ def test_symlink_at_name_is_refused(name_factory: Callable[[], str]) -> None:
         d.close()
         if os.path.lexists(shmdict.path_for(link)):
             os.unlink(shmdict.path_for(link))
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root to chown a file to another user"
-)
-def test_foreign_owner_is_refused_unless_allowed(name: str) -> None:
-    d = shmdict.new(name, MiB)
-    try:
-        d["k"] = 42
-        os.chown(d.path, 65534, 65534)
-        with pytest.raises(PermissionError):
-            shmdict.get(name)
-        with shmdict.get(name, allow_foreign_owner=True) as p:
-            assert p["k"] == 42
-        # A takeover never touches another user's file.
-        with pytest.raises(FileExistsError):
-            shmdict.new(name, MiB)
-    finally:
-        d.close()
 
 
 def test_mode(name_factory: Callable[[], str]) -> None:
