@@ -40,7 +40,7 @@ import shmdict
 import shmdict.contrib.limits as sl
 from shmdict.contrib.limits import AsyncShmdictStorage, ShmdictStorage
 
-from .conftest import fill_until_full
+from .helpers import fill_until_full
 
 MiB = 1 << 20
 JOIN_TIMEOUT = 30.0
