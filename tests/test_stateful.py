@@ -81,7 +81,7 @@ class DictMachine(RuleBasedStateMachine):
     def __init__(self, backend: DictBackend) -> None:
         super().__init__()
         self.backend = backend
-        self.owner = backend.new(self.SIZE)
+        self.owner: shmdict.SharedDict = backend.new(self.SIZE)
         self.name = self.owner.name
         self.handles: list[shmdict.SharedDict] = [self.owner]
         self.cur = 0
@@ -389,9 +389,10 @@ class FeatureMachine(RuleBasedStateMachine):
     def __init__(self, backend: DictBackend) -> None:
         super().__init__()
         self.backend = backend
-        self.owner = backend.new(MiB)
+        # Either backend's dict; typed as the API the machine calls.
+        self.owner: shmdict.SharedDict = backend.new(MiB)
         self.name = self.owner.name
-        self.peer = backend.peer(self.owner)
+        self.peer: shmdict.SharedDict = backend.peer(self.owner)
         self.use_peer = False
         self.model: dict[str, Item] = {}
 
