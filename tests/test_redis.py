@@ -333,6 +333,10 @@ def test_client_given_is_used_and_not_closed(redis_server: Server) -> None:
         RedisDict(42)
     with pytest.raises(ValueError, match="namespace"):
         RedisDict(redis_server.url, namespace="")
+    with pytest.raises(ValueError, match=r"bad option.*colour"):
+        RedisDict(redis_server.url + "?colour=red")
+    with pytest.raises(ValueError, match=r"bad option.*colour"):
+        shmdict.connect(redis_server.url, colour="red")
 
 
 def test_pickle_reconnects(rd: RedisDict, redis_server: Server) -> None:

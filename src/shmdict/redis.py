@@ -506,6 +506,17 @@ class RedisDict(MutableMapping[str, Value]):
                 ) from e
             except redis.exceptions.RedisError as e:
                 raise BackendUnavailable(f"Redis at {url!r} is unavailable: {e}") from e
+            if not cluster:
+                # redis-py keeps unknown URL options and client keywords
+                # until its first connection, where they fail as a
+                # TypeError deep inside a call: make one (it does not
+                # connect) to say so now.
+                pool = client.connection_pool
+                try:
+                    pool.connection_class(**pool.connection_kwargs)
+                except TypeError as e:
+                    client.close()
+                    raise ValueError(f"a bad option for {url!r}: {e}") from None
             self._where = url
         elif isinstance(url_or_client, (redis.Redis, RedisCluster)):
             if retry is not None or client_kw or cluster is not None:
