@@ -11,11 +11,13 @@
  *   convert.c  argument parsing, values in and out, the arguments of
  *              Dict(), and the one table from sd_status to exception
  *   near.c     the per-handle near cache of values already returned
- *   dict.c     the Dict type: life cycle, the enter/leave bracket, the
- *              calls on the whole dict, the method table
+ *   dict.c     the Dict type: life cycle, the GIL hooks, the calls on the
+ *              whole dict, the properties, the method table and slots
  *   item.c     the methods on one key (get, set, incr, cas, ...)
  *   list.c     the list methods (lpush ... lrange)
  *   batch.c    the methods on many keys (get_many, set_many, delete_many)
+ *   binding.h  this: the shared types, the enter/leave bracket, the
+ *              inline fast paths (key_arg, near_find), the prototypes
  *
  * Rules every file keeps:
  * - Every core call on a handle sits inside dict_enter ... dict_leave, so
@@ -62,7 +64,7 @@
 typedef struct {
     PyTypeObject *DictType;    /* owned: the heap type Dict */
     PyTypeObject *PickledType; /* owned: shmdict.Pickled, tagged bytes */
-    PyObject *Error;           /* owned: shmdict.errors.Error ... */
+    PyObject *Error;           /* owned: from shmdict.errors, as are: */
     PyObject *NoMemoryError;   /* owned */
     PyObject *CorruptError;    /* owned */
     PyObject *LockTimeout;     /* owned */
@@ -196,6 +198,8 @@ static inline PyObject *raise_status(PyObject *self, sd_status rc,
     err_ctx cx = {.op = op, .obj = obj};
     return raise_status_ctx(self, rc, &cx);
 }
+
+int status_table_complete(void);
 
 /* ---- the near cache (near.c) ------------------------------------------ */
 

@@ -506,6 +506,22 @@ static const struct status_row {
 static const struct status_row no_row = {SD_OK, NULL, EXC_ERROR, 0,
                                          "{status}"};
 
+/* Whether every status but SD_OK has a general row (any call, no
+ * condition), so that no status falls through to no_row: the import
+ * checks it (module.c). */
+int status_table_complete(void)
+{
+    for (int s = SD_OK + 1; s < SD_STATUS_COUNT; s++) {
+        size_t i = 0, n = sizeof status_table / sizeof status_table[0];
+        while (i < n && !((int)status_table[i].status == s &&
+                          !status_table[i].calls && !status_table[i].flags))
+            i++;
+        if (i == n)
+            return 0;
+    }
+    return 1;
+}
+
 /* Whether `op` is one of the space-separated names in `calls`. */
 static bool call_in(const char *op, const char *calls)
 {

@@ -122,6 +122,11 @@ static int add_constants(PyObject *m)
 static int core_exec(PyObject *m)
 {
     module_state *st = PyModule_GetState(m);
+    if (!status_table_complete()) { /* a new sd_status needs its row */
+        PyErr_SetString(PyExc_SystemError,
+                        "an sd_status has no row in the status table");
+        return -1;
+    }
     PyObject *errors = PyImport_ImportModule("shmdict.errors");
     if (!errors)
         return -1;
