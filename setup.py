@@ -1,4 +1,4 @@
-"""Build the C extension shmdict._core from csrc/ and src/shmdict/_core.c.
+"""Build the C extension shmdict._core from csrc/ and src/shmdict/_core/.
 
 Environment switches (development and CI; the sdist default is plain):
   SHMDICT_DEV=1       -Wall -Wextra -Werror and friends, asserts on.
@@ -13,6 +13,8 @@ from glob import glob
 from setuptools import Extension, setup
 
 CORE_SOURCES = sorted(glob("csrc/*.c"))
+# The binding: one file per job (src/shmdict/_core/binding.h says which).
+BINDING_SOURCES = sorted(glob("src/shmdict/_core/*.c"))
 cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden", "-DNDEBUG"]
 ldflags: list[str] = []
 
@@ -35,11 +37,11 @@ setup(
     ext_modules=[
         Extension(
             "shmdict._core",
-            sources=["src/shmdict/_core.c", *CORE_SOURCES],
+            sources=[*BINDING_SOURCES, *CORE_SOURCES],
             include_dirs=["csrc"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            depends=sorted(glob("csrc/*.h")),
+            depends=sorted(glob("csrc/*.h") + glob("src/shmdict/_core/*.h")),
         )
     ]
 )

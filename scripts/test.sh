@@ -21,7 +21,7 @@ fi
 
 echo "== clang-format, ruff, mypy, stubtest"
 if command -v clang-format >/dev/null; then
-    clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/tests/*.c src/shmdict/_core.c
+    clang-format --dry-run --Werror csrc/*.c csrc/*.h csrc/tests/*.c src/shmdict/_core/*.c src/shmdict/_core/*.h
 else
     echo "clang-format not installed: C formatting not checked"
 fi

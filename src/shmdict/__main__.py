@@ -67,7 +67,9 @@ from .errors import Error
 
 OK, NO, FAIL, INTERRUPTED = 0, 1, 2, 130
 
-_MAGIC = (0x31544349444D4853).to_bytes(8, "little")
+# The file's first 8 bytes: layout.h's SD_MAGIC, stored in the host's byte
+# order as the header's other fields are.
+_MAGIC = _core.MAGIC.to_bytes(8, sys.byteorder)
 
 # Fields of the file header (struct sd_header in csrc/layout.h), in the
 # host's byte order: the format version (where they are depends on it),

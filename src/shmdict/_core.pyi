@@ -13,6 +13,7 @@ MAX_KEY_BYTES: int
 MAX_SIZE: int
 MIN_SIZE: int
 FORMAT_VERSION: int
+MAGIC: int
 DEFAULT_LOCK_TIMEOUT: float
 
 @disjoint_base

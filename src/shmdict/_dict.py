@@ -14,7 +14,6 @@ from collections.abc import (
 from typing import Any
 
 from . import _core
-from .errors import NoMemoryError
 
 __all__ = [
     "SharedDict",
@@ -154,20 +153,13 @@ def _create(
     reserve: bool,
     dir: str | None,
 ) -> SharedDict:
-    """What new() (how=1) and open() (how=2) share: check the arguments,
-    then make or attach the handle."""
+    """What new() (how=1) and open() (how=2) share: make or attach the
+    handle. The arguments are checked once, by the extension's Dict()
+    (size, mode, stripes, lock_timeout, and whether the filesystem could
+    ever hold *size* bytes)."""
     path = path_for(name, dir)
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise TypeError(f"size must be int, not {type(size).__name__}")
-    if not _core.MIN_SIZE <= size <= _core.MAX_SIZE:
-        raise ValueError(
-            f"size must be between {_core.MIN_SIZE} and {_core.MAX_SIZE} bytes"
-        )
     if stripes is None:
         stripes = _stripes_from_env(size)
-    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777:
-        raise ValueError("mode must be permission bits between 0 and 0o777")
-    _check_fits_filesystem(path, size)
     return SharedDict(
         path,
         name,
@@ -179,22 +171,6 @@ def _create(
         stripes=stripes,
         reserve=bool(reserve),
     )
-
-
-def _check_fits_filesystem(path: str, size: int) -> None:
-    """NoMemoryError if the filesystem could never hold *size* bytes."""
-    try:
-        vfs = os.statvfs(os.path.dirname(path))
-    except OSError:
-        return  # the open itself will say what is wrong with the directory
-    total = vfs.f_blocks * vfs.f_frsize
-    if total and size > total:
-        raise NoMemoryError(
-            f"a dict of {size} bytes can never fit in {os.path.dirname(path)}, "
-            f"a filesystem of {total} bytes: ask for less, or give it more "
-            "(Docker --shm-size, a Kubernetes emptyDir with medium: Memory "
-            "and a bigger sizeLimit)"
-        )
 
 
 def new(
@@ -303,8 +279,8 @@ _MIN_STRIPE = 512 << 10
 def _stripes_from_env(size: int) -> int:
     """The stripe count SHMDICT_STRIPES asks for, lowered to fit *size*."""
     want = os.environ.get("SHMDICT_STRIPES", "")
-    if not want:
-        return 0
+    if not want or not isinstance(size, int):
+        return 0  # (Dict() says what is wrong with a size that is no int)
     n = int(want)
     if n <= 0 or n & (n - 1):
         raise ValueError("SHMDICT_STRIPES must be a power of two")

@@ -1,0 +1,329 @@
+/*
+ * binding.h - what the files of the CPython binding (shmdict._core) share.
+ *
+ * The binding only translates: Python objects to C arguments, core status
+ * codes to exceptions (one table, raise_status in convert.c), and C results
+ * back to Python objects. Its files, in the shape of CPython's
+ * Modules/_sqlite:
+ *
+ *   module.c   the module: multi-phase init, module state, constants,
+ *              the module-level functions
+ *   convert.c  argument parsing, values in and out, the arguments of
+ *              Dict(), and the one table from sd_status to exception
+ *   near.c     the per-handle near cache of values already returned
+ *   dict.c     the Dict type: life cycle, the GIL hooks, the calls on the
+ *              whole dict, the properties, the method table and slots
+ *   item.c     the methods on one key (get, set, incr, cas, ...)
+ *   list.c     the list methods (lpush ... lrange)
+ *   batch.c    the methods on many keys (get_many, set_many, delete_many)
+ *   binding.h  this: the shared types, the enter/leave bracket, the
+ *              inline fast paths (key_arg, near_find), the prototypes
+ *
+ * Rules every file keeps:
+ * - Every core call on a handle sits inside dict_enter ... dict_leave, so
+ *   that a close() from another thread while this one waits for a lock
+ *   (GIL released) is deferred until the call returns.
+ * - No Python code runs while a stripe's lock is held: the core takes and
+ *   releases its locks inside each sd_* call, copying results into buffers
+ *   owned here; objects are built after it returns. When the core must
+ *   wait for a lock it calls gil_release/gil_acquire around the wait, and
+ *   gil_interrupted between slices of it (only while this thread holds no
+ *   stripe's lock), which runs the signal handlers, so Ctrl-C ends a wait.
+ * - A failed core call raises through raise_status with the name of the
+ *   Python call and its key (or the dict's path): no other code turns an
+ *   sd_status into an exception.
+ * - Each method is a METH_FASTCALL (or METH_O / METH_NOARGS) parser that
+ *   checks every argument before the first core call, and a method that
+ *   holds resources frees them after one `exit:` label.
+ */
+#ifndef SHMDICT_BINDING_H
+#define SHMDICT_BINDING_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "shmdict.h"
+
+#define SHM_DIR "/dev/shm"
+#define STACK_BUF 4096 /* values this small are read without a malloc */
+#define DEFAULT_LOCK_TIMEOUT 10.0 /* seconds: Dict()'s and shmdict's */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define DEFAULT_LOCK_TIMEOUT_S STR(DEFAULT_LOCK_TIMEOUT)
+#define SNAP_PARTS 64u /* get_many reads this many stripes without locks */
+
+#define SD_LIKELY_OK(rc) __builtin_expect((rc) == SD_OK, 1)
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+/* ---- module state (module.c) ------------------------------------------ */
+
+typedef struct {
+    PyTypeObject *DictType;    /* owned: the heap type Dict */
+    PyTypeObject *PickledType; /* owned: shmdict.Pickled, tagged bytes */
+    PyObject *Error;           /* owned: from shmdict.errors, as are: */
+    PyObject *NoMemoryError;   /* owned */
+    PyObject *CorruptError;    /* owned */
+    PyObject *LockTimeout;     /* owned */
+} module_state;
+
+extern struct PyModuleDef core_module;
+
+/* The module state of the module that made `type` (or a base of it); NULL
+ * with an exception if there is none. state_of: of self's type. */
+module_state *state_of_type(PyTypeObject *type);
+
+static inline module_state *state_of(PyObject *self)
+{
+    return state_of_type(Py_TYPE(self));
+}
+
+/* ---- the handle (dict.c) ---------------------------------------------- */
+
+struct near_slot;
+
+typedef struct {
+    PyObject ob_base;       /* PyObject_HEAD */
+    sd_handle *h;           /* owned; NULL once closed */
+    PyObject *name;         /* str, owned */
+    PyObject *path;         /* str, owned */
+    double lock_timeout;    /* seconds, as given */
+    int busy;               /* core calls in flight (they may drop the GIL) */
+    int closing;            /* close() was called while busy */
+    PyObject *weakreflist;  /* owned by the weakref machinery */
+    struct near_slot *near; /* owned, NEAR_SLOTS of them, or NULL */
+} DictObject;
+
+extern PyType_Spec Dict_spec;
+
+PyObject *closed_error(void);
+void really_close(DictObject *self);
+
+/* Enter a call on this handle: 0, or -1 with ValueError if the handle is
+ * closed (or closing). Each dict_enter that returned 0 is matched by one
+ * dict_leave, on every path. */
+static inline int dict_enter(DictObject *self)
+{
+    if (!self->h || self->closing) {
+        closed_error();
+        return -1;
+    }
+    self->busy++;
+    return 0;
+}
+
+/* Leave a call: the last call in flight runs a deferred close(). */
+static inline void dict_leave(DictObject *self)
+{
+    if (--self->busy == 0 && self->closing && self->h)
+        really_close(self);
+}
+
+/* A span groups the core calls of one Python call, so that all their lock
+ * waits together last at most one lock timeout; `sp` NULL: this core call
+ * is the whole Python call. Only core calls run inside a span, never
+ * Python code; so a span sits inside dict_enter ... dict_leave. */
+static inline void span_enter(DictObject *self, sd_span *sp)
+{
+    if (sp)
+        sd_span_enter(self->h, sp);
+}
+
+static inline void span_leave(sd_span *sp)
+{
+    if (sp)
+        sd_span_leave(sp);
+}
+
+/* ---- arguments and values (convert.c) --------------------------------- */
+
+int parse_args(const char *fname, const char *const *names, int nnames,
+               int npos, int nreq, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames, PyObject **out);
+int key_arg_slow(PyObject *key, const char **p, Py_ssize_t *n);
+
+/* A key as UTF-8 bytes, borrowed from the str object (cached there); -1
+ * with TypeError or ValueError for a key that is no str, empty or too
+ * long. The common case, an ASCII str, is inline and calls nothing. */
+static inline int key_arg(PyObject *key, const char **p, Py_ssize_t *n)
+{
+    if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        *p = (const char *)PyUnicode_DATA(key);
+        *n = PyUnicode_GET_LENGTH(key);
+        if (*n != 0 && (size_t)*n <= SD_MAX_KEY)
+            return 0;
+    }
+    return key_arg_slow(key, p, n);
+}
+
+int value_arg(PyObject *self, PyObject *v, sd_value_in *out);
+int number_arg(PyObject *o, const char *what, sd_value_in *v);
+int ttl_arg(PyObject *o, int64_t *ms);
+int lock_timeout_arg(PyObject *o, double *s, int64_t *ms);
+int size_arg(PyObject *o, int create, unsigned long long *size);
+int mode_arg(PyObject *o, unsigned *mode);
+int fits_filesystem(PyTypeObject *type, const char *path,
+                    unsigned long long size);
+
+int is_ascii(const void *p, size_t n);
+PyObject *value_obj(PyObject *self, const sd_value_out *o);
+PyObject *record_value(PyObject *self, const unsigned char *rec);
+size_t record_size(const unsigned char *rec);
+
+/* ---- status -> exception (convert.c) ---------------------------------- */
+
+/* What a failed call was doing, for the message of its exception. */
+typedef struct err_ctx {
+    const char *op;   /* the Python call: "set", "incr", "create", ... */
+    PyObject *obj;    /* the key; for calls on the whole dict, its path */
+    uint64_t item;    /* set: the bytes the item needs (0: not known) */
+    size_t stored;    /* set_many: the items stored before NoMemoryError */
+    uint64_t size;    /* Dict(): the size asked for */
+    unsigned stripes; /* Dict(): the stripes asked for */
+} err_ctx;
+
+/* Raise the exception the status table gives for rc (not SD_OK) in the
+ * call `cx` describes; self is the handle (it finds the module state).
+ * SD_INTERRUPTED with an exception set means a signal handler raised
+ * during a wait: that exception stands. Returns NULL. */
+PyObject *raise_status_ctx(PyObject *self, sd_status rc, const err_ctx *cx);
+
+/* The same for the common case: the call's name and its key or path. */
+static inline PyObject *raise_status(PyObject *self, sd_status rc,
+                                     const char *op, PyObject *obj)
+{
+    err_ctx cx = {.op = op, .obj = obj};
+    return raise_status_ctx(self, rc, &cx);
+}
+
+int status_table_complete(void);
+
+/* ---- the near cache (near.c) ------------------------------------------ */
+
+/* Each handle keeps the last values it read, as the Python objects it
+ * returned, in a small direct-mapped table keyed by the str key. An entry
+ * is good while its stripe's sequence counter hasn't moved (no process has
+ * taken that stripe's lock since), so a repeated get costs one shared load
+ * instead of a lookup and a new object. Only values read without the lock
+ * and with no expiry are kept, and only small ones: at most
+ * NEAR_SLOTS * NEAR_MAX_VALUE bytes of values per handle. The objects are
+ * immutable (str, bytes, int, float, True, False, None), so handing out the
+ * same one twice is safe. */
+#define NEAR_SLOTS 4096u
+#define NEAR_MAX_VALUE 256u
+
+struct near_slot {
+    PyObject *key;   /* exact str, owned, or NULL */
+    PyObject *value; /* owned */
+    Py_hash_t ph;    /* the key's Python hash */
+    Py_hash_t cand;  /* a key that wanted the slot once (its hash) */
+    uint64_t seq;    /* the stripe's sequence value the value was read at */
+    uint32_t part;   /* the key's stripe */
+    uint32_t hash;   /* the key's hash in the core */
+};
+
+void near_clear(DictObject *self);
+void near_keep(DictObject *self, PyObject *key, PyObject *value,
+               const sd_value_out *o);
+
+static inline bool same_str(PyObject *a, PyObject *b)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(a);
+    int kind = PyUnicode_KIND(a);
+    return a == b ||
+           (n == PyUnicode_GET_LENGTH(b) && kind == PyUnicode_KIND(b) &&
+            memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b),
+                   (size_t)n * (size_t)kind) == 0);
+}
+
+/* The slot for key (an exact str) and its Python hash, or NULL. */
+static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
+                                             Py_hash_t *ph)
+{
+    *ph = PyObject_Hash(key); /* the str caches it */
+    if (*ph == -1) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return &self->near[(size_t)*ph & (NEAR_SLOTS - 1)];
+}
+
+/* key's value as the near cache holds it (borrowed), if it is still
+ * current (and, with `snap`, was read under get_many's snapshot); else
+ * NULL, with no exception. Inline: it is the whole of a repeated get. The
+ * caller has entered the handle. */
+static inline PyObject *near_find(DictObject *self, PyObject *key,
+                                  const uint64_t *snap)
+{
+    if (!self->near || !PyUnicode_CheckExact(key))
+        return NULL;
+    Py_hash_t ph;
+    struct near_slot *ns = near_slot_of(self, key, &ph);
+    if (ns && ns->ph == ph && ns->key && same_str(ns->key, key) &&
+        (!snap || snap[ns->part] == ns->seq) &&
+        sd_still_current(self->h, ns->part, ns->hash, ns->seq))
+        return ns->value;
+    return NULL;
+}
+
+/* ---- reads shared by item.c, list.c and batch.c (item.c) -------------- */
+
+/* A core call that copies a value out of key into `out`. */
+typedef sd_status (*fetch_fn)(sd_handle *h, const char *k, size_t klen,
+                              sd_value_out *out, void *arg);
+
+PyObject *fetch_obj(DictObject *self, const char *op, PyObject *key,
+                    fetch_fn fn, void *arg, PyObject *missing, sd_span *sp);
+PyObject *lookup(DictObject *self, const char *op, PyObject *key,
+                 const uint64_t *snap, int *stale, sd_span *sp);
+
+/* ---- the methods, each defined with its docstring above it ------------ */
+
+#define DICT_METHOD(name)                                                     \
+    extern const char name##_doc[];                                           \
+    PyObject *name(DictObject *self, PyObject *const *args, Py_ssize_t nargs, \
+                   PyObject *kwnames)
+#define DICT_METHOD_POS(name)                                                 \
+    extern const char name##_doc[];                                           \
+    PyObject *name(DictObject *self, PyObject *const *args, Py_ssize_t nargs)
+#define DICT_METHOD_O(name)                                                   \
+    extern const char name##_doc[];                                           \
+    PyObject *name(DictObject *self, PyObject *arg)
+
+/* item.c */
+DICT_METHOD(Dict_get);
+DICT_METHOD(Dict_set);
+DICT_METHOD(Dict_add);
+DICT_METHOD(Dict_replace);
+DICT_METHOD(Dict_safe_set);
+DICT_METHOD(Dict_safe_add);
+DICT_METHOD(Dict_set_forcible);
+DICT_METHOD_O(Dict_get_stale);
+DICT_METHOD(Dict_pop);
+DICT_METHOD(Dict_setdefault);
+DICT_METHOD(Dict_cas);
+DICT_METHOD_O(Dict_delete);
+DICT_METHOD(Dict_incr);
+DICT_METHOD_O(Dict_ttl);
+DICT_METHOD(Dict_expire);
+PyObject *Dict_subscript(DictObject *self, PyObject *key);
+int Dict_ass_subscript(DictObject *self, PyObject *key, PyObject *value);
+int Dict_contains(DictObject *self, PyObject *key);
+
+/* list.c (lpush and rpush are METH_FASTCALL without keywords) */
+DICT_METHOD_POS(Dict_lpush);
+DICT_METHOD_POS(Dict_rpush);
+DICT_METHOD_O(Dict_lpop);
+DICT_METHOD_O(Dict_rpop);
+DICT_METHOD_O(Dict_llen);
+DICT_METHOD_O(Dict_lrange);
+
+/* batch.c */
+DICT_METHOD_O(Dict_get_many);
+DICT_METHOD(Dict_set_many);
+DICT_METHOD_O(Dict_delete_many);
+
+#endif /* SHMDICT_BINDING_H */
