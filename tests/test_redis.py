@@ -472,3 +472,36 @@ def test_harness_cli_starts_and_stops(tmp_path: str) -> None:
     finally:
         subprocess.run([sys.executable, script, "stop", work], timeout=120, check=False)
     assert not any(_alive(p) for p in pids)
+
+
+# ---------------------------------------------------------------- Redis's own
+
+
+def test_expired_key_is_gone_at_once(rd: RedisDict, raw: Any) -> None:
+    """Where SharedDict keeps a stale value: Redis drops the key when it
+    expires, so get_stale has nothing stale and flush_expired nothing to
+    free (the shm_only tests of test_ttl.py check SharedDict's side)."""
+    import time
+
+    rd.set("a", "v", 0.05)
+    assert rd.get_stale("a") == ("v", False)
+    deadline = time.monotonic() + 10
+    while raw.exists(f"{rd.namespace}:a") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rd.get_stale("a") is None
+    assert rd.flush_expired() == 0
+    assert rd.flush_expired(5) == 0
+    with pytest.raises(ValueError, match=">= 0"):
+        rd.flush_expired(-1)
+
+
+def test_scripts_reload_after_script_flush(rd: RedisDict, raw: Any) -> None:
+    """The scripts go by EVALSHA; a server that lost them (a restart, SCRIPT
+    FLUSH) gets them again on NOSCRIPT, within the same call."""
+    rd["n"] = 1
+    raw.script_flush()
+    assert rd.incr("n", 1) == 2
+    raw.script_flush()
+    assert rd.cas("n", 2, 3) is True
+    raw.script_flush()
+    assert rd.get_many(["n"]) == {"n": 3}
