@@ -505,3 +505,23 @@ def test_scripts_reload_after_script_flush(rd: RedisDict, raw: Any) -> None:
     assert rd.cas("n", 2, 3) is True
     raw.script_flush()
     assert rd.get_many(["n"]) == {"n": 3}
+
+
+def test_cluster_node_without_cluster_flag_says_so(redis_cluster: Cluster) -> None:
+    """A plain redis:// URL to a Cluster node: keys of other nodes answer
+    MOVED, which the error turns into advice."""
+    d = RedisDict(redis_cluster.url, namespace=unique_namespace("moved"))
+    try:
+        errors = []
+        for i in range(50):  # some keys live on other nodes
+            try:
+                d.set(f"k{i}", i)
+            except shmdict.Error as e:
+                errors.append(str(e))
+        assert errors
+        assert all("redis+cluster://" in e for e in errors), errors[0]
+    finally:
+        d.close()
+    # What did land on the node itself is cleaned up through the Cluster.
+    with RedisDict(redis_cluster.url, cluster=True, namespace=d.namespace) as c:
+        c.flush_all()

@@ -637,6 +637,11 @@ class RedisDict(MutableMapping[str, Value]):
             return BackendUnavailable(
                 f"Redis at {self._where} is unavailable: {type(e).__name__}: {text}"
             )
+        if isinstance(e, (ex.AskError, ex.ClusterCrossSlotError)):  # MOVED too
+            return Error(
+                f"Redis at {self._where} is a Cluster node ({type(e).__name__}: "
+                f"{text}): connect with a redis+cluster:// URL or cluster=True"
+            )
         return Error(f"Redis at {self._where} answered an error: {text}")
 
     def _slot_groups(self, keys: list[bytes]) -> list[list[int]]:
