@@ -279,8 +279,9 @@ _INCR = (
 local k = KEYS[1]
 local dk, ds = string.sub(ARGV[1], 1, 1), string.sub(ARGV[1], 2)
 local mode, ttl = ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TYPE', k).ok
-if t == 'none' then
+local raw = redis.pcall('GET', k)
+if type(raw) == 'table' then return {'type'} end
+if not raw then
   if ARGV[4] == '' then return {'missing'} end
   local ik, is = string.sub(ARGV[4], 1, 1), string.sub(ARGV[4], 2)
   local ittl = tonumber(ARGV[5])
@@ -298,8 +299,6 @@ if t == 'none' then
   if ittl > 0 then redis.call('PEXPIRE', k, ittl) end
   return {'ok', redis.call('GET', k)}
 end
-if t ~= 'string' then return {'type'} end
-local raw = redis.call('GET', k)
 local vk, v = num(raw)
 if vk == nil or v == nil then return {'type'} end
 if vk == 'i' and dk == 'i' then
@@ -310,6 +309,10 @@ if vk == 'i' and dk == 'i' then
   end
   if mode == 'n' then
     if ttl > 0 then redis.call('PEXPIRE', k, ttl) else redis.call('PERSIST', k) end
+  end
+  -- r is a Lua number (a double): exact below 2**53, else read it back.
+  if r > -9007199254740992 and r < 9007199254740992 then
+    return {'ok', string.format('%d', r)}
   end
   return {'ok', redis.call('GET', k)}
 end
@@ -328,10 +331,9 @@ _CAS = (
     + _LUA_NUM
     + """
 local k = KEYS[1]
-local t = redis.call('TYPE', k).ok
-if t == 'none' then return 0 end
-if t ~= 'string' then return -1 end
-local raw = redis.call('GET', k)
+local raw = redis.pcall('GET', k)
+if type(raw) == 'table' then return -1 end
+if not raw then return 0 end
 local e = ARGV[1]
 local same
 if string.byte(raw, 1) == 102 and string.byte(e, 1) == 102 then
@@ -364,10 +366,9 @@ return 1
 _GET_MANY = """#!lua flags=no-writes
 local out = {}
 for i, k in ipairs(KEYS) do
-  local t = redis.call('TYPE', k).ok
-  if t == 'string' then out[i] = redis.call('GET', k)
-  elseif t == 'none' then out[i] = false
-  else return {'type', i} end
+  local v = redis.pcall('GET', k)
+  if type(v) == 'table' then return {'type', i} end
+  out[i] = v
 end
 return {'ok', out}
 """
@@ -386,13 +387,11 @@ return #KEYS
 # the default was stored; {'type'} for a list.
 _SETDEFAULT = """#!lua
 local k = KEYS[1]
-local t = redis.call('TYPE', k).ok
-if t == 'none' then
-  redis.call('SET', k, ARGV[1])
-  return {'set'}
-end
-if t ~= 'string' then return {'type'} end
-return {'old', redis.call('GET', k)}
+local old = redis.pcall('GET', k)
+if type(old) == 'table' then return {'type'} end
+if old then return {'old', old} end
+redis.call('SET', k, ARGV[1])
+return {'set'}
 """
 
 
@@ -644,6 +643,16 @@ class RedisDict(MutableMapping[str, Value]):
             )
         return Error(f"Redis at {self._where} answered an error: {text}")
 
+    def _eval(self, script: Any, keys: list[bytes], args: list[Any]) -> Any:
+        """Run a registered script by EVALSHA; on NOSCRIPT (a restarted or
+        flushed server) load it and run it again. redis-py's Script call
+        does the same, with more work per call."""
+        try:
+            return self._r.evalsha(script.sha, len(keys), *keys, *args)
+        except self._redis.exceptions.NoScriptError:
+            self._r.script_load(script.script)
+            return self._r.evalsha(script.sha, len(keys), *keys, *args)
+
     def _slot_groups(self, keys: list[bytes]) -> list[list[int]]:
         """Indexes of *keys* grouped by Cluster slot (one group standalone)."""
         if not self._cluster:
@@ -856,7 +865,7 @@ class RedisDict(MutableMapping[str, Value]):
         k = self._k(key)
         ms = _ttl_ms(exptime)
         try:
-            return bool(self._expire(keys=[k], args=[ms], client=self._r))
+            return bool(self._eval(self._expire, [k], [ms]))
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
 
@@ -884,7 +893,7 @@ class RedisDict(MutableMapping[str, Value]):
         k = self._k(key)
         v = _encode(default)
         try:
-            res = self._setdefault(keys=[k], args=[v], client=self._r)
+            res = self._eval(self._setdefault, [k], [v])
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
         if res[0] == b"type":
@@ -907,7 +916,7 @@ class RedisDict(MutableMapping[str, Value]):
         else:
             mode, ms = b"n", _ttl_ms(exptime)
         try:
-            r = self._cas(keys=[k], args=[e, n, mode, ms], client=self._r)
+            r = self._eval(self._cas, [k], [e, n, mode, ms])
         except self._redis.exceptions.RedisError as ex:
             raise self._error(ex, key) from ex
         if r == -1:
@@ -941,7 +950,7 @@ class RedisDict(MutableMapping[str, Value]):
         i = b"" if init is None else _number_arg(init, "init")
         ims = 0 if init_ttl is None else _ttl_ms(init_ttl)
         try:
-            res = self._incr(keys=[k], args=[d, mode, ms, i, ims], client=self._r)
+            res = self._eval(self._incr, [k], [d, mode, ms, i, ims])
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
         status = res[0]
@@ -1017,7 +1026,7 @@ class RedisDict(MutableMapping[str, Value]):
                     if script is None:
                         out.append(self._r.delete(*keys))
                     else:
-                        out.append(script(keys=keys, args=args, client=self._r))
+                        out.append(self._eval(script, keys, args))
                 except ex.RedisError as e:
                     out.append(e)
                     break
