@@ -333,6 +333,9 @@ def test_client_given_is_used_and_not_closed(redis_server: Server) -> None:
         RedisDict(42)
     with pytest.raises(ValueError, match="namespace"):
         RedisDict(redis_server.url, namespace="")
+    # "a:b:k" would be key "b:k" of "a" and key "k" of "a:b".
+    with pytest.raises(ValueError, match="without ':'"):
+        RedisDict(redis_server.url, namespace="app:cache")
     with pytest.raises(ValueError, match=r"bad option.*colour"):
         RedisDict(redis_server.url + "?colour=red")
     with pytest.raises(ValueError, match=r"bad option.*colour"):

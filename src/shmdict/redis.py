@@ -419,8 +419,10 @@ class RedisDict(MutableMapping[str, Value]):
     :meth:`close`; then *retry*, *socket_timeout* and *client_kw* must not
     be given.
 
-    *namespace* (a non-empty str without NUL) prefixes every key:
-    ``NAMESPACE:key``. ``"{name}"`` makes it a Cluster hash tag (one slot).
+    *namespace* (a non-empty str without ``:`` or NUL) prefixes every
+    key: ``NAMESPACE:key``. Without a colon of its own, no namespace's
+    keys ever match another's, so flush_all and get_keys stay inside it.
+    ``"{name}"`` makes it a Cluster hash tag (one slot).
     *retry* is a ``redis.retry.Retry`` (default: :func:`default_retry`);
     *socket_timeout* the seconds a command may wait for its answer (also
     the connect timeout). *client_kw* go to the redis-py client.
@@ -455,8 +457,13 @@ class RedisDict(MutableMapping[str, Value]):
 
         if not isinstance(namespace, str):
             raise TypeError(f"namespace must be str, not {type(namespace).__name__}")
-        if not namespace or "\0" in namespace:
-            raise ValueError(f"invalid namespace {namespace!r}")
+        if not namespace or "\0" in namespace or ":" in namespace:
+            # A colon would let one namespace's keys match another's SCAN
+            # pattern: "a:b:k" is key "b:k" of "a" and key "k" of "a:b".
+            raise ValueError(
+                f"invalid namespace {namespace!r}: it must be a non-empty str "
+                "without ':' or NUL (use '.', '-' or '/' to build names)"
+            )
         self._owns_client = isinstance(url_or_client, str)
         # How to make another handle like this one (pickling): None when
         # a client was given, which can't be sent to another process.
