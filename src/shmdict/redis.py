@@ -1077,8 +1077,11 @@ class RedisDict(MutableMapping[str, Value]):
             raise self._error(e) from e
 
     def _del_batch(self, rkeys: list[bytes]) -> None:
-        for group in self._slot_groups(rkeys):
-            self._r.delete(*[rkeys[i] for i in group])
+        """DEL the keys: one call, or one pipeline per batch on a Cluster."""
+        groups = self._slot_groups(rkeys)
+        for r in self._calls([([rkeys[i] for i in g], []) for g in groups], "del"):
+            if isinstance(r, Exception):
+                raise r
 
     def items(self) -> ItemsView[str, Value]:
         """A view of (key, value) pairs: the keys listed by SCAN, then read
