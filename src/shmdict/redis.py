@@ -9,10 +9,12 @@ Redis server that every host reaches::
 
 :class:`RedisDict` needs redis-py (``pip install shmdict[redis]``), which
 this module imports when a dict is made, not when it is imported; the rest
-of shmdict needs no dependency.
+of shmdict needs no dependency. The server must be Redis 7.0 or later
+(the scripts declare their flags with ``#!lua``).
 
 **Keys.** Every key ``k`` lives in Redis as ``NAMESPACE:k`` (UTF-8), so
-any number of dicts share a server without seeing each other's keys. The
+any number of dicts share a server without seeing each other's keys (a
+namespace holds no ``:``, so none reaches into another). The
 key rules are SharedDict's: str only (TypeError), not empty and at most
 :data:`shmdict.MAX_KEY_BYTES` bytes of UTF-8 (ValueError). A namespace
 wrapped in braces, ``namespace="{app}"``, is a Redis Cluster hash tag: all
@@ -34,8 +36,9 @@ follow this encoding (written by another client) raises
 script, so it is atomic on the server, as the SharedDict call is across
 processes. The multi-key calls (get_many, set_many, delete_many) are one
 script or command, atomic on a standalone server; on a Cluster they are
-split by slot, each slot's part atomic, the whole not (unless a hash-tag
-namespace puts every key in one slot). flush_all, get_keys, len() and
+split by slot and sent in one pipeline (one round trip per node), each
+slot's part atomic, the whole not (unless a hash-tag namespace puts every
+key in one slot). flush_all, get_keys, len() and
 iteration walk the namespace with SCAN (every primary of a Cluster) and are
 never atomic; they never use KEYS or FLUSHDB, and touch no key outside the
 namespace.
@@ -44,7 +47,9 @@ namespace.
 an expired key at once, so :meth:`RedisDict.get_stale` never returns a
 stale value and :meth:`RedisDict.flush_expired` has nothing to free;
 eviction is the server's ``maxmemory-policy`` (``evict=`` and
-``set_forcible``'s count don't apply); :meth:`RedisDict.verify` checks the
+``set_forcible``'s count don't apply; under ``noeviction`` every write that
+may grow memory raises NoMemoryError, incr and cas on existing keys too,
+while delete, pop and expire still work); :meth:`RedisDict.verify` checks the
 encoding of the namespace's values, not the server's memory; what survives
 a crash is what Redis persistence (RDB, AOF) and replication keep; the
 fields of :meth:`RedisDict.stats` are the server's.
