@@ -12,17 +12,9 @@
  * the header's gc chain in two logged stores; later writes free them a few
  * at a time (sd_gc_locked), so no single write pays for a long list.
  */
-#include "internal.h"
-
-static inline _Atomic uint32_t *list_ends(const sd_view *v)
-{
-    return (_Atomic uint32_t *)(void *)v->val; /* [0] head, [1] tail */
-}
-
-static inline _Atomic uint64_t *list_count(const sd_view *v)
-{
-    return sd_val_word(v, 1);
-}
+#include "heap.h"
+#include "list.h"
+#include "tx.h"
 
 static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
                              uint32_t hash, int left, const sd_value_in *v,
@@ -46,7 +38,7 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
         return rc;
     if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
         return SD_WRONGTYPE;
-    _Atomic uint32_t *ends = list_ends(&f.v);
+    _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t head = LD(&ends[0]), tail = LD(&ends[1]);
     if ((head && !sd_idx_ok(h, head)) || (tail && !sd_idx_ok(h, tail)))
         return SD_CORRUPT;
@@ -68,8 +60,8 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
             sd_w32(t, &ends[0], n);
         sd_w32(t, &ends[1], n);
     }
-    uint64_t count = LD(list_count(&f.v)) + 1;
-    sd_w64(t, list_count(&f.v), count);
+    uint64_t count = LD(sd_list_count(&f.v)) + 1;
+    sd_w64(t, sd_list_count(&f.v), count);
     *len = count;
     return SD_OK;
 }
@@ -77,8 +69,7 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
 sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
                     int left, const sd_value_in *v, uint64_t *len)
 {
-    if (klen == 0 || klen > SD_MAX_KEY || v->type == 0 ||
-        v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX)
+    if (!sd_check_value(v))
         return SD_BADARG;
     sd_tx t;
     sd_status rc = sd_tx_begin(h, &t);
@@ -115,7 +106,7 @@ sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
         return sd_end_write(&t, rc);
     if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
         return sd_end_write(&t, SD_WRONGTYPE);
-    _Atomic uint32_t *ends = list_ends(&f.v);
+    _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t idx = LD(&ends[left ? 0 : 1]);
     sd_view it;
     if (!sd_read_item(h, idx, &it))
@@ -140,11 +131,11 @@ sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
     }
     if ((rc = sd_free_deferred(&t, idx)))
         return sd_end_write(&t, rc);
-    uint64_t count = LD(list_count(&f.v));
+    uint64_t count = LD(sd_list_count(&f.v));
     if (count <= 1 || !LD(&ends[0]))
         rc = sd_drop_locked(&t, &f); /* an empty list is no key */
     else
-        sd_w64(&t, list_count(&f.v), count - 1);
+        sd_w64(&t, sd_list_count(&f.v), count - 1);
     return sd_end_write(&t, rc);
 }
 
@@ -162,7 +153,7 @@ sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
         if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
             rc = SD_WRONGTYPE;
         else
-            *len = LD(list_count(&f.v));
+            *len = LD(sd_list_count(&f.v));
     }
     return sd_end_write(&t, rc);
 }
@@ -182,7 +173,7 @@ sd_status part_list_items(sd_part *h, const void *key, size_t klen,
     if (rc == SD_OK && (f.v.meta & SD_META_TYPE) != SD_T_LIST)
         rc = SD_WRONGTYPE;
     size_t pos = 0;
-    uint32_t idx = rc == SD_OK ? LD(&list_ends(&f.v)[0]) : 0;
+    uint32_t idx = rc == SD_OK ? LD(&sd_list_ends(&f.v)[0]) : 0;
     for (uint64_t n = 0; idx; n++) {
         sd_view it;
         if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
@@ -199,57 +190,4 @@ sd_status part_list_items(sd_part *h, const void *key, size_t klen,
     if (rc == SD_OK && pos > cap)
         rc = SD_TOOBIG;
     return sd_end_write(&t, rc);
-}
-
-#include <stdio.h>
-
-uint64_t sd_verify_list(sd_part *h, const sd_view *v,
-                        void (*report)(void *, const char *), void *ctx)
-{
-    char msg[160];
-    _Atomic uint32_t *ends = list_ends(v);
-    uint32_t idx = LD(&ends[0]), prev = 0;
-    uint64_t n = 0;
-    while (idx) {
-        sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
-            snprintf(msg, sizeof msg, "list at block %u: bad item at %u",
-                     v->idx, idx);
-            report(ctx, msg);
-            return n;
-        }
-        if (it.hash != prev) {
-            snprintf(msg, sizeof msg, "list at block %u: item %u back link",
-                     v->idx, idx);
-            report(ctx, msg);
-        }
-        n++;
-        prev = idx;
-        idx = it.next;
-    }
-    if (prev != LD(&ends[1]) || n != LD(list_count(v)) || n == 0) {
-        snprintf(msg, sizeof msg,
-                 "list at block %u: %llu items, count %llu, tail mismatch %d",
-                 v->idx, (unsigned long long)n,
-                 (unsigned long long)LD(list_count(v)), prev != LD(&ends[1]));
-        report(ctx, msg);
-    }
-    return n;
-}
-
-uint64_t sd_verify_gc(sd_part *h, void (*report)(void *, const char *),
-                      void *ctx)
-{
-    uint32_t idx = LD(&h->st->gc_head);
-    uint64_t n = 0;
-    while (idx) {
-        sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
-            report(ctx, "gc: the chain of list items to free is damaged");
-            return n;
-        }
-        n++;
-        idx = it.next;
-    }
-    return n;
 }

@@ -18,6 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks a function whose status must not be ignored (GCC and clang). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SD_MUST_USE __attribute__((warn_unused_result))
+#else
+#define SD_MUST_USE
+#endif
+
 typedef enum sd_status {
     SD_OK = 0,
     SD_NOTFOUND,  /* no such live key (not an error for most calls) */

@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../internal.h"
+#include "../core.h"
 #include "../shmdict.h"
 
 #define FUZZ_RAW 0x00u

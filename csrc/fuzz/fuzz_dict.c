@@ -94,8 +94,7 @@ static uint64_t u64(rd *r)
     return (uint64_t)u32(r) | ((uint64_t)u32(r) << 32);
 }
 
-/* ---- invariants ----------------------------------------------------------
- */
+/* ---- invariants --------------------------------------------------------- */
 
 #define MUST(cond)                                                            \
     do {                                                                      \
@@ -479,8 +478,7 @@ static void run_ops(sd_handle *h, rd *r)
     }
 }
 
-/* ---- the target -----------------------------------------------------------
- */
+/* ---- the target --------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

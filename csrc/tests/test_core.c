@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
+#include "../api.h"
+#include "../index.h"
+#include "../tx.h"
 
 static int failures, checks;
 

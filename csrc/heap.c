@@ -1,5 +1,5 @@
 /*
- * alloc.c - a two-level segregated-fit (TLSF) heap inside the file.
+ * heap.c - a two-level segregated-fit (TLSF) heap inside the file.
  *
  * Why TLSF: allocation and free are O(1) (two bitmap scans, a few list
  * operations), neighbouring free blocks are merged at once through boundary
@@ -23,8 +23,8 @@
  * entries of one shape that come and go (counters, sessions, rate-limit
  * keys) stay on the quick path. What they hold is bounded (quick_cap). A
  * write that needs a bigger block, or can't find room otherwise, first puts
- * every quick block back through the merging free (sd_quick_drain_locked),
- * so small blocks don't stay behind as holes among bigger entries.
+ * every quick block back through the merging free (sd_quick_drain_locked,
+ * room.c), so small blocks don't stay behind as holes among bigger entries.
  *
  * Costs: sd_alloc_locked and sd_free_locked are O(1), except the fallback
  * walk, which is O(blocks in one list). Every word they change is logged
@@ -39,7 +39,12 @@
  * (sd_heap_reserve_locked) in chunks, and a filesystem with no room makes
  * it fail as a full heap would, with t->nospace set to say why.
  */
-#include "internal.h"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+
+#include "heap.h"
 
 #define SL_MASK ((1u << SD_SL_COUNT) - 1)
 
@@ -87,14 +92,7 @@ static inline bool has_block(const sd_part *h, uint64_t idx)
     return (idx << SD_UNIT_SHIFT) < h->heap_size;
 }
 
-uint64_t sd_block_payload(sd_part *h, uint32_t idx)
-{
-    uint64_t size = hdr_size(h, idx, LD(sd_blk_hdr(h, idx)));
-    return size ? size - 8 : 0;
-}
-
-/* ---- quick lists ---------------------------------------------------------
- */
+/* ---- quick lists -------------------------------------------------------- */
 
 static inline unsigned quick_class(uint64_t size)
 {
@@ -216,9 +214,6 @@ static uint32_t find_list(sd_part *h, unsigned fl, unsigned sl)
     return LD(&hd->heads[fl][sl]);
 }
 
-/* ---- allocation -----------------------------------------------------------
- */
-
 /* Where a block of `want` bytes at idx stops touching the heap: its end,
  * plus the header and links of the remainder split off after it. */
 static inline uint64_t block_end(uint64_t idx, uint64_t want)
@@ -246,6 +241,8 @@ static sd_status walk_own_list(sd_part *h, uint64_t want, uint64_t limit,
     }
     return SD_OK;
 }
+
+/* ---- alloc and free ----------------------------------------------------- */
 
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
 {
@@ -424,27 +421,63 @@ static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
     return SD_OK;
 }
 
-void sd_quick_drain_locked(sd_tx *t)
+int sd_quick_unlist_one_locked(sd_tx *t)
 {
     sd_part *h = t->h;
     for (unsigned c = 0; c < SD_QUICK_CLASSES; c++) {
-        uint64_t size = quick_size(c);
-        while (LD(&h->st->quick[c])) {
-            uint32_t idx = quick_pop(t, size);
-            if (idx &&
-                (sd_free_merge_locked(t, idx) != SD_OK || t->overflow)) {
-                sd_tx_abort(t);
-                return; /* damage: verify() names it */
-            }
-            sd_tx_commit(t);
-        }
+        if (!LD(&h->st->quick[c]))
+            continue;
+        uint32_t idx = quick_pop(t, quick_size(c));
+        if (idx && (sd_free_merge_locked(t, idx) != SD_OK || t->overflow))
+            return -1; /* damage: verify() names it */
+        return 1;
     }
-    /* Empty lists hold nothing, whatever a damaged list left counted. */
     sd_w64(t, &h->st->quick_bytes, 0);
-    sd_tx_commit(t);
+    return 0;
+}
+
+/* Would a block for `payload` fit where block idx is, once it is freed and
+ * merged with free neighbours? */
+bool sd_fits_after_free(sd_part *h, uint32_t idx, uint64_t payload)
+{
+    uint64_t hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t size = hdr & ~SD_BLK_FLAGS;
+    uint64_t want = sd_block_size_for(payload);
+    uint64_t nx = idx + (size >> SD_UNIT_SHIFT);
+    if ((nx << SD_UNIT_SHIFT) < h->heap_size) {
+        uint64_t nh = LD(sd_blk_hdr(h, nx)), ns = nh & ~SD_BLK_FLAGS;
+        if ((nh & SD_BLK_FREE) && ns <= h->heap_size)
+            size += ns;
+    }
+    if (hdr & SD_BLK_PREV_FREE) {
+        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, idx) - 8));
+        if (ps <= h->heap_size) /* damaged sizes must not wrap the sum */
+            size += ps;
+    }
+    return size >= want;
+}
+
+/* ---- backing pages ------------------------------------------------------ */
+
+sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len)
+{
+    if (len == 0 || off >= h->file_size)
+        return SD_OK;
+    if (len > h->file_size - off)
+        len = h->file_size - off;
+    /* KEEP_SIZE: a file someone truncated must stay short, so that the
+     * guard sees it, not grow back full of zeros. */
+    if (fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return SD_OK;
+    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)
+        return SD_NOSPACE;
+    /* EOPNOTSUPP (a filesystem that can't reserve), EINTR, ...: go on as
+     * before reservation existed; the guard is the net. */
+    return SD_OK;
 }
 
 #define RESERVE_MIN (UINT64_C(64) << 10)
+
 #define RESERVE_MAX (UINT64_C(1) << 20)
 
 sd_status sd_heap_reserve_locked(sd_part *h, uint64_t end)
@@ -504,8 +537,7 @@ void sd_heap_init(sd_part *h)
     ST(&hd->used_bytes, UINT64_C(0));
 }
 
-/* ---- verification
- * ----------------------------------------------------------- */
+/* ---- verification ------------------------------------------------------- */
 
 #define REPORT(...)                                                           \
     do {                                                                      \
@@ -513,8 +545,6 @@ void sd_heap_init(sd_part *h)
         snprintf(msg_, sizeof msg_, __VA_ARGS__);                             \
         report(ctx, msg_);                                                    \
     } while (0)
-
-#include <stdio.h>
 
 void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
                     void *ctx, uint64_t *used_blocks)

@@ -1,5 +1,5 @@
 /*
- * region.c - creating, attaching to, validating and removing the file.
+ * file.c - creating, attaching to, validating and removing the file.
  *
  * Creation is atomic as seen from other processes: the file is made
  * unnamed (O_TMPFILE) in the directory, sized, mapped and fully set up,
@@ -39,7 +39,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "file.h"
+#include "heap.h"
+#include "lock.h"
 
 /* Where things are, relative to the start of a stripe, plus the stripe
  * geometry of the whole file. */
@@ -195,8 +197,7 @@ static bool creator_alive(const sd_header *hd)
     return true;
 }
 
-/* ---- header checks -------------------------------------------------------
- */
+/* ---- header checks ------------------------------------------------------ */
 
 static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
 {
@@ -212,8 +213,7 @@ static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
            hd->heap_size == lo->heap_size;
 }
 
-/* ---- create ----------------------------------------------------------------
- */
+/* ---- create ------------------------------------------------------------- */
 
 static void split_path(const char *path, char *dir, size_t cap)
 {
@@ -334,23 +334,6 @@ static int publish(newfile *nf, const char *path)
     }
     errno = EEXIST;
     return -1;
-}
-
-sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len)
-{
-    if (len == 0 || off >= h->file_size)
-        return SD_OK;
-    if (len > h->file_size - off)
-        len = h->file_size - off;
-    /* KEEP_SIZE: a file someone truncated must stay short, so that the
-     * guard sees it, not grow back full of zeros. */
-    if (fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
-        return SD_OK;
-    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)
-        return SD_NOSPACE;
-    /* EOPNOTSUPP (a filesystem that can't reserve), EINTR, ...: go on as
-     * before reservation existed; the guard is the net. */
-    return SD_OK;
 }
 
 /* Reserve what creation writes: the header and slot pages, each stripe's
@@ -479,8 +462,7 @@ fail:
     return rc == SD_NOSPACE ? SD_NOSPACE : SD_SYSERR;
 }
 
-/* ---- attach ----------------------------------------------------------------
- */
+/* ---- attach ------------------------------------------------------------- */
 
 static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
 {
@@ -558,8 +540,7 @@ static void unmap(sd_handle *h)
     errno = err;
 }
 
-/* ---- public entry points -------------------------------------------------
- */
+/* ---- public entry points ------------------------------------------------ */
 
 static int cached_mutex_kind = -2;
 
@@ -692,31 +673,4 @@ int sd_is_owner(const sd_handle *h)
 uint64_t sd_file_size(const sd_handle *h)
 {
     return h->file_size;
-}
-
-const char *sd_strstatus(sd_status s)
-{
-    static const char *const text[SD_STATUS_COUNT] = {
-        [SD_OK] = "ok",
-        [SD_NOTFOUND] = "no such key",
-        [SD_NOMEM] = "no memory: the dict is full",
-        [SD_NOTNUM] = "the value is not a number",
-        [SD_OVERFLOW] = "integer overflow: result is outside 64 bits",
-        [SD_TOOBIG] = "buffer too small",
-        [SD_BADARG] = "argument out of range",
-        [SD_CORRUPT] = "the dict is damaged",
-        [SD_FORMAT] = "not a shmdict dict of this format",
-        [SD_TIMEDOUT] = "timed out waiting for the dict's lock",
-        [SD_SYSERR] = "system call failed",
-        [SD_INTERNAL] = "internal error: undo log overflow",
-        [SD_EXISTS] = "the key exists, or its value differs",
-        [SD_WRONGTYPE] = "wrong type: a list where a scalar is wanted, or "
-                         "the reverse",
-        [SD_NOSPACE] = "the shared-memory filesystem is full",
-        [SD_TORN] = "the dict's file was truncated under this handle "
-                    "(reopen it to go on)",
-        [SD_INTERRUPTED] = "interrupted while waiting for the dict's lock",
-    };
-    return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s]
-                                                    : "unknown status";
 }

@@ -1,0 +1,217 @@
+/*
+ * read.c - reads without the lock: get, get_stale, ttl, and the count.
+ *
+ * Reads (get, ttl, contains, the entry count) take no lock. They follow the
+ * optimistic pattern of a seqlock: note the stripe's sequence counter, walk
+ * the chain and copy the answer out, then check the counter again. Every
+ * offset and length read on the way is checked against the process-local
+ * layout before use, and every chain walk is bounded, so a reader racing a
+ * writer, or reading a damaged file, can see nonsense but never leaves the
+ * mapping or loops forever; nonsense is then thrown away because the
+ * counter moved. After a few failed tries, or if the counter stays odd (a
+ * writer is busy or died), the reader takes the lock, which also repairs a
+ * dead writer's half-done change.
+ */
+#include "read.h"
+#include "tx.h"
+
+#define OPTIMISTIC_TRIES 8
+
+#define OPTIMISTIC_CHAIN 1024u
+
+#define ODD_SPINS 2000
+
+/* What a read-only operation wants from the entry. */
+typedef struct peek {
+    sd_value_out *out; /* NULL: don't copy the value */
+    uint64_t meta;
+    bool stale_ok; /* return an expired entry that is still stored */
+    bool stale;    /* out: it had expired */
+    uint32_t bucket;
+    uint64_t seq; /* out: the even sequence value a lock-free read held */
+    /* out: ns slept waiting for the lock */
+    int64_t waited;
+} peek;
+
+/* A read found the key: mark it used for CLOCK, count the hit. */
+static inline void note_hit(sd_part *h, uint32_t hash, bool count)
+{
+    _Atomic uint8_t *ref = &h->refs[hash & (h->nbuckets - 1)];
+    if (h->evict && !LD(ref))
+        ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
+    if (count)
+        sd_slot_inc(&sd_my_slot(h)->hits);
+}
+
+/* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
+ * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
+ * caller decides whether that's a race or damage). */
+static sd_status peek_once(sd_part *h, const void *key, size_t klen,
+                           uint32_t hash, uint64_t max_steps, peek *p)
+{
+    /* An unmarked page holds no key, and may not even be backed. */
+    uint32_t idx = sd_bucket_marked(h, hash) ? LD(sd_bucket_of(h, hash)) : 0;
+    sd_view v;
+    for (uint64_t steps = 0; idx; steps++) {
+        if (steps > max_steps || !sd_read_entry(h, idx, &v))
+            return SD_CORRUPT;
+        if (sd_key_eq(&v, hash, key, klen)) {
+            p->stale = sd_meta_exp(v.meta) && sd_expired(v.meta, sd_now_ms());
+            if (p->stale && !p->stale_ok)
+                return SD_NOTFOUND;
+            p->meta = v.meta;
+            if ((v.meta & SD_META_TYPE) == SD_T_LIST)
+                return p->out ? SD_WRONGTYPE : SD_OK;
+            return p->out ? sd_copy_value(&v, p->out) : SD_OK;
+        }
+        idx = v.next;
+    }
+    return SD_NOTFOUND;
+}
+
+static sd_status peek_key(sd_part *h, const void *key, size_t klen,
+                          uint32_t hash, peek *p)
+{
+    _Atomic uint64_t *seq = &h->lock->seq;
+    sd_status rc = SD_CORRUPT;
+    bool done = false;
+    for (int tries = 0, spins = 0; tries < OPTIMISTIC_TRIES;) {
+        uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+        if (s1 & 1) {
+            if (++spins > ODD_SPINS)
+                break; /* a writer is slow or dead: go and lock */
+            sd_cpu_relax();
+            continue;
+        }
+        rc = peek_once(h, key, klen, hash, OPTIMISTIC_CHAIN, p);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(seq, memory_order_relaxed) == s1 &&
+            rc != SD_CORRUPT) {
+            done = true;
+            p->seq = s1;
+            break;
+        }
+        tries++;
+    }
+    if (!done) {
+        sd_tx t;
+        rc = sd_tx_begin(h, &t);
+        p->waited = t.waited;
+        if (rc)
+            return rc;
+        rc = peek_once(h, key, klen, hash, h->max_chain, p);
+        rc = sd_tx_end(&t, rc);
+    }
+    if (p->out) {
+        if (rc == SD_OK || rc == SD_TOOBIG)
+            note_hit(h, hash, rc == SD_OK);
+        else if (rc == SD_NOTFOUND)
+            sd_slot_inc(&sd_my_slot(h)->misses);
+    }
+    return rc;
+}
+
+sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   sd_value_out *out)
+{
+    peek p = {.out = out};
+    sd_status rc = peek_key(h, key, klen, hash, &p);
+    /* What was read without the lock (a value, or that there is none) is
+     * the stripe's current state until the sequence counter moves: every
+     * lock holder moves it, whatever it does. Only a clock can change it
+     * otherwise, by expiring the value. */
+    out->seq = p.seq;
+    out->waited_ns += p.waited;
+    out->expiring = rc == SD_OK && sd_meta_exp(p.meta) != 0;
+    out->part = h->part_index;
+    out->hash = hash;
+    return rc;
+}
+
+bool part_still_current(sd_part *h, uint32_t hash, uint64_t seq)
+{
+    if (!seq ||
+        atomic_load_explicit(&h->lock->seq, memory_order_acquire) != seq)
+        return false;
+    note_hit(h, hash, true);
+    return true;
+}
+
+sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
+                         uint32_t hash, sd_value_out *out, int *stale)
+{
+    peek p = {.out = out, .stale_ok = true};
+    sd_status rc = peek_key(h, key, klen, hash, &p);
+    *stale = p.stale;
+    out->waited_ns += p.waited;
+    return rc;
+}
+
+sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
+                   int64_t *ns_left)
+{
+    peek p = {.out = NULL};
+    sd_status rc = peek_key(h, key, klen, hash, &p);
+    if (rc)
+        return rc;
+    uint64_t exp = sd_meta_exp(p.meta);
+    if (!exp) {
+        *ns_left = 0;
+        return SD_OK;
+    }
+    if (exp > (uint64_t)INT64_MAX / 1000000) {
+        *ns_left = INT64_MAX; /* beyond 292 years: say so, don't overflow */
+        return SD_OK;
+    }
+    int64_t left = (int64_t)exp * 1000000 - sd_now_ns();
+    if (left <= 0)
+        return SD_NOTFOUND; /* expired between the lookup and now */
+    *ns_left = left;
+    return SD_OK;
+}
+
+sd_status part_count(sd_part *h, uint64_t *n)
+{
+    _Atomic uint64_t *seq = &h->lock->seq;
+    for (int tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
+        uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+        uint64_t count = LD(&h->st->count);
+        uint64_t expiring = LD(&h->st->n_expiring);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) &&
+            atomic_load_explicit(seq, memory_order_relaxed) == s1) {
+            /* A count no heap could hold is damage: count for real. */
+            if (!expiring && count <= h->heap_size / SD_MIN_BLOCK) {
+                *n = count;
+                return SD_OK;
+            }
+            break;
+        }
+        sd_cpu_relax();
+    }
+    /* Some entries may have expired: count the live ones, a slice of the
+     * table per lock hold. */
+    uint64_t live = 0;
+    for (uint64_t b = 0; b < h->nbuckets;) {
+        sd_tx t;
+        sd_status rc = sd_tx_begin(h, &t);
+        if (rc)
+            return rc;
+        int64_t now = sd_tx_now(&t);
+        uint64_t end = b + SD_SCAN_SLICE;
+        for (; (b = sd_next_used_bucket(h, b)) < end && b < h->nbuckets; b++) {
+            uint32_t idx = LD(&h->buckets[b]);
+            for (uint64_t steps = 0; idx; steps++) {
+                sd_view v;
+                if (steps > h->max_chain || !sd_read_entry(h, idx, &v) ||
+                    !sd_in_bucket(h, &v, b))
+                    return sd_tx_end(&t, SD_CORRUPT);
+                live += !sd_expired(v.meta, now);
+                idx = v.next;
+            }
+        }
+        sd_tx_end(&t, SD_OK);
+    }
+    *n = live;
+    return SD_OK;
+}

@@ -1,0 +1,12 @@
+/*
+ * scan.h - listing the keys of one stripe, a slice of buckets at a time.
+ */
+#ifndef SHMDICT_SCAN_H
+#define SHMDICT_SCAN_H
+
+#include "core.h"
+
+sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
+                          size_t *used, size_t *need);
+
+#endif /* SHMDICT_SCAN_H */
