@@ -1,7 +1,7 @@
 /*
  * api.c - the public API: pick a key's stripe, or work across stripes.
  *
- * A dict is split into nparts stripes (a power of two), each with its own
+ * A dict is split into nstripes stripes (a power of two), each with its own
  * lock, undo log, index and heap, so that writers of different keys
  * rarely meet on a lock or a cache line. The top bits of a key's 32-bit
  * hash choose its stripe and the low bits its bucket there.
@@ -35,39 +35,42 @@
 
 sd_status sd_get(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
 {
-    ROUTE(part_get(sd_stripe_of(d, hash), key, klen, hash, out));
+    ROUTE(stripe_get(sd_stripe_of(d, hash), key, klen, hash, out));
 }
 
-int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq)
+int sd_still_current(sd_handle *d, uint32_t stripe, uint32_t hash,
+                     uint64_t seq)
 {
-    return part < d->nparts && !sd_guard_state(d->guard) &&
-           part_still_current(&d->parts[part], hash, seq);
+    return stripe < d->nstripes && !sd_guard_state(d->guard) &&
+           stripe_still_current(&d->stripes[stripe], hash, seq);
 }
 
-uint64_t sd_part_seq(const sd_handle *d, unsigned part)
+uint64_t sd_part_seq(const sd_handle *d, unsigned stripe)
 {
-    return part < d->nparts ? atomic_load_explicit(&d->parts[part].lock->seq,
-                                                   memory_order_acquire)
-                            : 1;
+    return stripe < d->nstripes
+               ? atomic_load_explicit(&d->stripes[stripe].lock->seq,
+                                      memory_order_acquire)
+               : 1;
 }
 
 sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
                        sd_value_out *out, int *stale)
 {
-    ROUTE(part_get_stale(sd_stripe_of(d, hash), key, klen, hash, out, stale));
+    ROUTE(
+        stripe_get_stale(sd_stripe_of(d, hash), key, klen, hash, out, stale));
 }
 
 sd_status sd_ttl(sd_handle *d, const void *key, size_t klen, int64_t *ns_left)
 {
-    ROUTE(part_ttl(sd_stripe_of(d, hash), key, klen, hash, ns_left));
+    ROUTE(stripe_ttl(sd_stripe_of(d, hash), key, klen, hash, ns_left));
 }
 
 sd_status sd_set_ex(sd_handle *d, const void *key, size_t klen,
                     const sd_value_in *v, int64_t ttl_ms, unsigned flags,
                     uint64_t *evicted)
 {
-    ROUTE(part_set_ex(sd_stripe_of(d, hash), key, klen, hash, v, ttl_ms, flags,
-                      evicted));
+    ROUTE(stripe_set_ex(sd_stripe_of(d, hash), key, klen, hash, v, ttl_ms,
+                        flags, evicted));
 }
 
 sd_status sd_set(sd_handle *d, const void *key, size_t klen,
@@ -78,7 +81,7 @@ sd_status sd_set(sd_handle *d, const void *key, size_t klen,
 
 sd_status sd_delete(sd_handle *d, const void *key, size_t klen)
 {
-    ROUTE(part_delete(sd_stripe_of(d, hash), key, klen, hash));
+    ROUTE(stripe_delete(sd_stripe_of(d, hash), key, klen, hash));
 }
 
 sd_status sd_incr_init(sd_handle *d, const void *key, size_t klen,
@@ -86,8 +89,9 @@ sd_status sd_incr_init(sd_handle *d, const void *key, size_t klen,
                        const sd_value_in *init, int64_t init_ttl_ms,
                        sd_value_out *out)
 {
-    ROUTE(part_incr_init(sd_stripe_of(d, hash), key, klen, hash, delta,
-                         ttl_mode, ttl_ms, init, init_ttl_ms, out));
+    ROUTE(stripe_incr_init(sd_stripe_of(d, hash), key, klen, hash, delta,
+                           ttl_mode < 0 ? SD_KEEPTTL : 0, ttl_ms, init,
+                           init_ttl_ms, out));
 }
 
 sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
@@ -99,50 +103,51 @@ sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
 
 sd_status sd_expire(sd_handle *d, const void *key, size_t klen, int64_t ttl_ms)
 {
-    ROUTE(part_expire(sd_stripe_of(d, hash), key, klen, hash, ttl_ms));
+    ROUTE(stripe_expire(sd_stripe_of(d, hash), key, klen, hash, ttl_ms));
 }
 
 sd_status sd_cas(sd_handle *d, const void *key, size_t klen,
                  const sd_value_in *expected, const sd_value_in *nv,
                  int ttl_mode, int64_t ttl_ms)
 {
-    ROUTE(part_cas(sd_stripe_of(d, hash), key, klen, hash, expected, nv,
-                   ttl_mode, ttl_ms));
+    ROUTE(stripe_cas(sd_stripe_of(d, hash), key, klen, hash, expected, nv,
+                     ttl_mode < 0 ? SD_KEEPTTL : 0, ttl_ms));
 }
 
 sd_status sd_pop(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
 {
-    ROUTE(part_pop(sd_stripe_of(d, hash), key, klen, hash, out));
+    ROUTE(stripe_pop(sd_stripe_of(d, hash), key, klen, hash, out));
 }
 
 sd_status sd_setdefault(sd_handle *d, const void *key, size_t klen,
                         const sd_value_in *dflt, sd_value_out *out)
 {
-    ROUTE(part_setdefault(sd_stripe_of(d, hash), key, klen, hash, dflt, out));
+    ROUTE(
+        stripe_setdefault(sd_stripe_of(d, hash), key, klen, hash, dflt, out));
 }
 
 sd_status sd_push(sd_handle *d, const void *key, size_t klen, int left,
                   const sd_value_in *v, uint64_t *len)
 {
-    ROUTE(part_push(sd_stripe_of(d, hash), key, klen, hash, left, v, len));
+    ROUTE(stripe_push(sd_stripe_of(d, hash), key, klen, hash, left, v, len));
 }
 
 sd_status sd_list_pop(sd_handle *d, const void *key, size_t klen, int left,
                       sd_value_out *out)
 {
-    ROUTE(part_list_pop(sd_stripe_of(d, hash), key, klen, hash, left, out));
+    ROUTE(stripe_list_pop(sd_stripe_of(d, hash), key, klen, hash, left, out));
 }
 
 sd_status sd_list_items(sd_handle *d, const void *key, size_t klen, void *buf,
                         size_t cap, size_t *used, uint64_t *count)
 {
-    ROUTE(part_list_items(sd_stripe_of(d, hash), key, klen, hash, buf, cap,
-                          used, count));
+    ROUTE(stripe_list_items(sd_stripe_of(d, hash), key, klen, hash, buf, cap,
+                            used, count));
 }
 
 sd_status sd_llen(sd_handle *d, const void *key, size_t klen, uint64_t *len)
 {
-    ROUTE(part_llen(sd_stripe_of(d, hash), key, klen, hash, len));
+    ROUTE(stripe_llen(sd_stripe_of(d, hash), key, klen, hash, len));
 }
 
 /* ---- whole-dict scans, one stripe at a time ----------------------------- */
@@ -153,39 +158,40 @@ sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
     sd_status rc = SD_OK;
     sd_span span = SD_SPAN_INIT;
     sd_span_enter(d, &span);
-    for (unsigned i = 0; i < d->nparts && (!max || *freed < max) && !rc; i++) {
+    for (unsigned i = 0; i < d->nstripes && (!max || *freed < max) && !rc;
+         i++) {
         uint64_t n = 0;
-        rc = part_flush_expired(&d->parts[i], max ? max - *freed : 0, &n);
+        rc = stripe_flush_expired(&d->stripes[i], max ? max - *freed : 0, &n);
         *freed += n;
     }
     sd_span_leave(&span);
     return sd_guarded(d, rc);
 }
 
-/* The cursor is part * nbuckets + bucket, so it stays below 2^63. */
+/* The cursor is stripe * nbuckets + bucket, so it stays below 2^63. */
 sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
                         size_t *used, size_t *need)
 {
-    uint64_t nb = d->parts[0].nbuckets;
-    uint64_t part = *cursor / nb, local = *cursor % nb;
+    uint64_t nb = d->stripes[0].nbuckets;
+    uint64_t stripe = *cursor / nb, local = *cursor % nb;
     *used = 0;
     *need = 0;
-    if (part >= d->nparts) {
+    if (stripe >= d->nstripes) {
         *cursor = 0;
         return sd_guarded(d, SD_OK);
     }
     sd_status rc =
-        part_keys_chunk(&d->parts[part], &local, buf, cap, used, need);
+        stripe_keys_chunk(&d->stripes[stripe], &local, buf, cap, used, need);
     if (rc == SD_TOOBIG) {
-        *cursor = part * nb + local; /* retry that bucket, bigger buffer */
+        *cursor = stripe * nb + local; /* retry that bucket, bigger buffer */
         return sd_guarded(d, rc);
     }
     if (rc)
         return sd_guarded(d, rc);
     if (local == 0) /* that stripe is done */
-        *cursor = part + 1 < d->nparts ? (part + 1) * nb : 0;
+        *cursor = stripe + 1 < d->nstripes ? (stripe + 1) * nb : 0;
     else
-        *cursor = part * nb + local;
+        *cursor = stripe * nb + local;
     return sd_guarded(d, SD_OK);
 }
 
@@ -195,9 +201,9 @@ sd_status sd_count(sd_handle *d, uint64_t *n)
     sd_status rc = SD_OK;
     sd_span span = SD_SPAN_INIT;
     sd_span_enter(d, &span);
-    for (unsigned i = 0; i < d->nparts && !rc; i++) {
+    for (unsigned i = 0; i < d->nstripes && !rc; i++) {
         uint64_t c = 0;
-        rc = part_count(&d->parts[i], &c);
+        rc = stripe_count(&d->stripes[i], &c);
         *n += c;
     }
     sd_span_leave(&span);
@@ -208,7 +214,7 @@ uint64_t sd_max_item(const sd_handle *d)
 {
     /* A block takes the whole heap but its 16 reserved bytes and the
      * block header; the entry header comes out of the rest. */
-    uint64_t heap = d->parts[0].heap_size;
+    uint64_t heap = d->stripes[0].heap_size;
     return heap > SD_UNIT + 8 + SD_ENTRY_HDR
                ? heap - SD_UNIT - 8 - SD_ENTRY_HDR
                : 0;
@@ -217,9 +223,9 @@ uint64_t sd_max_item(const sd_handle *d)
 void sd_space(sd_handle *d, uint64_t *capacity, uint64_t *free_bytes)
 {
     *capacity = *free_bytes = 0;
-    for (unsigned i = 0; i < d->nparts; i++) {
+    for (unsigned i = 0; i < d->nstripes; i++) {
         uint64_t c, f;
-        part_space(&d->parts[i], &c, &f);
+        stripe_space(&d->stripes[i], &c, &f);
         *capacity += c;
         *free_bytes += f;
     }
@@ -231,11 +237,12 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
     size_t len = 0;
     if (cap)
         buf[0] = '\0';
-    const sd_header *hd = d->hdr;
-    if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
-        hd->format != SD_FORMAT_WORD || hd->file_size != d->file_size ||
-        hd->nparts != d->nparts || hd->heap_size != d->parts[0].heap_size ||
-        hd->nbuckets != d->parts[0].nbuckets) {
+    const sd_header *fh = d->hdr;
+    if (fh->magic != SD_MAGIC || fh->version != SD_VERSION ||
+        fh->format != SD_FORMAT_WORD || fh->file_size != d->file_size ||
+        fh->nparts != d->nstripes ||
+        fh->heap_size != d->stripes[0].heap_size ||
+        fh->nbuckets != d->stripes[0].nbuckets) {
         ++*problems;
         len +=
             (size_t)snprintf(buf, cap, "header: identity or layout changed\n");
@@ -243,10 +250,10 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
     sd_status rc = SD_OK;
     sd_span span = SD_SPAN_INIT;
     sd_span_enter(d, &span);
-    for (unsigned i = 0; i < d->nparts && !rc; i++) {
+    for (unsigned i = 0; i < d->nstripes && !rc; i++) {
         size_t p = 0;
         char *at = len < cap ? buf + len : NULL;
-        rc = part_verify(&d->parts[i], at, at ? cap - len : 0, &p);
+        rc = stripe_verify(&d->stripes[i], at, at ? cap - len : 0, &p);
         *problems += p;
         if (at)
             len += strlen(at);
@@ -260,9 +267,9 @@ sd_status sd_get_stats(sd_handle *d, sd_stats *st)
     memset(st, 0, sizeof *st);
     sd_span span = SD_SPAN_INIT;
     sd_span_enter(d, &span);
-    for (unsigned i = 0; i < d->nparts; i++) {
+    for (unsigned i = 0; i < d->nstripes; i++) {
         sd_stats s;
-        sd_status rc = part_get_stats(&d->parts[i], &s);
+        sd_status rc = stripe_get_stats(&d->stripes[i], &s);
         if (rc) {
             sd_span_leave(&span);
             return sd_guarded(d, rc);
@@ -280,14 +287,14 @@ sd_status sd_get_stats(sd_handle *d, sd_stats *st)
         st->evict = s.evict;
     }
     sd_span_leave(&span);
-    const sd_slot *slots = d->parts[0].slots;
+    const sd_slot *slots = d->stripes[0].slots;
     for (unsigned i = 0; i < SD_NSLOTS; i++) {
         st->hits += LD(&slots[i].hits);
         st->misses += LD(&slots[i].misses);
         st->sets += LD(&slots[i].sets);
     }
-    st->nparts = d->nparts;
-    st->reserved = d->parts[0].reserved;
+    st->nparts = d->nstripes;
+    st->reserved = d->stripes[0].reserved;
     struct stat fst;
     if (fstat(d->guard->fd, &fst) == 0)
         st->reserved_bytes = (uint64_t)fst.st_blocks * 512;

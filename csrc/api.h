@@ -7,9 +7,9 @@
 
 #include "core.h"
 
-static inline sd_part *sd_stripe_of(const sd_handle *d, uint32_t hash)
+static inline sd_stripe *sd_stripe_of(const sd_handle *d, uint32_t hash)
 {
-    return &d->parts[d->part_shift >= 32 ? 0 : hash >> d->part_shift];
+    return &d->stripes[d->stripe_shift >= 32 ? 0 : hash >> d->stripe_shift];
 }
 
 /* Once the guard has repaired a fault in the mapping (guard.c), no answer

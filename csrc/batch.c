@@ -15,9 +15,9 @@ typedef struct multi {
     sd_wait w; /* one for all the stripes: block_begin is called once */
 } multi;
 
-static void release_parts(multi *m)
+static void release_stripes(multi *m)
 {
-    for (unsigned j = m->d->nparts; j-- > 0;)
+    for (unsigned j = m->d->nstripes; j-- > 0;)
         if (m->held[j]) {
             sd_tx_end(&m->t[j], SD_OK); /* nothing changed yet */
             m->held[j] = false;
@@ -34,11 +34,11 @@ static void release_parts(multi *m)
  * let go (unchanged), the busy one is waited for alone, where the hook is
  * asked between slices, and then let go too, and the call starts over.
  * Letting go also frees those stripes for others meanwhile. */
-static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
+static sd_status lock_stripes(sd_handle *d, const bool *want, multi *m)
 {
     m->d = d;
     m->w = (sd_wait){.token = NULL, .blocked = false, .holding = false};
-    for (unsigned i = 0; i < d->nparts; i++)
+    for (unsigned i = 0; i < d->nstripes; i++)
         m->held[i] = false;
     sd_span span = SD_SPAN_INIT;
     sd_span_enter(d, &span);
@@ -46,22 +46,22 @@ static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
     while (rc == SD_BUSY_HOLDING) {
         unsigned i = 0;
         bool any = false;
-        for (rc = SD_OK; i < d->nparts; i++) {
+        for (rc = SD_OK; i < d->nstripes; i++) {
             if (want && !want[i])
                 continue;
             m->w.holding = any;
-            rc = sd_tx_begin_wait(&d->parts[i], &m->t[i], &m->w);
+            rc = sd_tx_begin_wait(&d->stripes[i], &m->t[i], &m->w);
             if (rc != SD_OK)
                 break;
             m->held[i] = any = true;
         }
         if (rc == SD_OK)
             break;
-        release_parts(m);
+        release_stripes(m);
         if (rc == SD_BUSY_HOLDING) { /* wait for stripe i alone */
             sd_tx t;
             m->w.holding = false;
-            sd_status r = sd_tx_begin_wait(&d->parts[i], &t, &m->w);
+            sd_status r = sd_tx_begin_wait(&d->stripes[i], &t, &m->w);
             if (r == SD_OK)
                 sd_tx_end(&t, SD_OK); /* and start over */
             else
@@ -69,8 +69,8 @@ static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
         }
     }
     sd_span_leave(&span);
-    if (rc != SD_OK && m->w.blocked && d->parts[0].block_end) {
-        d->parts[0].block_end(m->w.token);
+    if (rc != SD_OK && m->w.blocked && d->stripes[0].block_end) {
+        d->stripes[0].block_end(m->w.token);
         m->w.blocked = false;
     }
     return rc;
@@ -78,18 +78,18 @@ static sd_status lock_parts(sd_handle *d, const bool *want, multi *m)
 
 /* Finish every held stripe (commit, or undo if rc is an error) and
  * release them. */
-static sd_status unlock_parts(multi *m, sd_status rc)
+static sd_status unlock_stripes(multi *m, sd_status rc)
 {
     sd_handle *d = m->d;
-    for (unsigned i = d->nparts; i-- > 0;) {
+    for (unsigned i = d->nstripes; i-- > 0;) {
         if (!m->held[i])
             continue;
-        sd_status r = sd_end_write(&m->t[i], rc);
+        sd_status r = sd_tx_end_write(&m->t[i], rc);
         if ((rc == SD_OK && r != SD_OK) || (rc == SD_NOMEM && r == SD_NOSPACE))
             rc = r; /* say it was the filesystem, if it was */
     }
-    if (m->w.blocked && d->parts[0].block_end)
-        d->parts[0].block_end(m->w.token);
+    if (m->w.blocked && d->stripes[0].block_end)
+        d->stripes[0].block_end(m->w.token);
     return rc;
 }
 
@@ -107,7 +107,7 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
     if (check_keys(n, klens))
         return sd_guarded(d, SD_BADARG);
     multi m;
-    sd_status rc = lock_parts(d, NULL, &m);
+    sd_status rc = lock_stripes(d, NULL, &m);
     if (rc)
         return sd_guarded(d, rc);
     unsigned char *out = buf;
@@ -125,7 +125,7 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
         unsigned char *at = pos < cap ? out + pos : NULL;
         size_t room = pos < cap ? cap - pos : 0;
         if (r == SD_OK && !sd_expired(f.v.meta, now)) {
-            if ((f.v.meta & SD_META_TYPE) == SD_T_LIST) {
+            if (sd_is_list(f.v.meta)) {
                 rc = SD_WRONGTYPE;
                 break;
             }
@@ -140,14 +140,14 @@ sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
         *need = pos;
         rc = SD_TOOBIG;
     }
-    sd_status r = unlock_parts(&m, SD_OK);
+    sd_status r = unlock_stripes(&m, SD_OK);
     return sd_guarded(d, rc != SD_OK ? rc : r);
 }
 
 /* Commit every held stripe: a checkpoint of a batch. */
-static void commit_parts(multi *m)
+static void commit_stripes(multi *m)
 {
-    for (unsigned i = 0; i < m->d->nparts; i++)
+    for (unsigned i = 0; i < m->d->nstripes; i++)
         if (m->held[i])
             sd_tx_commit(&m->t[i]);
 }
@@ -155,13 +155,13 @@ static void commit_parts(multi *m)
 /* Does any held stripe's transaction need a checkpoint before the next
  * item? (its undo log or its queue of frees is nearly full) */
 /* The most one item can log: a 4 KiB block written word by word (see
- * set_locked's full-dict path) plus the allocator's and index's words. */
+ * store_commits's full-dict path) plus the allocator's and index's words. */
 #define BATCH_LOG_RESERVE 640u
 
 static bool needs_checkpoint(multi *m)
 {
-    for (unsigned i = 0; i < m->d->nparts; i++)
-        if (m->held[i] && (LD(&m->d->parts[i].lock->log_n) >
+    for (unsigned i = 0; i < m->d->nstripes; i++)
+        if (m->held[i] && (LD(&m->d->stripes[i].lock->log_n) >
                                SD_LOG_CAP - BATCH_LOG_RESERVE ||
                            m->t[i].npending > SD_PENDING_CAP - 8))
             return true;
@@ -184,45 +184,45 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
         biggest = need > biggest ? need : biggest;
     }
     multi m;
-    sd_status rc = lock_parts(d, NULL, &m);
+    sd_status rc = lock_stripes(d, NULL, &m);
     if (rc)
         return sd_guarded(d, rc);
-    for (unsigned j = 0; j < d->nparts; j++)
-        sd_before_alloc_locked(&m.t[j], biggest);
+    for (unsigned j = 0; j < d->nstripes; j++)
+        sd_before_alloc_commits(&m.t[j], biggest);
     /* Fast path: the whole batch in one transaction per stripe, with a
      * checkpoint of all of them whenever one log nears its end, so a
      * batch that fits is all or nothing. */
     size_t committed = 0, i = 0;
     for (; i < n && rc == SD_OK; i++) {
         if (needs_checkpoint(&m)) {
-            commit_parts(&m);
+            commit_stripes(&m);
             committed = i;
         }
         uint32_t hash = sd_key_hash(d->hash_seed, keys[i], klens[i]);
-        sd_part *p = sd_stripe_of(d, hash);
-        rc = sd_set_locked(&m.t[p - d->parts], keys[i], klens[i], hash,
-                           &vals[i], ttl_ms, SD_MODE_SET);
-        if (rc == SD_OK && m.t[p - d->parts].overflow)
+        sd_stripe *s = sd_stripe_of(d, hash);
+        rc = sd_set_commits(&m.t[s - d->stripes], keys[i], klens[i], hash,
+                            &vals[i], ttl_ms, SD_MODE_SET);
+        if (rc == SD_OK && m.t[s - d->stripes].overflow)
             rc = SD_INTERNAL;  /* can't happen with the reserve above */
-        sd_mark_used(p, hash); /* see the slow path below */
+        sd_mark_used(s, hash); /* see the slow path below */
     }
     bool room = false;
-    for (unsigned j = 0; rc == SD_NOMEM && j < d->nparts; j++)
-        room = room || sd_can_make_room(&d->parts[j]);
+    for (unsigned j = 0; rc == SD_NOMEM && j < d->nstripes; j++)
+        room = room || sd_can_make_room(&d->stripes[j]);
     if (rc == SD_NOMEM && room) {
         /* Slow path: undo back to the checkpoint, then store item by item,
          * making room as needed (which commits as it goes). A dict that
          * can't make room skips this and is left as the checkpoint was. */
-        for (unsigned j = 0; j < d->nparts; j++)
+        for (unsigned j = 0; j < d->nstripes; j++)
             if (m.held[j])
                 sd_tx_abort(&m.t[j]);
         rc = SD_OK;
         for (i = committed; i < n && rc == SD_OK; i++) {
             uint64_t ev = 0;
             uint32_t hash = sd_key_hash(d->hash_seed, keys[i], klens[i]);
-            sd_tx *t = &m.t[sd_stripe_of(d, hash) - d->parts];
-            rc = sd_set_with_room_locked(t, keys[i], klens[i], hash, &vals[i],
-                                         ttl_ms, SD_MODE_SET, &ev);
+            sd_tx *t = &m.t[sd_stripe_of(d, hash) - d->stripes];
+            rc = sd_set_room_commits(t, keys[i], klens[i], hash, &vals[i],
+                                     ttl_ms, SD_MODE_SET, &ev);
             *evicted += ev;
             if (rc == SD_OK) {
                 sd_tx_commit(t);
@@ -230,12 +230,12 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
                 /* A new key comes unmarked; mark the batch's keys so that
                  * making room for its later items passes them over. A
                  * mark left by an undone write costs nothing but that. */
-                sd_mark_used(t->h, hash);
+                sd_mark_used(t->s, hash);
             }
         }
     }
     *done = rc == SD_OK ? n : committed;
-    return sd_guarded(d, unlock_parts(&m, rc));
+    return sd_guarded(d, unlock_stripes(&m, rc));
 }
 
 sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
@@ -245,12 +245,12 @@ sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
     if (check_keys(n, klens))
         return sd_guarded(d, SD_BADARG);
     multi m;
-    sd_status rc = lock_parts(d, NULL, &m);
+    sd_status rc = lock_stripes(d, NULL, &m);
     if (rc)
         return sd_guarded(d, rc);
     for (size_t i = 0; i < n && rc == SD_OK; i++) {
         uint32_t hash = sd_key_hash(d->hash_seed, keys[i], klens[i]);
-        sd_tx *t = &m.t[sd_stripe_of(d, hash) - d->parts];
+        sd_tx *t = &m.t[sd_stripe_of(d, hash) - d->stripes];
         sd_found f;
         rc = sd_find_live_locked(t, keys[i], klens[i], hash, &f);
         if (rc == SD_OK) {
@@ -263,21 +263,21 @@ sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
         if (rc == SD_OK) /* each delete stands on its own */
             sd_tx_commit(t);
     }
-    return sd_guarded(d, unlock_parts(&m, rc));
+    return sd_guarded(d, unlock_stripes(&m, rc));
 }
 
 sd_status sd_flush_all(sd_handle *d)
 {
     multi m;
-    sd_status rc = lock_parts(d, NULL, &m);
+    sd_status rc = lock_stripes(d, NULL, &m);
     if (rc)
         return sd_guarded(d, rc);
     /* Mark every stripe first: a holder killed half way leaves the rest
      * marked, and their next lockers finish the flush. */
-    for (unsigned i = 0; i < d->nparts; i++)
-        ST(&d->parts[i].lock->flush_pending, 1u);
+    for (unsigned i = 0; i < d->nstripes; i++)
+        ST(&d->stripes[i].lock->flush_pending, 1u);
     COMPILER_BARRIER();
-    for (unsigned i = 0; i < d->nparts; i++)
-        sd_flush_locked_raw(&d->parts[i]);
-    return sd_guarded(d, unlock_parts(&m, SD_OK));
+    for (unsigned i = 0; i < d->nstripes; i++)
+        sd_flush_raw_locked(&d->stripes[i]);
+    return sd_guarded(d, unlock_stripes(&m, SD_OK));
 }

@@ -25,22 +25,22 @@
 /* ---- stripe and handle -------------------------------------------------- */
 
 /* One stripe, as seen by this process. The engine's functions work on a
- * stripe (sd_part); the public API (api.c) picks the stripe of a key and
+ * stripe (sd_stripe); the public API (api.c) picks the stripe of a key and
  * calls them. Every layout value the core navigates by is copied here from
  * a validated header and never read from the file again, so a process
  * that scribbles on the header later can't steer us out of the mapping. */
-typedef struct sd_part {
+typedef struct sd_stripe {
     char *base;         /* the mapping (owned by sd_handle) */
     uint64_t file_size; /* bytes mapped */
-    uint64_t part_off;  /* file offset of the stripe */
-    uint64_t part_size; /* bytes of the stripe */
+    uint64_t off;       /* file offset of the stripe */
+    uint64_t size;      /* bytes of the stripe */
     uint64_t heap_off;  /* file offset of heap byte 0 */
     uint64_t heap_size; /* bytes of heap, a multiple of SD_UNIT */
     uint64_t index_off; /* file offset of bucket 0 */
     uint64_t nbuckets;  /* a power of two */
     uint64_t hash_seed; /* copied from the header */
     uint64_t max_chain; /* upper bound on any chain's length */
-    sd_pstate *st;      /* = base + part_off */
+    sd_pstate *st;      /* = base + off */
     sd_lock *lock;
     _Atomic uint32_t *buckets;
     _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
@@ -59,19 +59,19 @@ typedef struct sd_part {
     sd_block_end_fn block_end;
     /* may be NULL, as may the block hooks */
     sd_interrupted_fn interrupted;
-    unsigned part_index; /* which stripe this is */
-    unsigned part_shift; /* hash >> part_shift picks the stripe (32: one) */
-} sd_part;
+    unsigned index; /* which stripe this is */
+    unsigned shift; /* hash >> shift picks the stripe (32: one) */
+} sd_stripe;
 
 /* The process-local handle on a whole dict. */
 struct sd_handle {
     char *base;         /* owned: the MAP_SHARED mapping of file_size */
     uint64_t file_size; /* bytes mapped */
     uint64_t hash_seed;
-    unsigned nparts;     /* stripes, a power of two */
-    unsigned part_shift; /* stripe = hash >> part_shift (32 if one) */
-    sd_part *parts;      /* owned: nparts of them */
-    sd_header *hdr;      /* = base */
+    unsigned nstripes;     /* a power of two */
+    unsigned stripe_shift; /* stripe = hash >> stripe_shift (32 if one) */
+    sd_stripe *stripes;    /* owned: nstripes of them */
+    sd_header *hdr;        /* = base */
     /* Ownership: set only on the handle that created the file. */
     int owner;
     int created;     /* this handle made the file (owner or not) */
@@ -86,24 +86,24 @@ struct sd_handle {
 
 /* A block index is valid when a minimum block starting there lies inside
  * the heap. Index 0 is NIL. */
-static inline bool sd_idx_ok(const sd_part *h, uint64_t idx)
+static inline bool sd_idx_ok(const sd_stripe *s, uint64_t idx)
 {
-    return idx != 0 && idx <= (h->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
+    return idx != 0 && idx <= (s->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
 }
 
-static inline char *sd_blk(const sd_part *h, uint64_t idx)
+static inline char *sd_blk(const sd_stripe *s, uint64_t idx)
 {
-    return h->base + h->heap_off + (idx << SD_UNIT_SHIFT);
+    return s->base + s->heap_off + (idx << SD_UNIT_SHIFT);
 }
 
-static inline _Atomic uint64_t *sd_blk_hdr(const sd_part *h, uint64_t idx)
+static inline _Atomic uint64_t *sd_blk_hdr(const sd_stripe *s, uint64_t idx)
 {
-    return (_Atomic uint64_t *)(void *)sd_blk(h, idx);
+    return (_Atomic uint64_t *)(void *)sd_blk(s, idx);
 }
 
-static inline sd_entry *sd_blk_entry(const sd_part *h, uint64_t idx)
+static inline sd_entry *sd_blk_entry(const sd_stripe *s, uint64_t idx)
 {
-    return (sd_entry *)(void *)(sd_blk(h, idx) + 8);
+    return (sd_entry *)(void *)(sd_blk(s, idx) + 8);
 }
 
 static inline uint64_t sd_pad8(uint64_t n)
@@ -164,18 +164,18 @@ static inline uint64_t sd_hash_bytes(const void *p, size_t n, uint64_t seed)
     const unsigned char *s = p;
     const uint64_t k1 = UINT64_C(0x9e3779b97f4a7c15);
     const uint64_t k2 = UINT64_C(0xbf58476d1ce4e5b9);
-    uint64_t h = seed ^ ((uint64_t)n * k1);
+    uint64_t x = seed ^ ((uint64_t)n * k1);
     while (n >= 8) {
-        h = rotl64(h ^ (sd_rd64(s) * k2), 29) * k1;
+        x = rotl64(x ^ (sd_rd64(s) * k2), 29) * k1;
         s += 8;
         n -= 8;
     }
     if (n) {
         uint64_t w = 0;
         memcpy(&w, s, n);
-        h = rotl64(h ^ (w * k2), 29) * k1;
+        x = rotl64(x ^ (w * k2), 29) * k1;
     }
-    return fmix64(h);
+    return fmix64(x);
 }
 
 /* The one key hash: 32 bits, whose top bits pick the stripe and low bits
@@ -224,25 +224,25 @@ static inline bool sd_is_list(uint64_t meta)
 /* Whether the summary marks the page of `hash`'s bucket: only then may a
  * reader load the bucket, since an unmarked page may be a hole that a read
  * fault would have to allocate. */
-static inline bool sd_bucket_marked(const sd_part *h, uint32_t hash)
+static inline bool sd_bucket_marked(const sd_stripe *s, uint32_t hash)
 {
-    uint64_t page = (hash & (h->nbuckets - 1)) / SD_BUCKETS_PER_PAGE;
-    return (LD(&h->summary[page / 32]) >> (page % 32)) & 1;
+    uint64_t page = (hash & (s->nbuckets - 1)) / SD_BUCKETS_PER_PAGE;
+    return (LD(&s->summary[page / 32]) >> (page % 32)) & 1;
 }
 
 /* The first bucket at or after b whose summary bit is set (nbuckets if
  * none): scans use it to skip untouched pages of the index. */
-static inline uint64_t sd_next_used_bucket(const sd_part *h, uint64_t b)
+static inline uint64_t sd_next_used_bucket(const sd_stripe *s, uint64_t b)
 {
-    while (b < h->nbuckets) {
+    while (b < s->nbuckets) {
         uint64_t page = b / SD_BUCKETS_PER_PAGE;
-        uint32_t word = LD(&h->summary[page / 32]) >> (page % 32);
+        uint32_t word = LD(&s->summary[page / 32]) >> (page % 32);
         if (word & 1)
             return b;
         uint64_t skip = word ? (uint64_t)__builtin_ctz(word) : 32 - page % 32;
         b = (page + skip) * SD_BUCKETS_PER_PAGE;
     }
-    return h->nbuckets;
+    return s->nbuckets;
 }
 
 /* Buckets a scan visits per hold of the lock. */
@@ -250,9 +250,9 @@ static inline uint64_t sd_next_used_bucket(const sd_part *h, uint64_t b)
 
 /* ---- statistics slots --------------------------------------------------- */
 
-static inline sd_slot *sd_my_slot(const sd_part *h)
+static inline sd_slot *sd_my_slot(const sd_stripe *s)
 {
-    return &h->slots[(uint32_t)sd_self_pid() % SD_NSLOTS];
+    return &s->slots[(uint32_t)sd_self_pid() % SD_NSLOTS];
 }
 
 /* Statistics only: a plain load and store, no locked instruction. Threads

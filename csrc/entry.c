@@ -14,8 +14,8 @@ uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms)
         exp = SD_MAX_EXPIRY_MS;
     /* Keep next_expiry a lower bound (a hint: not logged, only ever
      * lowered here, so a rollback can leave it low, never high). */
-    if (exp < LD(&t->h->st->next_expiry))
-        ST(&t->h->st->next_expiry, exp);
+    if (exp < LD(&t->s->st->next_expiry))
+        ST(&t->s->st->next_expiry, exp);
     return exp;
 }
 
@@ -26,11 +26,11 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     uint64_t meta, const void *key, size_t klen,
                     const sd_value_in *v)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     if (t->overflow)
         return; /* the allocation was not made: write nothing unlogged */
-    sd_entry *e = sd_blk_entry(h, idx);
-    uint64_t bsize = LD(sd_blk_hdr(h, idx)) & ~SD_BLK_FLAGS;
+    sd_entry *e = sd_blk_entry(s, idx);
+    uint64_t bsize = LD(sd_blk_hdr(s, idx)) & ~SD_BLK_FLAGS;
     uint64_t vlen = sd_value_len(v);
     if (t->log_all && bsize > LOGGED_BLOCK_MAX) {
         t->overflow = true; /* can't log it all: undo the transaction */
@@ -65,7 +65,7 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
      * payload (list links) and its last (a TLSF block's footer; in a
      * 32-byte block that is where klen and vlen go). The rest is garbage
      * to it, so saving those two is all a rollback needs. */
-    sd_save64(t, (_Atomic uint64_t *)(void *)(sd_blk(h, idx) + bsize - 8));
+    sd_save64(t, (_Atomic uint64_t *)(void *)(sd_blk(s, idx) + bsize - 8));
     sd_save64(t, (_Atomic uint64_t *)(void *)e);
     if (SD_UNLIKELY(t->overflow))
         return;
@@ -92,14 +92,14 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
  * commit. */
 sd_status sd_release_locked(sd_tx *t, const sd_view *v)
 {
-    if ((v->meta & SD_META_TYPE) == SD_T_LIST) {
+    if (sd_is_list(v->meta)) {
         _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)v->val;
         uint32_t head = LD(&hl[0]), tail = LD(&hl[1]);
         if (head) {
-            if (!sd_idx_ok(t->h, tail))
+            if (!sd_idx_ok(t->s, tail))
                 return SD_CORRUPT;
-            sd_w32(t, &sd_blk_entry(t->h, tail)->next, LD(&t->h->st->gc_head));
-            sd_w32(t, &t->h->st->gc_head, head);
+            sd_w32(t, &sd_blk_entry(t->s, tail)->next, LD(&t->s->st->gc_head));
+            sd_w32(t, &t->s->st->gc_head, head);
         }
     }
     return sd_free_deferred(t, v->idx);

@@ -23,18 +23,18 @@ static inline _Atomic uint64_t *sd_val_word(const sd_view *v, size_t i)
     return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
 }
 
-static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
+static inline bool sd_read_block(const sd_stripe *s, uint32_t idx, sd_view *v)
 {
-    if (!sd_idx_ok(h, idx))
+    if (!sd_idx_ok(s, idx))
         return false;
-    uint64_t hdr = LD(sd_blk_hdr(h, idx));
+    uint64_t hdr = LD(sd_blk_hdr(s, idx));
     uint64_t size = hdr & ~SD_BLK_FLAGS;
     /* sd_idx_ok bounds the start; the size is compared, never added, so a
      * damaged size near 2^64 can't wrap past the check. */
     if ((hdr & (SD_BLK_FREE | SD_BLK_QUICK)) || size < SD_MIN_BLOCK ||
-        size > h->heap_size - ((uint64_t)idx << SD_UNIT_SHIFT))
+        size > s->heap_size - ((uint64_t)idx << SD_UNIT_SHIFT))
         return false;
-    sd_entry *e = sd_blk_entry(h, idx);
+    sd_entry *e = sd_blk_entry(s, idx);
     v->idx = idx;
     v->e = e;
     v->next = LD(&e->next);
@@ -55,17 +55,17 @@ static inline bool sd_read_block(const sd_part *h, uint32_t idx, sd_view *v)
 }
 
 /* Read and check the entry at idx. False if any field can't be right. */
-static inline bool sd_read_entry(const sd_part *h, uint32_t idx, sd_view *v)
+static inline bool sd_read_entry(const sd_stripe *s, uint32_t idx, sd_view *v)
 {
     unsigned type;
-    return sd_read_block(h, idx, v) && v->klen != 0 &&
+    return sd_read_block(s, idx, v) && v->klen != 0 &&
            (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
 }
 
-static inline bool sd_read_item(const sd_part *h, uint32_t idx, sd_view *v)
+static inline bool sd_read_item(const sd_stripe *s, uint32_t idx, sd_view *v)
 {
     unsigned type;
-    return sd_read_block(h, idx, v) && v->klen == 0 &&
+    return sd_read_block(s, idx, v) && v->klen == 0 &&
            (type = v->meta & SD_META_TYPE) != 0 && type < SD_T_LIST;
 }
 

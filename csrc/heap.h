@@ -10,12 +10,12 @@
 /* Make the filesystem back [off, off+len) of the file (fallocate), so
  * that a first write there can't raise SIGBUS. SD_NOSPACE when it has no
  * room; SD_OK where the filesystem can't reserve at all. Idempotent. */
-sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len);
+sd_status sd_reserve(const sd_stripe *s, uint64_t off, uint64_t len);
 
 /* Back the heap up to heap byte `end` (growing in chunks). */
-sd_status sd_heap_reserve_locked(sd_part *h, uint64_t end);
+sd_status sd_heap_reserve_locked(sd_stripe *s, uint64_t end);
 
-void sd_heap_init(sd_part *h);
+void sd_heap_init(sd_stripe *s);
 
 /* A block whose payload holds at least `payload` bytes; 0 when full. */
 sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *idx);
@@ -29,9 +29,9 @@ sd_status sd_free_locked(sd_tx *t, uint32_t idx);
 sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
 
 /* Whether any block sits on a quick list. */
-static inline bool sd_quick_held(const sd_part *h)
+static inline bool sd_quick_held(const sd_stripe *s)
 {
-    return LD(&h->st->quick_bytes) != 0;
+    return LD(&s->st->quick_bytes) != 0;
 }
 
 /* One step of a drain of the quick lists: take one block off the first
@@ -44,9 +44,9 @@ int sd_quick_unlist_one_locked(sd_tx *t);
 
 /* Would a block for `payload` fit where block idx is, once it is freed and
  * merged with free neighbours? Reads the boundary tags only. */
-bool sd_fits_after_free(sd_part *h, uint32_t idx, uint64_t payload);
+bool sd_fits_after_free(sd_stripe *s, uint32_t idx, uint64_t payload);
 
-void sd_verify_heap(sd_part *h, void (*report)(void *, const char *),
+void sd_verify_heap(sd_stripe *s, void (*report)(void *, const char *),
                     void *ctx, uint64_t *used_blocks);
 
 #endif /* SHMDICT_HEAP_H */

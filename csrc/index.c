@@ -14,13 +14,13 @@
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
+sd_status sd_find_locked(sd_stripe *s, const void *key, size_t klen,
                          uint32_t hash, sd_found *f)
 {
-    _Atomic uint32_t *link = sd_bucket_of(h, hash);
-    uint32_t idx = sd_bucket_marked(h, hash) ? LD(link) : 0;
+    _Atomic uint32_t *link = sd_bucket_of(s, hash);
+    uint32_t idx = sd_bucket_marked(s, hash) ? LD(link) : 0;
     for (uint64_t steps = 0; idx; steps++) {
-        if (steps > h->max_chain || !sd_read_entry(h, idx, &f->v))
+        if (steps > s->max_chain || !sd_read_entry(s, idx, &f->v))
             return SD_CORRUPT;
         if (sd_key_eq(&f->v, hash, key, klen)) {
             f->link = link;
@@ -35,10 +35,10 @@ sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
 sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, sd_found *f)
 {
-    sd_status rc = sd_find_locked(t->h, key, klen, hash, f);
+    sd_status rc = sd_find_locked(t->s, key, klen, hash, f);
     if (rc == SD_OK && sd_meta_exp(f->v.meta) &&
         sd_expired(f->v.meta, sd_tx_now(t))) {
-        atomic_fetch_add_explicit(&t->h->st->expirations, 1,
+        atomic_fetch_add_explicit(&t->s->st->expirations, 1,
                                   memory_order_relaxed);
         rc = sd_drop_locked(t, f);
         return rc ? rc : SD_NOTFOUND;
@@ -46,10 +46,10 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
     return rc;
 }
 
-sd_status sd_open_find(sd_part *h, sd_tx *t, const void *key, size_t klen,
-                       uint32_t hash, sd_found *f, bool *open)
+sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
+                           size_t klen, uint32_t hash, sd_found *f, bool *open)
 {
-    sd_status rc = sd_tx_begin(h, t);
+    sd_status rc = sd_tx_begin(s, t);
     *open = rc == SD_OK;
     if (!*open)
         return rc;
@@ -68,22 +68,22 @@ sd_status sd_drop_locked(sd_tx *t, sd_found *f)
 
 void sd_count_change(sd_tx *t, int64_t entries, int64_t expiring)
 {
-    sd_pstate *hd = t->h->st;
+    sd_pstate *ps = t->s->st;
     if (entries)
-        sd_w64(t, &hd->count, LD(&hd->count) + (uint64_t)entries);
+        sd_w64(t, &ps->count, LD(&ps->count) + (uint64_t)entries);
     if (expiring)
-        sd_w64(t, &hd->n_expiring, LD(&hd->n_expiring) + (uint64_t)expiring);
+        sd_w64(t, &ps->n_expiring, LD(&ps->n_expiring) + (uint64_t)expiring);
 }
 
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v)
 {
-    sd_part *h = t->h;
-    _Atomic uint32_t *b = sd_bucket_of(h, hash);
+    sd_stripe *s = t->s;
+    _Atomic uint32_t *b = sd_bucket_of(s, hash);
     /* Callers made the page ready before they changed anything; this only
      * covers one that did not (the guard is the net if it fails). */
-    if (SD_UNLIKELY(!sd_bucket_marked(h, hash)))
-        (void)sd_bucket_ready_locked(h, hash);
+    if (SD_UNLIKELY(!sd_bucket_marked(s, hash)))
+        (void)sd_bucket_ready_locked(s, hash);
     uint32_t head = LD(b);
     sd_write_entry(t, idx, head, hash, meta, key, klen, v);
     sd_w32(t, b, idx);
@@ -94,17 +94,17 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
      * clearing marks and evict whatever it met next, a hot key included. */
 }
 
-sd_status sd_bucket_ready_locked(sd_part *h, uint32_t hash)
+sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash)
 {
-    uint64_t b = hash & (h->nbuckets - 1), page = b / SD_BUCKETS_PER_PAGE;
-    _Atomic uint32_t *word = &h->summary[page / 32];
+    uint64_t b = hash & (s->nbuckets - 1), page = b / SD_BUCKETS_PER_PAGE;
+    _Atomic uint32_t *word = &s->summary[page / 32];
     uint32_t bit = 1u << (page % 32);
     if (SD_LIKELY(LD(word) & bit))
         return SD_OK;
-    if (!h->reserved) {
-        sd_status rc = sd_reserve(h, h->index_off + page * SD_PAGE, SD_PAGE);
-        if (rc == SD_OK && h->evict) /* the page of its CLOCK marks */
-            rc = sd_reserve(h, (h->refs_off + b) & ~(uint64_t)(SD_PAGE - 1),
+    if (!s->reserved) {
+        sd_status rc = sd_reserve(s, s->index_off + page * SD_PAGE, SD_PAGE);
+        if (rc == SD_OK && s->evict) /* the page of its CLOCK marks */
+            rc = sd_reserve(s, (s->refs_off + b) & ~(uint64_t)(SD_PAGE - 1),
                             SD_PAGE);
         if (rc != SD_OK)
             return rc;

@@ -14,9 +14,9 @@ typedef struct sd_found {
 } sd_found;
 
 /* The bucket head of `hash`. */
-static inline _Atomic uint32_t *sd_bucket_of(const sd_part *h, uint32_t hash)
+static inline _Atomic uint32_t *sd_bucket_of(const sd_stripe *s, uint32_t hash)
 {
-    return &h->buckets[hash & (h->nbuckets - 1)];
+    return &s->buckets[hash & (s->nbuckets - 1)];
 }
 
 /* Whether the checked entry holds this key. */
@@ -29,14 +29,15 @@ static inline bool sd_key_eq(const sd_view *v, uint32_t hash, const void *key,
 
 /* Does the entry belong in bucket b? A scan that only lists entries of
  * their own bucket lists each at most once, even in a damaged index. */
-static inline bool sd_in_bucket(const sd_part *h, const sd_view *v, uint64_t b)
+static inline bool sd_in_bucket(const sd_stripe *s, const sd_view *v,
+                                uint64_t b)
 {
-    return (v->hash & (h->nbuckets - 1)) == b;
+    return (v->hash & (s->nbuckets - 1)) == b;
 }
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-sd_status sd_find_locked(sd_part *h, const void *key, size_t klen,
+sd_status sd_find_locked(sd_stripe *s, const void *key, size_t klen,
                          uint32_t hash, sd_found *f);
 
 /* Find a live key for a write; an expired one is reclaimed first. */
@@ -44,10 +45,11 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
                               uint32_t hash, sd_found *f);
 
 /* Lock the stripe and find a live key. *open says whether the
- * transaction was opened (then end it with sd_end_write, whatever the
+ * transaction was opened (then end it with sd_tx_end_write, whatever the
  * status); a reclaimed expired entry is committed at once. */
-sd_status sd_open_find(sd_part *h, sd_tx *t, const void *key, size_t klen,
-                       uint32_t hash, sd_found *f, bool *open);
+sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
+                           size_t klen, uint32_t hash, sd_found *f,
+                           bool *open);
 
 /* Unlink a found entry and free it (a list's items go to the gc chain). */
 sd_status sd_drop_locked(sd_tx *t, sd_found *f);
@@ -68,13 +70,13 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
 
 /* Back the index page (and CLOCK marks) of `hash`'s bucket and mark it in
  * the summary, before a key is linked there. */
-sd_status sd_bucket_ready_locked(sd_part *h, uint32_t hash);
+sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash);
 
 /* Mark the key's bucket used for CLOCK (evicting dicts only). */
-static inline void sd_mark_used(sd_part *h, uint32_t hash)
+static inline void sd_mark_used(sd_stripe *s, uint32_t hash)
 {
-    if (h->evict)
-        ST(&h->refs[hash & (h->nbuckets - 1)], (uint8_t)1);
+    if (s->evict)
+        ST(&s->refs[hash & (s->nbuckets - 1)], (uint8_t)1);
 }
 
 #endif /* SHMDICT_INDEX_H */

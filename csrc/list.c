@@ -10,7 +10,7 @@
  *
  * Deleting, overwriting, expiring or evicting a list moves its items to
  * the header's gc chain in two logged stores; later writes free them a few
- * at a time (sd_gc_locked), so no single write pays for a long list.
+ * at a time (sd_gc_commits), so no single write pays for a long list.
  */
 #include "heap.h"
 #include "list.h"
@@ -20,27 +20,27 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
                              uint32_t hash, int left, const sd_value_in *v,
                              uint64_t *len)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     sd_found f;
     sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
     if (rc == SD_NOTFOUND) {
         static const unsigned char empty[16];
         sd_value_in lv = {.type = SD_T_LIST, .data = empty, .len = 16};
         uint32_t e;
-        if ((rc = sd_bucket_ready_locked(h, hash)))
+        if ((rc = sd_bucket_ready_locked(s, hash)))
             return rc;
         if ((rc = sd_alloc_locked(t, sd_entry_need(klen, 16), &e)))
             return rc;
         sd_link_new_locked(t, e, hash, sd_make_meta(&lv, 0), key, klen, &lv);
-        rc = sd_find_locked(h, key, klen, hash, &f);
+        rc = sd_find_locked(s, key, klen, hash, &f);
     }
     if (rc)
         return rc;
-    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+    if (!sd_is_list(f.v.meta))
         return SD_WRONGTYPE;
     _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t head = LD(&ends[0]), tail = LD(&ends[1]);
-    if ((head && !sd_idx_ok(h, head)) || (tail && !sd_idx_ok(h, tail)))
+    if ((head && !sd_idx_ok(s, head)) || (tail && !sd_idx_ok(s, tail)))
         return SD_CORRUPT;
     uint32_t n;
     if ((rc = sd_alloc_locked(t, sd_entry_need(0, sd_value_len(v)), &n)))
@@ -48,14 +48,14 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     if (left) {
         sd_write_entry(t, n, head, 0, sd_make_meta(v, 0), "", 0, v);
         if (head)
-            sd_w32(t, &sd_blk_entry(h, head)->hash, n);
+            sd_w32(t, &sd_blk_entry(s, head)->hash, n);
         else
             sd_w32(t, &ends[1], n);
         sd_w32(t, &ends[0], n);
     } else {
         sd_write_entry(t, n, 0, tail, sd_make_meta(v, 0), "", 0, v);
         if (tail)
-            sd_w32(t, &sd_blk_entry(h, tail)->next, n);
+            sd_w32(t, &sd_blk_entry(s, tail)->next, n);
         else
             sd_w32(t, &ends[0], n);
         sd_w32(t, &ends[1], n);
@@ -66,117 +66,118 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     return SD_OK;
 }
 
-sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    int left, const sd_value_in *v, uint64_t *len)
+sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
+                      uint32_t hash, int left, const sd_value_in *v,
+                      uint64_t *len)
 {
     if (!sd_check_value(v))
         return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
-    sd_before_alloc_locked(&t, sd_entry_need(0, sd_value_len(v)));
+    sd_before_alloc_commits(&t, sd_entry_need(0, sd_value_len(v)));
     rc = push_locked(&t, key, klen, hash, left, v, len);
     uint64_t need =
         sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t probe;
         uint64_t evicted = 0;
-        rc = sd_alloc_room_locked(&t, need, false, key, klen, hash, &probe,
-                                  &evicted);
+        rc = sd_alloc_room_commits(&t, need, false, key, klen, hash, &probe,
+                                   &evicted);
         if (rc != SD_OK)
             break;
         sd_tx_abort(&t); /* the probe allocation only */
         rc = push_locked(&t, key, klen, hash, left, v, len);
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
-                        uint32_t hash, int left, sd_value_out *out)
+sd_status stripe_list_pop(sd_stripe *s, const void *key, size_t klen,
+                          uint32_t hash, int left, sd_value_out *out)
 {
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     out->waited_ns += t.waited;
     if (!open)
         return rc;
     if (rc)
-        return sd_end_write(&t, rc);
-    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
-        return sd_end_write(&t, SD_WRONGTYPE);
+        return sd_tx_end_write(&t, rc);
+    if (!sd_is_list(f.v.meta))
+        return sd_tx_end_write(&t, SD_WRONGTYPE);
     _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t idx = LD(&ends[left ? 0 : 1]);
     sd_view it;
-    if (!sd_read_item(h, idx, &it))
-        return sd_end_write(&t, SD_CORRUPT);
+    if (!sd_read_item(s, idx, &it))
+        return sd_tx_end_write(&t, SD_CORRUPT);
     if ((rc = sd_copy_value(&it, out)))
-        return sd_end_write(&t, rc);
+        return sd_tx_end_write(&t, rc);
     uint32_t next = it.next, prev = it.hash;
-    if ((next && !sd_idx_ok(h, next)) || (prev && !sd_idx_ok(h, prev)))
-        return sd_end_write(&t, SD_CORRUPT);
+    if ((next && !sd_idx_ok(s, next)) || (prev && !sd_idx_ok(s, prev)))
+        return sd_tx_end_write(&t, SD_CORRUPT);
     if (left) {
         if (next)
-            sd_w32(&t, &sd_blk_entry(h, next)->hash, 0);
+            sd_w32(&t, &sd_blk_entry(s, next)->hash, 0);
         else
             sd_w32(&t, &ends[1], 0);
         sd_w32(&t, &ends[0], next);
     } else {
         if (prev)
-            sd_w32(&t, &sd_blk_entry(h, prev)->next, 0);
+            sd_w32(&t, &sd_blk_entry(s, prev)->next, 0);
         else
             sd_w32(&t, &ends[0], 0);
         sd_w32(&t, &ends[1], prev);
     }
     if ((rc = sd_free_deferred(&t, idx)))
-        return sd_end_write(&t, rc);
+        return sd_tx_end_write(&t, rc);
     uint64_t count = LD(sd_list_count(&f.v));
     if (count <= 1 || !LD(&ends[0]))
         rc = sd_drop_locked(&t, &f); /* an empty list is no key */
     else
         sd_w64(&t, sd_list_count(&f.v), count - 1);
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    uint64_t *len)
+sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
+                      uint32_t hash, uint64_t *len)
 {
     sd_tx t;
     sd_found f;
     *len = 0;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
     if (rc == SD_OK) {
-        if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+        if (!sd_is_list(f.v.meta))
             rc = SD_WRONGTYPE;
         else
             *len = LD(sd_list_count(&f.v));
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_list_items(sd_part *h, const void *key, size_t klen,
-                          uint32_t hash, void *buf, size_t cap, size_t *used,
-                          uint64_t *count)
+sd_status stripe_list_items(sd_stripe *s, const void *key, size_t klen,
+                            uint32_t hash, void *buf, size_t cap, size_t *used,
+                            uint64_t *count)
 {
     sd_tx t;
     sd_found f;
     bool open;
     *used = 0;
     *count = 0;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
-    if (rc == SD_OK && (f.v.meta & SD_META_TYPE) != SD_T_LIST)
+    if (rc == SD_OK && !sd_is_list(f.v.meta))
         rc = SD_WRONGTYPE;
     size_t pos = 0;
     uint32_t idx = rc == SD_OK ? LD(&sd_list_ends(&f.v)[0]) : 0;
     for (uint64_t n = 0; idx; n++) {
         sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+        if (n > s->max_chain || !sd_read_item(s, idx, &it)) {
             rc = SD_CORRUPT;
             break;
         }
@@ -189,5 +190,5 @@ sd_status part_list_items(sd_part *h, const void *key, size_t klen,
     *used = pos;
     if (rc == SD_OK && pos > cap)
         rc = SD_TOOBIG;
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }

@@ -6,17 +6,18 @@
 
 #include "room.h"
 
-sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    int left, const sd_value_in *v, uint64_t *len);
+sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
+                      uint32_t hash, int left, const sd_value_in *v,
+                      uint64_t *len);
 
-sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
-                        uint32_t hash, int left, sd_value_out *out);
+sd_status stripe_list_pop(sd_stripe *s, const void *key, size_t klen,
+                          uint32_t hash, int left, sd_value_out *out);
 
-sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    uint64_t *len);
+sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
+                      uint32_t hash, uint64_t *len);
 
-sd_status part_list_items(sd_part *h, const void *key, size_t klen,
-                          uint32_t hash, void *buf, size_t cap, size_t *used,
-                          uint64_t *count);
+sd_status stripe_list_items(sd_stripe *s, const void *key, size_t klen,
+                            uint32_t hash, void *buf, size_t cap, size_t *used,
+                            uint64_t *count);
 
 #endif /* SHMDICT_LIST_H */

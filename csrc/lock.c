@@ -11,7 +11,7 @@
  * is called only while the waiting thread holds no stripe's lock: code
  * outside the core may do anything, including calls on this dict that
  * need a lock this thread holds. A batch kept waiting while it holds
- * stripes lets them go after one slice instead (see lock_parts in api.c).
+ * stripes lets them go after one slice instead (see lock_stripes in api.c).
  * All the waits of one call share one timeout (spans, below).
  */
 #define _GNU_SOURCE
@@ -68,13 +68,13 @@ int sd_mutex_kind_of_new(void)
 /* Whether the mutex's lock word reads as free: a plain load, which leaves
  * the holder's cache line shared where a trylock would take it away. Where
  * the word can't be read (not glibc), it always says yes. */
-static bool mutex_looks_free(const sd_part *h)
+static bool mutex_looks_free(const sd_stripe *s)
 {
 #ifdef __GLIBC__
-    return __atomic_load_n(&h->lock->mutex.__data.__lock, __ATOMIC_RELAXED) ==
+    return __atomic_load_n(&s->lock->mutex.__data.__lock, __ATOMIC_RELAXED) ==
            0;
 #else
-    (void)h;
+    (void)s;
     return true;
 #endif
 }
@@ -93,9 +93,9 @@ static _Thread_local struct {
 enum { SPAN_STARTED = 1, SPAN_INNER = 2, SPAN_CHARGED = 4 };
 
 /* A stripe's lock timeout in ns: 0 don't wait, -1 no limit. */
-static int64_t timeout_ns(const sd_part *h)
+static int64_t timeout_ns(const sd_stripe *s)
 {
-    int64_t ms = h->lock_timeout_ms;
+    int64_t ms = s->lock_timeout_ms;
     if (ms < 0 || ms > SD_MAX_TIMEOUT_MS)
         return -1;
     return ms * 1000000;
@@ -108,7 +108,7 @@ void sd_span_enter(const sd_handle *d, sd_span *s)
         return;
     }
     if (!(s->state & SPAN_STARTED)) {
-        int64_t all = timeout_ns(&d->parts[0]);
+        int64_t all = timeout_ns(&d->stripes[0]);
         int64_t spent = s->state & SPAN_CHARGED ? s->left_ns : 0;
         s->left_ns = all < 0 ? -1 : all > spent ? all - spent : 0;
         s->state = SPAN_STARTED;
@@ -135,22 +135,22 @@ void sd_span_leave(sd_span *s)
 
 /* How long the next wait may last: what the span has left, or else the
  * stripe's timeout. */
-static int64_t wait_budget(const sd_part *h)
+static int64_t wait_budget(const sd_stripe *s)
 {
-    return span.on ? span.left_ns : timeout_ns(h);
+    return span.on ? span.left_ns : timeout_ns(s);
 }
 
 /* Whether the interrupt hook says stop. What the hook runs (a Python
  * signal handler, say) is a call of its own, so the span is put aside
  * meanwhile: calls made there have their own timeouts. */
-static bool interrupted(const sd_part *h, const sd_wait *w)
+static bool interrupted(const sd_stripe *s, const sd_wait *w)
 {
-    if (!h->interrupted)
+    if (!s->interrupted)
         return false;
     bool on = span.on;
     int64_t left = span.left_ns;
     span.on = false;
-    int stop = h->interrupted(w->token);
+    int stop = s->interrupted(w->token);
     span.on = on;
     span.left_ns = left;
     return stop != 0;
@@ -184,7 +184,7 @@ static bool interrupted(const sd_part *h, const sd_wait *w)
 #endif
 #endif
 
-static int timed_lock(sd_part *h, pthread_mutex_t *m, const sd_wait *w,
+static int timed_lock(sd_stripe *s, pthread_mutex_t *m, const sd_wait *w,
                       int64_t budget)
 {
     int64_t end = budget < 0 ? INT64_MAX : sd_now_ns() + budget;
@@ -199,7 +199,7 @@ static int timed_lock(sd_part *h, pthread_mutex_t *m, const sd_wait *w,
             rc = SD_WAIT_GAVE_UP;
             break;
         }
-        if (!first && interrupted(h, w)) {
+        if (!first && interrupted(s, w)) {
             rc = SD_WAIT_INTERRUPTED;
             break;
         }
@@ -230,9 +230,9 @@ static int timed_lock(sd_part *h, pthread_mutex_t *m, const sd_wait *w,
     return rc;
 }
 
-int sd_lock_wait(sd_part *h, sd_wait *w, int64_t *waited_ns, int rc)
+int sd_lock_wait(sd_stripe *s, sd_wait *w, int64_t *waited_ns, int rc)
 {
-    sd_lock *l = h->lock;
+    sd_lock *l = s->lock;
     /* Spin a little before sleeping, reading the lock word and trying
      * only when it reads free: each trylock is a locked write that pulls the
      * line to this core, and the holder, which stores to that line (seq,
@@ -240,19 +240,19 @@ int sd_lock_wait(sd_part *h, sd_wait *w, int64_t *waited_ns, int rc)
      * back each time. */
     for (int spin = 0; rc == EBUSY && spin < 200; spin++) {
         sd_cpu_relax();
-        if (mutex_looks_free(h))
+        if (mutex_looks_free(s))
             rc = pthread_mutex_trylock(&l->mutex);
     }
     if (rc == EBUSY) {
         atomic_fetch_add_explicit(&l->lock_waits, 1, memory_order_relaxed);
-        int64_t budget = wait_budget(h);
+        int64_t budget = wait_budget(s);
         if (budget != 0) { /* 0: the tries above were all */
-            if (!w->blocked && h->block_begin) {
-                w->token = h->block_begin();
+            if (!w->blocked && s->block_begin) {
+                w->token = s->block_begin();
                 w->blocked = true;
             }
             int64_t start = sd_now_ns();
-            rc = timed_lock(h, &l->mutex, w, budget);
+            rc = timed_lock(s, &l->mutex, w, budget);
             *waited_ns = sd_now_ns() - start;
         }
     }

@@ -38,17 +38,17 @@ int sd_mutex_kind_of_new(void);
 
 /* The wait of sd_lock_acquire when the first try fails: spin, then sleep
  * in slices. Returns 0, EOWNERDEAD, or an error mapped as below. */
-int sd_lock_wait(sd_part *h, sd_wait *w, int64_t *waited_ns, int rc);
+int sd_lock_wait(sd_stripe *s, sd_wait *w, int64_t *waited_ns, int rc);
 
-static inline bool sd_mutex_looks_sane(const sd_part *h)
+static inline bool sd_mutex_looks_sane(const sd_stripe *s)
 {
 #ifdef __GLIBC__
-    if (h->mutex_kind >= 0) {
-        const volatile int *kind = &h->lock->mutex.__data.__kind;
-        return *kind == h->mutex_kind;
+    if (s->mutex_kind >= 0) {
+        const volatile int *kind = &s->lock->mutex.__data.__kind;
+        return *kind == s->mutex_kind;
     }
 #endif
-    (void)h;
+    (void)s;
     return true;
 }
 
@@ -60,22 +60,22 @@ static inline bool sd_mutex_looks_sane(const sd_part *h)
  * (a damaged mutex), SD_TIMEDOUT, SD_INTERRUPTED, SD_BUSY_HOLDING (see
  * sd_wait.holding). Inline: the uncontended path is one trylock. */
 SD_MUST_USE static inline sd_status
-sd_lock_acquire(sd_part *h, sd_wait *w, int64_t *waited_ns, bool *owner_died)
+sd_lock_acquire(sd_stripe *s, sd_wait *w, int64_t *waited_ns, bool *owner_died)
 {
-    sd_lock *l = h->lock;
+    sd_lock *l = s->lock;
     *owner_died = false;
     /* Touch the file's last page: if anyone shrank the file, this faults
      * here, before the lock, and the guard marks the handle torn. One load
      * of a line that is rarely written. */
-    (void)LD((_Atomic uint64_t *)(void *)(h->base + h->file_size - SD_PAGE));
-    if (SD_UNLIKELY(sd_guard_state(h->guard)))
-        return sd_guard_state(h->guard) == SD_GUARD_TORN ? SD_TORN
+    (void)LD((_Atomic uint64_t *)(void *)(s->base + s->file_size - SD_PAGE));
+    if (SD_UNLIKELY(sd_guard_state(s->guard)))
+        return sd_guard_state(s->guard) == SD_GUARD_TORN ? SD_TORN
                                                          : SD_NOSPACE;
-    if (!sd_mutex_looks_sane(h))
+    if (!sd_mutex_looks_sane(s))
         return SD_CORRUPT;
     int rc = pthread_mutex_trylock(&l->mutex);
     if (SD_UNLIKELY(rc == EBUSY))
-        rc = sd_lock_wait(h, w, waited_ns, rc);
+        rc = sd_lock_wait(s, w, waited_ns, rc);
     if (rc == EOWNERDEAD) {
         *owner_died = true;
         rc = 0;
@@ -92,11 +92,11 @@ sd_lock_acquire(sd_part *h, sd_wait *w, int64_t *waited_ns, bool *owner_died)
  * we held it is zeros now: its unlock fails, or (its kind read as a plain
  * mutex) succeeds without taking it off this thread's robust list. Either
  * way the guard must keep that page mapped (guard.c). */
-static inline void sd_lock_release(sd_part *h)
+static inline void sd_lock_release(sd_stripe *s)
 {
-    if (SD_UNLIKELY(pthread_mutex_unlock(&h->lock->mutex) != 0 ||
-                    sd_guard_state(h->guard)))
-        sd_guard_note_dangling(h->guard);
+    if (SD_UNLIKELY(pthread_mutex_unlock(&s->lock->mutex) != 0 ||
+                    sd_guard_state(s->guard)))
+        sd_guard_note_dangling(s->guard);
 }
 
 #endif /* SHMDICT_LOCK_H */

@@ -34,33 +34,33 @@ typedef struct peek {
 } peek;
 
 /* A read found the key: mark it used for CLOCK, count the hit. */
-static inline void note_hit(sd_part *h, uint32_t hash, bool count)
+static inline void note_hit(sd_stripe *s, uint32_t hash, bool count)
 {
-    _Atomic uint8_t *ref = &h->refs[hash & (h->nbuckets - 1)];
-    if (h->evict && !LD(ref))
+    _Atomic uint8_t *ref = &s->refs[hash & (s->nbuckets - 1)];
+    if (s->evict && !LD(ref))
         ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
     if (count)
-        sd_slot_inc(&sd_my_slot(h)->hits);
+        sd_slot_inc(&sd_my_slot(s)->hits);
 }
 
 /* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
  * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
  * caller decides whether that's a race or damage). */
-static sd_status peek_once(sd_part *h, const void *key, size_t klen,
+static sd_status peek_once(sd_stripe *s, const void *key, size_t klen,
                            uint32_t hash, uint64_t max_steps, peek *p)
 {
     /* An unmarked page holds no key, and may not even be backed. */
-    uint32_t idx = sd_bucket_marked(h, hash) ? LD(sd_bucket_of(h, hash)) : 0;
+    uint32_t idx = sd_bucket_marked(s, hash) ? LD(sd_bucket_of(s, hash)) : 0;
     sd_view v;
     for (uint64_t steps = 0; idx; steps++) {
-        if (steps > max_steps || !sd_read_entry(h, idx, &v))
+        if (steps > max_steps || !sd_read_entry(s, idx, &v))
             return SD_CORRUPT;
         if (sd_key_eq(&v, hash, key, klen)) {
             p->stale = sd_meta_exp(v.meta) && sd_expired(v.meta, sd_now_ms());
             if (p->stale && !p->stale_ok)
                 return SD_NOTFOUND;
             p->meta = v.meta;
-            if ((v.meta & SD_META_TYPE) == SD_T_LIST)
+            if (sd_is_list(v.meta))
                 return p->out ? SD_WRONGTYPE : SD_OK;
             return p->out ? sd_copy_value(&v, p->out) : SD_OK;
         }
@@ -69,10 +69,10 @@ static sd_status peek_once(sd_part *h, const void *key, size_t klen,
     return SD_NOTFOUND;
 }
 
-static sd_status peek_key(sd_part *h, const void *key, size_t klen,
+static sd_status peek_key(sd_stripe *s, const void *key, size_t klen,
                           uint32_t hash, peek *p)
 {
-    _Atomic uint64_t *seq = &h->lock->seq;
+    _Atomic uint64_t *seq = &s->lock->seq;
     sd_status rc = SD_CORRUPT;
     bool done = false;
     for (int tries = 0, spins = 0; tries < OPTIMISTIC_TRIES;) {
@@ -83,7 +83,7 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
             sd_cpu_relax();
             continue;
         }
-        rc = peek_once(h, key, klen, hash, OPTIMISTIC_CHAIN, p);
+        rc = peek_once(s, key, klen, hash, OPTIMISTIC_CHAIN, p);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(seq, memory_order_relaxed) == s1 &&
             rc != SD_CORRUPT) {
@@ -95,27 +95,27 @@ static sd_status peek_key(sd_part *h, const void *key, size_t klen,
     }
     if (!done) {
         sd_tx t;
-        rc = sd_tx_begin(h, &t);
+        rc = sd_tx_begin(s, &t);
         p->waited = t.waited;
         if (rc)
             return rc;
-        rc = peek_once(h, key, klen, hash, h->max_chain, p);
+        rc = peek_once(s, key, klen, hash, s->max_chain, p);
         rc = sd_tx_end(&t, rc);
     }
     if (p->out) {
         if (rc == SD_OK || rc == SD_TOOBIG)
-            note_hit(h, hash, rc == SD_OK);
+            note_hit(s, hash, rc == SD_OK);
         else if (rc == SD_NOTFOUND)
-            sd_slot_inc(&sd_my_slot(h)->misses);
+            sd_slot_inc(&sd_my_slot(s)->misses);
     }
     return rc;
 }
 
-sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                   sd_value_out *out)
+sd_status stripe_get(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
+                     sd_value_out *out)
 {
     peek p = {.out = out};
-    sd_status rc = peek_key(h, key, klen, hash, &p);
+    sd_status rc = peek_key(s, key, klen, hash, &p);
     /* What was read without the lock (a value, or that there is none) is
      * the stripe's current state until the sequence counter moves: every
      * lock holder moves it, whatever it does. Only a clock can change it
@@ -123,35 +123,35 @@ sd_status part_get(sd_part *h, const void *key, size_t klen, uint32_t hash,
     out->seq = p.seq;
     out->waited_ns += p.waited;
     out->expiring = rc == SD_OK && sd_meta_exp(p.meta) != 0;
-    out->part = h->part_index;
+    out->part = s->index;
     out->hash = hash;
     return rc;
 }
 
-bool part_still_current(sd_part *h, uint32_t hash, uint64_t seq)
+bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
 {
     if (!seq ||
-        atomic_load_explicit(&h->lock->seq, memory_order_acquire) != seq)
+        atomic_load_explicit(&s->lock->seq, memory_order_acquire) != seq)
         return false;
-    note_hit(h, hash, true);
+    note_hit(s, hash, true);
     return true;
 }
 
-sd_status part_get_stale(sd_part *h, const void *key, size_t klen,
-                         uint32_t hash, sd_value_out *out, int *stale)
+sd_status stripe_get_stale(sd_stripe *s, const void *key, size_t klen,
+                           uint32_t hash, sd_value_out *out, int *stale)
 {
     peek p = {.out = out, .stale_ok = true};
-    sd_status rc = peek_key(h, key, klen, hash, &p);
+    sd_status rc = peek_key(s, key, klen, hash, &p);
     *stale = p.stale;
     out->waited_ns += p.waited;
     return rc;
 }
 
-sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                   int64_t *ns_left)
+sd_status stripe_ttl(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
+                     int64_t *ns_left)
 {
     peek p = {.out = NULL};
-    sd_status rc = peek_key(h, key, klen, hash, &p);
+    sd_status rc = peek_key(s, key, klen, hash, &p);
     if (rc)
         return rc;
     uint64_t exp = sd_meta_exp(p.meta);
@@ -170,18 +170,18 @@ sd_status part_ttl(sd_part *h, const void *key, size_t klen, uint32_t hash,
     return SD_OK;
 }
 
-sd_status part_count(sd_part *h, uint64_t *n)
+sd_status stripe_count(sd_stripe *s, uint64_t *n)
 {
-    _Atomic uint64_t *seq = &h->lock->seq;
+    _Atomic uint64_t *seq = &s->lock->seq;
     for (int tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
         uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
-        uint64_t count = LD(&h->st->count);
-        uint64_t expiring = LD(&h->st->n_expiring);
+        uint64_t count = LD(&s->st->count);
+        uint64_t expiring = LD(&s->st->n_expiring);
         atomic_thread_fence(memory_order_acquire);
         if (!(s1 & 1) &&
             atomic_load_explicit(seq, memory_order_relaxed) == s1) {
             /* A count no heap could hold is damage: count for real. */
-            if (!expiring && count <= h->heap_size / SD_MIN_BLOCK) {
+            if (!expiring && count <= s->heap_size / SD_MIN_BLOCK) {
                 *n = count;
                 return SD_OK;
             }
@@ -192,19 +192,19 @@ sd_status part_count(sd_part *h, uint64_t *n)
     /* Some entries may have expired: count the live ones, a slice of the
      * table per lock hold. */
     uint64_t live = 0;
-    for (uint64_t b = 0; b < h->nbuckets;) {
+    for (uint64_t b = 0; b < s->nbuckets;) {
         sd_tx t;
-        sd_status rc = sd_tx_begin(h, &t);
+        sd_status rc = sd_tx_begin(s, &t);
         if (rc)
             return rc;
         int64_t now = sd_tx_now(&t);
         uint64_t end = b + SD_SCAN_SLICE;
-        for (; (b = sd_next_used_bucket(h, b)) < end && b < h->nbuckets; b++) {
-            uint32_t idx = LD(&h->buckets[b]);
+        for (; (b = sd_next_used_bucket(s, b)) < end && b < s->nbuckets; b++) {
+            uint32_t idx = LD(&s->buckets[b]);
             for (uint64_t steps = 0; idx; steps++) {
                 sd_view v;
-                if (steps > h->max_chain || !sd_read_entry(h, idx, &v) ||
-                    !sd_in_bucket(h, &v, b))
+                if (steps > s->max_chain || !sd_read_entry(s, idx, &v) ||
+                    !sd_in_bucket(s, &v, b))
                     return sd_tx_end(&t, SD_CORRUPT);
                 live += !sd_expired(v.meta, now);
                 idx = v.next;

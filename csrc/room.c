@@ -10,20 +10,20 @@
 
 /* ---- the gc chain and the quick lists ----------------------------------- */
 
-void sd_gc_locked(sd_tx *t, uint64_t max)
+void sd_gc_commits(sd_tx *t, uint64_t max)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     for (uint64_t n = 0; n < max; n++) {
-        uint32_t idx = LD(&h->st->gc_head);
+        uint32_t idx = LD(&s->st->gc_head);
         sd_view v;
         if (!idx)
             return;
-        if (!sd_read_item(h, idx, &v) || (v.next && !sd_idx_ok(h, v.next))) {
-            sd_w32(t, &h->st->gc_head, 0); /* drop a damaged chain */
+        if (!sd_read_item(s, idx, &v) || (v.next && !sd_idx_ok(s, v.next))) {
+            sd_w32(t, &s->st->gc_head, 0); /* drop a damaged chain */
             sd_tx_commit(t);
             return;
         }
-        sd_w32(t, &h->st->gc_head, v.next);
+        sd_w32(t, &s->st->gc_head, v.next);
         if (sd_free_locked(t, idx) != SD_OK || t->overflow) {
             sd_tx_abort(t);
             return;
@@ -32,7 +32,7 @@ void sd_gc_locked(sd_tx *t, uint64_t max)
     }
 }
 
-void sd_quick_drain_locked(sd_tx *t)
+void sd_quick_drain_commits(sd_tx *t)
 {
     for (;;) {
         int moved = sd_quick_unlist_one_locked(t);
@@ -65,21 +65,21 @@ static bool is_protected(const protect *pk, const sd_view *v)
  * reference mark is set gets it cleared and is passed over once. Each
  * removal is committed on its own. Returns how many were removed and adds
  * the live ones to *evicted. */
-static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
-                                      const protect *pk, uint64_t limit,
-                                      uint64_t *evicted)
+static uint64_t reclaim_bucket_commits(sd_tx *t, uint64_t b, bool evict,
+                                       const protect *pk, uint64_t limit,
+                                       uint64_t *evicted)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     int64_t now = sd_tx_now(t);
-    bool referenced = evict && LD(&h->refs[b]);
+    bool referenced = evict && LD(&s->refs[b]);
     if (referenced)
-        ST(&h->refs[b], (uint8_t)0);
-    _Atomic uint32_t *link = &h->buckets[b];
+        ST(&s->refs[b], (uint8_t)0);
+    _Atomic uint32_t *link = &s->buckets[b];
     uint32_t idx = LD(link);
     uint64_t freed = 0;
-    for (uint64_t steps = 0; idx && steps <= h->max_chain; steps++) {
+    for (uint64_t steps = 0; idx && steps <= s->max_chain; steps++) {
         sd_found f;
-        if (!sd_read_entry(h, idx, &f.v))
+        if (!sd_read_entry(s, idx, &f.v))
             break; /* verify() will name it; don't touch it */
         bool dead = sd_expired(f.v.meta, now);
         if ((dead || (evict && !referenced)) && !is_protected(pk, &f.v) &&
@@ -92,10 +92,10 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
             sd_tx_commit(t);
             freed++;
             if (dead) {
-                atomic_fetch_add_explicit(&h->st->expirations, 1,
+                atomic_fetch_add_explicit(&s->st->expirations, 1,
                                           memory_order_relaxed);
             } else {
-                atomic_fetch_add_explicit(&h->st->evictions, 1,
+                atomic_fetch_add_explicit(&s->st->evictions, 1,
                                           memory_order_relaxed);
                 (*evicted)++;
             }
@@ -111,82 +111,82 @@ static uint64_t reclaim_bucket_locked(sd_tx *t, uint64_t b, bool evict,
 /* Free every expired entry. O(buckets in use + entries). Skipped while no
  * expiry can have passed: next_expiry is a lower bound on every stored
  * expiry, lowered by each write of a TTL and raised by a full sweep. */
-static uint64_t sweep_expired_locked(sd_tx *t, const protect *pk)
+static uint64_t sweep_expired_commits(sd_tx *t, const protect *pk)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     uint64_t freed = 0, evicted = 0;
-    if (!LD(&h->st->n_expiring) ||
-        (uint64_t)sd_tx_now(t) < LD(&h->st->next_expiry))
+    if (!LD(&s->st->n_expiring) ||
+        (uint64_t)sd_tx_now(t) < LD(&s->st->next_expiry))
         return 0;
-    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
-         b = sd_next_used_bucket(h, b + 1))
-        freed += reclaim_bucket_locked(t, b, false, pk, 0, &evicted);
+    for (uint64_t b = sd_next_used_bucket(s, 0); b < s->nbuckets;
+         b = sd_next_used_bucket(s, b + 1))
+        freed += reclaim_bucket_commits(t, b, false, pk, 0, &evicted);
     /* What is left expires later than now; the exact minimum would cost a
      * second pass, so the bound moves only to now + 1 ms. */
-    ST(&h->st->next_expiry, (uint64_t)sd_tx_now(t) + 1);
+    ST(&s->st->next_expiry, (uint64_t)sd_tx_now(t) + 1);
     return freed;
 }
 
-static sd_status make_room_locked(sd_tx *t, uint64_t payload, bool noevict,
-                                  const protect *pk, uint32_t *idx,
-                                  uint64_t *evicted);
-
-static sd_status alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
+static sd_status make_room_commits(sd_tx *t, uint64_t payload, bool noevict,
                                    const protect *pk, uint32_t *idx,
-                                   uint64_t *evicted)
+                                   uint64_t *evicted);
+
+static sd_status alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
+                                    const protect *pk, uint32_t *idx,
+                                    uint64_t *evicted)
 {
     sd_tx_abort(t);
     /* Space made here must be able to serve any size: frees merge. */
     t->merge_frees = true;
-    sd_status rc = make_room_locked(t, payload, noevict, pk, idx, evicted);
+    sd_status rc = make_room_commits(t, payload, noevict, pk, idx, evicted);
     t->merge_frees = false;
     return rc;
 }
 
-static sd_status make_room_locked(sd_tx *t, uint64_t payload, bool noevict,
-                                  const protect *pk, uint32_t *idx,
-                                  uint64_t *evicted)
+static sd_status make_room_commits(sd_tx *t, uint64_t payload, bool noevict,
+                                   const protect *pk, uint32_t *idx,
+                                   uint64_t *evicted)
 {
-    sd_part *h = t->h;
-    if (sd_quick_held(h)) {
-        sd_quick_drain_locked(t);
+    sd_stripe *s = t->s;
+    if (sd_quick_held(s)) {
+        sd_quick_drain_commits(t);
         sd_status rc = sd_alloc_locked(t, payload, idx);
         if (rc != SD_NOMEM)
             return rc;
     }
-    if (LD(&h->st->gc_head)) {
-        sd_gc_locked(t, UINT64_MAX);
+    if (LD(&s->st->gc_head)) {
+        sd_gc_commits(t, UINT64_MAX);
         sd_status rc = sd_alloc_locked(t, payload, idx);
         if (rc != SD_NOMEM)
             return rc;
     }
     /* Expired items go first, evicting or not. */
-    if (sweep_expired_locked(t, pk)) {
+    if (sweep_expired_commits(t, pk)) {
         sd_status rc = sd_alloc_locked(t, payload, idx);
-        if (rc != SD_NOMEM || !h->evict || noevict)
+        if (rc != SD_NOMEM || !s->evict || noevict)
             return rc;
     }
-    if (!h->evict || noevict)
+    if (!s->evict || noevict)
         return SD_NOMEM;
     /* Evicting dict: run the clock until the block fits, at most twice
      * round the table (the first pass may only clear marks). */
-    uint64_t hand = LD(&h->st->clock_hand) % h->nbuckets;
+    uint64_t hand = LD(&s->st->clock_hand) % s->nbuckets;
     uint64_t visited = 0;
-    while (visited < 2 * h->nbuckets) {
-        uint64_t b = sd_next_used_bucket(h, hand);
-        if (b >= h->nbuckets) {
-            visited += h->nbuckets - hand;
+    while (visited < 2 * s->nbuckets) {
+        uint64_t b = sd_next_used_bucket(s, hand);
+        if (b >= s->nbuckets) {
+            visited += s->nbuckets - hand;
             hand = 0;
-            b = sd_next_used_bucket(h, 0);
-            if (b >= h->nbuckets)
+            b = sd_next_used_bucket(s, 0);
+            if (b >= s->nbuckets)
                 break; /* nothing stored at all */
         }
         visited += b - hand + 1;
-        hand = b + 1 == h->nbuckets ? 0 : b + 1;
-        ST(&h->st->clock_hand, hand);
-        if (reclaim_bucket_locked(t, b, true, pk, 0, evicted)) {
-            if (LD(&h->st->gc_head)) /* an evicted list's items */
-                sd_gc_locked(t, UINT64_MAX);
+        hand = b + 1 == s->nbuckets ? 0 : b + 1;
+        ST(&s->st->clock_hand, hand);
+        if (reclaim_bucket_commits(t, b, true, pk, 0, evicted)) {
+            if (LD(&s->st->gc_head)) /* an evicted list's items */
+                sd_gc_commits(t, UINT64_MAX);
             sd_status rc = sd_alloc_locked(t, payload, idx);
             if (rc != SD_NOMEM)
                 return rc;
@@ -195,38 +195,38 @@ static sd_status make_room_locked(sd_tx *t, uint64_t payload, bool noevict,
     return SD_NOMEM;
 }
 
-sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
-                               const void *key, size_t klen, uint32_t hash,
-                               uint32_t *idx, uint64_t *evicted)
+sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
+                                const void *key, size_t klen, uint32_t hash,
+                                uint32_t *idx, uint64_t *evicted)
 {
     protect pk = {key, klen, hash};
-    return alloc_room_locked(t, payload, noevict, &pk, idx, evicted);
+    return alloc_room_commits(t, payload, noevict, &pk, idx, evicted);
 }
 
-bool sd_can_make_room(sd_part *h)
+bool sd_can_make_room(sd_stripe *s)
 {
-    return h->evict || LD(&h->st->gc_head) || sd_quick_held(h) ||
-           (LD(&h->st->n_expiring) &&
-            (uint64_t)sd_now_ms() >= LD(&h->st->next_expiry));
+    return s->evict || LD(&s->st->gc_head) || sd_quick_held(s) ||
+           (LD(&s->st->n_expiring) &&
+            (uint64_t)sd_now_ms() >= LD(&s->st->next_expiry));
 }
 
-sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
+sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed)
 {
     *freed = 0;
-    if (!LD(&h->st->n_expiring))
+    if (!LD(&s->st->n_expiring))
         return SD_OK;
-    for (uint64_t b = 0; b < h->nbuckets && (!max || *freed < max);) {
+    for (uint64_t b = 0; b < s->nbuckets && (!max || *freed < max);) {
         sd_tx t;
-        sd_status rc = sd_tx_begin(h, &t);
+        sd_status rc = sd_tx_begin(s, &t);
         if (rc)
             return rc;
         uint64_t end = b + SD_SCAN_SLICE, evicted = 0;
-        for (; (b = sd_next_used_bucket(h, b)) < end && b < h->nbuckets &&
+        for (; (b = sd_next_used_bucket(s, b)) < end && b < s->nbuckets &&
                (!max || *freed < max);
              b++)
-            *freed += reclaim_bucket_locked(&t, b, false, NULL,
-                                            max ? max - *freed : 0, &evicted);
-        sd_end_write(&t, SD_OK);
+            *freed += reclaim_bucket_commits(&t, b, false, NULL,
+                                             max ? max - *freed : 0, &evicted);
+        sd_tx_end_write(&t, SD_OK);
     }
     return SD_OK;
 }
@@ -234,13 +234,13 @@ sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed)
 /* ---- the end of a write ------------------------------------------------- */
 
 /* Finish a write: undo a failed one, so errors change nothing. */
-sd_status sd_end_write(sd_tx *t, sd_status rc)
+sd_status sd_tx_end_write(sd_tx *t, sd_status rc)
 {
     if (rc != SD_OK)
         sd_tx_abort(t);
     else if (!t->overflow)
         sd_tx_commit(t);
-    if (!t->overflow && LD(&t->h->st->gc_head))
-        sd_gc_locked(t, 16);
+    if (!t->overflow && LD(&t->s->st->gc_head))
+        sd_gc_commits(t, 16);
     return sd_tx_end(t, rc);
 }

@@ -10,11 +10,11 @@
 #include "index.h"
 
 /* Free list items waiting on the gc chain, up to `max`. */
-void sd_gc_locked(sd_tx *t, uint64_t max);
+void sd_gc_commits(sd_tx *t, uint64_t max);
 
 /* Merge every quick-listed block back, committing after each (the caller's
  * transaction must hold nothing uncommitted). O(blocks on quick lists). */
-void sd_quick_drain_locked(sd_tx *t);
+void sd_quick_drain_commits(sd_tx *t);
 
 /* Called by a write before it allocates a block for `payload`, with
  * nothing uncommitted that it would mind being committed (at most the drop
@@ -25,10 +25,10 @@ void sd_quick_drain_locked(sd_tx *t);
  * entries and refilled with bigger ones would hold ~10% fewer. The drain
  * is paid for by the frees that filled the lists. */
 
-static inline void sd_before_alloc_locked(sd_tx *t, uint64_t payload)
+static inline void sd_before_alloc_commits(sd_tx *t, uint64_t payload)
 {
-    if (sd_quick_held(t->h) && sd_block_size_for(payload) >= SD_SMALL_LIMIT)
-        sd_quick_drain_locked(t);
+    if (sd_quick_held(t->s) && sd_block_size_for(payload) >= SD_SMALL_LIMIT)
+        sd_quick_drain_commits(t);
 }
 
 /* Allocate, making room by draining the gc chain, reclaiming expired
@@ -36,20 +36,20 @@ static inline void sd_before_alloc_locked(sd_tx *t, uint64_t payload)
  * `key`, the one being written. Each reclaimed item is committed on its
  * own, so the caller's transaction must hold no changes yet (it is rolled
  * back first). */
-sd_status sd_alloc_room_locked(sd_tx *t, uint64_t payload, bool noevict,
-                               const void *key, size_t klen, uint32_t hash,
-                               uint32_t *idx, uint64_t *evicted);
+sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
+                                const void *key, size_t klen, uint32_t hash,
+                                uint32_t *idx, uint64_t *evicted);
 
-/* Whether sd_alloc_room_locked could free anything (an evicting dict,
+/* Whether sd_alloc_room_commits could free anything (an evicting dict,
  * items on the gc chain, or expiries that may have passed). */
-bool sd_can_make_room(sd_part *h);
+bool sd_can_make_room(sd_stripe *s);
 
 /* Finish a write: undo it if it failed, commit it if not, free some gc
  * items, release the lock. */
-sd_status sd_end_write(sd_tx *t, sd_status rc);
+sd_status sd_tx_end_write(sd_tx *t, sd_status rc);
 
 /* Free up to `max` expired entries of the stripe (0: all), a slice of the
  * table per hold of the lock. */
-sd_status part_flush_expired(sd_part *h, uint64_t max, uint64_t *freed);
+sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed);
 
 #endif /* SHMDICT_ROOM_H */

@@ -6,38 +6,38 @@
 #include "scan.h"
 #include "tx.h"
 
-sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
-                          size_t *used, size_t *need)
+sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor, void *buf,
+                            size_t cap, size_t *used, size_t *need)
 {
     *used = 0;
     *need = 0;
-    if (*cursor >= h->nbuckets) {
+    if (*cursor >= s->nbuckets) {
         *cursor = 0;
         return SD_OK;
     }
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
     unsigned char *out = buf;
     uint64_t b = *cursor, end = b + SD_SCAN_SLICE;
-    if (end > h->nbuckets)
-        end = h->nbuckets;
+    if (end > s->nbuckets)
+        end = s->nbuckets;
     int64_t now = sd_tx_now(&t);
-    for (; (b = sd_next_used_bucket(h, b)) < end && rc == SD_OK; b++) {
+    for (; (b = sd_next_used_bucket(s, b)) < end && rc == SD_OK; b++) {
         size_t start = *used, bucket_bytes = 0;
-        uint32_t idx = LD(&h->buckets[b]);
+        uint32_t idx = LD(&s->buckets[b]);
         for (uint64_t steps = 0; idx; steps++) {
             sd_view v;
-            if (steps > h->max_chain || !sd_read_entry(h, idx, &v) ||
-                !sd_in_bucket(h, &v, b)) {
+            if (steps > s->max_chain || !sd_read_entry(s, idx, &v) ||
+                !sd_in_bucket(s, &v, b)) {
                 rc = SD_CORRUPT;
                 break;
             }
             if (!sd_expired(v.meta, now)) {
                 size_t rec = 4 + (size_t)v.klen;
                 bucket_bytes += rec;
-                if (bucket_bytes > h->heap_size) {
+                if (bucket_bytes > s->heap_size) {
                     rc = SD_CORRUPT; /* more key bytes than the heap holds */
                     break;
                 }
@@ -59,6 +59,6 @@ sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
             break;
         }
     }
-    *cursor = b >= h->nbuckets ? 0 : b;
+    *cursor = b >= s->nbuckets ? 0 : b;
     return sd_tx_end(&t, rc);
 }

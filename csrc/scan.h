@@ -6,7 +6,7 @@
 
 #include "core.h"
 
-sd_status part_keys_chunk(sd_part *h, uint64_t *cursor, void *buf, size_t cap,
-                          size_t *used, size_t *need);
+sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor, void *buf,
+                            size_t cap, size_t *used, size_t *need);
 
 #endif /* SHMDICT_SCAN_H */

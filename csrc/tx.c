@@ -57,17 +57,17 @@ static bool within(uint64_t off, unsigned width, uint64_t start, uint64_t len)
     return off >= start && len >= width && off - start <= len - width;
 }
 
-static bool loggable(const sd_part *h, uint64_t off, unsigned width)
+static bool loggable(const sd_stripe *s, uint64_t off, unsigned width)
 {
     return off % width == 0 &&
-           (within(off, width, h->part_off, sizeof(sd_pstate)) ||
-            within(off, width, h->index_off, h->nbuckets * 4) ||
-            within(off, width, h->heap_off, h->heap_size));
+           (within(off, width, s->off, sizeof(sd_pstate)) ||
+            within(off, width, s->index_off, s->nbuckets * 4) ||
+            within(off, width, s->heap_off, s->heap_size));
 }
 
-void sd_tx_rollback_locked(sd_part *h)
+void sd_tx_rollback_locked(sd_stripe *s)
 {
-    sd_lock *l = h->lock;
+    sd_lock *l = s->lock;
     uint32_t n = LD(&l->log_n);
     if (n > SD_LOG_CAP)
         n = SD_LOG_CAP; /* damaged count: replay what the log can hold */
@@ -77,12 +77,12 @@ void sd_tx_rollback_locked(sd_part *h)
         bool wide = where & 1;
         uint64_t off = where & ~UINT64_C(1);
         /* A damaged record must not become a wild store. */
-        if (!loggable(h, off, wide ? 8 : 4))
+        if (!loggable(s, off, wide ? 8 : 4))
             continue; /* a damaged record must not become a wild store */
         if (wide)
-            ST((_Atomic uint64_t *)(void *)(h->base + off), old);
+            ST((_Atomic uint64_t *)(void *)(s->base + off), old);
         else
-            ST((_Atomic uint32_t *)(void *)(h->base + off), (uint32_t)old);
+            ST((_Atomic uint32_t *)(void *)(s->base + off), (uint32_t)old);
         COMPILER_BARRIER();
         SD_CRASH_POINT();
     }
@@ -95,16 +95,16 @@ void sd_tx_rollback_locked(sd_part *h)
 /* Zero the index pages the summary marks, and their CLOCK marks. The
  * unmarked ones hold only zeros already (verify checks it) and may be
  * holes, which a store would have to allocate. */
-static void wipe_index(sd_part *h)
+static void wipe_index(sd_stripe *s)
 {
-    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
-         b = sd_next_used_bucket(h, b + SD_BUCKETS_PER_PAGE)) {
-        uint64_t n = h->nbuckets - b < SD_BUCKETS_PER_PAGE
-                         ? h->nbuckets - b
+    for (uint64_t b = sd_next_used_bucket(s, 0); b < s->nbuckets;
+         b = sd_next_used_bucket(s, b + SD_BUCKETS_PER_PAGE)) {
+        uint64_t n = s->nbuckets - b < SD_BUCKETS_PER_PAGE
+                         ? s->nbuckets - b
                          : SD_BUCKETS_PER_PAGE;
-        memset((char *)(void *)&h->buckets[b], 0, n * sizeof(uint32_t));
-        if (h->evict)
-            memset((char *)(void *)&h->refs[b], 0, n);
+        memset((char *)(void *)&s->buckets[b], 0, n * sizeof(uint32_t));
+        if (s->evict)
+            memset((char *)(void *)&s->refs[b], 0, n);
     }
 }
 
@@ -113,34 +113,34 @@ static void wipe_index(sd_part *h)
  * reserved: giving them back (MADV_REMOVE) would let a reader that still
  * follows an old offset fault in a page the filesystem may no longer
  * have. */
-void sd_flush_locked_raw(sd_part *h)
+void sd_flush_raw_locked(sd_stripe *s)
 {
-    sd_lock *l = h->lock;
+    sd_lock *l = s->lock;
     ST(&l->flush_pending, 1u);
     COMPILER_BARRIER();
     SD_CRASH_POINT();
-    wipe_index(h);
+    wipe_index(s);
     SD_CRASH_POINT();
-    memset(h->base + h->summary_off, 0, h->summary_bytes); /* after them */
+    memset(s->base + s->summary_off, 0, s->summary_bytes); /* after them */
     SD_CRASH_POINT();
     /* Zero the reserved heap and its last page (the rest was never
      * touched): no byte of a flushed value stays in the file, and a
      * flushed dict is byte for byte a new one, so what a write logs never
      * depends on what was there before (a store of the value a word
      * already holds is skipped). */
-    uint64_t backed = (uint64_t)LD(&h->st->backed_pages) * SD_PAGE;
-    uint64_t last = (h->heap_size - 8) & ~(uint64_t)(SD_PAGE - 1);
+    uint64_t backed = (uint64_t)LD(&s->st->backed_pages) * SD_PAGE;
+    uint64_t last = (s->heap_size - 8) & ~(uint64_t)(SD_PAGE - 1);
     if (backed > last)
         backed = last;
-    memset(h->base + h->heap_off, 0, backed);
-    memset(h->base + h->heap_off + last, 0, h->heap_size - last);
+    memset(s->base + s->heap_off, 0, backed);
+    memset(s->base + s->heap_off + last, 0, s->heap_size - last);
     SD_CRASH_POINT();
-    sd_heap_init(h);
+    sd_heap_init(s);
     SD_CRASH_POINT();
-    ST(&h->st->count, UINT64_C(0));
-    ST(&h->st->n_expiring, UINT64_C(0));
-    ST(&h->st->gc_head, 0u);
-    ST(&h->st->clock_hand, UINT64_C(0));
+    ST(&s->st->count, UINT64_C(0));
+    ST(&s->st->n_expiring, UINT64_C(0));
+    ST(&s->st->gc_head, 0u);
+    ST(&s->st->clock_hand, UINT64_C(0));
     ST(&l->log_n, 0u);
     COMPILER_BARRIER();
     ST(&l->flush_pending, 0u);
@@ -151,14 +151,14 @@ void sd_flush_locked_raw(sd_part *h)
 
 /* Called with the mutex held after EOWNERDEAD: finish or undo what the
  * dead holder left half done. */
-static void recover_locked(sd_part *h)
+static void recover_locked(sd_stripe *s)
 {
-    sd_lock *l = h->lock;
+    sd_lock *l = s->lock;
     if (LD(&l->flush_pending)) {
         ST(&l->log_n, 0u);
-        sd_flush_locked_raw(h); /* clears flush_pending when done */
+        sd_flush_raw_locked(s); /* clears flush_pending when done */
     } else {
-        sd_tx_rollback_locked(h);
+        sd_tx_rollback_locked(s);
     }
     atomic_fetch_add_explicit(&l->recoveries, 1, memory_order_relaxed);
 }
@@ -169,7 +169,7 @@ void sd_tx_commit(sd_tx *t)
 {
     /* A handle whose mapping the guard repaired has written into private
      * pages: nothing of it may be committed (guard.c). Undo it all. */
-    if (SD_UNLIKELY(sd_guard_state(t->h->guard)))
+    if (SD_UNLIKELY(sd_guard_state(t->s->guard)))
         t->overflow = true;
     for (unsigned i = 0; i < t->npending; i++)
         (void)sd_free_locked(t, t->pending[i]); /* damage: verify() names it */
@@ -180,8 +180,8 @@ void sd_tx_commit(sd_tx *t)
     COMPILER_BARRIER();
     /* Skipped when already 0 (a write that logged nothing): one store less
      * on the lock's cache line. */
-    if (LD(&t->h->lock->log_n))
-        ST(&t->h->lock->log_n, 0u);
+    if (LD(&t->s->lock->log_n))
+        ST(&t->s->lock->log_n, 0u);
     COMPILER_BARRIER();
     SD_CRASH_POINT();
 }
@@ -189,13 +189,13 @@ void sd_tx_commit(sd_tx *t)
 void sd_tx_abort(sd_tx *t)
 {
     t->npending = 0;
-    sd_tx_rollback_locked(t->h);
+    sd_tx_rollback_locked(t->s);
     t->overflow = false;
 }
 
 sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
 {
-    if (!sd_idx_ok(t->h, idx))
+    if (!sd_idx_ok(t->s, idx))
         return SD_CORRUPT;
     if (t->npending == SD_PENDING_CAP)
         return SD_INTERNAL; /* callers checkpoint long before this */
@@ -203,23 +203,23 @@ sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
     return SD_OK;
 }
 
-sd_status sd_tx_begin(sd_part *h, sd_tx *t)
+sd_status sd_tx_begin(sd_stripe *s, sd_tx *t)
 {
     sd_wait w = {.token = NULL, .blocked = false, .holding = false};
-    sd_status rc = sd_tx_begin_wait(h, t, &w);
+    sd_status rc = sd_tx_begin_wait(s, t, &w);
     if (rc == SD_OK) {
         t->token = w.token;
         t->blocked = w.blocked; /* sd_tx_end calls block_end */
-    } else if (w.blocked && h->block_end) {
-        h->block_end(w.token);
+    } else if (w.blocked && s->block_end) {
+        s->block_end(w.token);
     }
     return rc;
 }
 
-sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w)
+sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
 {
-    sd_lock *l = h->lock;
-    t->h = h;
+    sd_lock *l = s->lock;
+    t->s = s;
     t->npending = 0;
     t->log_all = false;
     t->merge_frees = false;
@@ -232,45 +232,45 @@ sd_status sd_tx_begin_wait(sd_part *h, sd_tx *t, sd_wait *w)
     t->now_ms = -1;
     t->waited = 0;
     bool owner_died;
-    sd_status rc = sd_lock_acquire(h, w, &t->waited, &owner_died);
+    sd_status rc = sd_lock_acquire(s, w, &t->waited, &owner_died);
     if (rc != SD_OK)
         return rc;
     if (SD_UNLIKELY(owner_died)) {
-        uint64_t s = LD(&l->seq);
-        if (!(s & 1))
-            ST(&l->seq, s + 1); /* readers must not trust the repair */
+        uint64_t seq = LD(&l->seq);
+        if (!(seq & 1))
+            ST(&l->seq, seq + 1); /* readers must not trust the repair */
         atomic_thread_fence(memory_order_release);
-        recover_locked(h);
+        recover_locked(s);
         pthread_mutex_consistent(&l->mutex);
     }
-    uint64_t s = LD(&l->seq);
-    if (!(s & 1))
-        s += 1;
-    ST(&l->seq, s);
+    uint64_t seq = LD(&l->seq);
+    if (!(seq & 1))
+        seq += 1;
+    ST(&l->seq, seq);
     atomic_thread_fence(memory_order_release);
-    t->seq = s;
+    t->seq = seq;
     if (SD_UNLIKELY(LD(&l->log_n) != 0))
-        sd_tx_rollback_locked(h); /* a damaged or leftover log */
+        sd_tx_rollback_locked(s); /* a damaged or leftover log */
     return SD_OK;
 }
 
 sd_status sd_tx_end(sd_tx *t, sd_status rc)
 {
-    sd_part *h = t->h;
-    sd_lock *l = h->lock;
+    sd_stripe *s = t->s;
+    sd_lock *l = s->lock;
     if (!t->overflow)
         sd_tx_commit(t); /* may overflow while freeing */
     if (SD_UNLIKELY(t->overflow)) {
         sd_tx_abort(t);
-        int g = sd_guard_state(h->guard);
+        int g = sd_guard_state(s->guard);
         rc = g == SD_GUARD_TORN ? SD_TORN : g ? SD_NOSPACE : SD_INTERNAL;
     } else if (SD_UNLIKELY(rc == SD_NOMEM && t->nospace)) {
         rc = SD_NOSPACE; /* the heap had room; the filesystem did not */
     }
     atomic_store_explicit(&l->seq, t->seq + 1, memory_order_release);
-    sd_lock_release(h);
-    if (t->blocked && h->block_end)
-        h->block_end(t->token);
+    sd_lock_release(s);
+    if (t->blocked && s->block_end)
+        s->block_end(t->token);
     t->blocked = false;
     return rc;
 }

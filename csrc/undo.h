@@ -19,7 +19,7 @@
  * hand out, and overwrite without logging, bytes that a rollback brings
  * back to life. */
 typedef struct sd_tx {
-    sd_part *h;
+    sd_stripe *s;
     void *token;      /* from block_begin, when the thread blocked */
     bool blocked;     /* block_end must be called after unlock */
     bool overflow;    /* the undo log filled up: the change must be undone */
@@ -46,13 +46,13 @@ static inline int64_t sd_tx_now(sd_tx *t)
 /* Log the word at p, then store v: undone on rollback. */
 static inline void sd_log_word(sd_tx *t, const void *p, int wide, uint64_t old)
 {
-    sd_lock *l = t->h->lock;
+    sd_lock *l = t->s->lock;
     uint32_t n = LD(&l->log_n);
     if (SD_UNLIKELY(n >= SD_LOG_CAP)) {
         t->overflow = true;
         return;
     }
-    uint64_t off = (uint64_t)((const char *)p - t->h->base);
+    uint64_t off = (uint64_t)((const char *)p - t->s->base);
     ST(&l->log[n].where, off | (uint64_t)(wide != 0));
     ST(&l->log[n].old, old);
     SD_CRASH_POINT();
@@ -90,7 +90,7 @@ static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
  * or not done, all that an undo record could give. */
 static inline bool sd_may_store_alone(const sd_tx *t)
 {
-    return t->one_write && !t->overflow && LD(&t->h->lock->log_n) == 0;
+    return t->one_write && !t->overflow && LD(&t->s->lock->log_n) == 0;
 }
 
 static inline void sd_store_alone(_Atomic uint64_t *p, uint64_t v)

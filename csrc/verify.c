@@ -13,16 +13,16 @@
 
 /* Heap bytes in use: quick-listed blocks count in used_bytes, but are
  * free to the user. */
-static uint64_t in_use(sd_part *h)
+static uint64_t in_use(sd_stripe *s)
 {
-    uint64_t used = LD(&h->st->used_bytes), quick = LD(&h->st->quick_bytes);
+    uint64_t used = LD(&s->st->used_bytes), quick = LD(&s->st->quick_bytes);
     return used >= quick ? used - quick : 0;
 }
 
-void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes)
+void stripe_space(sd_stripe *s, uint64_t *capacity, uint64_t *free_bytes)
 {
-    uint64_t cap = h->heap_size - SD_UNIT;
-    uint64_t used = in_use(h);
+    uint64_t cap = s->heap_size - SD_UNIT;
+    uint64_t used = in_use(s);
     *capacity = cap;
     *free_bytes = used < cap ? cap - used : 0;
 }
@@ -53,11 +53,11 @@ static void report(void *ctx, const char *msg)
  * never touched are holes in the file and read as zeros, so only the ones
  * in memory (mincore) are read, which keeps verify from committing the
  * whole index of a sparse dict. */
-static void verify_clear_pages(sd_part *h, report_buf *r)
+static void verify_clear_pages(sd_stripe *s, report_buf *r)
 {
     uint64_t npages =
-        (h->nbuckets + SD_BUCKETS_PER_PAGE - 1) / SD_BUCKETS_PER_PAGE;
-    char *index = (char *)(void *)h->buckets;
+        (s->nbuckets + SD_BUCKETS_PER_PAGE - 1) / SD_BUCKETS_PER_PAGE;
+    char *index = (char *)(void *)s->buckets;
     if ((uintptr_t)index % SD_PAGE)
         return; /* mincore needs a page boundary; the layout gives one */
     unsigned char vec[256];
@@ -68,12 +68,12 @@ static void verify_clear_pages(sd_part *h, report_buf *r)
         for (uint64_t i = 0; i < n; i++) {
             uint64_t page = p0 + i;
             if (!(vec[i] & 1) ||
-                (LD(&h->summary[page / 32]) >> (page % 32)) & 1)
+                (LD(&s->summary[page / 32]) >> (page % 32)) & 1)
                 continue;
             uint64_t b = page * SD_BUCKETS_PER_PAGE;
             uint64_t end = b + SD_BUCKETS_PER_PAGE;
-            for (; b < end && b < h->nbuckets; b++) {
-                uint32_t idx = LD(&h->buckets[b]);
+            for (; b < end && b < s->nbuckets; b++) {
+                uint32_t idx = LD(&s->buckets[b]);
                 if (idx) {
                     char msg[160];
                     snprintf(msg, sizeof msg,
@@ -88,7 +88,7 @@ static void verify_clear_pages(sd_part *h, report_buf *r)
     }
 }
 
-static uint64_t verify_list(sd_part *h, const sd_view *v, report_buf *ctx)
+static uint64_t verify_list(sd_stripe *s, const sd_view *v, report_buf *ctx)
 {
     char msg[160];
     _Atomic uint32_t *ends = sd_list_ends(v);
@@ -96,7 +96,7 @@ static uint64_t verify_list(sd_part *h, const sd_view *v, report_buf *ctx)
     uint64_t n = 0;
     while (idx) {
         sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+        if (n > s->max_chain || !sd_read_item(s, idx, &it)) {
             snprintf(msg, sizeof msg, "list at block %u: bad item at %u",
                      v->idx, idx);
             report(ctx, msg);
@@ -122,13 +122,13 @@ static uint64_t verify_list(sd_part *h, const sd_view *v, report_buf *ctx)
     return n;
 }
 
-static uint64_t verify_gc(sd_part *h, report_buf *ctx)
+static uint64_t verify_gc(sd_stripe *s, report_buf *ctx)
 {
-    uint32_t idx = LD(&h->st->gc_head);
+    uint32_t idx = LD(&s->st->gc_head);
     uint64_t n = 0;
     while (idx) {
         sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+        if (n > s->max_chain || !sd_read_item(s, idx, &it)) {
             report(ctx, "gc: the chain of list items to free is damaged");
             return n;
         }
@@ -138,42 +138,41 @@ static uint64_t verify_gc(sd_part *h, report_buf *ctx)
     return n;
 }
 
-sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems)
+sd_status stripe_verify(sd_stripe *s, char *buf, size_t cap, size_t *problems)
 {
     report_buf r = {buf, cap, 0, 0};
     char msg[200];
     if (cap)
         buf[0] = '\0';
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
-    sd_pstate *hd = h->st;
+    sd_pstate *ps = s->st;
     uint64_t entries = 0, expiring = 0, items = 0;
     /* Chains are walked from the pages whose summary bit is set; the other
      * pages are checked to be empty by verify_clear_pages. */
-    for (uint64_t b = sd_next_used_bucket(h, 0); b < h->nbuckets;
-         b = sd_next_used_bucket(h, b + 1)) {
-        uint32_t idx = LD(&h->buckets[b]);
+    for (uint64_t b = sd_next_used_bucket(s, 0); b < s->nbuckets;
+         b = sd_next_used_bucket(s, b + 1)) {
+        uint32_t idx = LD(&s->buckets[b]);
         for (uint64_t steps = 0; idx; steps++) {
             sd_view v;
-            if (steps > h->max_chain) {
+            if (steps > s->max_chain) {
                 snprintf(msg, sizeof msg, "index: bucket %llu chain is cyclic",
                          (unsigned long long)b);
                 report(&r, msg);
                 break;
             }
-            if (!sd_read_entry(h, idx, &v)) {
+            if (!sd_read_entry(s, idx, &v)) {
                 snprintf(msg, sizeof msg,
                          "index: bucket %llu links to a bad entry at block %u",
                          (unsigned long long)b, idx);
                 report(&r, msg);
                 break;
             }
-            if ((v.hash & (h->nbuckets - 1)) != b ||
-                (h->part_shift < 32 &&
-                 v.hash >> h->part_shift != h->part_index) ||
-                sd_key_hash(h->hash_seed, v.e->data, v.klen) != v.hash) {
+            if ((v.hash & (s->nbuckets - 1)) != b ||
+                (s->shift < 32 && v.hash >> s->shift != s->index) ||
+                sd_key_hash(s->hash_seed, v.e->data, v.klen) != v.hash) {
                 snprintf(msg, sizeof msg,
                          "index: entry at block %u is in the wrong bucket or "
                          "has a wrong hash",
@@ -182,28 +181,28 @@ sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems)
             }
             entries++;
             expiring += sd_meta_exp(v.meta) != 0;
-            if ((v.meta & SD_META_TYPE) == SD_T_LIST)
-                items += verify_list(h, &v, &r);
+            if (sd_is_list(v.meta))
+                items += verify_list(s, &v, &r);
             idx = v.next;
         }
     }
-    verify_clear_pages(h, &r);
-    if (entries != LD(&hd->count)) {
+    verify_clear_pages(s, &r);
+    if (entries != LD(&ps->count)) {
         snprintf(msg, sizeof msg, "index: count says %llu, chains hold %llu",
-                 (unsigned long long)LD(&hd->count),
+                 (unsigned long long)LD(&ps->count),
                  (unsigned long long)entries);
         report(&r, msg);
     }
-    if (expiring != LD(&hd->n_expiring)) {
+    if (expiring != LD(&ps->n_expiring)) {
         snprintf(msg, sizeof msg,
                  "index: n_expiring says %llu, chains hold %llu",
-                 (unsigned long long)LD(&hd->n_expiring),
+                 (unsigned long long)LD(&ps->n_expiring),
                  (unsigned long long)expiring);
         report(&r, msg);
     }
-    items += verify_gc(h, &r);
+    items += verify_gc(s, &r);
     uint64_t used_blocks = 0;
-    sd_verify_heap(h, report, &r, &used_blocks);
+    sd_verify_heap(s, report, &r, &used_blocks);
     if (used_blocks != entries + items) {
         snprintf(msg, sizeof msg,
                  "heap: %llu blocks in use, %llu entries and %llu list items "
@@ -218,27 +217,27 @@ sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems)
 
 /* ---- statistics --------------------------------------------------------- */
 
-sd_status part_get_stats(sd_part *h, sd_stats *st)
+sd_status stripe_get_stats(sd_stripe *s, sd_stats *st)
 {
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
-    st->count = LD(&h->st->count);
-    st->n_expiring = LD(&h->st->n_expiring);
-    st->used_bytes = in_use(h);
-    st->heap_size = h->heap_size - SD_UNIT;
-    st->nbuckets = h->nbuckets;
-    st->recoveries = LD(&h->lock->recoveries);
-    st->lock_waits = LD(&h->lock->lock_waits);
-    st->evictions = LD(&h->st->evictions);
-    st->expirations = LD(&h->st->expirations);
-    st->evict = h->evict;
+    st->count = LD(&s->st->count);
+    st->n_expiring = LD(&s->st->n_expiring);
+    st->used_bytes = in_use(s);
+    st->heap_size = s->heap_size - SD_UNIT;
+    st->nbuckets = s->nbuckets;
+    st->recoveries = LD(&s->lock->recoveries);
+    st->lock_waits = LD(&s->lock->lock_waits);
+    st->evictions = LD(&s->st->evictions);
+    st->expirations = LD(&s->st->expirations);
+    st->evict = s->evict;
     st->pending_free = 0;
-    for (uint32_t idx = LD(&h->st->gc_head);
-         idx && st->pending_free <= h->max_chain; st->pending_free++) {
+    for (uint32_t idx = LD(&s->st->gc_head);
+         idx && st->pending_free <= s->max_chain; st->pending_free++) {
         sd_view v;
-        if (!sd_read_item(h, idx, &v))
+        if (!sd_read_item(s, idx, &v))
             break;
         idx = v.next;
     }

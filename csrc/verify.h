@@ -6,10 +6,10 @@
 
 #include "core.h"
 
-void part_space(sd_part *h, uint64_t *capacity, uint64_t *free_bytes);
+void stripe_space(sd_stripe *s, uint64_t *capacity, uint64_t *free_bytes);
 
-sd_status part_verify(sd_part *h, char *buf, size_t cap, size_t *problems);
+sd_status stripe_verify(sd_stripe *s, char *buf, size_t cap, size_t *problems);
 
-sd_status part_get_stats(sd_part *h, sd_stats *st);
+sd_status stripe_get_stats(sd_stripe *s, sd_stats *st);
 
 #endif /* SHMDICT_VERIFY_H */

@@ -67,8 +67,8 @@ static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
 
 /* ---- set ---------------------------------------------------------------- */
 
-/* set_locked's own flag: every other way to make room has been tried
- * (sd_set_with_room_locked's last try). Above the public flags. */
+/* store_commits's own flag: every other way to make room has been tried
+ * (sd_set_room_commits's last try). Above the public flags. */
 #define SET_LAST_RESORT (1u << 30)
 
 /* The allocation for a new value failed and the key holds an old one: it
@@ -101,43 +101,43 @@ static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
  * opens that window, a big value takes this way only when the alternative
  * is worse or gone: at once in a dict free to evict (the key's own old
  * value goes before any other key), when nothing could be reclaimed
- * (sd_can_make_room), or as the last try of sd_set_with_room_locked, after
+ * (sd_can_make_room), or as the last try of sd_set_room_commits, after
  * expired entries, the gc chain and the quick lists were reclaimed. Until
  * then it says SD_NOMEM and changes nothing, so the caller makes room
  * first.
  *
  * Both ways commit the transaction, and so whatever it held before (the
  * earlier items of a batch). */
-static sd_status set_in_old_place_locked(sd_tx *t, sd_found *f,
-                                         const void *key, size_t klen,
-                                         uint32_t hash, const sd_value_in *v,
-                                         uint64_t meta, uint64_t need,
-                                         unsigned flags)
+static sd_status set_in_old_place_commits(sd_tx *t, sd_found *f,
+                                          const void *key, size_t klen,
+                                          uint32_t hash, const sd_value_in *v,
+                                          uint64_t meta, uint64_t need,
+                                          unsigned flags)
 {
-    sd_part *h = t->h;
-    if (!sd_fits_after_free(h, f->v.idx, need))
+    sd_stripe *s = t->s;
+    if (!sd_fits_after_free(s, f->v.idx, need))
         return SD_NOMEM;
     /* The block found may be up to one minimum block bigger than asked (a
      * remainder too small to split off stays with it). */
     bool logged = sd_block_size_for(need) + SD_MIN_BLOCK <= LOGGED_BLOCK_MAX;
     if (!logged && !(flags & SET_LAST_RESORT) &&
-        !(h->evict && !(flags & SD_NOEVICT)) && sd_can_make_room(h))
+        !(s->evict && !(flags & SD_NOEVICT)) && sd_can_make_room(s))
         return SD_NOMEM; /* make room first; the caller tries again */
     /* The new block will start where the merged free block does: at the
      * old block, or at a free block just before it. Reserve the pages it
      * will cover now, before anything changes, so that nothing can fail
      * once the old value's drop is committed. */
     uint32_t start = f->v.idx;
-    if (LD(sd_blk_hdr(h, start)) & SD_BLK_PREV_FREE) {
-        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(h, start) - 8));
+    if (LD(sd_blk_hdr(s, start)) & SD_BLK_PREV_FREE) {
+        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(s, start) - 8));
         if (ps >= SD_MIN_BLOCK && ps % SD_UNIT == 0 &&
             (ps >> SD_UNIT_SHIFT) < start)
             start -= (uint32_t)(ps >> SD_UNIT_SHIFT);
     }
     uint64_t end =
         ((uint64_t)start << SD_UNIT_SHIFT) + sd_block_size_for(need) + SD_UNIT;
-    if (end > (uint64_t)LD(&h->st->backed_pages) * SD_PAGE &&
-        sd_heap_reserve_locked(h, end) != SD_OK) {
+    if (end > (uint64_t)LD(&s->st->backed_pages) * SD_PAGE &&
+        sd_heap_reserve_locked(s, end) != SD_OK) {
         t->nospace = true;
         return SD_NOMEM;
     }
@@ -171,25 +171,25 @@ static sd_status set_in_old_place_locked(sd_tx *t, sd_found *f,
 }
 
 /* Store v under key as one transaction step (the caller commits). */
-static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v,
-                            int64_t ttl_ms, unsigned flags);
+static sd_status store_commits(sd_tx *t, const void *key, size_t klen,
+                               uint32_t hash, const sd_value_in *v,
+                               int64_t ttl_ms, unsigned flags);
 
-sd_status sd_set_locked(sd_tx *t, const void *key, size_t klen, uint32_t hash,
-                        const sd_value_in *v, int64_t ttl_ms, unsigned flags)
+sd_status sd_set_commits(sd_tx *t, const void *key, size_t klen, uint32_t hash,
+                         const sd_value_in *v, int64_t ttl_ms, unsigned flags)
 {
-    sd_status rc = set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    sd_status rc = store_commits(t, key, klen, hash, v, ttl_ms, flags);
     if (rc == SD_OK)
         sd_slot_inc(
-            &sd_my_slot(t->h)->sets); /* once per store, not per retry */
+            &sd_my_slot(t->s)->sets); /* once per store, not per retry */
     return rc;
 }
 
-static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *v,
-                            int64_t ttl_ms, unsigned flags)
+static sd_status store_commits(sd_tx *t, const void *key, size_t klen,
+                               uint32_t hash, const sd_value_in *v,
+                               int64_t ttl_ms, unsigned flags)
 {
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     sd_found f;
     sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
     if (rc == SD_CORRUPT)
@@ -200,7 +200,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         return SD_EXISTS;
     if (mode == SD_MODE_REPLACE && !have)
         return SD_NOTFOUND;
-    if (!have && (rc = sd_bucket_ready_locked(h, hash)))
+    if (!have && (rc = sd_bucket_ready_locked(s, hash)))
         return rc;
     uint64_t exp = (flags & SD_KEEPTTL) && have ? sd_meta_exp(f.v.meta)
                    : ttl_ms > 0                 ? sd_expiry_for(t, ttl_ms)
@@ -210,7 +210,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     uint64_t need = sd_entry_need(klen, vlen);
     int64_t exp_delta =
         (exp ? 1 : 0) - (have && sd_meta_exp(f.v.meta) ? 1 : 0);
-    bool old_list = have && (f.v.meta & SD_META_TYPE) == SD_T_LIST;
+    bool old_list = have && sd_is_list(f.v.meta);
 
     if (have && !old_list && vlen <= INPLACE_MAX && need <= f.v.payload) {
         /* Overwrite in place: every word goes through the undo log, unless
@@ -221,7 +221,7 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         if (exp_delta == 0 && vlen == f.v.vlen &&
             store_if_one_change(t, sd_val_word(&f.v, 0), w, nw, &f.v.e->meta,
                                 meta)) {
-            sd_mark_used(h, hash);
+            sd_mark_used(s, hash);
             return SD_OK;
         }
         for (size_t i = 0; i < nw; i++)
@@ -229,14 +229,14 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
         sd_w32(t, &f.v.e->vlen, (uint32_t)vlen);
         sd_w64(t, &f.v.e->meta, meta);
         sd_count_add(t, 0, exp_delta);
-        sd_mark_used(h, hash);
+        sd_mark_used(s, hash);
         return SD_OK;
     }
     uint32_t idx;
     rc = sd_alloc_locked(t, need, &idx);
     if (rc == SD_NOMEM && have)
-        return set_in_old_place_locked(t, &f, key, klen, hash, v, meta, need,
-                                       flags);
+        return set_in_old_place_commits(t, &f, key, klen, hash, v, meta, need,
+                                        flags);
     if (rc)
         return rc;
     if (!have) {
@@ -246,77 +246,78 @@ static sd_status set_locked(sd_tx *t, const void *key, size_t klen,
     sd_write_entry(t, idx, f.v.next, hash, meta, key, klen, v);
     sd_w32(t, f.link, idx);
     sd_count_add(t, 0, exp_delta);
-    sd_mark_used(h, hash);
+    sd_mark_used(s, hash);
     return sd_release_locked(t, &f.v);
 }
 
 /* A set, retried after making room. The key itself is never evicted to
  * make room for its own new value. */
-sd_status sd_set_with_room_locked(sd_tx *t, const void *key, size_t klen,
-                                  uint32_t hash, const sd_value_in *v,
-                                  int64_t ttl_ms, unsigned flags,
-                                  uint64_t *evicted)
+sd_status sd_set_room_commits(sd_tx *t, const void *key, size_t klen,
+                              uint32_t hash, const sd_value_in *v,
+                              int64_t ttl_ms, unsigned flags,
+                              uint64_t *evicted)
 {
     uint64_t need = sd_entry_need(klen, sd_value_len(v));
-    sd_before_alloc_locked(t, need);
-    sd_status rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
+    sd_before_alloc_commits(t, need);
+    sd_status rc = sd_set_commits(t, key, klen, hash, v, ttl_ms, flags);
     if (rc != SD_NOMEM)
         return rc;
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t idx;
         /* Make room for a block of the size the set needs, give it back,
          * and try the set again (it may also free the old value). */
-        rc = sd_alloc_room_locked(t, need, flags & SD_NOEVICT, key, klen, hash,
-                                  &idx, evicted);
+        rc = sd_alloc_room_commits(t, need, flags & SD_NOEVICT, key, klen,
+                                   hash, &idx, evicted);
         if (rc == SD_NOMEM) {
             /* Everything else that could go is gone: the value may still
              * fit in the key's own place, merged with what was freed. */
-            return sd_set_locked(t, key, klen, hash, v, ttl_ms,
-                                 flags | SET_LAST_RESORT);
+            return sd_set_commits(t, key, klen, hash, v, ttl_ms,
+                                  flags | SET_LAST_RESORT);
         }
         if (rc != SD_OK)
             return rc;
         sd_tx_abort(t); /* the probe allocation only */
-        rc = sd_set_locked(t, key, klen, hash, v, ttl_ms, flags);
+        rc = sd_set_commits(t, key, klen, hash, v, ttl_ms, flags);
     }
     return rc;
 }
 
 /* ---- one key, under the lock -------------------------------------------- */
 
-sd_status part_set_ex(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                      const sd_value_in *v, int64_t ttl_ms, unsigned flags,
-                      uint64_t *evicted)
+sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
+                        uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
+                        unsigned flags, uint64_t *evicted)
 {
     uint64_t ev = 0;
     if (evicted)
         *evicted = 0;
     if (!sd_check_value(v))
         return SD_BADARG;
-    if (sd_entry_need(klen, sd_value_len(v)) + 8 > h->heap_size)
+    if (sd_entry_need(klen, sd_value_len(v)) + 8 > s->heap_size)
         return SD_NOMEM;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
     t.one_write = true;
-    rc = sd_set_with_room_locked(&t, key, klen, hash, v, ttl_ms, flags, &ev);
+    rc = sd_set_room_commits(&t, key, klen, hash, v, ttl_ms, flags, &ev);
     if (evicted)
         *evicted = ev;
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_delete(sd_part *h, const void *key, size_t klen, uint32_t hash)
+sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,
+                        uint32_t hash)
 {
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
     if (rc == SD_OK)
         rc = sd_drop_locked(&t, &f);
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
 static sd_status add_numbers(unsigned type, uint64_t bits,
@@ -346,17 +347,18 @@ static bool is_number(const sd_value_in *v)
     return v->type == SD_T_INT || v->type == SD_T_FLOAT;
 }
 
-sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
-                         uint32_t hash, const sd_value_in *delta, int ttl_mode,
-                         int64_t ttl_ms, const sd_value_in *init,
-                         int64_t init_ttl_ms, sd_value_out *out)
+sd_status stripe_incr_init(sd_stripe *s, const void *key, size_t klen,
+                           uint32_t hash, const sd_value_in *delta,
+                           unsigned flags, int64_t ttl_ms,
+                           const sd_value_in *init, int64_t init_ttl_ms,
+                           sd_value_out *out)
 {
     if (!is_number(delta) || (init && !is_number(init)))
         return SD_BADARG;
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
     if (rc == SD_NOTFOUND && init) {
@@ -369,14 +371,14 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
         rc = add_numbers(init->type, bits, delta, out);
         if (rc == SD_OK) {
             sd_value_in v = {.type = out->type, .i = out->i, .f = out->f};
-            int64_t ttl = init_ttl_ms > 0 ? init_ttl_ms
-                          : ttl_mode < 0  ? 0
-                                          : ttl_ms;
+            int64_t ttl = init_ttl_ms > 0        ? init_ttl_ms
+                          : (flags & SD_KEEPTTL) ? 0
+                                                 : ttl_ms;
             uint64_t ev = 0;
-            rc = sd_set_with_room_locked(&t, key, klen, hash, &v, ttl,
-                                         SD_MODE_ADD, &ev);
+            rc = sd_set_room_commits(&t, key, klen, hash, &v, ttl, SD_MODE_ADD,
+                                     &ev);
         }
-        return sd_end_write(&t, rc);
+        return sd_tx_end_write(&t, rc);
     }
     if (rc == SD_OK) {
         unsigned type = f.v.meta & SD_META_TYPE;
@@ -388,8 +390,8 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
             rc = add_numbers(type, LD(sd_val_word(&f.v, 0)), delta, out);
     }
     if (rc == SD_OK) {
-        uint64_t exp =
-            ttl_mode < 0 ? sd_meta_exp(f.v.meta) : sd_expiry_for(&t, ttl_ms);
+        uint64_t exp = (flags & SD_KEEPTTL) ? sd_meta_exp(f.v.meta)
+                                            : sd_expiry_for(&t, ttl_ms);
         uint64_t bits;
         if (out->type == SD_T_INT)
             memcpy(&bits, &out->i, 8);
@@ -407,18 +409,18 @@ sd_status part_incr_init(sd_part *h, const void *key, size_t klen,
             sd_count_add(&t, 0,
                          (exp ? 1 : 0) - (sd_meta_exp(f.v.meta) ? 1 : 0));
         }
-        sd_mark_used(h, hash);
+        sd_mark_used(s, hash);
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_expire(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                      int64_t ttl_ms)
+sd_status stripe_expire(sd_stripe *s, const void *key, size_t klen,
+                        uint32_t hash, int64_t ttl_ms)
 {
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
     if (rc == SD_OK) {
@@ -427,7 +429,7 @@ sd_status part_expire(sd_part *h, const void *key, size_t klen, uint32_t hash,
         sd_w64(&t, &f.v.e->meta, meta);
         sd_count_add(&t, 0, (exp ? 1 : 0) - (sd_meta_exp(f.v.meta) ? 1 : 0));
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
 /* Same type and same value; floats compare as numbers (0.0 == -0.0). */
@@ -457,38 +459,37 @@ static bool value_equals(const sd_view *v, const sd_value_in *x)
     }
 }
 
-sd_status part_cas(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                   const sd_value_in *expected, const sd_value_in *nv,
-                   int ttl_mode, int64_t ttl_ms)
+sd_status stripe_cas(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
+                     const sd_value_in *expected, const sd_value_in *nv,
+                     unsigned flags, int64_t ttl_ms)
 {
     if (!sd_check_value(expected) || !sd_check_value(nv))
         return SD_BADARG;
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
-    if (rc == SD_OK && (f.v.meta & SD_META_TYPE) == SD_T_LIST)
+    if (rc == SD_OK && sd_is_list(f.v.meta))
         rc = SD_WRONGTYPE;
     else if (rc == SD_OK && !value_equals(&f.v, expected))
         rc = SD_EXISTS;
     if (rc == SD_OK) {
         uint64_t ev = 0;
-        rc = sd_set_with_room_locked(
-            &t, key, klen, hash, nv, ttl_ms,
-            SD_MODE_REPLACE | (ttl_mode < 0 ? SD_KEEPTTL : 0), &ev);
+        rc = sd_set_room_commits(&t, key, klen, hash, nv, ttl_ms,
+                                 SD_MODE_REPLACE | (flags & SD_KEEPTTL), &ev);
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_pop(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                   sd_value_out *out)
+sd_status stripe_pop(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
+                     sd_value_out *out)
 {
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     out->waited_ns += t.waited;
     if (!open)
         return rc;
@@ -496,19 +497,19 @@ sd_status part_pop(sd_part *h, const void *key, size_t klen, uint32_t hash,
         rc = sd_copy_value(&f.v, out);
     if (rc == SD_OK)
         rc = sd_drop_locked(&t, &f);
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
-                          uint32_t hash, const sd_value_in *dflt,
-                          sd_value_out *out)
+sd_status stripe_setdefault(sd_stripe *s, const void *key, size_t klen,
+                            uint32_t hash, const sd_value_in *dflt,
+                            sd_value_out *out)
 {
     if (!sd_check_value(dflt))
         return SD_BADARG;
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     out->waited_ns += t.waited;
     if (!open)
         return rc;
@@ -516,12 +517,12 @@ sd_status part_setdefault(sd_part *h, const void *key, size_t klen,
         rc = sd_copy_value(&f.v, out);
     } else if (rc == SD_NOTFOUND) {
         uint64_t ev = 0;
-        rc = sd_set_with_room_locked(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
-                                     &ev);
+        rc = sd_set_room_commits(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
+                                 &ev);
         if (rc == SD_OK) {
-            sd_end_write(&t, SD_OK);
+            sd_tx_end_write(&t, SD_OK);
             return SD_NOTFOUND; /* the default was stored */
         }
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }

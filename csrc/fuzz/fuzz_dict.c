@@ -113,8 +113,8 @@ static void status_ok(sd_status s)
 /* No stripe's mutex may be held by this thread between operations. */
 static void no_lock_held(sd_handle *h, const uint32_t *before)
 {
-    for (unsigned i = 0; i < h->nparts; i++) {
-        uint32_t w = (uint32_t)h->parts[i].lock->mutex.__data.__lock;
+    for (unsigned i = 0; i < h->nstripes; i++) {
+        uint32_t w = (uint32_t)h->stripes[i].lock->mutex.__data.__lock;
         if ((w & 0x3fffffffu) == (uint32_t)my_tid && w != before[i]) {
             fprintf(stderr,
                     "fuzz_dict: stripe %u's mutex is still held "
@@ -259,8 +259,8 @@ static void run_ops(sd_handle *h, rd *r)
 {
     static char vstore[70000], vstore2[70000], kstore[64 * 4];
     uint32_t before[SD_MAX_PARTS];
-    for (unsigned i = 0; i < h->nparts; i++)
-        before[i] = (uint32_t)h->parts[i].lock->mutex.__data.__lock;
+    for (unsigned i = 0; i < h->nstripes; i++)
+        before[i] = (uint32_t)h->stripes[i].lock->mutex.__data.__lock;
     int timeouts = 0;
     for (int op = 0; op < 64 && r->n && timeouts < 3; op++) {
         char key[64];
