@@ -33,7 +33,8 @@
 
 /* ---- single keys -------------------------------------------------------- */
 
-sd_status sd_get(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
+SD_MUST_USE sd_status sd_get(sd_handle *d, const void *key, size_t klen,
+                             sd_value_out *out)
 {
     ROUTE(stripe_get(sd_stripe_of(d, hash), key, klen, hash, out));
 }
@@ -53,106 +54,113 @@ uint64_t sd_part_seq(const sd_handle *d, unsigned stripe)
                : 1;
 }
 
-sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
-                       sd_value_out *out, int *stale)
+SD_MUST_USE sd_status sd_get_stale(sd_handle *d, const void *key, size_t klen,
+                                   sd_value_out *out, int *stale)
 {
     ROUTE(
         stripe_get_stale(sd_stripe_of(d, hash), key, klen, hash, out, stale));
 }
 
-sd_status sd_ttl(sd_handle *d, const void *key, size_t klen, int64_t *ns_left)
+SD_MUST_USE sd_status sd_ttl(sd_handle *d, const void *key, size_t klen,
+                             int64_t *ns_left)
 {
     ROUTE(stripe_ttl(sd_stripe_of(d, hash), key, klen, hash, ns_left));
 }
 
-sd_status sd_set_ex(sd_handle *d, const void *key, size_t klen,
-                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
-                    uint64_t *evicted)
+SD_MUST_USE sd_status sd_set_ex(sd_handle *d, const void *key, size_t klen,
+                                const sd_value_in *v, int64_t ttl_ms,
+                                unsigned flags, uint64_t *evicted)
 {
     ROUTE(stripe_set_ex(sd_stripe_of(d, hash), key, klen, hash, v, ttl_ms,
                         flags, evicted));
 }
 
-sd_status sd_set(sd_handle *d, const void *key, size_t klen,
-                 const sd_value_in *v, int64_t ttl_ms)
+SD_MUST_USE sd_status sd_set(sd_handle *d, const void *key, size_t klen,
+                             const sd_value_in *v, int64_t ttl_ms)
 {
     return sd_set_ex(d, key, klen, v, ttl_ms, SD_MODE_SET, NULL);
 }
 
-sd_status sd_delete(sd_handle *d, const void *key, size_t klen)
+SD_MUST_USE sd_status sd_delete(sd_handle *d, const void *key, size_t klen)
 {
     ROUTE(stripe_delete(sd_stripe_of(d, hash), key, klen, hash));
 }
 
-sd_status sd_incr_init(sd_handle *d, const void *key, size_t klen,
-                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                       const sd_value_in *init, int64_t init_ttl_ms,
-                       sd_value_out *out)
+SD_MUST_USE sd_status sd_incr_init(sd_handle *d, const void *key, size_t klen,
+                                   const sd_value_in *delta, int ttl_mode,
+                                   int64_t ttl_ms, const sd_value_in *init,
+                                   int64_t init_ttl_ms, sd_value_out *out)
 {
     ROUTE(stripe_incr_init(sd_stripe_of(d, hash), key, klen, hash, delta,
                            ttl_mode < 0 ? SD_KEEPTTL : 0, ttl_ms, init,
                            init_ttl_ms, out));
 }
 
-sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
-                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                  sd_value_out *out)
+SD_MUST_USE sd_status sd_incr(sd_handle *d, const void *key, size_t klen,
+                              const sd_value_in *delta, int ttl_mode,
+                              int64_t ttl_ms, sd_value_out *out)
 {
     return sd_incr_init(d, key, klen, delta, ttl_mode, ttl_ms, NULL, 0, out);
 }
 
-sd_status sd_expire(sd_handle *d, const void *key, size_t klen, int64_t ttl_ms)
+SD_MUST_USE sd_status sd_expire(sd_handle *d, const void *key, size_t klen,
+                                int64_t ttl_ms)
 {
     ROUTE(stripe_expire(sd_stripe_of(d, hash), key, klen, hash, ttl_ms));
 }
 
-sd_status sd_cas(sd_handle *d, const void *key, size_t klen,
-                 const sd_value_in *expected, const sd_value_in *nv,
-                 int ttl_mode, int64_t ttl_ms)
+SD_MUST_USE sd_status sd_cas(sd_handle *d, const void *key, size_t klen,
+                             const sd_value_in *expected,
+                             const sd_value_in *nv, int ttl_mode,
+                             int64_t ttl_ms)
 {
     ROUTE(stripe_cas(sd_stripe_of(d, hash), key, klen, hash, expected, nv,
                      ttl_mode < 0 ? SD_KEEPTTL : 0, ttl_ms));
 }
 
-sd_status sd_pop(sd_handle *d, const void *key, size_t klen, sd_value_out *out)
+SD_MUST_USE sd_status sd_pop(sd_handle *d, const void *key, size_t klen,
+                             sd_value_out *out)
 {
     ROUTE(stripe_pop(sd_stripe_of(d, hash), key, klen, hash, out));
 }
 
-sd_status sd_setdefault(sd_handle *d, const void *key, size_t klen,
-                        const sd_value_in *dflt, sd_value_out *out)
+SD_MUST_USE sd_status sd_setdefault(sd_handle *d, const void *key, size_t klen,
+                                    const sd_value_in *dflt, sd_value_out *out)
 {
     ROUTE(
         stripe_setdefault(sd_stripe_of(d, hash), key, klen, hash, dflt, out));
 }
 
-sd_status sd_push(sd_handle *d, const void *key, size_t klen, int left,
-                  const sd_value_in *v, uint64_t *len)
+SD_MUST_USE sd_status sd_push(sd_handle *d, const void *key, size_t klen,
+                              int left, const sd_value_in *v, uint64_t *len)
 {
     ROUTE(stripe_push(sd_stripe_of(d, hash), key, klen, hash, left, v, len));
 }
 
-sd_status sd_list_pop(sd_handle *d, const void *key, size_t klen, int left,
-                      sd_value_out *out)
+SD_MUST_USE sd_status sd_list_pop(sd_handle *d, const void *key, size_t klen,
+                                  int left, sd_value_out *out)
 {
     ROUTE(stripe_list_pop(sd_stripe_of(d, hash), key, klen, hash, left, out));
 }
 
-sd_status sd_list_items(sd_handle *d, const void *key, size_t klen, void *buf,
-                        size_t cap, size_t *used, uint64_t *count)
+SD_MUST_USE sd_status sd_list_items(sd_handle *d, const void *key, size_t klen,
+                                    void *buf, size_t cap, size_t *used,
+                                    uint64_t *count)
 {
     ROUTE(stripe_list_items(sd_stripe_of(d, hash), key, klen, hash, buf, cap,
                             used, count));
 }
 
-sd_status sd_llen(sd_handle *d, const void *key, size_t klen, uint64_t *len)
+SD_MUST_USE sd_status sd_llen(sd_handle *d, const void *key, size_t klen,
+                              uint64_t *len)
 {
     ROUTE(stripe_llen(sd_stripe_of(d, hash), key, klen, hash, len));
 }
 
 /* ---- whole-dict scans, one stripe at a time ----------------------------- */
 
-sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
+SD_MUST_USE sd_status sd_flush_expired(sd_handle *d, uint64_t max,
+                                       uint64_t *freed)
 {
     *freed = 0;
     sd_status rc = SD_OK;
@@ -169,8 +177,8 @@ sd_status sd_flush_expired(sd_handle *d, uint64_t max, uint64_t *freed)
 }
 
 /* The cursor is stripe * nbuckets + bucket, so it stays below 2^63. */
-sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
-                        size_t *used, size_t *need)
+SD_MUST_USE sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf,
+                                    size_t cap, size_t *used, size_t *need)
 {
     uint64_t nb = d->stripes[0].nbuckets;
     uint64_t stripe = *cursor / nb, local = *cursor % nb;
@@ -195,7 +203,7 @@ sd_status sd_keys_chunk(sd_handle *d, uint64_t *cursor, void *buf, size_t cap,
     return sd_guarded(d, SD_OK);
 }
 
-sd_status sd_count(sd_handle *d, uint64_t *n)
+SD_MUST_USE sd_status sd_count(sd_handle *d, uint64_t *n)
 {
     *n = 0;
     sd_status rc = SD_OK;
@@ -231,7 +239,8 @@ void sd_space(sd_handle *d, uint64_t *capacity, uint64_t *free_bytes)
     }
 }
 
-sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
+SD_MUST_USE sd_status sd_verify(sd_handle *d, char *buf, size_t cap,
+                                size_t *problems)
 {
     *problems = 0;
     size_t len = 0;
@@ -262,7 +271,7 @@ sd_status sd_verify(sd_handle *d, char *buf, size_t cap, size_t *problems)
     return sd_guarded(d, rc);
 }
 
-sd_status sd_get_stats(sd_handle *d, sd_stats *st)
+SD_MUST_USE sd_status sd_get_stats(sd_handle *d, sd_stats *st)
 {
     memset(st, 0, sizeof *st);
     sd_span span = SD_SPAN_INIT;

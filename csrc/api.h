@@ -14,7 +14,8 @@ static inline sd_stripe *sd_stripe_of(const sd_handle *d, uint32_t hash)
 
 /* Once the guard has repaired a fault in the mapping (guard.c), no answer
  * of this handle can be trusted: every call says why instead. */
-static inline sd_status sd_guarded(const sd_handle *d, sd_status rc)
+SD_MUST_USE static inline sd_status sd_guarded(const sd_handle *d,
+                                               sd_status rc)
 {
     int g = sd_guard_state(d->guard);
     return SD_LIKELY(!g) ? rc : g == SD_GUARD_TORN ? SD_TORN : SD_NOSPACE;

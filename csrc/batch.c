@@ -19,7 +19,9 @@ static void release_stripes(multi *m)
 {
     for (unsigned j = m->d->nstripes; j-- > 0;)
         if (m->held[j]) {
-            sd_tx_end(&m->t[j], SD_OK); /* nothing changed yet */
+            /* Nothing changed yet, and the caller returns an error of
+             * its own already: this one adds nothing. */
+            SD_IGNORE(sd_tx_end(&m->t[j], SD_OK));
             m->held[j] = false;
         }
 }
@@ -34,7 +36,8 @@ static void release_stripes(multi *m)
  * let go (unchanged), the busy one is waited for alone, where the hook is
  * asked between slices, and then let go too, and the call starts over.
  * Letting go also frees those stripes for others meanwhile. */
-static sd_status lock_stripes(sd_handle *d, const bool *want, multi *m)
+SD_MUST_USE static sd_status lock_stripes(sd_handle *d, const bool *want,
+                                          multi *m)
 {
     m->d = d;
     m->w = (sd_wait){.token = NULL, .blocked = false, .holding = false};
@@ -62,9 +65,9 @@ static sd_status lock_stripes(sd_handle *d, const bool *want, multi *m)
             sd_tx t;
             m->w.holding = false;
             sd_status r = sd_tx_begin_wait(&d->stripes[i], &t, &m->w);
-            if (r == SD_OK)
-                sd_tx_end(&t, SD_OK); /* and start over */
-            else
+            if (r == SD_OK) /* and start over, unless the file went bad */
+                r = sd_tx_end(&t, SD_OK);
+            if (r != SD_OK)
                 rc = r;
         }
     }
@@ -78,7 +81,7 @@ static sd_status lock_stripes(sd_handle *d, const bool *want, multi *m)
 
 /* Finish every held stripe (commit, or undo if rc is an error) and
  * release them. */
-static sd_status unlock_stripes(multi *m, sd_status rc)
+SD_MUST_USE static sd_status unlock_stripes(multi *m, sd_status rc)
 {
     sd_handle *d = m->d;
     for (unsigned i = d->nstripes; i-- > 0;) {
@@ -93,7 +96,7 @@ static sd_status unlock_stripes(multi *m, sd_status rc)
     return rc;
 }
 
-static sd_status check_keys(size_t n, const size_t *klens)
+SD_MUST_USE static sd_status check_keys(size_t n, const size_t *klens)
 {
     for (size_t i = 0; i < n; i++)
         if (!sd_key_ok(klens[i]))
@@ -101,8 +104,9 @@ static sd_status check_keys(size_t n, const size_t *klens)
     return SD_OK;
 }
 
-sd_status sd_get_many(sd_handle *d, size_t n, const char *const *keys,
-                      const size_t *klens, void *buf, size_t cap, size_t *need)
+SD_MUST_USE sd_status sd_get_many(sd_handle *d, size_t n,
+                                  const char *const *keys, const size_t *klens,
+                                  void *buf, size_t cap, size_t *need)
 {
     if (check_keys(n, klens))
         return sd_guarded(d, SD_BADARG);
@@ -168,9 +172,10 @@ static bool needs_checkpoint(multi *m)
     return false;
 }
 
-sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
-                      const size_t *klens, const sd_value_in *vals,
-                      int64_t ttl_ms, size_t *done, uint64_t *evicted)
+SD_MUST_USE sd_status sd_set_many(sd_handle *d, size_t n,
+                                  const char *const *keys, const size_t *klens,
+                                  const sd_value_in *vals, int64_t ttl_ms,
+                                  size_t *done, uint64_t *evicted)
 {
     *done = 0;
     *evicted = 0;
@@ -238,8 +243,9 @@ sd_status sd_set_many(sd_handle *d, size_t n, const char *const *keys,
     return sd_guarded(d, unlock_stripes(&m, rc));
 }
 
-sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
-                         const size_t *klens, size_t *deleted)
+SD_MUST_USE sd_status sd_delete_many(sd_handle *d, size_t n,
+                                     const char *const *keys,
+                                     const size_t *klens, size_t *deleted)
 {
     *deleted = 0;
     if (check_keys(n, klens))
@@ -266,7 +272,7 @@ sd_status sd_delete_many(sd_handle *d, size_t n, const char *const *keys,
     return sd_guarded(d, unlock_stripes(&m, rc));
 }
 
-sd_status sd_flush_all(sd_handle *d)
+SD_MUST_USE sd_status sd_flush_all(sd_handle *d)
 {
     multi m;
     sd_status rc = lock_stripes(d, NULL, &m);

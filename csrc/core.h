@@ -22,6 +22,10 @@
 
 #define COMPILER_BARRIER() atomic_signal_fence(memory_order_seq_cst)
 
+/* Drop a status on purpose, where a comment beside the call says why. (A
+ * plain (void) cast does not silence warn_unused_result in GCC.) */
+#define SD_IGNORE(status) ((void)!(status))
+
 /* ---- stripe and handle -------------------------------------------------- */
 
 /* One stripe, as seen by this process. The engine's functions work on a

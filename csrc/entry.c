@@ -90,7 +90,7 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
 /* Give back what an unlinked entry holds: a list's items go to the gc
  * chain (two stores, however long the list), the block is freed at the
  * commit. */
-sd_status sd_release_locked(sd_tx *t, const sd_view *v)
+SD_MUST_USE sd_status sd_release_locked(sd_tx *t, const sd_view *v)
 {
     if (sd_is_list(v->meta)) {
         _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)v->val;

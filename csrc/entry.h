@@ -106,7 +106,8 @@ static inline _Atomic uint64_t *sd_list_count(const sd_view *v)
 /* ---- values ------------------------------------------------------------- */
 
 /* Copy a scalar value out of a checked entry or item. */
-static inline sd_status sd_copy_value(const sd_view *v, sd_value_out *out)
+SD_MUST_USE static inline sd_status sd_copy_value(const sd_view *v,
+                                                  sd_value_out *out)
 {
     unsigned type = v->meta & SD_META_TYPE;
     out->type = (uint8_t)type;
@@ -175,6 +176,6 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
 /* Give back what an unlinked entry holds: a list's items go to the gc
  * chain (two stores, however long the list), the block is freed at the
  * commit. */
-sd_status sd_release_locked(sd_tx *t, const sd_view *v);
+SD_MUST_USE sd_status sd_release_locked(sd_tx *t, const sd_view *v);
 
 #endif /* SHMDICT_ENTRY_H */

@@ -339,7 +339,7 @@ static int publish(newfile *nf, const char *path)
 /* Reserve what creation writes: the header and slot pages, each stripe's
  * state, lock, undo log and summary pages, and the heap's first page (its
  * first block header) and last page (that block's footer). */
-static sd_status reserve_fixed(sd_handle *d, const layout *lo)
+SD_MUST_USE static sd_status reserve_fixed(sd_handle *d, const layout *lo)
 {
     sd_stripe *s0 = &d->stripes[0];
     sd_status rc = sd_reserve(s0, 0, SD_PARTS_OFF);
@@ -357,7 +357,8 @@ static sd_status reserve_fixed(sd_handle *d, const layout *lo)
     return rc;
 }
 
-static sd_status create(const char *path, const sd_open_opts *o, sd_handle *d)
+SD_MUST_USE static sd_status create(const char *path, const sd_open_opts *o,
+                                    sd_handle *d)
 {
     layout lo;
     if (!layout_for(o->size, o->nparts ? o->nparts : auto_stripes(o->size),
@@ -465,7 +466,8 @@ fail:
 
 /* ---- attach ------------------------------------------------------------- */
 
-static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *d)
+SD_MUST_USE static sd_status attach(const char *path, const sd_open_opts *o,
+                                    sd_handle *d)
 {
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
@@ -545,7 +547,8 @@ static void unmap(sd_handle *d)
 
 static int cached_mutex_kind = -2;
 
-sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
+SD_MUST_USE sd_status sd_open(const char *path, const sd_open_opts *o,
+                              sd_handle **out)
 {
     *out = NULL;
     sd_handle *d = calloc(1, sizeof *d);
@@ -610,7 +613,7 @@ void sd_close(sd_handle *d)
     free(d);
 }
 
-sd_status sd_remove(const char *path)
+SD_MUST_USE sd_status sd_remove(const char *path)
 {
     return unlink(path) == 0 ? SD_OK : SD_SYSERR;
 }

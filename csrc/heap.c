@@ -144,7 +144,7 @@ static uint32_t quick_pop(sd_tx *t, uint64_t size)
 
 /* ---- free lists --------------------------------------------------------- */
 
-static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
+SD_MUST_USE static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
 {
     sd_stripe *s = t->s;
     sd_pstate *ps = s->st;
@@ -223,8 +223,8 @@ static inline uint64_t block_end(uint64_t idx, uint64_t want)
 
 /* Walk the free list of `want`'s own class for a block of at least `want`
  * bytes that ends below heap byte `limit`; *idx = 0 if none. */
-static sd_status walk_own_list(sd_stripe *s, uint64_t want, uint64_t limit,
-                               uint32_t *idx)
+SD_MUST_USE static sd_status walk_own_list(sd_stripe *s, uint64_t want,
+                                           uint64_t limit, uint32_t *idx)
 {
     unsigned fl, sl;
     mapping(want, &fl, &sl);
@@ -244,7 +244,8 @@ static sd_status walk_own_list(sd_stripe *s, uint64_t want, uint64_t limit,
 
 /* ---- alloc and free ----------------------------------------------------- */
 
-sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
+SD_MUST_USE sd_status sd_alloc_locked(sd_tx *t, uint64_t payload,
+                                      uint32_t *out)
 {
     sd_stripe *s = t->s;
     *out = 0;
@@ -329,8 +330,8 @@ sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *out)
     return SD_OK;
 }
 
-static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
-                            uint64_t size);
+SD_MUST_USE static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
+                                        uint64_t size);
 
 /* The size of the in-use block at idx (its header in *hdr), or 0 if idx
  * can't be a block in use: freeing it would damage the heap. */
@@ -343,7 +344,7 @@ static uint64_t used_block(const sd_stripe *s, uint32_t idx, uint64_t *hdr)
     return *hdr & (SD_BLK_FREE | SD_BLK_QUICK) ? 0 : size;
 }
 
-sd_status sd_free_locked(sd_tx *t, uint32_t idx)
+SD_MUST_USE sd_status sd_free_locked(sd_tx *t, uint32_t idx)
 {
     sd_stripe *s = t->s;
     uint64_t hdr;
@@ -365,7 +366,7 @@ sd_status sd_free_locked(sd_tx *t, uint32_t idx)
     return merge_free(t, idx, hdr, size);
 }
 
-sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx)
+SD_MUST_USE sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx)
 {
     uint64_t hdr;
     uint64_t size = used_block(t->s, idx, &hdr);
@@ -374,8 +375,8 @@ sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx)
 
 /* Free the in-use block idx of `size` (header hdr) into the TLSF lists,
  * merged with its free neighbours. */
-static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
-                            uint64_t size)
+SD_MUST_USE static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
+                                        uint64_t size)
 {
     sd_stripe *s = t->s;
     uint64_t used = LD(&s->st->used_bytes);
@@ -459,7 +460,8 @@ bool sd_fits_after_free(sd_stripe *s, uint32_t idx, uint64_t payload)
 
 /* ---- backing pages ------------------------------------------------------ */
 
-sd_status sd_reserve(const sd_stripe *s, uint64_t off, uint64_t len)
+SD_MUST_USE sd_status sd_reserve(const sd_stripe *s, uint64_t off,
+                                 uint64_t len)
 {
     if (len == 0 || off >= s->file_size)
         return SD_OK;
@@ -480,7 +482,7 @@ sd_status sd_reserve(const sd_stripe *s, uint64_t off, uint64_t len)
 
 #define RESERVE_MAX (UINT64_C(1) << 20)
 
-sd_status sd_heap_reserve_locked(sd_stripe *s, uint64_t end)
+SD_MUST_USE sd_status sd_heap_reserve_locked(sd_stripe *s, uint64_t end)
 {
     uint64_t limit = (s->heap_size + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
     uint64_t have = (uint64_t)LD(&s->st->backed_pages) * SD_PAGE;

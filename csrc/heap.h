@@ -10,23 +10,25 @@
 /* Make the filesystem back [off, off+len) of the file (fallocate), so
  * that a first write there can't raise SIGBUS. SD_NOSPACE when it has no
  * room; SD_OK where the filesystem can't reserve at all. Idempotent. */
-sd_status sd_reserve(const sd_stripe *s, uint64_t off, uint64_t len);
+SD_MUST_USE sd_status sd_reserve(const sd_stripe *s, uint64_t off,
+                                 uint64_t len);
 
 /* Back the heap up to heap byte `end` (growing in chunks). */
-sd_status sd_heap_reserve_locked(sd_stripe *s, uint64_t end);
+SD_MUST_USE sd_status sd_heap_reserve_locked(sd_stripe *s, uint64_t end);
 
 void sd_heap_init(sd_stripe *s);
 
 /* A block whose payload holds at least `payload` bytes; 0 when full. */
-sd_status sd_alloc_locked(sd_tx *t, uint64_t payload, uint32_t *idx);
+SD_MUST_USE sd_status sd_alloc_locked(sd_tx *t, uint64_t payload,
+                                      uint32_t *idx);
 
 /* Free a block: a small one goes whole onto its quick list (unless the
  * transaction has merge_frees set or the lists are at their cap), any
  * other is merged with its free neighbours. */
-sd_status sd_free_locked(sd_tx *t, uint32_t idx);
+SD_MUST_USE sd_status sd_free_locked(sd_tx *t, uint32_t idx);
 
 /* Free a block into the TLSF lists, merged with its free neighbours. */
-sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
+SD_MUST_USE sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx);
 
 /* Whether any block sits on a quick list. */
 static inline bool sd_quick_held(const sd_stripe *s)

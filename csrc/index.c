@@ -14,8 +14,8 @@
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-sd_status sd_find_locked(sd_stripe *s, const void *key, size_t klen,
-                         uint32_t hash, sd_found *f)
+SD_MUST_USE sd_status sd_find_locked(sd_stripe *s, const void *key,
+                                     size_t klen, uint32_t hash, sd_found *f)
 {
     _Atomic uint32_t *link = sd_bucket_of(s, hash);
     uint32_t idx = sd_bucket_marked(s, hash) ? LD(link) : 0;
@@ -32,8 +32,9 @@ sd_status sd_find_locked(sd_stripe *s, const void *key, size_t klen,
     return SD_NOTFOUND;
 }
 
-sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
-                              uint32_t hash, sd_found *f)
+SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
+                                          size_t klen, uint32_t hash,
+                                          sd_found *f)
 {
     sd_status rc = sd_find_locked(t->s, key, klen, hash, f);
     if (rc == SD_OK && sd_meta_exp(f->v.meta) &&
@@ -46,8 +47,9 @@ sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
     return rc;
 }
 
-sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
-                           size_t klen, uint32_t hash, sd_found *f, bool *open)
+SD_MUST_USE sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
+                                       size_t klen, uint32_t hash, sd_found *f,
+                                       bool *open)
 {
     sd_status rc = sd_tx_begin(s, t);
     *open = rc == SD_OK;
@@ -59,7 +61,7 @@ sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
     return rc;
 }
 
-sd_status sd_drop_locked(sd_tx *t, sd_found *f)
+SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f)
 {
     sd_w32(t, f->link, f->v.next);
     sd_count_add(t, -1, sd_meta_exp(f->v.meta) ? -1 : 0);
@@ -83,7 +85,7 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
     /* Callers made the page ready before they changed anything; this only
      * covers one that did not (the guard is the net if it fails). */
     if (SD_UNLIKELY(!sd_bucket_marked(s, hash)))
-        (void)sd_bucket_ready_locked(s, hash);
+        SD_IGNORE(sd_bucket_ready_locked(s, hash));
     uint32_t head = LD(b);
     sd_write_entry(t, idx, head, hash, meta, key, klen, v);
     sd_w32(t, b, idx);
@@ -94,7 +96,7 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
      * clearing marks and evict whatever it met next, a hot key included. */
 }
 
-sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash)
+SD_MUST_USE sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash)
 {
     uint64_t b = hash & (s->nbuckets - 1), page = b / SD_BUCKETS_PER_PAGE;
     _Atomic uint32_t *word = &s->summary[page / 32];

@@ -37,22 +37,23 @@ static inline bool sd_in_bucket(const sd_stripe *s, const sd_view *v,
 
 /* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
  * SD_CORRUPT for a chain that leaves the heap or never ends. */
-sd_status sd_find_locked(sd_stripe *s, const void *key, size_t klen,
-                         uint32_t hash, sd_found *f);
+SD_MUST_USE sd_status sd_find_locked(sd_stripe *s, const void *key,
+                                     size_t klen, uint32_t hash, sd_found *f);
 
 /* Find a live key for a write; an expired one is reclaimed first. */
-sd_status sd_find_live_locked(sd_tx *t, const void *key, size_t klen,
-                              uint32_t hash, sd_found *f);
+SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
+                                          size_t klen, uint32_t hash,
+                                          sd_found *f);
 
 /* Lock the stripe and find a live key. *open says whether the
  * transaction was opened (then end it with sd_tx_end_write, whatever the
  * status); a reclaimed expired entry is committed at once. */
-sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
-                           size_t klen, uint32_t hash, sd_found *f,
-                           bool *open);
+SD_MUST_USE sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
+                                       size_t klen, uint32_t hash, sd_found *f,
+                                       bool *open);
 
 /* Unlink a found entry and free it (a list's items go to the gc chain). */
-sd_status sd_drop_locked(sd_tx *t, sd_found *f);
+SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f);
 
 /* Change the stripe's entry and expiring-entry counts (logged). The test
  * for no change is inline, so that the common overwrite makes no call. */
@@ -70,7 +71,7 @@ void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
 
 /* Back the index page (and CLOCK marks) of `hash`'s bucket and mark it in
  * the summary, before a key is linked there. */
-sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash);
+SD_MUST_USE sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash);
 
 /* Mark the key's bucket used for CLOCK (evicting dicts only). */
 static inline void sd_mark_used(sd_stripe *s, uint32_t hash)

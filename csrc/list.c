@@ -16,9 +16,9 @@
 #include "list.h"
 #include "tx.h"
 
-static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
-                             uint32_t hash, int left, const sd_value_in *v,
-                             uint64_t *len)
+SD_MUST_USE static sd_status push_locked(sd_tx *t, const void *key,
+                                         size_t klen, uint32_t hash, int left,
+                                         const sd_value_in *v, uint64_t *len)
 {
     sd_stripe *s = t->s;
     sd_found f;
@@ -66,9 +66,9 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     return SD_OK;
 }
 
-sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
-                      uint32_t hash, int left, const sd_value_in *v,
-                      uint64_t *len)
+SD_MUST_USE sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
+                                  uint32_t hash, int left,
+                                  const sd_value_in *v, uint64_t *len)
 {
     if (!sd_check_value(v))
         return SD_BADARG;
@@ -93,8 +93,9 @@ sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_list_pop(sd_stripe *s, const void *key, size_t klen,
-                          uint32_t hash, int left, sd_value_out *out)
+SD_MUST_USE sd_status stripe_list_pop(sd_stripe *s, const void *key,
+                                      size_t klen, uint32_t hash, int left,
+                                      sd_value_out *out)
 {
     sd_tx t;
     sd_found f;
@@ -140,8 +141,8 @@ sd_status stripe_list_pop(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
-                      uint32_t hash, uint64_t *len)
+SD_MUST_USE sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
+                                  uint32_t hash, uint64_t *len)
 {
     sd_tx t;
     sd_found f;
@@ -159,9 +160,10 @@ sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_list_items(sd_stripe *s, const void *key, size_t klen,
-                            uint32_t hash, void *buf, size_t cap, size_t *used,
-                            uint64_t *count)
+SD_MUST_USE sd_status stripe_list_items(sd_stripe *s, const void *key,
+                                        size_t klen, uint32_t hash, void *buf,
+                                        size_t cap, size_t *used,
+                                        uint64_t *count)
 {
     sd_tx t;
     sd_found f;

@@ -46,8 +46,9 @@ static inline void note_hit(sd_stripe *s, uint32_t hash, bool count)
 /* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
  * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
  * caller decides whether that's a race or damage). */
-static sd_status peek_once(sd_stripe *s, const void *key, size_t klen,
-                           uint32_t hash, uint64_t max_steps, peek *p)
+SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
+                                       size_t klen, uint32_t hash,
+                                       uint64_t max_steps, peek *p)
 {
     /* An unmarked page holds no key, and may not even be backed. */
     uint32_t idx = sd_bucket_marked(s, hash) ? LD(sd_bucket_of(s, hash)) : 0;
@@ -69,8 +70,8 @@ static sd_status peek_once(sd_stripe *s, const void *key, size_t klen,
     return SD_NOTFOUND;
 }
 
-static sd_status peek_key(sd_stripe *s, const void *key, size_t klen,
-                          uint32_t hash, peek *p)
+SD_MUST_USE static sd_status peek_key(sd_stripe *s, const void *key,
+                                      size_t klen, uint32_t hash, peek *p)
 {
     _Atomic uint64_t *seq = &s->lock->seq;
     sd_status rc = SD_CORRUPT;
@@ -111,8 +112,8 @@ static sd_status peek_key(sd_stripe *s, const void *key, size_t klen,
     return rc;
 }
 
-sd_status stripe_get(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
-                     sd_value_out *out)
+SD_MUST_USE sd_status stripe_get(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, sd_value_out *out)
 {
     peek p = {.out = out};
     sd_status rc = peek_key(s, key, klen, hash, &p);
@@ -137,8 +138,9 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
     return true;
 }
 
-sd_status stripe_get_stale(sd_stripe *s, const void *key, size_t klen,
-                           uint32_t hash, sd_value_out *out, int *stale)
+SD_MUST_USE sd_status stripe_get_stale(sd_stripe *s, const void *key,
+                                       size_t klen, uint32_t hash,
+                                       sd_value_out *out, int *stale)
 {
     peek p = {.out = out, .stale_ok = true};
     sd_status rc = peek_key(s, key, klen, hash, &p);
@@ -147,8 +149,8 @@ sd_status stripe_get_stale(sd_stripe *s, const void *key, size_t klen,
     return rc;
 }
 
-sd_status stripe_ttl(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
-                     int64_t *ns_left)
+SD_MUST_USE sd_status stripe_ttl(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, int64_t *ns_left)
 {
     peek p = {.out = NULL};
     sd_status rc = peek_key(s, key, klen, hash, &p);
@@ -170,7 +172,7 @@ sd_status stripe_ttl(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
     return SD_OK;
 }
 
-sd_status stripe_count(sd_stripe *s, uint64_t *n)
+SD_MUST_USE sd_status stripe_count(sd_stripe *s, uint64_t *n)
 {
     _Atomic uint64_t *seq = &s->lock->seq;
     for (int tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
@@ -210,7 +212,8 @@ sd_status stripe_count(sd_stripe *s, uint64_t *n)
                 idx = v.next;
             }
         }
-        sd_tx_end(&t, SD_OK);
+        if ((rc = sd_tx_end(&t, SD_OK)) != SD_OK)
+            return rc; /* a torn or full file: the count can't be trusted */
     }
     *n = live;
     return SD_OK;

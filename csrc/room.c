@@ -127,13 +127,14 @@ static uint64_t sweep_expired_commits(sd_tx *t, const protect *pk)
     return freed;
 }
 
-static sd_status make_room_commits(sd_tx *t, uint64_t payload, bool noevict,
-                                   const protect *pk, uint32_t *idx,
-                                   uint64_t *evicted);
+SD_MUST_USE static sd_status make_room_commits(sd_tx *t, uint64_t payload,
+                                               bool noevict, const protect *pk,
+                                               uint32_t *idx,
+                                               uint64_t *evicted);
 
-static sd_status alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
-                                    const protect *pk, uint32_t *idx,
-                                    uint64_t *evicted)
+SD_MUST_USE static sd_status
+alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict, const protect *pk,
+                   uint32_t *idx, uint64_t *evicted)
 {
     sd_tx_abort(t);
     /* Space made here must be able to serve any size: frees merge. */
@@ -143,9 +144,10 @@ static sd_status alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
     return rc;
 }
 
-static sd_status make_room_commits(sd_tx *t, uint64_t payload, bool noevict,
-                                   const protect *pk, uint32_t *idx,
-                                   uint64_t *evicted)
+SD_MUST_USE static sd_status make_room_commits(sd_tx *t, uint64_t payload,
+                                               bool noevict, const protect *pk,
+                                               uint32_t *idx,
+                                               uint64_t *evicted)
 {
     sd_stripe *s = t->s;
     if (sd_quick_held(s)) {
@@ -195,9 +197,10 @@ static sd_status make_room_commits(sd_tx *t, uint64_t payload, bool noevict,
     return SD_NOMEM;
 }
 
-sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
-                                const void *key, size_t klen, uint32_t hash,
-                                uint32_t *idx, uint64_t *evicted)
+SD_MUST_USE sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload,
+                                            bool noevict, const void *key,
+                                            size_t klen, uint32_t hash,
+                                            uint32_t *idx, uint64_t *evicted)
 {
     protect pk = {key, klen, hash};
     return alloc_room_commits(t, payload, noevict, &pk, idx, evicted);
@@ -210,7 +213,8 @@ bool sd_can_make_room(sd_stripe *s)
             (uint64_t)sd_now_ms() >= LD(&s->st->next_expiry));
 }
 
-sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed)
+SD_MUST_USE sd_status stripe_flush_expired(sd_stripe *s, uint64_t max,
+                                           uint64_t *freed)
 {
     *freed = 0;
     if (!LD(&s->st->n_expiring))
@@ -226,7 +230,10 @@ sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed)
              b++)
             *freed += reclaim_bucket_commits(&t, b, false, NULL,
                                              max ? max - *freed : 0, &evicted);
-        sd_tx_end_write(&t, SD_OK);
+        /* What was reclaimed is committed; this only ends the hold (and
+         * may fail with SD_INTERNAL, SD_TORN or SD_NOSPACE). */
+        if ((rc = sd_tx_end_write(&t, SD_OK)) != SD_OK)
+            return rc;
     }
     return SD_OK;
 }
@@ -234,7 +241,7 @@ sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed)
 /* ---- the end of a write ------------------------------------------------- */
 
 /* Finish a write: undo a failed one, so errors change nothing. */
-sd_status sd_tx_end_write(sd_tx *t, sd_status rc)
+SD_MUST_USE sd_status sd_tx_end_write(sd_tx *t, sd_status rc)
 {
     if (rc != SD_OK)
         sd_tx_abort(t);

@@ -36,9 +36,10 @@ static inline void sd_before_alloc_commits(sd_tx *t, uint64_t payload)
  * `key`, the one being written. Each reclaimed item is committed on its
  * own, so the caller's transaction must hold no changes yet (it is rolled
  * back first). */
-sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload, bool noevict,
-                                const void *key, size_t klen, uint32_t hash,
-                                uint32_t *idx, uint64_t *evicted);
+SD_MUST_USE sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload,
+                                            bool noevict, const void *key,
+                                            size_t klen, uint32_t hash,
+                                            uint32_t *idx, uint64_t *evicted);
 
 /* Whether sd_alloc_room_commits could free anything (an evicting dict,
  * items on the gc chain, or expiries that may have passed). */
@@ -46,10 +47,11 @@ bool sd_can_make_room(sd_stripe *s);
 
 /* Finish a write: undo it if it failed, commit it if not, free some gc
  * items, release the lock. */
-sd_status sd_tx_end_write(sd_tx *t, sd_status rc);
+SD_MUST_USE sd_status sd_tx_end_write(sd_tx *t, sd_status rc);
 
 /* Free up to `max` expired entries of the stripe (0: all), a slice of the
  * table per hold of the lock. */
-sd_status stripe_flush_expired(sd_stripe *s, uint64_t max, uint64_t *freed);
+SD_MUST_USE sd_status stripe_flush_expired(sd_stripe *s, uint64_t max,
+                                           uint64_t *freed);
 
 #endif /* SHMDICT_ROOM_H */

@@ -6,8 +6,9 @@
 #include "scan.h"
 #include "tx.h"
 
-sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor, void *buf,
-                            size_t cap, size_t *used, size_t *need)
+SD_MUST_USE sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor,
+                                        void *buf, size_t cap, size_t *used,
+                                        size_t *need)
 {
     *used = 0;
     *need = 0;

@@ -6,7 +6,8 @@
 
 #include "core.h"
 
-sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor, void *buf,
-                            size_t cap, size_t *used, size_t *need);
+SD_MUST_USE sd_status stripe_keys_chunk(sd_stripe *s, uint64_t *cursor,
+                                        void *buf, size_t cap, size_t *used,
+                                        size_t *need);
 
 #endif /* SHMDICT_SCAN_H */

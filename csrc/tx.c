@@ -172,7 +172,8 @@ void sd_tx_commit(sd_tx *t)
     if (SD_UNLIKELY(sd_guard_state(t->s->guard)))
         t->overflow = true;
     for (unsigned i = 0; i < t->npending; i++)
-        (void)sd_free_locked(t, t->pending[i]); /* damage: verify() names it */
+        /* Damage that makes a free fail: verify() names it. */
+        SD_IGNORE(sd_free_locked(t, t->pending[i]));
     t->npending = 0;
     if (t->overflow)
         return;
@@ -193,7 +194,7 @@ void sd_tx_abort(sd_tx *t)
     t->overflow = false;
 }
 
-sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
+SD_MUST_USE sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
 {
     if (!sd_idx_ok(t->s, idx))
         return SD_CORRUPT;
@@ -203,7 +204,7 @@ sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
     return SD_OK;
 }
 
-sd_status sd_tx_begin(sd_stripe *s, sd_tx *t)
+SD_MUST_USE sd_status sd_tx_begin(sd_stripe *s, sd_tx *t)
 {
     sd_wait w = {.token = NULL, .blocked = false, .holding = false};
     sd_status rc = sd_tx_begin_wait(s, t, &w);
@@ -216,7 +217,7 @@ sd_status sd_tx_begin(sd_stripe *s, sd_tx *t)
     return rc;
 }
 
-sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
+SD_MUST_USE sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
 {
     sd_lock *l = s->lock;
     t->s = s;
@@ -254,7 +255,7 @@ sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
     return SD_OK;
 }
 
-sd_status sd_tx_end(sd_tx *t, sd_status rc)
+SD_MUST_USE sd_status sd_tx_end(sd_tx *t, sd_status rc)
 {
     sd_stripe *s = t->s;
     sd_lock *l = s->lock;

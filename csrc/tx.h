@@ -11,11 +11,11 @@
 /* Lock the stripe and open a transaction. SD_TIMEDOUT when the lock
  * timeout (or what is left of the thread's span) runs out, SD_INTERRUPTED
  * when the interrupt hook says so, SD_CORRUPT for a damaged lock. */
-sd_status sd_tx_begin(sd_stripe *s, sd_tx *t);
+SD_MUST_USE sd_status sd_tx_begin(sd_stripe *s, sd_tx *t);
 
 /* sd_tx_begin for a caller that owns the sd_wait: block_end is left to
  * the caller (w->blocked says if it is owed), even on failure. */
-sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w);
+SD_MUST_USE sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w);
 
 /* Free the queued blocks, then make the open transaction's changes
  * permanent (the commit point). If the undo log overflowed, nothing is
@@ -26,7 +26,7 @@ void sd_tx_commit(sd_tx *t);
 void sd_tx_abort(sd_tx *t);
 
 /* Queue a block to be freed at the commit (see sd_tx). */
-sd_status sd_free_deferred(sd_tx *t, uint32_t idx);
+SD_MUST_USE sd_status sd_free_deferred(sd_tx *t, uint32_t idx);
 
 /* Replay the undo log (recovery, and sd_tx_abort). */
 void sd_tx_rollback_locked(sd_stripe *s);
@@ -35,6 +35,6 @@ void sd_tx_rollback_locked(sd_stripe *s);
 void sd_flush_raw_locked(sd_stripe *s);
 
 /* Commit (or undo, if the log overflowed), release, and call block_end. */
-sd_status sd_tx_end(sd_tx *t, sd_status rc);
+SD_MUST_USE sd_status sd_tx_end(sd_tx *t, sd_status rc);
 
 #endif /* SHMDICT_TX_H */

@@ -138,7 +138,8 @@ static uint64_t verify_gc(sd_stripe *s, report_buf *ctx)
     return n;
 }
 
-sd_status stripe_verify(sd_stripe *s, char *buf, size_t cap, size_t *problems)
+SD_MUST_USE sd_status stripe_verify(sd_stripe *s, char *buf, size_t cap,
+                                    size_t *problems)
 {
     report_buf r = {buf, cap, 0, 0};
     char msg[200];
@@ -217,7 +218,7 @@ sd_status stripe_verify(sd_stripe *s, char *buf, size_t cap, size_t *problems)
 
 /* ---- statistics --------------------------------------------------------- */
 
-sd_status stripe_get_stats(sd_stripe *s, sd_stats *st)
+SD_MUST_USE sd_status stripe_get_stats(sd_stripe *s, sd_stats *st)
 {
     sd_tx t;
     sd_status rc = sd_tx_begin(s, &t);

@@ -108,11 +108,10 @@ static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
  *
  * Both ways commit the transaction, and so whatever it held before (the
  * earlier items of a batch). */
-static sd_status set_in_old_place_commits(sd_tx *t, sd_found *f,
-                                          const void *key, size_t klen,
-                                          uint32_t hash, const sd_value_in *v,
-                                          uint64_t meta, uint64_t need,
-                                          unsigned flags)
+SD_MUST_USE static sd_status
+set_in_old_place_commits(sd_tx *t, sd_found *f, const void *key, size_t klen,
+                         uint32_t hash, const sd_value_in *v, uint64_t meta,
+                         uint64_t need, unsigned flags)
 {
     sd_stripe *s = t->s;
     if (!sd_fits_after_free(s, f->v.idx, need))
@@ -171,12 +170,14 @@ static sd_status set_in_old_place_commits(sd_tx *t, sd_found *f,
 }
 
 /* Store v under key as one transaction step (the caller commits). */
-static sd_status store_commits(sd_tx *t, const void *key, size_t klen,
-                               uint32_t hash, const sd_value_in *v,
-                               int64_t ttl_ms, unsigned flags);
+SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
+                                           size_t klen, uint32_t hash,
+                                           const sd_value_in *v,
+                                           int64_t ttl_ms, unsigned flags);
 
-sd_status sd_set_commits(sd_tx *t, const void *key, size_t klen, uint32_t hash,
-                         const sd_value_in *v, int64_t ttl_ms, unsigned flags)
+SD_MUST_USE sd_status sd_set_commits(sd_tx *t, const void *key, size_t klen,
+                                     uint32_t hash, const sd_value_in *v,
+                                     int64_t ttl_ms, unsigned flags)
 {
     sd_status rc = store_commits(t, key, klen, hash, v, ttl_ms, flags);
     if (rc == SD_OK)
@@ -185,9 +186,10 @@ sd_status sd_set_commits(sd_tx *t, const void *key, size_t klen, uint32_t hash,
     return rc;
 }
 
-static sd_status store_commits(sd_tx *t, const void *key, size_t klen,
-                               uint32_t hash, const sd_value_in *v,
-                               int64_t ttl_ms, unsigned flags)
+SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
+                                           size_t klen, uint32_t hash,
+                                           const sd_value_in *v,
+                                           int64_t ttl_ms, unsigned flags)
 {
     sd_stripe *s = t->s;
     sd_found f;
@@ -252,10 +254,10 @@ static sd_status store_commits(sd_tx *t, const void *key, size_t klen,
 
 /* A set, retried after making room. The key itself is never evicted to
  * make room for its own new value. */
-sd_status sd_set_room_commits(sd_tx *t, const void *key, size_t klen,
-                              uint32_t hash, const sd_value_in *v,
-                              int64_t ttl_ms, unsigned flags,
-                              uint64_t *evicted)
+SD_MUST_USE sd_status sd_set_room_commits(sd_tx *t, const void *key,
+                                          size_t klen, uint32_t hash,
+                                          const sd_value_in *v, int64_t ttl_ms,
+                                          unsigned flags, uint64_t *evicted)
 {
     uint64_t need = sd_entry_need(klen, sd_value_len(v));
     sd_before_alloc_commits(t, need);
@@ -284,9 +286,10 @@ sd_status sd_set_room_commits(sd_tx *t, const void *key, size_t klen,
 
 /* ---- one key, under the lock -------------------------------------------- */
 
-sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
-                        uint32_t hash, const sd_value_in *v, int64_t ttl_ms,
-                        unsigned flags, uint64_t *evicted)
+SD_MUST_USE sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
+                                    uint32_t hash, const sd_value_in *v,
+                                    int64_t ttl_ms, unsigned flags,
+                                    uint64_t *evicted)
 {
     uint64_t ev = 0;
     if (evicted)
@@ -306,8 +309,8 @@ sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,
-                        uint32_t hash)
+SD_MUST_USE sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,
+                                    uint32_t hash)
 {
     sd_tx t;
     sd_found f;
@@ -320,8 +323,9 @@ sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-static sd_status add_numbers(unsigned type, uint64_t bits,
-                             const sd_value_in *d, sd_value_out *out)
+SD_MUST_USE static sd_status add_numbers(unsigned type, uint64_t bits,
+                                         const sd_value_in *d,
+                                         sd_value_out *out)
 {
     if (type == SD_T_INT && d->type == SD_T_INT) {
         int64_t r;
@@ -347,11 +351,12 @@ static bool is_number(const sd_value_in *v)
     return v->type == SD_T_INT || v->type == SD_T_FLOAT;
 }
 
-sd_status stripe_incr_init(sd_stripe *s, const void *key, size_t klen,
-                           uint32_t hash, const sd_value_in *delta,
-                           unsigned flags, int64_t ttl_ms,
-                           const sd_value_in *init, int64_t init_ttl_ms,
-                           sd_value_out *out)
+SD_MUST_USE sd_status stripe_incr_init(sd_stripe *s, const void *key,
+                                       size_t klen, uint32_t hash,
+                                       const sd_value_in *delta,
+                                       unsigned flags, int64_t ttl_ms,
+                                       const sd_value_in *init,
+                                       int64_t init_ttl_ms, sd_value_out *out)
 {
     if (!is_number(delta) || (init && !is_number(init)))
         return SD_BADARG;
@@ -414,8 +419,8 @@ sd_status stripe_incr_init(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_expire(sd_stripe *s, const void *key, size_t klen,
-                        uint32_t hash, int64_t ttl_ms)
+SD_MUST_USE sd_status stripe_expire(sd_stripe *s, const void *key, size_t klen,
+                                    uint32_t hash, int64_t ttl_ms)
 {
     sd_tx t;
     sd_found f;
@@ -459,9 +464,10 @@ static bool value_equals(const sd_view *v, const sd_value_in *x)
     }
 }
 
-sd_status stripe_cas(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
-                     const sd_value_in *expected, const sd_value_in *nv,
-                     unsigned flags, int64_t ttl_ms)
+SD_MUST_USE sd_status stripe_cas(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, const sd_value_in *expected,
+                                 const sd_value_in *nv, unsigned flags,
+                                 int64_t ttl_ms)
 {
     if (!sd_check_value(expected) || !sd_check_value(nv))
         return SD_BADARG;
@@ -483,8 +489,8 @@ sd_status stripe_cas(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_pop(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
-                     sd_value_out *out)
+SD_MUST_USE sd_status stripe_pop(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, sd_value_out *out)
 {
     sd_tx t;
     sd_found f;
@@ -500,9 +506,10 @@ sd_status stripe_pop(sd_stripe *s, const void *key, size_t klen, uint32_t hash,
     return sd_tx_end_write(&t, rc);
 }
 
-sd_status stripe_setdefault(sd_stripe *s, const void *key, size_t klen,
-                            uint32_t hash, const sd_value_in *dflt,
-                            sd_value_out *out)
+SD_MUST_USE sd_status stripe_setdefault(sd_stripe *s, const void *key,
+                                        size_t klen, uint32_t hash,
+                                        const sd_value_in *dflt,
+                                        sd_value_out *out)
 {
     if (!sd_check_value(dflt))
         return SD_BADARG;
@@ -520,8 +527,9 @@ sd_status stripe_setdefault(sd_stripe *s, const void *key, size_t klen,
         rc = sd_set_room_commits(&t, key, klen, hash, dflt, 0, SD_MODE_ADD,
                                  &ev);
         if (rc == SD_OK) {
-            sd_tx_end_write(&t, SD_OK);
-            return SD_NOTFOUND; /* the default was stored */
+            /* The default is stored only if this commit holds. */
+            rc = sd_tx_end_write(&t, SD_OK);
+            return rc == SD_OK ? SD_NOTFOUND : rc;
         }
     }
     return sd_tx_end_write(&t, rc);
