@@ -1,7 +1,38 @@
 /*
  * core.h - the types every unit of the core works on (a stripe, the
  * handle), relaxed atomic access, addressing inside the file, the one key
- * hash, and the summary bits. No functions with bodies outside this header.
+ * hash, the meta word, the summary bits and the statistics slots.
+ *
+ * Names
+ * -----
+ * A stripe is `sd_stripe *s`, the handle `sd_handle *d`, an open
+ * transaction `sd_tx *t`, a stripe's state page `sd_pstate *ps`, the file
+ * header `sd_header *fh`, an entry's checked copy `sd_view *v`, a key found
+ * under the lock `sd_found *f`, a lock area `sd_lock *l`. Functions named
+ * stripe_* do one public operation on one stripe; sd_* are shared helpers.
+ *
+ * The lock and transaction rule is in the name:
+ *
+ *   name_locked   the caller holds the stripe's lock inside an open
+ *                 transaction (sd_tx). The function adds its changes to that
+ *                 transaction and never commits or undoes it: the caller
+ *                 does, with sd_tx_commit, sd_tx_abort or the end of the
+ *                 transaction.
+ *   name_commits  the caller holds the lock inside an open transaction, and
+ *                 the function may commit it, or roll it back, as it goes:
+ *                 whatever the caller changed before the call is committed
+ *                 (or undone) with it. Call it with nothing uncommitted that
+ *                 must stay undoable. The transaction stays open.
+ *   lock pairs    sd_tx_begin/sd_tx_begin_wait take the lock and open a
+ *                 transaction; sd_find_and_lock does that and finds a key.
+ *                 sd_tx_end ends (commits or undoes) and releases it;
+ *                 sd_tx_end_write also undoes a failed write and frees a few
+ *                 list items first. Every stripe_* function and every
+ *                 public function takes and releases the lock itself, or
+ *                 needs none (the lock-free reads).
+ *
+ * Every function that returns an sd_status is SD_MUST_USE; SD_IGNORE marks
+ * the few places that drop one on purpose.
  */
 #ifndef SHMDICT_CORE_H
 #define SHMDICT_CORE_H

@@ -165,17 +165,24 @@ static inline bool sd_check_value(const sd_value_in *v)
              sd_value_len(v) > UINT32_MAX);
 }
 
+/* The expiry word for a TTL of ttl_ms (0 or less: none), capped at
+ * SD_MAX_EXPIRY_MS, and lower the stripe's next_expiry hint to it. Lock
+ * state: held, in an open transaction. */
 uint64_t sd_expiry_for(sd_tx *t, int64_t ttl_ms);
 
-/* Fill a freshly allocated block as an entry (or, with klen 0 and the
- * previous item in `hash`, as a list item). */
+/* Fill block idx, freshly allocated in this transaction, as an entry (or,
+ * with klen 0 and the previous item in `hash`, as a list item). Lock state:
+ * held, in an open transaction. The free block's two structural words are
+ * logged first (all words, with t->log_all); on overflow nothing is
+ * written. Links nothing: the caller links it with a logged store. */
 void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
                     uint64_t meta, const void *key, size_t klen,
                     const sd_value_in *v);
 
-/* Give back what an unlinked entry holds: a list's items go to the gc
- * chain (two stores, however long the list), the block is freed at the
- * commit. */
+/* Give back what an unlinked entry holds: a list's items go to the gc chain
+ * (two logged stores, however long the list), the block is queued to be
+ * freed at the commit. Lock state: held, in an open transaction. SD_CORRUPT
+ * (a damaged list tail), SD_INTERNAL (the free queue is full). */
 SD_MUST_USE sd_status sd_release_locked(sd_tx *t, const sd_view *v);
 
 #endif /* SHMDICT_ENTRY_H */

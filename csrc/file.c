@@ -12,8 +12,8 @@
  * Pages: tmpfs gives a page only when it is first touched, and a page it
  * can't give kills the toucher with SIGBUS. So every page is reserved
  * (fallocate) before its first touch: the fixed pages here at creation,
- * the heap as it grows (sd_heap_reserve_locked, alloc.c), and an index
- * page before its first key (sd_bucket_ready_locked, dict.c). Readers
+ * the heap as it grows (sd_heap_reserve_locked, heap.c), and an index
+ * page before its first key (sd_bucket_ready_locked, index.c). Readers
  * touch nothing else. With `reserve` the whole file is reserved at once.
  * guard.c is the net under what can't be prevented (a truncated file).
  *

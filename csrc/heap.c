@@ -28,7 +28,7 @@
  *
  * Costs: sd_alloc_locked and sd_free_locked are O(1), except the fallback
  * walk, which is O(blocks in one list). Every word they change is logged
- * (internal.h, sd_w32/sd_w64), so a crash at any point rolls back cleanly.
+ * (undo.h, sd_w32/sd_w64), so a crash at any point rolls back cleanly.
  *
  * Memory: a fresh heap is one free block; only its header and footer pages
  * are touched. Splitting takes blocks from the front, so every page a block

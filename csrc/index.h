@@ -35,28 +35,35 @@ static inline bool sd_in_bucket(const sd_stripe *s, const sd_view *v,
     return (v->hash & (s->nbuckets - 1)) == b;
 }
 
-/* Find a key while holding the lock. SD_OK with f filled, SD_NOTFOUND, or
- * SD_CORRUPT for a chain that leaves the heap or never ends. */
+/* Find a key. Lock state: held (reads only). SD_OK with f filled (expired
+ * or not), SD_NOTFOUND, or SD_CORRUPT for a chain that leaves the heap or
+ * never ends. */
 SD_MUST_USE sd_status sd_find_locked(sd_stripe *s, const void *key,
                                      size_t klen, uint32_t hash, sd_found *f);
 
-/* Find a live key for a write; an expired one is reclaimed first. */
+/* Find a live key for a write. Lock state: held, in an open transaction. An
+ * expired entry found is dropped in the transaction (not committed) and
+ * SD_NOTFOUND returned. SD_OK, SD_NOTFOUND, SD_CORRUPT, SD_INTERNAL. */
 SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
                                           size_t klen, uint32_t hash,
                                           sd_found *f);
 
-/* Lock the stripe and find a live key. *open says whether the
- * transaction was opened (then end it with sd_tx_end_write, whatever the
- * status); a reclaimed expired entry is committed at once. */
+/* Take the stripe's lock, open a transaction and find a live key. *open
+ * says whether the transaction was opened: if so, end it with
+ * sd_tx_end_write whatever the status. The drop of an expired entry it met
+ * is committed at once when the key is then absent. Returns the status of
+ * sd_tx_begin (with *open false) or of sd_find_live_locked. */
 SD_MUST_USE sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
                                        size_t klen, uint32_t hash, sd_found *f,
                                        bool *open);
 
-/* Unlink a found entry and free it (a list's items go to the gc chain). */
+/* Unlink a found entry, count it gone and release it (sd_release_locked).
+ * Lock state: held, in an open transaction. SD_OK, SD_CORRUPT, SD_INTERNAL. */
 SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f);
 
-/* Change the stripe's entry and expiring-entry counts (logged). The test
- * for no change is inline, so that the common overwrite makes no call. */
+/* Change the stripe's entry and expiring-entry counts (logged). Lock state:
+ * held, in an open transaction. sd_count_add is the inline test for no
+ * change, so that the common overwrite makes no call. */
 void sd_count_change(sd_tx *t, int64_t entries, int64_t expiring);
 
 static inline void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
@@ -65,12 +72,16 @@ static inline void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
         sd_count_change(t, entries, expiring);
 }
 
-/* Make a new entry at the head of its bucket's chain. */
+/* Write a new entry into block idx and link it at the head of its bucket's
+ * chain (logged), counting it. Lock state: held, in an open transaction;
+ * the caller made the bucket's page ready (sd_bucket_ready_locked) before
+ * it changed anything. */
 void sd_link_new_locked(sd_tx *t, uint32_t idx, uint32_t hash, uint64_t meta,
                         const void *key, size_t klen, const sd_value_in *v);
 
 /* Back the index page (and CLOCK marks) of `hash`'s bucket and mark it in
- * the summary, before a key is linked there. */
+ * the summary, before a key is linked there. Lock state: held. Not logged:
+ * a stale summary bit only costs a scan a page read. SD_OK or SD_NOSPACE. */
 SD_MUST_USE sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash);
 
 /* Mark the key's bucket used for CLOCK (evicting dicts only). */

@@ -11,7 +11,7 @@
  * is called only while the waiting thread holds no stripe's lock: code
  * outside the core may do anything, including calls on this dict that
  * need a lock this thread holds. A batch kept waiting while it holds
- * stripes lets them go after one slice instead (see lock_stripes in api.c).
+ * stripes lets them go after one slice instead (see lock_stripes in batch.c).
  * All the waits of one call share one timeout (spans, below).
  */
 #define _GNU_SOURCE

@@ -9,11 +9,15 @@
 #include "heap.h"
 #include "index.h"
 
-/* Free list items waiting on the gc chain, up to `max`. */
+/* Free up to `max` list items waiting on the gc chain, committing after
+ * each. Lock state: held, in an open transaction that holds nothing the
+ * caller wants undoable: it is committed (or rolled back on damage) with
+ * the first item. */
 void sd_gc_commits(sd_tx *t, uint64_t max);
 
-/* Merge every quick-listed block back, committing after each (the caller's
- * transaction must hold nothing uncommitted). O(blocks on quick lists). */
+/* Merge every quick-listed block back into the TLSF lists, committing after
+ * each. Lock state: held, in an open transaction holding nothing the caller
+ * wants undoable. O(blocks on quick lists). */
 void sd_quick_drain_commits(sd_tx *t);
 
 /* Called by a write before it allocates a block for `payload`, with
@@ -31,26 +35,33 @@ static inline void sd_before_alloc_commits(sd_tx *t, uint64_t payload)
         sd_quick_drain_commits(t);
 }
 
-/* Allocate, making room by draining the gc chain, reclaiming expired
- * entries and (on an evicting dict, unless `noevict`) evicting any key but
- * `key`, the one being written. Each reclaimed item is committed on its
- * own, so the caller's transaction must hold no changes yet (it is rolled
- * back first). */
+/* Roll the open transaction back, then make room for a block of `payload`
+ * bytes and allocate it into *idx: drain the quick lists, free the gc
+ * chain, sweep expired entries and (on an evicting dict, unless `noevict`)
+ * evict any key but `key`, the one being written. Each reclaimed item is
+ * committed on its own; the allocation is left uncommitted. Lock state:
+ * held, in an open transaction whose own changes the caller gives up. Adds
+ * the live items evicted to *evicted. SD_OK, SD_NOMEM, SD_CORRUPT. */
 SD_MUST_USE sd_status sd_alloc_room_commits(sd_tx *t, uint64_t payload,
                                             bool noevict, const void *key,
                                             size_t klen, uint32_t hash,
                                             uint32_t *idx, uint64_t *evicted);
 
-/* Whether sd_alloc_room_commits could free anything (an evicting dict,
- * items on the gc chain, or expiries that may have passed). */
+/* Whether sd_alloc_room_commits could free anything: an evicting dict,
+ * items on the gc chain or the quick lists, or expiries that may have
+ * passed. Lock state: any (a hint). */
 bool sd_can_make_room(sd_stripe *s);
 
-/* Finish a write: undo it if it failed, commit it if not, free some gc
- * items, release the lock. */
+/* End a write and release the lock: undo the transaction if rc is an error
+ * (so errors change nothing), commit it if not, free up to 16 items of the
+ * gc chain (each committed), then sd_tx_end. Returns rc or what sd_tx_end
+ * puts in its place (SD_INTERNAL, SD_TORN, SD_NOSPACE). */
 SD_MUST_USE sd_status sd_tx_end_write(sd_tx *t, sd_status rc);
 
-/* Free up to `max` expired entries of the stripe (0: all), a slice of the
- * table per hold of the lock. */
+/* Free up to `max` expired entries of the stripe (0: all) into *freed, a
+ * slice of the table per hold of the lock. Lock state: takes and releases
+ * the stripe's lock itself. SD_OK, or the status of a lock taken or ended
+ * (then *freed says what was done). */
 SD_MUST_USE sd_status stripe_flush_expired(sd_stripe *s, uint64_t max,
                                            uint64_t *freed);
 

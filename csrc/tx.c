@@ -36,7 +36,7 @@
  *
  * Readers don't lock. The stripe's sequence counter is odd while a writer
  * works; a reader copies what it needs and keeps the copy only if the
- * counter was even and unchanged around the copy (see dict.c).
+ * counter was even and unchanged around the copy (see read.c).
  *
  * The raw flush lives here, below every operation, because recovery must
  * be able to run it again: it is the one change not made by logged

@@ -2,7 +2,7 @@
  * write.c - set, delete, incr, expire, cas, pop and setdefault on one
  * stripe.
  *
- * Writes take the lock and run as one transaction (lock.c). Expired entries
+ * Writes take the lock and run as one transaction (tx.c). Expired entries
  * are reclaimed when a write touches them, and all at once when an
  * allocation fails.
  */

@@ -289,7 +289,7 @@ static void test_quick_lists(void)
     CHECK(sd_set(h, "a", 1, &v, 0) == SD_OK);
     sd_found f;
     uint64_t x = sd_hash_bytes("a", 1, h->hash_seed);
-    uint32_t hash = (uint32_t)(x ^ (x >> 32)); /* as api.c's hash_of */
+    uint32_t hash = (uint32_t)(x ^ (x >> 32)); /* as sd_key_hash */
     CHECK(sd_find_locked(p, "a", 1, hash, &f) == SD_OK);
     uint32_t first = f.v.idx;
     uint64_t used = LD(&p->st->used_bytes);
