@@ -310,6 +310,7 @@ SD_MUST_USE sd_status sd_get_stats(sd_handle *d, sd_stats *st)
     return sd_guarded(d, SD_OK);
 }
 
+/* A static English text for a status (shmdict.h). */
 const char *sd_strstatus(sd_status s)
 {
     static const char *const text[SD_STATUS_COUNT] = {

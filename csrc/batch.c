@@ -15,6 +15,8 @@ typedef struct multi {
     sd_wait w; /* one for all the stripes: block_begin is called once */
 } multi;
 
+/* End and release every held stripe's (unchanged) transaction, on the way
+ * out of a failed lock_stripes. */
 static void release_stripes(multi *m)
 {
     for (unsigned j = m->d->nstripes; j-- > 0;)
@@ -96,6 +98,7 @@ SD_MUST_USE static sd_status unlock_stripes(multi *m, sd_status rc)
     return rc;
 }
 
+/* SD_BADARG unless every key length is valid: the batches' key check. */
 SD_MUST_USE static sd_status check_keys(size_t n, const size_t *klens)
 {
     for (size_t i = 0; i < n; i++)
@@ -162,6 +165,8 @@ static void commit_stripes(multi *m)
  * store_commits's full-dict path) plus the allocator's and index's words. */
 #define BATCH_LOG_RESERVE 640u
 
+/* Whether a held stripe's undo log or free queue is nearly full, so that
+ * the batch must commit everything held before its next item. */
 static bool needs_checkpoint(multi *m)
 {
     for (unsigned i = 0; i < m->d->nstripes; i++)

@@ -126,21 +126,25 @@ static inline bool sd_idx_ok(const sd_stripe *s, uint64_t idx)
     return idx != 0 && idx <= (s->heap_size - SD_MIN_BLOCK) >> SD_UNIT_SHIFT;
 }
 
+/* The address of block idx (its header word). */
 static inline char *sd_blk(const sd_stripe *s, uint64_t idx)
 {
     return s->base + s->heap_off + (idx << SD_UNIT_SHIFT);
 }
 
+/* Block idx's header word: size and flags. */
 static inline _Atomic uint64_t *sd_blk_hdr(const sd_stripe *s, uint64_t idx)
 {
     return (_Atomic uint64_t *)(void *)sd_blk(s, idx);
 }
 
+/* The entry (or list item) in block idx, after its header word. */
 static inline sd_entry *sd_blk_entry(const sd_stripe *s, uint64_t idx)
 {
     return (sd_entry *)(void *)(sd_blk(s, idx) + 8);
 }
 
+/* n rounded up to a multiple of 8. */
 static inline uint64_t sd_pad8(uint64_t n)
 {
     return (n + 7) & ~UINT64_C(7);
@@ -181,6 +185,7 @@ static inline uint64_t rotl64(uint64_t x, unsigned r)
     return (x << r) | (x >> (64 - r));
 }
 
+/* MurmurHash3's 64-bit finalizer. */
 static inline uint64_t fmix64(uint64_t k)
 {
     k ^= k >> 33;
@@ -242,6 +247,7 @@ static inline uint64_t sd_meta_exp(uint64_t meta)
     return meta >> SD_META_EXP_SHIFT;
 }
 
+/* Whether a meta word's expiry has passed at now_ms. */
 static inline bool sd_expired(uint64_t meta, int64_t now_ms)
 {
     uint64_t exp = sd_meta_exp(meta);

@@ -18,11 +18,15 @@ typedef struct sd_view {
     unsigned char *val;
 } sd_view;
 
+/* Word i of a checked entry's value. */
 static inline _Atomic uint64_t *sd_val_word(const sd_view *v, size_t i)
 {
     return (_Atomic uint64_t *)(void *)(v->val + 8 * i);
 }
 
+/* Read and check the header of the used block at idx into v: false if it is
+ * not a block in use, or its lengths can't be right. Lock-free readers call
+ * it too: it never leaves the heap. */
 static inline bool sd_read_block(const sd_stripe *s, uint32_t idx, sd_view *v)
 {
     if (!sd_idx_ok(s, idx))
@@ -62,6 +66,7 @@ static inline bool sd_read_entry(const sd_stripe *s, uint32_t idx, sd_view *v)
            (type = v->meta & SD_META_TYPE) != 0 && type <= SD_T_MAX;
 }
 
+/* Read and check the list item at idx (klen 0, a scalar type). */
 static inline bool sd_read_item(const sd_stripe *s, uint32_t idx, sd_view *v)
 {
     unsigned type;

@@ -51,6 +51,7 @@ typedef struct layout {
     uint64_t index_off, nbuckets, heap_off, heap_size;
 } layout;
 
+/* n rounded up to a whole page. */
 static inline uint64_t page_up(uint64_t n)
 {
     return (n + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
@@ -173,6 +174,7 @@ static uint64_t proc_start_time(pid_t pid)
     return field == 22 ? strtoull(p, NULL, 10) : 0;
 }
 
+/* The inode of this process's pid namespace, 0 if unknown. */
 static uint64_t pid_namespace(void)
 {
     struct stat st;
@@ -275,6 +277,8 @@ typedef struct newfile {
     char tmp[PATH_MAX]; /* the temporary name, or "" */
 } newfile;
 
+/* Make the new file, unnamed when the filesystem can (O_TMPFILE), else
+ * under a temporary name of its own; 0 or -1 with errno. */
 static int make_file(const char *path, unsigned mode, newfile *nf)
 {
     char dir[PATH_MAX];
@@ -357,6 +361,9 @@ SD_MUST_USE static sd_status reserve_fixed(sd_handle *d, const layout *lo)
     return rc;
 }
 
+/* Make, size, map, lay out and publish a new dict file at path into handle
+ * d. SD_OK, SD_BADARG (a size or stripe count no layout fits), SD_NOSPACE,
+ * SD_SYSERR (errno set). */
 SD_MUST_USE static sd_status create(const char *path, const sd_open_opts *o,
                                     sd_handle *d)
 {
@@ -547,6 +554,8 @@ static void unmap(sd_handle *d)
 
 static int cached_mutex_kind = -2;
 
+/* See shmdict.h. Creates, attaches, or (SD_OPEN_ANY) attaches or creates,
+ * retrying a lost race; sets each stripe's lock timeout and mutex kind. */
 SD_MUST_USE sd_status sd_open(const char *path, const sd_open_opts *o,
                               sd_handle **out)
 {
@@ -595,6 +604,7 @@ SD_MUST_USE sd_status sd_open(const char *path, const sd_open_opts *o,
     return SD_OK;
 }
 
+/* See shmdict.h. The owner removes the name if it still names its file. */
 void sd_close(sd_handle *d)
 {
     if (!d)
@@ -613,11 +623,13 @@ void sd_close(sd_handle *d)
     free(d);
 }
 
+/* See shmdict.h. */
 SD_MUST_USE sd_status sd_remove(const char *path)
 {
     return unlink(path) == 0 ? SD_OK : SD_SYSERR;
 }
 
+/* See shmdict.h: 1, 0, or -1 with errno. */
 int sd_creator_alive(const char *path)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -638,6 +650,7 @@ int sd_creator_alive(const char *path)
     return creator_alive(&fh) ? 1 : 0;
 }
 
+/* The handle's setters and getters: see shmdict.h. */
 void sd_set_block_hooks(sd_handle *d, sd_block_begin_fn begin,
                         sd_block_end_fn end)
 {

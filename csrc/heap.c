@@ -48,11 +48,14 @@
 
 #define SL_MASK ((1u << SD_SL_COUNT) - 1)
 
+/* The index of the highest set bit of x (x != 0). */
 static inline unsigned fls64(uint64_t x)
 {
     return 63u - (unsigned)__builtin_clzll(x);
 }
 
+/* The TLSF list (first level, second level) of a free block of `size`
+ * bytes. */
 static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
 {
     if (size < SD_SMALL_LIMIT) {
@@ -65,6 +68,7 @@ static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
     }
 }
 
+/* The free-list links of block idx. */
 static inline sd_freeblk *fblk(const sd_stripe *s, uint64_t idx)
 {
     return (sd_freeblk *)(void *)sd_blk(s, idx);
@@ -82,11 +86,14 @@ static uint64_t hdr_size(const sd_stripe *s, uint64_t idx, uint64_t hdr)
     return size;
 }
 
+/* The block after the one at idx of `size` bytes. */
 static inline uint64_t next_idx(uint64_t idx, uint64_t size)
 {
     return idx + (size >> SD_UNIT_SHIFT);
 }
 
+/* Whether a block may start at idx (a minimum block fits before the heap's
+ * end). */
 static inline bool has_block(const sd_stripe *s, uint64_t idx)
 {
     return (idx << SD_UNIT_SHIFT) < s->heap_size;
@@ -99,6 +106,7 @@ static inline unsigned quick_class(uint64_t size)
     return (unsigned)(size >> SD_UNIT_SHIFT) - 2; /* 32 -> 0 */
 }
 
+/* The block size of quick list c. */
 static inline uint64_t quick_size(unsigned c)
 {
     return (uint64_t)(c + 2) << SD_UNIT_SHIFT;
@@ -174,6 +182,7 @@ SD_MUST_USE static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
     return SD_OK;
 }
 
+/* Push free block idx of `size` onto its TLSF list (logged). */
 static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
 {
     sd_stripe *s = t->s;
@@ -330,6 +339,9 @@ SD_MUST_USE sd_status sd_alloc_locked(sd_tx *t, uint64_t payload,
     return SD_OK;
 }
 
+/* Free the in-use block idx of `size` (header hdr) into the TLSF lists,
+ * merged with its free neighbours. Lock state: held, in an open
+ * transaction. SD_CORRUPT for damaged boundary tags. */
 SD_MUST_USE static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
                                         uint64_t size);
 

@@ -66,6 +66,7 @@ SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f);
  * change, so that the common overwrite makes no call. */
 void sd_count_change(sd_tx *t, int64_t entries, int64_t expiring);
 
+/* sd_count_change when something changes; no call otherwise. */
 static inline void sd_count_add(sd_tx *t, int64_t entries, int64_t expiring)
 {
     if (entries || expiring)

@@ -16,6 +16,10 @@
 #include "list.h"
 #include "tx.h"
 
+/* Push v onto the list at key, making the list if the key is missing. Lock
+ * state: held, in an open transaction; commits nothing. SD_OK,
+ * SD_WRONGTYPE, SD_NOMEM (the caller makes room and retries), SD_NOSPACE,
+ * SD_CORRUPT. */
 SD_MUST_USE static sd_status push_locked(sd_tx *t, const void *key,
                                          size_t klen, uint32_t hash, int left,
                                          const sd_value_in *v, uint64_t *len)

@@ -101,6 +101,8 @@ static int64_t timeout_ns(const sd_stripe *s)
     return ms * 1000000;
 }
 
+/* Spans: see shmdict.h. What is left of the span lives in a thread-local,
+ * so the waits it brackets need no extra argument. */
 void sd_span_enter(const sd_handle *d, sd_span *s)
 {
     if (span.on) {

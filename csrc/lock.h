@@ -40,6 +40,9 @@ int sd_mutex_kind_of_new(void);
  * in slices. Returns 0, EOWNERDEAD, or an error mapped as below. */
 int sd_lock_wait(sd_stripe *s, sd_wait *w, int64_t *waited_ns, int rc);
 
+/* Whether the mutex's kind still reads as the one a healthy mutex of ours
+ * has (glibc only): a damaged one is refused with SD_CORRUPT, not waited
+ * on. */
 static inline bool sd_mutex_looks_sane(const sd_stripe *s)
 {
 #ifdef __GLIBC__

@@ -70,6 +70,10 @@ SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
     return SD_NOTFOUND;
 }
 
+/* Look a key up for a reader: up to OPTIMISTIC_TRIES lock-free tries (a try
+ * counts when the sequence counter is even and unchanged around it), then
+ * under the lock. Counts a hit or a miss when p->out is set. Statuses of
+ * peek_once, or of taking the lock. */
 SD_MUST_USE static sd_status peek_key(sd_stripe *s, const void *key,
                                       size_t klen, uint32_t hash, peek *p)
 {

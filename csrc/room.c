@@ -55,6 +55,7 @@ typedef struct protect {
     uint32_t hash;
 } protect;
 
+/* Whether v is the key that making room must not evict. */
 static bool is_protected(const protect *pk, const sd_view *v)
 {
     return pk && pk->key && sd_key_eq(v, pk->hash, pk->key, pk->klen);

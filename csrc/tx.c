@@ -57,6 +57,8 @@ static bool within(uint64_t off, unsigned width, uint64_t start, uint64_t len)
     return off >= start && len >= width && off - start <= len - width;
 }
 
+/* Whether a logged word of `width` bytes at off lies in one of the areas a
+ * transaction may change. */
 static bool loggable(const sd_stripe *s, uint64_t off, unsigned width)
 {
     return off % width == 0 &&

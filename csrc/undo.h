@@ -62,6 +62,9 @@ static inline void sd_log_word(sd_tx *t, const void *p, int wide, uint64_t old)
     SD_CRASH_POINT();
 }
 
+/* Log the 32-bit word at p, then store v (nothing if it already holds v).
+ * On overflow of the log the store is skipped and t->overflow set: the
+ * transaction can then only be undone. */
 static inline void sd_w32(sd_tx *t, _Atomic uint32_t *p, uint32_t v)
 {
     uint32_t old = LD(p);
@@ -73,6 +76,7 @@ static inline void sd_w32(sd_tx *t, _Atomic uint32_t *p, uint32_t v)
     SD_CRASH_POINT();
 }
 
+/* sd_w32 for a 64-bit word. */
 static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
 {
     uint64_t old = LD(p);
@@ -93,6 +97,7 @@ static inline bool sd_may_store_alone(const sd_tx *t)
     return t->one_write && !t->overflow && LD(&t->s->lock->log_n) == 0;
 }
 
+/* The unlogged store itself, between two crash points. */
 static inline void sd_store_alone(_Atomic uint64_t *p, uint64_t v)
 {
     SD_CRASH_POINT();

@@ -15,6 +15,7 @@ int sd_crash_countdown;
 
 static int crash_signal = SIGKILL;
 
+/* Crash points: see util.h; the setters are in shmdict.h. */
 void sd_crash_now(void)
 {
     raise(crash_signal); /* SIGSTOP: returns once continued */
@@ -40,6 +41,7 @@ _Atomic int sd_pid_cache;
 
 static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
 
+/* A forked child must read its own pid again. */
 static void forget_pid(void)
 {
     atomic_store(&sd_pid_cache, 0);
@@ -50,6 +52,7 @@ static void register_atfork(void)
     pthread_atfork(NULL, NULL, forget_pid);
 }
 
+/* getpid(), cached for sd_self_pid. */
 int sd_self_pid_slow(void)
 {
     pthread_once(&pid_once, register_atfork);

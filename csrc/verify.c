@@ -35,6 +35,7 @@ typedef struct report_buf {
     size_t problems;
 } report_buf;
 
+/* Count a problem and append its line to the report, while it fits. */
 static void report(void *ctx, const char *msg)
 {
     report_buf *r = ctx;
@@ -88,6 +89,8 @@ static void verify_clear_pages(sd_stripe *s, report_buf *r)
     }
 }
 
+/* Check the items of one list (links both ways, count, tail); returns how
+ * many blocks they hold. */
 static uint64_t verify_list(sd_stripe *s, const sd_view *v, report_buf *ctx)
 {
     char msg[160];
@@ -122,6 +125,7 @@ static uint64_t verify_list(sd_stripe *s, const sd_view *v, report_buf *ctx)
     return n;
 }
 
+/* Walk the gc chain; returns how many blocks it holds. */
 static uint64_t verify_gc(sd_stripe *s, report_buf *ctx)
 {
     uint32_t idx = LD(&s->st->gc_head);

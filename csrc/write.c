@@ -169,7 +169,7 @@ set_in_old_place_commits(sd_tx *t, sd_found *f, const void *key, size_t klen,
     return SD_OK;
 }
 
-/* Store v under key as one transaction step (the caller commits). */
+/* sd_set_commits without the statistics: see write.h. */
 SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
                                            size_t klen, uint32_t hash,
                                            const sd_value_in *v,
@@ -186,6 +186,8 @@ SD_MUST_USE sd_status sd_set_commits(sd_tx *t, const void *key, size_t klen,
     return rc;
 }
 
+/* The store of sd_set_commits; it commits only through
+ * set_in_old_place_commits. */
 SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
                                            size_t klen, uint32_t hash,
                                            const sd_value_in *v,
@@ -323,6 +325,8 @@ SD_MUST_USE sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,
     return sd_tx_end_write(&t, rc);
 }
 
+/* type/bits (the stored number) + d into *out: an int if both are ints
+ * (SD_OVERFLOW past 64 bits), else a float. */
 SD_MUST_USE static sd_status add_numbers(unsigned type, uint64_t bits,
                                          const sd_value_in *d,
                                          sd_value_out *out)
