@@ -47,20 +47,6 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
     return rc;
 }
 
-SD_MUST_USE sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
-                                       size_t klen, uint32_t hash, sd_found *f,
-                                       bool *open)
-{
-    sd_status rc = sd_tx_begin(s, t);
-    *open = rc == SD_OK;
-    if (!*open)
-        return rc;
-    rc = sd_find_live_locked(t, key, klen, hash, f);
-    if (rc == SD_NOTFOUND)
-        sd_tx_commit(t); /* keep the reclaim of an expired entry */
-    return rc;
-}
-
 SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f)
 {
     sd_w32(t, f->link, f->v.next);

@@ -6,6 +6,7 @@
 #define SHMDICT_INDEX_H
 
 #include "entry.h"
+#include "tx.h"
 
 /* A key found under the lock, and the word that links to it. */
 typedef struct sd_found {
@@ -53,9 +54,19 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
  * sd_tx_end_write whatever the status. The drop of an expired entry it met
  * is committed at once when the key is then absent. Returns the status of
  * sd_tx_begin (with *open false) or of sd_find_live_locked. */
-SD_MUST_USE sd_status sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key,
-                                       size_t klen, uint32_t hash, sd_found *f,
-                                       bool *open);
+SD_MUST_USE static inline sd_status
+sd_find_and_lock(sd_stripe *s, sd_tx *t, const void *key, size_t klen,
+                 uint32_t hash, sd_found *f, bool *open)
+{
+    sd_status rc = sd_tx_begin(s, t);
+    *open = rc == SD_OK;
+    if (!*open)
+        return rc;
+    rc = sd_find_live_locked(t, key, klen, hash, f);
+    if (rc == SD_NOTFOUND)
+        sd_tx_commit(t); /* keep the reclaim of an expired entry */
+    return rc;
+}
 
 /* Unlink a found entry, count it gone and release it (sd_release_locked).
  * Lock state: held, in an open transaction. SD_OK, SD_CORRUPT, SD_INTERNAL. */

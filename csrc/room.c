@@ -238,17 +238,3 @@ SD_MUST_USE sd_status stripe_flush_expired(sd_stripe *s, uint64_t max,
     }
     return SD_OK;
 }
-
-/* ---- the end of a write ------------------------------------------------- */
-
-/* Finish a write: undo a failed one, so errors change nothing. */
-SD_MUST_USE sd_status sd_tx_end_write(sd_tx *t, sd_status rc)
-{
-    if (rc != SD_OK)
-        sd_tx_abort(t);
-    else if (!t->overflow)
-        sd_tx_commit(t);
-    if (!t->overflow && LD(&t->s->st->gc_head))
-        sd_gc_commits(t, 16);
-    return sd_tx_end(t, rc);
-}

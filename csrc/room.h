@@ -8,6 +8,7 @@
 
 #include "heap.h"
 #include "index.h"
+#include "tx.h"
 
 /* Free up to `max` list items waiting on the gc chain, committing after
  * each. Lock state: held, in an open transaction that holds nothing the
@@ -56,7 +57,16 @@ bool sd_can_make_room(sd_stripe *s);
  * (so errors change nothing), commit it if not, free up to 16 items of the
  * gc chain (each committed), then sd_tx_end. Returns rc or what sd_tx_end
  * puts in its place (SD_INTERNAL, SD_TORN, SD_NOSPACE). */
-SD_MUST_USE sd_status sd_tx_end_write(sd_tx *t, sd_status rc);
+SD_MUST_USE static inline sd_status sd_tx_end_write(sd_tx *t, sd_status rc)
+{
+    if (rc != SD_OK)
+        sd_tx_abort(t);
+    else if (!t->overflow)
+        sd_tx_commit(t);
+    if (!t->overflow && LD(&t->s->st->gc_head))
+        sd_gc_commits(t, 16);
+    return sd_tx_end(t, rc);
+}
 
 /* Free up to `max` expired entries of the stripe (0: all) into *freed, a
  * slice of the table per hold of the lock. Lock state: takes and releases
