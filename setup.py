@@ -13,7 +13,6 @@ from glob import glob
 from setuptools import Extension, setup
 
 
-
 def core_sources() -> list[str]:
     """The C core's sources: the list in csrc/sources.mk, which the
     Makefiles include too."""
