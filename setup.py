@@ -29,8 +29,11 @@ cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden", "-DN
 ldflags: list[str] = []
 
 if os.environ.get("SHMDICT_DEV") == "1":
+    # Python's own CFLAGS carry -DNDEBUG; -UNDEBUG, which comes after
+    # them, keeps assert() on in development and CI builds.
     cflags = [f for f in cflags if f != "-DNDEBUG"]
     cflags += [
+        "-UNDEBUG",
         "-Wall",
         "-Wextra",
         "-Werror",
