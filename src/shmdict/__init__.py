@@ -9,6 +9,7 @@ True
 >>> d.close()
 """
 
+from ._api import DictLike
 from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
 from ._dict import (
     SharedDict,
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_SIZE",
     "MIN_SIZE",
     "CorruptError",
+    "DictLike",
     "Error",
     "LockTimeout",
     "NoMemoryError",
