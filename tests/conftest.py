@@ -24,6 +24,9 @@ from hypothesis import HealthCheck, settings
 import shmdict
 from shmdict import _core
 
+# The backends the integration and recipe tests run over (shm, redis).
+from .backends import backend, store  # noqa: F401  (fixtures)
+
 SHM_DIR = "/dev/shm"
 PREFIX = f"shmdict-test-{os.getpid()}-"
 MiB = 1 << 20

@@ -4,6 +4,12 @@ Real processes share one limit; a fake clock (the module's ``time``
 replaced) checks the window arithmetic without sleeping; a few tests sleep
 briefly to see keys expire on the dict's own clock. limits' own suite runs
 against the storage in scripts/judge_limits.sh.
+
+The tests that take ``uri`` or ``storage`` run on a shared dict
+(``shmdict://NAME``) and on Redis (``shmdict+unix://...?namespace=NAME``;
+tests/backends.py), the cheap ones on the Cluster too
+(``shmdict+redis+cluster://``); those that take ``name`` are about the
+shared dict's own options, size and file, and say so.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import shmdict
 import shmdict.contrib.limits as sl
 from shmdict.contrib.limits import AsyncShmdictStorage, ShmdictStorage
 
+from .backends import ALL, Backend
 from .conftest import fill_until_full
 
 MiB = 1 << 20
@@ -61,9 +68,21 @@ AIO_STRATEGIES: dict[
 }
 
 
+def storage_uri(backend: Backend) -> str:
+    """The storage URI of the test's dict: ``shmdict://NAME?size=1M``, or
+    ``shmdict+`` and the server's URL with the namespace NAME."""
+    if not backend.remote:
+        return f"shmdict://{backend.name}?size=1M"
+    url = backend.url
+    if backend.kind == "redis-cluster":
+        url = url.replace("redis://", "redis+cluster://", 1)
+    join = "&" if "?" in url else "?"
+    return f"shmdict+{url}{join}namespace={backend.name}"
+
+
 @pytest.fixture
-def uri(name: str) -> str:
-    return f"shmdict://{name}?size=1M"
+def uri(backend: Backend) -> str:
+    return storage_uri(backend)
 
 
 @pytest.fixture
@@ -156,8 +175,8 @@ def test_bad_uris_are_configuration_errors(name: str, query: str) -> None:
     assert not shmdict.exists(name)
 
 
-def test_a_dict_made_with_other_settings_is_refused(uri: str, name: str) -> None:
-    s = ShmdictStorage(uri)
+def test_a_dict_made_with_other_settings_is_refused(name: str) -> None:
+    s = ShmdictStorage(f"shmdict://{name}?size=1M")
     try:
         with pytest.raises(ConfigurationError, match="size"):
             ShmdictStorage(f"shmdict://{name}?size=2M")
@@ -174,6 +193,40 @@ def test_sizes_take_binary_suffixes() -> None:
     assert sl._size("1G") == 1 << 30
     assert sl._size("65536") == 65536
     assert sl._size(65536) == 65536
+
+
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"], indirect=True)
+def test_the_redis_schemes_make_our_storages(backend: Backend) -> None:
+    uri = storage_uri(backend)
+    s = storage_from_string(uri, key_prefix="app")
+    a = storage_from_string(f"async+{uri}")
+    assert isinstance(s, ShmdictStorage)
+    assert isinstance(a, AsyncShmdictStorage)
+    try:
+        d = s.shared_dict
+        assert not isinstance(d, shmdict.SharedDict)
+        assert d.namespace == backend.name  # type: ignore[attr-defined]
+        assert d.cluster is (backend.kind == "redis-cluster")  # type: ignore[attr-defined]
+        s.incr("k", 60)
+        assert d.get_keys() == ["app:c:k"]
+        assert asyncio.run(a.get("k")) == 0  # its own prefix, LIMITS
+    finally:
+        s.close()
+        a.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "shmdict+memcached://localhost:11211",
+        "shmdict+redis://localhost:1?key_prefix=a&key_prefix=b",
+        "shmdict+redis://localhost:1?colour=red",  # redis-py refuses it
+        "shmdict+redis://localhost:1?namespace=",
+    ],
+)
+def test_bad_redis_uris_are_configuration_errors(uri: str) -> None:
+    with pytest.raises(ConfigurationError):
+        ShmdictStorage(uri)
 
 
 def test_importing_shmdict_does_not_import_limits() -> None:
@@ -224,6 +277,7 @@ def _window_value(storage: ShmdictStorage, key: str) -> list[tuple[float, int]]:
     return list(struct.iter_unpack("<dq", raw))
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_moving_window_slides_with_time(
     storage: ShmdictStorage, clock: FakeClock
 ) -> None:
@@ -298,6 +352,7 @@ def test_moving_window_key_expires_with_its_window(storage: ShmdictStorage) -> N
 # ---------------------------------------------------------------- sliding window
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_sliding_window_weighs_the_previous_window(
     storage: ShmdictStorage, clock: FakeClock
 ) -> None:
@@ -347,6 +402,7 @@ def test_sliding_window_key_lives_two_windows_at_most(
 # ---------------------------------------------------------------- whole storage
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_reset_clears_only_this_storage_keys(uri: str) -> None:
     a = ShmdictStorage(uri)
     b = ShmdictStorage(uri, key_prefix="other")
@@ -382,6 +438,8 @@ def test_check_turns_false_once_closed(uri: str) -> None:
 
 
 def test_a_full_dict_that_does_not_evict_raises(name: str) -> None:
+    # shm only: a dict's size bounds it; a Redis server's maxmemory does
+    # (NoMemoryError on Redis is tested with the backend itself).
     plain = ShmdictStorage(f"shmdict://{name}?size=64K&evict=0")
     wrapped = ShmdictStorage(f"shmdict://{name}?size=64K&evict=0", wrap_exceptions=True)
     try:
@@ -399,6 +457,8 @@ def test_a_full_dict_that_does_not_evict_raises(name: str) -> None:
 
 
 def test_a_full_dict_that_evicts_keeps_counting(name: str) -> None:
+    # shm only: evict= is the dict's; on Redis the server's
+    # maxmemory-policy evicts.
     s = ShmdictStorage(f"shmdict://{name}?size=64K")
     try:
         for i in range(20_000):  # far more than 64 KiB holds
@@ -409,6 +469,7 @@ def test_a_full_dict_that_evicts_keeps_counting(name: str) -> None:
         s.close()
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_values_of_other_types_are_type_errors(storage: ShmdictStorage) -> None:
     storage.shared_dict.set("LIMITS:c:k", "text")
     storage.shared_dict.set("LIMITS:m:k", b"odd")
@@ -424,11 +485,9 @@ def test_values_of_other_types_are_type_errors(storage: ShmdictStorage) -> None:
 # ---------------------------------------------------------------- async
 
 
-def test_async_storage_runs_every_strategy(name: str) -> None:
-    uri = f"async+shmdict://{name}?size=1M"
-
+def test_async_storage_runs_every_strategy(uri: str) -> None:
     async def main() -> dict[str, list[bool]]:
-        storage = AsyncShmdictStorage(uri)
+        storage = AsyncShmdictStorage(f"async+{uri}")
         try:
             assert await storage.check()
             item = RateLimitItemPerHour(3)
@@ -448,12 +507,12 @@ def test_async_storage_runs_every_strategy(name: str) -> None:
     assert got == {kind: [True] * 3 + [False] * 2 for kind in AIO_STRATEGIES}
 
 
-def test_sync_and_async_storages_share_the_limits(name: str) -> None:
-    sync = ShmdictStorage(f"shmdict://{name}?size=1M")
+def test_sync_and_async_storages_share_the_limits(uri: str) -> None:
+    sync = ShmdictStorage(uri)
     item = RateLimitItemPerMinute(4)
 
     async def hits() -> list[bool]:
-        storage = AsyncShmdictStorage(f"async+shmdict://{name}?size=1M")
+        storage = AsyncShmdictStorage(f"async+{uri}")
         try:
             limiter = aio_strategies.MovingWindowRateLimiter(storage)
             return [await limiter.hit(item) for _ in range(3)]

@@ -41,8 +41,9 @@ runs on Redis: put ``shmdict+`` before a Redis URL that
     storage_from_string("shmdict+unix:///run/redis.sock?namespace=myapp")
     storage_from_string("async+shmdict+rediss://limits.internal:6380")
 
-The schemes are ``shmdict+redis``, ``shmdict+rediss``, ``shmdict+unix``
-and ``shmdict+redis+cluster`` (each also with ``async+`` before it).
+The schemes are ``shmdict+redis``, ``shmdict+rediss``, ``shmdict+unix``,
+``shmdict+redis+cluster`` and ``shmdict+rediss+cluster`` (each also with
+``async+`` before it).
 ``key_prefix`` is read from the query (or keyword arguments) as above;
 everything else in the query, and every other keyword argument, goes to
 :func:`shmdict.connect` (``namespace``, redis-py's options). The keys,
@@ -114,7 +115,7 @@ _OPTIONS: Final = frozenset(
 
 #: The URL schemes :func:`shmdict.connect` takes that the storage serves as
 #: ``shmdict+SCHEME://``: Redis over TCP, TLS, a unix socket, and a Cluster.
-REMOTE_SCHEMES: Final = ("redis", "rediss", "unix", "redis+cluster")
+REMOTE_SCHEMES: Final = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 _T = TypeVar("_T")
 
