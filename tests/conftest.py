@@ -206,3 +206,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(msg)
     if exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------- Redis
+# Session-wide Redis servers (started lazily, stopped by pid): see
+# tests/redis_fixtures.py and tests/redis_servers.py.
+from .redis_fixtures import redis_cluster, redis_server  # noqa: E402, F401

@@ -10,6 +10,7 @@ True
 """
 
 from ._api import DictLike
+from ._connect import connect
 from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
 from ._dict import (
     SharedDict,
@@ -23,13 +24,20 @@ from ._dict import (
     remove,
 )
 from ._pickled import Pickled
-from .errors import CorruptError, Error, LockTimeout, NoMemoryError
+from .errors import (
+    BackendUnavailable,
+    CorruptError,
+    Error,
+    LockTimeout,
+    NoMemoryError,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_KEY_BYTES",
     "MAX_SIZE",
     "MIN_SIZE",
+    "BackendUnavailable",
     "CorruptError",
     "DictLike",
     "Error",
@@ -38,6 +46,7 @@ __all__ = [
     "Pickled",
     "SharedDict",
     "Value",
+    "connect",
     "default_dir",
     "exists",
     "get",
