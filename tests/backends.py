@@ -79,9 +79,11 @@ def make_backend(request: pytest.FixtureRequest, kind: str, name: str) -> Backen
     (or Cluster) on first use."""
     if kind == "shm":
         return Backend(kind, name)
-    fixture = "redis_cluster" if kind == "redis-cluster" else "redis_server"
-    server = request.getfixturevalue(fixture)
-    return Backend(kind, name, server.url)
+    if kind == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").shmdict_url
+    else:
+        url = request.getfixturevalue("redis_server").url
+    return Backend(kind, name, url)
 
 
 def open_store(backend: Backend) -> Any:

@@ -22,6 +22,7 @@ pytest.importorskip("cachelib", reason="cachelib is not installed (shmdict[cache
 from cachelib.serializers import JSONSerializer
 
 from shmdict.contrib.cachelib import SharedMemoryCache
+from shmdict.redis import RedisDict
 
 from .backends import ALL, Backend, attach
 
@@ -197,6 +198,7 @@ def test_sources(redis_server: Any, name: str) -> None:
     theirs = shmdict.connect(redis_server.url, namespace=name)
     by_object = SharedMemoryCache(shared_dict=theirs)
     try:
+        assert isinstance(by_name._dict, RedisDict)
         assert by_name._dict.namespace == name
         by_url.set("k", [1])
         assert by_object.get("k") == [1]

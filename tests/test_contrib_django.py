@@ -31,6 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.safestring import SafeString, mark_safe
 
 from shmdict.contrib.django import SharedMemoryCache
+from shmdict.redis import RedisDict
 
 from .backends import ALL, Backend, attach
 
@@ -268,9 +269,14 @@ def test_a_url_location(redis_server: Any, name: str) -> None:
     assert shm._dict.stats()["evict"] is True
     cache = SharedMemoryCache(redis_server.url + "?namespace=dj-url", {})
     try:
+        assert isinstance(cache._dict, RedisDict)
         assert cache._dict.namespace == "dj-url"
-        with pytest.raises(ImproperlyConfigured, match="colour"):
-            SharedMemoryCache(redis_server.url, {"OPTIONS": {"colour": "red"}})
+        with pytest.raises(ImproperlyConfigured, match="namespace"):
+            SharedMemoryCache(redis_server.url, {"OPTIONS": {"namespace": 5}})
+        # redis-py takes its options when it first connects
+        odd = SharedMemoryCache(redis_server.url, {"OPTIONS": {"colour": "red"}})
+        with pytest.raises(TypeError, match="colour"):
+            odd.get("k")
         with pytest.raises(ValueError, match="size"):
             SharedMemoryCache("shm://no-size-given", {})
     finally:

@@ -45,6 +45,7 @@ from limits.storage import storage_from_string
 import shmdict
 import shmdict.contrib.limits as sl
 from shmdict.contrib.limits import AsyncShmdictStorage, ShmdictStorage
+from shmdict.redis import RedisDict
 
 from .backends import ALL, Backend
 from .conftest import fill_until_full
@@ -73,11 +74,15 @@ def storage_uri(backend: Backend) -> str:
     ``shmdict+`` and the server's URL with the namespace NAME."""
     if not backend.remote:
         return f"shmdict://{backend.name}?size=1M"
-    url = backend.url
-    if backend.kind == "redis-cluster":
-        url = url.replace("redis://", "redis+cluster://", 1)
-    join = "&" if "?" in url else "?"
-    return f"shmdict+{url}{join}namespace={backend.name}"
+    join = "&" if "?" in backend.url else "?"
+    return f"shmdict+{backend.url}{join}namespace={backend.name}"
+
+
+def shm_of(storage: ShmdictStorage | AsyncShmdictStorage) -> shmdict.SharedDict:
+    """The shared dict of a ``shmdict://`` storage."""
+    d = storage.shared_dict
+    assert isinstance(d, shmdict.SharedDict)
+    return d
 
 
 @pytest.fixture
@@ -118,10 +123,10 @@ def test_the_schemes_make_our_storages(name: str) -> None:
     assert isinstance(s, ShmdictStorage)
     assert isinstance(a, AsyncShmdictStorage)
     try:
-        assert s.shared_dict.size == 2 * MiB
-        assert s.shared_dict.stats()["evict"] is False
-        assert s.shared_dict.owner is False  # open(): no worker owns it
-        assert a.shared_dict.path == s.shared_dict.path
+        assert shm_of(s).size == 2 * MiB
+        assert shm_of(s).stats()["evict"] is False
+        assert shm_of(s).owner is False  # open(): no worker owns it
+        assert shm_of(a).path == shm_of(s).path
     finally:
         s.close()
         a.close()
@@ -130,8 +135,8 @@ def test_the_schemes_make_our_storages(name: str) -> None:
 def test_options_and_their_defaults(name: str, tmp_path: Any) -> None:
     s = ShmdictStorage(f"shmdict://{name}")
     try:
-        assert s.shared_dict.size == sl.DEFAULT_SIZE
-        assert s.shared_dict.stats()["evict"] is True
+        assert shm_of(s).size == sl.DEFAULT_SIZE
+        assert shm_of(s).stats()["evict"] is True
     finally:
         s.close()
     shmdict.remove(name)
@@ -145,9 +150,9 @@ def test_options_and_their_defaults(name: str, tmp_path: Any) -> None:
         lock_timeout=2,
     )
     try:
-        assert s.shared_dict.path == f"{tmp_path}/{name}"
-        assert s.shared_dict.size == 2 * MiB
-        assert s.shared_dict.lock_timeout == 2.0
+        assert shm_of(s).path == f"{tmp_path}/{name}"
+        assert shm_of(s).size == 2 * MiB
+        assert shm_of(s).lock_timeout == 2.0
         s.incr("k", 60)
         assert s.shared_dict.get_keys() == ["app:c:k"]
     finally:
@@ -204,9 +209,9 @@ def test_the_redis_schemes_make_our_storages(backend: Backend) -> None:
     assert isinstance(a, AsyncShmdictStorage)
     try:
         d = s.shared_dict
-        assert not isinstance(d, shmdict.SharedDict)
-        assert d.namespace == backend.name  # type: ignore[attr-defined]
-        assert d.cluster is (backend.kind == "redis-cluster")  # type: ignore[attr-defined]
+        assert isinstance(d, RedisDict)
+        assert d.namespace == backend.name
+        assert d.cluster is (backend.kind == "redis-cluster")
         s.incr("k", 60)
         assert d.get_keys() == ["app:c:k"]
         assert asyncio.run(a.get("k")) == 0  # its own prefix, LIMITS
@@ -220,7 +225,6 @@ def test_the_redis_schemes_make_our_storages(backend: Backend) -> None:
     [
         "shmdict+memcached://localhost:11211",
         "shmdict+redis://localhost:1?key_prefix=a&key_prefix=b",
-        "shmdict+redis://localhost:1?colour=red",  # redis-py refuses it
         "shmdict+redis://localhost:1?namespace=",
     ],
 )
@@ -444,7 +448,7 @@ def test_a_full_dict_that_does_not_evict_raises(name: str) -> None:
     wrapped = ShmdictStorage(f"shmdict://{name}?size=64K&evict=0", wrap_exceptions=True)
     try:
         # Small fillers, then keys too long for any gap they leave.
-        fill_until_full(plain.shared_dict, "filler", 0)
+        fill_until_full(shm_of(plain), "filler", 0)
         long = "x" * 200
         with pytest.raises(shmdict.NoMemoryError):
             plain.incr(f"counter-{long}", 60)
@@ -464,7 +468,7 @@ def test_a_full_dict_that_evicts_keeps_counting(name: str) -> None:
         for i in range(20_000):  # far more than 64 KiB holds
             s.incr(f"client{i}", 60)
         assert s.get("client19999") == 1
-        assert s.shared_dict.stats()["evictions"] > 0
+        assert shm_of(s).stats()["evictions"] > 0
     finally:
         s.close()
 
@@ -563,7 +567,7 @@ def _hits(storage: ShmdictStorage, kind: str, wid: int) -> None:
     d.set(f"allowed:{wid}", allowed)
 
 
-def _allowed(d: shmdict.SharedDict) -> list[int]:
+def _allowed(d: shmdict.DictLike) -> list[int]:
     got = [d.get(f"allowed:{w}") for w in range(WORKERS)]
     assert all(isinstance(n, int) for n in got), got
     return [n for n in got if isinstance(n, int)]

@@ -1,8 +1,9 @@
 """shmdict.recipes across real processes: Lock, cached, RateLimiter.
 
-Every test runs on a shared dict and on a RedisDict (tests/backends.py):
-the ``d`` fixture is either, and a child opens its own handle from the
-spec string it is given (:func:`attach`).
+Every test runs on a shared dict and on a RedisDict (tests/backends.py),
+the ones without processes or sleeps on the Cluster too: the ``d`` fixture
+is either, and a child opens its own handle from the spec string it is
+given (:func:`attach`).
 
 Child entry points are module-level functions so that spawn can import
 them; a child reports through the dict and its exit code, and every join
@@ -28,7 +29,7 @@ import pytest
 import shmdict
 from shmdict.recipes import Lock, RateLimiter, cached, clock_for
 
-from .backends import attach, spec_of
+from .backends import ALL, attach, spec_of
 
 # The annotation of a dict here: a RedisDict has the same API (it is Any
 # to the checker, as the fixture's value is).
@@ -282,6 +283,7 @@ def test_waiting_polls_with_backoff(
     assert len(pauses) < 40  # about 15 for 0.4 s; a spin would make thousands
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_lock_arguments(d: SharedDict) -> None:
     for ttl in (0, -1, math.nan, math.inf):
         with pytest.raises(ValueError, match="ttl"):
@@ -349,6 +351,7 @@ def _record(*args: Any) -> Any:
     return args[0] if args else None
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_cached_values_none_and_keys(d: SharedDict) -> None:
     _calls.clear()
     f = as_cached(cached(d, 60)(_record))
@@ -583,6 +586,7 @@ def test_a_window_lets_exactly_the_limit_through(d: SharedDict, algorithm: str) 
     assert not rl.hit()
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_fixed_window_counts_cost_and_takes_refusals_back(d: SharedDict) -> None:
     fresh_window(d, BIG)
     rl = RateLimiter(d, "c", 10, BIG, algorithm="fixed")
@@ -683,6 +687,7 @@ def test_token_bucket_across_processes_stays_within_its_refill(d: SharedDict) ->
     assert limit <= allowed <= limit + elapsed * limit / per + 1
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_retry_after_of_the_windows(d: SharedDict) -> None:
     fresh_window(d, BIG)
     for algorithm in ("fixed", "sliding"):
