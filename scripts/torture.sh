@@ -42,7 +42,7 @@ export SHMDICT_FUZZ_SECONDS=0 # pytest only replays; the long fuzz run is below
 FUZZ_SECONDS="${FUZZ_SECONDS:-$((90 * SCALE))}"
 START=$(date +%s)
 
-TESTS=(tests/test_crash.py tests/test_corruption.py tests/test_load.py)
+TESTS=(tests/test_crash.py tests/test_torture.py tests/test_corruption.py tests/test_fuzz.py tests/test_load.py)
 echo "== reliability tests, one stripe (SCALE=$SCALE)"
 EXTRA=()
 if [ -n "${TORTURE_PYTEST_ARGS:-}" ]; then eval "EXTRA=($TORTURE_PYTEST_ARGS)"; fi

@@ -1,2 +1,2 @@
 """The shmdict test suite (a package, so test modules import their helpers
-relatively: ``from .conftest import ...``, ``from .strategies import ...``)."""
+relatively: ``from .helpers import ...``, ``from .strategies import ...``)."""

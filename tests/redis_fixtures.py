@@ -19,7 +19,8 @@ import pytest
 from .redis_servers import Cluster, Server, have_redis, start_cluster, start_standalone
 
 
-def _need_redis() -> None:
+def need_redis() -> None:
+    """Skip the test unless redis-server and redis-py are there."""
     if not have_redis():
         pytest.skip("redis-server is not installed (scripts/_venv.sh installs it)")
     try:
@@ -31,7 +32,7 @@ def _need_redis() -> None:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[Server]:
     """One standalone redis-server for the session (unix socket)."""
-    _need_redis()
+    need_redis()
     with tempfile.TemporaryDirectory(prefix="shmdict-redis-") as where:
         server = start_standalone(where)
         try:
@@ -43,7 +44,7 @@ def redis_server() -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[Cluster]:
     """One Redis Cluster (3 primaries, 1 replica each) for the session."""
-    _need_redis()
+    need_redis()
     with tempfile.TemporaryDirectory(prefix="shmdict-cluster-") as where:
         cluster = start_cluster(where)
         try:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import shmdict
 
-from .conftest import MiB, fill_until_full
+from .helpers import MiB, fill_until_full
 from .strategies import (
     FLOAT_EDGES,
     INT64_MAX,

@@ -331,7 +331,7 @@ def test_ls_says_used_entries_and_who_made_each_dict(where: str) -> None:
 def test_header_fields_read_from_the_file_match_layout_h() -> None:
     """ls and stats read create_flags and creator_pid from the header
     bytes: their offsets must be those of struct sd_header."""
-    from .test_corruption import c_layout
+    from .fileformat import c_layout
 
     L = c_layout()
     assert cli._VERSION[1] == L["sd_header.version"]

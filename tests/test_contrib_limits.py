@@ -48,7 +48,7 @@ from shmdict.contrib.limits import AsyncShmdictStorage, ShmdictStorage
 from shmdict.redis import RedisDict
 
 from .backends import ALL, Backend
-from .conftest import fill_until_full
+from .helpers import fill_until_full
 
 MiB = 1 << 20
 JOIN_TIMEOUT = 30.0

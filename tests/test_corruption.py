@@ -10,13 +10,13 @@ never die of a signal (SIGSEGV, SIGBUS, SIGABRT) and never hang. Victims run
 in subprocesses with a timeout; each case's outcome is classified and any
 crash or hang fails the test with the seed and a saved image of the file.
 
-Offsets come from ``csrc/layout.h`` itself: a tiny C program compiled at
-test time prints the offsets of every field, so the targeting follows the
-layout when it changes.
+Offsets come from ``csrc/layout.h`` itself (``tests/fileformat.py``): a
+tiny C program compiled at test time prints the offsets of every field, so
+the targeting follows the layout when it changes.
 
-Also here: bad files at the name (empty, short, random, another format),
-the access rules (symlinks, foreign owners, mode, names), and the
-libFuzzer target of the C core (``csrc/fuzz``).
+Also here: bad files at the name (empty, short, random, another format).
+The access rules (symlinks, foreign owners, mode, names) are in
+``test_files.py``, the libFuzzer target of the C core in ``test_fuzz.py``.
 
 Configuration (see ``RELIABILITY.md``)::
 
@@ -25,7 +25,6 @@ Configuration (see ``RELIABILITY.md``)::
     SHMDICT_BAD_FILES         random bad files (default 40)
     SHMDICT_CORRUPT_SEED      first seed (default: 20261203)
     SHMDICT_RANDOM_SEEDS=1    draw a random first seed instead of the default
-    SHMDICT_FUZZ_SECONDS      libFuzzer run in pytest (default 20; 0: replay only)
     SHMDICT_CORRUPT_ARTIFACTS where failing images are saved
 
 The defaults are divided by 4 when SHMDICT_STRIPES is set (the suite's
@@ -35,8 +34,6 @@ second pass in scripts/test.sh). Replay a saved image with
 
 from __future__ import annotations
 
-import errno
-import functools
 import json
 import os
 import random
@@ -44,25 +41,23 @@ import select
 import shlex
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 import shmdict
 
-from .conftest import PREFIX, new_name
 from .figures import env_int, env_seed, record_figures
+from .fileformat import FileLayout, c_layout
+from .helpers import PREFIX, new_name
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CSRC = os.path.join(ROOT, "csrc")
 MiB = 1 << 20
 ARTIFACTS = os.environ.get(
     "SHMDICT_CORRUPT_ARTIFACTS",
@@ -76,182 +71,6 @@ def pkg_env() -> dict[str, str]:
     return dict(
         os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(shmdict.__file__))
     )
-
-
-# --------------------------------------------------------------------------
-# the layout, from layout.h
-
-LAYOUT_C = r"""
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <stddef.h>
-#include <pthread.h>
-#include "layout.h"
-#define OFF(t, f) printf(#t "." #f " %zu\n", offsetof(t, f));
-#define VAL(n) printf(#n " %llu\n", (unsigned long long)(n));
-int main(void)
-{
-    OFF(sd_header, magic) OFF(sd_header, version) OFF(sd_header, format)
-    OFF(sd_header, file_size) OFF(sd_header, hash_seed) OFF(sd_header, nparts)
-    OFF(sd_header, create_flags) OFF(sd_header, part_size)
-    OFF(sd_header, lock_off) OFF(sd_header, summary_off)
-    OFF(sd_header, refs_off) OFF(sd_header, index_off)
-    OFF(sd_header, nbuckets) OFF(sd_header, heap_off) OFF(sd_header, heap_size)
-    OFF(sd_header, creator_pid) OFF(sd_header, creator_start)
-    OFF(sd_header, creator_pidns) OFF(sd_header, nonce) OFF(sd_header, state)
-    OFF(sd_pstate, count) OFF(sd_pstate, n_expiring) OFF(sd_pstate, used_bytes)
-    OFF(sd_pstate, gc_head) OFF(sd_pstate, evictions) OFF(sd_pstate, expirations)
-    OFF(sd_pstate, clock_hand) OFF(sd_pstate, fl_bitmap)
-    OFF(sd_pstate, sl_bitmap) OFF(sd_pstate, heads) OFF(sd_pstate, quick)
-    OFF(sd_pstate, quick_bytes)
-    OFF(sd_lock, seq) OFF(sd_lock, log_n) OFF(sd_lock, flush_pending)
-    OFF(sd_lock, recoveries) OFF(sd_lock, lock_waits) OFF(sd_lock, log)
-    VAL(sizeof(sd_header)) VAL(sizeof(sd_pstate)) VAL(sizeof(sd_lock))
-    VAL(sizeof(pthread_mutex_t)) VAL(SD_PARTS_OFF) VAL(SD_LOG_CAP)
-    VAL(SD_MAGIC) VAL(SD_VERSION) VAL(SD_FORMAT_WORD) VAL(SD_UNIT)
-    VAL(SD_ENTRY_HDR) VAL(SD_FL_COUNT) VAL(SD_SL_COUNT) VAL(SD_PAGE)
-    VAL(SD_MIN_BLOCK) VAL(SD_MAX_KEY) VAL(SD_QUICK_CLASSES)
-#ifdef __GLIBC__
-    OFF(pthread_mutex_t, __data.__lock) OFF(pthread_mutex_t, __data.__count)
-    OFF(pthread_mutex_t, __data.__owner) OFF(pthread_mutex_t, __data.__nusers)
-    OFF(pthread_mutex_t, __data.__kind) OFF(pthread_mutex_t, __data.__list)
-#endif
-    return 0;
-}
-"""
-
-
-@functools.lru_cache(maxsize=1)
-def c_layout() -> dict[str, int]:
-    """Offsets and constants of the file format, printed by a C program
-    compiled against csrc/layout.h."""
-    out_dir = tempfile.mkdtemp(prefix="shmdict-layout-")
-    try:
-        src = os.path.join(out_dir, "layout.c")
-        exe = os.path.join(out_dir, "layout")
-        with open(src, "w") as f:
-            f.write(LAYOUT_C)
-        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        cc = os.environ.get("CC", "gcc")
-        r = subprocess.run(
-            [cc, "-std=c11", "-I", CSRC, "-o", exe, src],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert r.returncode == 0, f"cannot compile the layout probe:\n{r.stderr}"
-        r = subprocess.run([exe], capture_output=True, text=True, check=True, env=env)
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    vals = {}
-    for line in r.stdout.splitlines():
-        k, v = line.rsplit(" ", 1)
-        vals[k.replace("pthread_mutex_t.__data.__", "mutex.")] = int(v)
-    return vals
-
-
-@dataclass
-class Entry:
-    stripe: int
-    idx: int  # block index in the stripe's heap
-    blk: int  # file offset of the block header
-    klen: int
-    vlen: int
-    size: int  # block size
-
-
-@dataclass
-class Stripe:
-    base: int
-    lock: int  # file offset of the sd_lock
-    summary: int
-    refs: int
-    index: int
-    heap: int
-    entries: list[Entry] = field(default_factory=list)
-    free_blocks: list[tuple[int, int, int]] = field(
-        default_factory=list
-    )  # idx, blk, size
-    used_buckets: list[int] = field(default_factory=list)  # file offsets
-
-
-class FileLayout:
-    """The regions, entries and free blocks of a dict file, read from it."""
-
-    def __init__(self, path: str) -> None:
-        L = c_layout()
-        self.L = L
-        with open(path, "rb") as f:
-            self.data = f.read()
-        size = len(self.data)
-
-        def u32(off: int) -> int:
-            return cast(int, struct.unpack_from("<I", self.data, off)[0])
-
-        def u64(off: int) -> int:
-            return cast(int, struct.unpack_from("<Q", self.data, off)[0])
-
-        self.u32, self.u64 = u32, u64
-
-        def h(f: str) -> int:
-            return L[f"sd_header.{f}"]
-
-        assert u64(h("magic")) == L["SD_MAGIC"], "not a dict file"
-        assert u64(h("file_size")) == size, "not a dict file"
-        self.size = size
-        self.nparts = u32(h("nparts"))
-        self.part_size = u64(h("part_size"))
-        self.nbuckets = u64(h("nbuckets"))
-        self.heap_size = u64(h("heap_size"))
-        lock_off, summary_off = u64(h("lock_off")), u64(h("summary_off"))
-        refs_off, index_off, heap_off = (
-            u64(h("refs_off")),
-            u64(h("index_off")),
-            u64(h("heap_off")),
-        )
-        self.stripes: list[Stripe] = []
-        for i in range(self.nparts):
-            base = L["SD_PARTS_OFF"] + i * self.part_size
-            s = Stripe(
-                base,
-                base + lock_off,
-                base + summary_off,
-                base + refs_off,
-                base + index_off,
-                base + heap_off,
-            )
-            self.stripes.append(s)
-            for b in range(self.nbuckets):
-                off = s.index + 4 * b
-                idx = u32(off)
-                if idx:
-                    s.used_buckets.append(off)
-                steps = 0
-                while idx and steps < 10000 and self.idx_ok(idx):
-                    blk = s.heap + 16 * idx
-                    bsize = u64(blk) & ~15
-                    e = blk + 8
-                    s.entries.append(
-                        Entry(i, idx, blk, u32(e + 16), u32(e + 20), bsize)
-                    )
-                    idx = u32(e)
-                    steps += 1
-            idx = 1
-            while 16 * idx < self.heap_size:
-                blk = s.heap + 16 * idx
-                hdr = u64(blk)
-                bsize = hdr & ~15
-                if bsize < 32 or 16 * idx + bsize > self.heap_size:
-                    break
-                if hdr & 1:
-                    s.free_blocks.append((idx, blk, bsize))
-                idx += bsize // 16
-
-    def idx_ok(self, idx: int) -> bool:
-        return 0 < idx <= (self.heap_size - 32) // 16
-
-    def pstate(self, s: Stripe, f: str) -> int:
-        return s.base + self.L[f"sd_pstate.{f}"]
 
 
 # --------------------------------------------------------------------------
@@ -1725,141 +1544,6 @@ def test_bad_files_raise_never_crash(name_factory: Callable[[], str]) -> None:
             os.unlink(shmdict.path_for(nm))
     record_figures("bad_files", files=len(files), **summarize(done))
     assert not failures, "\n\n".join(failures[:8])
-
-
-# --------------------------------------------------------------------------
-# access rules
-
-
-def test_symlink_at_name_is_refused(name_factory: Callable[[], str]) -> None:
-    """A symlink at the name, even to a valid dict, is not followed."""
-    real, link = name_factory(), name_factory()
-    d = shmdict.new(real, MiB)
-    try:
-        d["k"] = 1
-        os.symlink(d.path, shmdict.path_for(link))
-        with pytest.raises(OSError, match="symbolic link") as exc:
-            shmdict.get(link)
-        assert exc.value.errno == errno.ELOOP
-        with pytest.raises(FileExistsError):
-            shmdict.new(link, MiB)
-        assert os.path.islink(shmdict.path_for(link))
-        assert d["k"] == 1
-        assert d.verify() == []
-        # A symlink to somewhere outside /dev/shm is not followed either.
-        os.unlink(shmdict.path_for(link))
-        with tempfile.NamedTemporaryFile() as target:
-            os.symlink(target.name, shmdict.path_for(link))
-            with pytest.raises(OSError, match="symbolic link") as exc:
-                shmdict.get(link)
-            assert exc.value.errno == errno.ELOOP
-            with pytest.raises(FileExistsError):
-                shmdict.new(link, MiB)
-            assert os.path.getsize(target.name) == 0
-    finally:
-        d.close()
-        if os.path.lexists(shmdict.path_for(link)):
-            os.unlink(shmdict.path_for(link))
-
-
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root to chown a file to another user"
-)
-def test_foreign_owner_is_refused_unless_allowed(name: str) -> None:
-    d = shmdict.new(name, MiB)
-    try:
-        d["k"] = 42
-        os.chown(d.path, 65534, 65534)
-        with pytest.raises(PermissionError):
-            shmdict.get(name)
-        with shmdict.get(name, allow_foreign_owner=True) as p:
-            assert p["k"] == 42
-        # A takeover never touches another user's file.
-        with pytest.raises(FileExistsError):
-            shmdict.new(name, MiB)
-    finally:
-        d.close()
-
-
-def test_mode(name_factory: Callable[[], str]) -> None:
-    old = os.umask(0)
-    try:
-        n1, n2 = name_factory(), name_factory()
-        d1 = shmdict.new(n1, MiB)
-        d2 = shmdict.new(n2, MiB, mode=0o640)
-        try:
-            assert stat.S_IMODE(os.stat(d1.path).st_mode) == 0o600
-            assert stat.S_IMODE(os.stat(d2.path).st_mode) == 0o640
-        finally:
-            d1.close()
-            d2.close()
-    finally:
-        os.umask(old)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "",
-        ".",
-        "..",
-        "a/b",
-        "../escape",
-        "..\x00",
-        "x\x00y",
-        "/etc/passwd",
-        "a/../../etc/passwd",
-        "x" * 256,
-    ],
-)
-def test_names_cannot_escape_dev_shm(bad: str) -> None:
-    for fn in (
-        lambda: shmdict.new(bad, MiB),
-        lambda: shmdict.get(bad),
-        lambda: shmdict.remove(bad),
-    ):
-        with pytest.raises(ValueError, match=r"(?i)name"):
-            fn()
-
-
-# --------------------------------------------------------------------------
-# libFuzzer on the C core
-
-FUZZ_DIR = os.path.join(CSRC, "fuzz")
-
-
-@pytest.mark.no_asan
-def test_libfuzzer_target() -> None:
-    """Build csrc/fuzz (clang, -fsanitize=fuzzer,address,undefined), replay
-    the regression inputs and the seed corpus, and fuzz for
-    SHMDICT_FUZZ_SECONDS. The script installs clang with apt-get when it is
-    missing and it can; it exits 77 only if clang is missing and cannot be
-    installed."""
-    secs = env_int("SHMDICT_FUZZ_SECONDS", 20)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
-    }
-    r = subprocess.run(
-        [os.path.join(FUZZ_DIR, "run.sh"), str(secs)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=secs + 600,
-    )
-    out = r.stdout + r.stderr
-    if r.returncode == 77:
-        pytest.skip(
-            "clang is not available and could not be installed: " + out.strip()[-300:]
-        )
-    assert r.returncode == 0, out[-6000:]
-    for line in out.splitlines():
-        if line.startswith("FIGURES "):
-            print(line)
-            if os.environ.get("SHMDICT_FIGURES"):
-                with open(os.environ["SHMDICT_FIGURES"], "a") as f:
-                    f.write(line[len("FIGURES ") :] + "\n")
 
 
 # --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import shmdict
-from tests.conftest import new_name, tmpfs
+from tests.helpers import new_name, tmpfs
 
 MiB = 1 << 20
 KiB = 1 << 10

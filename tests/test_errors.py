@@ -18,7 +18,7 @@ import pytest
 
 import shmdict
 
-from .conftest import MiB, shm_files
+from .helpers import MiB, shm_files
 from .strategies import INT64_MAX, INT64_MIN, canon_map
 
 SharedDict = shmdict.SharedDict

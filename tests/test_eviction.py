@@ -14,7 +14,6 @@ fill them. No timing is asserted.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,28 +22,18 @@ from hypothesis import strategies as st
 
 import shmdict
 
-from .conftest import fill_until_full
+from .helpers import fill_until_full, wait_until
 from .strategies import canon_map
 
 SharedDict = shmdict.SharedDict
 
 SIZE = shmdict.MIN_SIZE
 SHORT = 0.05
-DEADLINE = 10.0
 LONG = 1000.0
 
 reuse_fixture = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.002)
-    return pred()
 
 
 def snapshot(d: SharedDict) -> dict[str, tuple[str, str]]:

@@ -8,11 +8,13 @@ in the test process for a readable assertion.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import random
 import signal
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.synchronize import Event
@@ -493,6 +495,10 @@ def test_owner_close_after_rename_away(name_factory: Callable[[], str]) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
 def test_foreign_owner_refused_unless_allowed(d: SharedDict) -> None:
+    """A file of another user is refused unless allow_foreign_owner=True,
+    and new() never takes it over. (Was in test_files.py and, as
+    test_foreign_owner_is_refused_unless_allowed, in test_corruption.py:
+    one test with the assertions of both.)"""
     d["a"] = 1
     os.chown(d.path, 65534, 65534)
     with pytest.raises(PermissionError):
@@ -500,6 +506,10 @@ def test_foreign_owner_refused_unless_allowed(d: SharedDict) -> None:
     with shmdict.get(d.name, allow_foreign_owner=True) as p:
         assert p["a"] == 1
         assert p.owner is False
+    # A takeover never touches another user's file.
+    with pytest.raises(FileExistsError):
+        shmdict.new(d.name, MiB)
+    assert d["a"] == 1
     os.chown(d.path, os.geteuid(), os.getegid())
     with shmdict.get(d.name) as p:
         assert p["a"] == 1
@@ -575,3 +585,78 @@ def test_damaged_lengths_raise_corrupt_not_crash(d: SharedDict, back: int) -> No
         _patch(d.path, off - back, old)
     assert d.verify() == []
     assert d[key] == b"value" * 3
+
+
+# ---------------------------------------------------------------- access rules
+
+
+def test_symlink_at_name_is_refused(name_factory: Callable[[], str]) -> None:
+    """A symlink at the name, even to a valid dict, is not followed."""
+    real, link = name_factory(), name_factory()
+    d = shmdict.new(real, MiB)
+    try:
+        d["k"] = 1
+        os.symlink(d.path, shmdict.path_for(link))
+        with pytest.raises(OSError, match="symbolic link") as exc:
+            shmdict.get(link)
+        assert exc.value.errno == errno.ELOOP
+        with pytest.raises(FileExistsError):
+            shmdict.new(link, MiB)
+        assert os.path.islink(shmdict.path_for(link))
+        assert d["k"] == 1
+        assert d.verify() == []
+        # A symlink to somewhere outside /dev/shm is not followed either.
+        os.unlink(shmdict.path_for(link))
+        with tempfile.NamedTemporaryFile() as target:
+            os.symlink(target.name, shmdict.path_for(link))
+            with pytest.raises(OSError, match="symbolic link") as exc:
+                shmdict.get(link)
+            assert exc.value.errno == errno.ELOOP
+            with pytest.raises(FileExistsError):
+                shmdict.new(link, MiB)
+            assert os.path.getsize(target.name) == 0
+    finally:
+        d.close()
+        if os.path.lexists(shmdict.path_for(link)):
+            os.unlink(shmdict.path_for(link))
+
+
+def test_mode(name_factory: Callable[[], str]) -> None:
+    old = os.umask(0)
+    try:
+        n1, n2 = name_factory(), name_factory()
+        d1 = shmdict.new(n1, MiB)
+        d2 = shmdict.new(n2, MiB, mode=0o640)
+        try:
+            assert stat.S_IMODE(os.stat(d1.path).st_mode) == 0o600
+            assert stat.S_IMODE(os.stat(d2.path).st_mode) == 0o640
+        finally:
+            d1.close()
+            d2.close()
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "../escape",
+        "..\x00",
+        "x\x00y",
+        "/etc/passwd",
+        "a/../../etc/passwd",
+        "x" * 256,
+    ],
+)
+def test_names_cannot_escape_dev_shm(bad: str) -> None:
+    for fn in (
+        lambda: shmdict.new(bad, MiB),
+        lambda: shmdict.get(bad),
+        lambda: shmdict.remove(bad),
+    ):
+        with pytest.raises(ValueError, match=r"(?i)name"):
+            fn()

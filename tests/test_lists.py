@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,12 +19,12 @@ from hypothesis import strategies as st
 
 import shmdict
 
+from .helpers import wait_until
 from .strategies import INT64_MAX, INT64_MIN, Value, same_value, values
 
 SharedDict = shmdict.SharedDict
 
 SHORT = 0.05
-DEADLINE = 10.0
 LONG = 1000.0
 RESOLUTION = 0.0011
 
@@ -52,15 +51,6 @@ EVERY_TYPE: list[Value] = [
 ]
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.002)
-    return pred()
-
-
 def drain_pending(d: SharedDict, max_writes: int = 2000) -> int:
     """Do small writes until no list item waits to be freed; return how
     many writes that took. The writes go to many keys: a dict split into
@@ -80,15 +70,6 @@ def pop_all(d: SharedDict, key: str, left: bool = True) -> list[Value]:
     while d.llen(key):
         out.append(d.lpop(key) if left else d.rpop(key))
     return out
-
-
-@pytest.fixture
-def small(name: str) -> Iterator[SharedDict]:
-    sd = shmdict.new(name, shmdict.MIN_SIZE)
-    try:
-        yield sd
-    finally:
-        sd.close()
 
 
 # ---------------------------------------------------------------- basics

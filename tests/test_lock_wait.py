@@ -2,7 +2,7 @@
 tries, and one call waits at most one lock_timeout in all.
 
 The lock is held by a writer that stops itself (SIGSTOP) in the middle of a
-write (``conftest.stopped_writer``): alive, so nothing repairs the lock
+write (``helpers.stopped_writer``): alive, so nothing repairs the lock
 away from it, until the test continues it. Timing bounds are one-sided or
 generous, for a loaded machine or a sanitizer build: an interrupt promised
 within ~20 ms is checked as arriving long before a 30 s lock_timeout ends.
@@ -24,8 +24,8 @@ import pytest
 
 import shmdict
 
-from .conftest import stopped_writer
 from .figures import record_figures
+from .helpers import stopped_writer
 
 MiB = 1 << 20
 LONG = 30.0  # a lock_timeout no test waits out

@@ -12,8 +12,8 @@ import pytest
 
 import shmdict
 
-from .conftest import MiB
-from .conftest import fill_until_full as fill
+from .helpers import MiB
+from .helpers import fill_until_full as fill
 from .strategies import canon_map
 
 SharedDict = shmdict.SharedDict

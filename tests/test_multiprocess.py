@@ -1,14 +1,18 @@
-"""Real processes (spawn and fork) and threads sharing one dict.
+"""Real processes (spawn and fork) and threads sharing one dict: exact
+counters, no torn values, attach/close/fork rules, racing creators; and the
+feature set across processes (add, incr with init, cas loops, setdefault,
+pop, producer/consumer lists, batch snapshots and an evicting dict under
+several writers).
 
 Child entry points are module-level functions so spawn can import them.
 Children report failure through their exit code (and a traceback on
-stderr); every join has a deadline.
+stderr) and their results through the dict itself; every join has a
+deadline. Nothing asserts timing.
 """
 
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import random
 import signal
@@ -17,29 +21,28 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 import shmdict
 
-from .conftest import stopped_writer
+from .helpers import mp_ctx, stopped_writer, wait_for
 
 MiB = 1 << 20
 START_METHODS = ["spawn", "fork"]
 JOIN_TIMEOUT = 20.0
+FEATURE_JOIN_TIMEOUT = 60.0  # the feature races run longer
+BARRIER_TIMEOUT = 30.0
 LONG = 1000.0
 
 SharedDict = shmdict.SharedDict
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _ctx(method: str) -> Any:
-    # Any: the stubs only give a BaseContext, which lacks Process & co.
-    return multiprocessing.get_context(method)
 
 
 def run_procs(
@@ -71,24 +74,50 @@ def run_procs(
     assert codes == want, f"exit codes {codes}, expected {want}"
 
 
-def wait_for(
-    pred: Callable[[], bool], timeout: float = JOIN_TIMEOUT, what: str = ""
+def run_released(
+    d: SharedDict,
+    method: str,
+    target: Callable[..., None],
+    args_list: Sequence[tuple[Any, ...]],
+    timeout: float = FEATURE_JOIN_TIMEOUT,
 ) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    """Start one process per args tuple (a fresh ``ready``/``go`` pair in
+    *d*); once all have reached the start barrier, let them go; join them
+    all by a deadline; expect exit 0."""
+    d["ready"] = 0
+    d["go"] = False
+    ctx = mp_ctx(method)
+    procs = [ctx.Process(target=target, args=a) for a in args_list]
+    for p in procs:
+        p.start()
+    try:
+        end = time.monotonic() + BARRIER_TIMEOUT
+        while d.get("ready") != len(procs):
+            if time.monotonic() > end or not any(p.is_alive() for p in procs):
+                break
+            time.sleep(0.002)
+        d["go"] = True
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        hung = [p for p in procs if p.is_alive()]
+        for p in hung:
+            p.kill()
+            p.join(5)
+    assert not hung, f"{len(hung)} child process(es) did not finish in {timeout} s"
+    codes = [p.exitcode for p in procs]
+    assert codes == [0] * len(procs), f"exit codes {codes}"
 
 
 def _start_barrier(h: SharedDict) -> None:
     """Children: announce readiness, then wait for the parent's go."""
     h.incr("ready", 1)
-    end = time.monotonic() + JOIN_TIMEOUT
+    end = time.monotonic() + BARRIER_TIMEOUT
     while not h.get("go"):
         if time.monotonic() > end:
             raise AssertionError("no go from the parent")
-        time.sleep(0.001)
+        time.sleep(0.0005)
 
 
 def _release(d: SharedDict, n: int) -> Callable[[], None]:
@@ -118,7 +147,7 @@ def test_concurrent_incr_is_exact(d: SharedDict, method: str) -> None:
     d.update(ctr=0, fctr=0.0, bal=0, ready=0)
     d.set("tctr", 0, LONG)
     run_procs(
-        _ctx(method),
+        mp_ctx(method),
         _incr_worker,
         [(d.name, n)] * nproc,
         before_join=_release(d, nproc),
@@ -172,13 +201,21 @@ def _check_value(v: object) -> None:
         raise AssertionError(f"unexpected value type {type(v)!r}")
 
 
-def _writer(name: str, wid: int, seconds: float) -> None:
+READS_WANTED = 1000  # values each reader must see while the writers write
+READ_SECONDS = 1.5  # and for at least this long
+PROGRESS_DEADLINE = JOIN_TIMEOUT - 5  # generous: the children give up here
+
+
+def _writer(name: str, wid: int, n_readers: int) -> None:
+    """Write until every reader has seen READS_WANTED values: how long that
+    takes depends on the machine, not on a fixed time."""
     rng = random.Random(wid)
     with shmdict.get(name) as h:
         _start_barrier(h)
-        end = time.monotonic() + seconds
+        end = time.monotonic() + PROGRESS_DEADLINE
         i = 0
-        while time.monotonic() < end:
+        while i % 16 or h.get("readers_done") != n_readers:
+            assert time.monotonic() < end, "the readers made no progress"
             i += 1
             key = f"slot{rng.randrange(N_SLOTS)}"
             r = rng.random()
@@ -192,31 +229,41 @@ def _writer(name: str, wid: int, seconds: float) -> None:
 
 
 def _reader(name: str, n_writers: int) -> None:
-    reads = 0
+    """Read (and check) for READ_SECONDS and until READS_WANTED values were
+    seen (however long a loaded machine takes, up to a generous deadline),
+    all while the writers write (they go on until every reader is done)."""
     values_seen = 0
+    known = ("ready", "go", "writers_done", "readers_done")
     with shmdict.get(name) as h:
         _start_barrier(h)
-        end = time.monotonic() + JOIN_TIMEOUT - 2
-        while h.get("writers_done") != n_writers and time.monotonic() < end:
+        start = time.monotonic()
+        end = start + PROGRESS_DEADLINE
+        while values_seen < READS_WANTED or time.monotonic() < start + READ_SECONDS:
+            assert time.monotonic() < end, (
+                f"only {values_seen} values read in {PROGRESS_DEADLINE} s"
+            )
             for s in range(N_SLOTS):
                 v = h.get(f"slot{s}")
                 _check_value(v)
-                reads += 1
                 values_seen += v is not None
             for k in h.get_keys():
                 assert isinstance(k, str)
-                assert k in ("ready", "go", "writers_done") or k.startswith("slot"), k
-        assert h.get("writers_done") == n_writers, "writers did not finish"
-    assert values_seen > 1000, f"only {values_seen} values read while writers ran"
+                assert k in known or k.startswith("slot"), k
+            assert h.get("writers_done") == 0, "a writer stopped early"
+        h.incr("readers_done", 1)
+        end = time.monotonic() + PROGRESS_DEADLINE
+        while h.get("writers_done") != n_writers:
+            assert time.monotonic() < end, "writers did not finish"
+            time.sleep(0.001)
 
 
 @pytest.mark.parametrize("method", START_METHODS)
 def test_no_torn_values(d: SharedDict, method: str) -> None:
-    n_writers, n_readers, seconds = 2, 2, 1.5
-    d.update(ready=0, writers_done=0)
-    args: list[tuple[Any, ...]] = [(d.name, w, seconds) for w in range(n_writers)]
+    n_writers, n_readers = 2, 2
+    d.update(ready=0, writers_done=0, readers_done=0)
+    args: list[tuple[Any, ...]] = [(d.name, w, n_readers) for w in range(n_writers)]
     procs = [(_writer, a) for a in args] + [(_reader, (d.name, n_writers))] * n_readers
-    ctx = _ctx(method)
+    ctx = mp_ctx(method)
 
     # Writers and readers have different targets: start them by hand.
     ps = [ctx.Process(target=t, args=a) for t, a in procs]
@@ -271,7 +318,7 @@ LEAVE_WAYS = ["close", "with", "no-close", "gc", "os-exit", "sigkill"]
 def test_attaching_process_never_removes(d: SharedDict, method: str, how: str) -> None:
     d["keep"] = 1
     code = -signal.SIGKILL if how == "sigkill" else 0
-    run_procs(_ctx(method), _attach_and_leave, [(d.name, how)], expect_codes=[code])
+    run_procs(mp_ctx(method), _attach_and_leave, [(d.name, how)], expect_codes=[code])
     assert shmdict.exists(d.name)
     assert os.path.exists(d.path)
     assert d[f"from-{how}"] == how
@@ -316,7 +363,7 @@ def test_owner_closes_while_peers_go_on(name: str, method: str) -> None:
         p["go"] = True
 
     run_procs(
-        _ctx(method), _peer_outlives_owner, [(name,)] * 2, before_join=close_owner
+        mp_ctx(method), _peer_outlives_owner, [(name,)] * 2, before_join=close_owner
     )
     assert p["reopen"] == "FileNotFoundError"
     assert p["n"] == 200
@@ -385,12 +432,12 @@ def test_handle_passed_to_child(d: SharedDict, method: str) -> None:
     """spawn pickles the handle (a peer reopened by name); fork inherits a
     copy of the owner handle. Neither may remove the file."""
     d["n"] = 0
-    run_procs(_ctx(method), _use_handle, [(d, method)])
+    run_procs(mp_ctx(method), _use_handle, [(d, method)])
     assert d[f"from-{method}"] not in (None, os.getpid())
     assert d["n"] == 1
     assert shmdict.exists(d.name)
     with shmdict.get(d.name) as p:
-        run_procs(_ctx(method), _use_handle, [(p, method + "-peer")])
+        run_procs(mp_ctx(method), _use_handle, [(p, method + "-peer")])
     assert d["n"] == 2
     assert shmdict.exists(d.name)
     assert d.verify() == []
@@ -403,7 +450,7 @@ def _pool_task(h: SharedDict, i: int) -> tuple[int, bool]:
 
 @pytest.mark.parametrize("method", START_METHODS)
 def test_handle_through_pool(d: SharedDict, method: str) -> None:
-    with _ctx(method).Pool(2) as pool:
+    with mp_ctx(method).Pool(2) as pool:
         res = pool.starmap_async(_pool_task, [(d, i) for i in range(8)]).get(
             JOIN_TIMEOUT
         )
@@ -454,7 +501,7 @@ def _after_kill_check(name: str) -> None:
 def test_peer_killed_mid_operation_does_not_wedge(d: SharedDict) -> None:
     """A peer SIGKILLed in the middle of operations must not leave the lock
     held: the next users get in (no LockTimeout)."""
-    ctx = _ctx("fork")
+    ctx = mp_ctx("fork")
     d["ops"] = 0
     rng = random.Random(1234)
     for _ in range(20):
@@ -470,7 +517,7 @@ def test_peer_killed_mid_operation_does_not_wedge(d: SharedDict) -> None:
         assert p.exitcode == -signal.SIGKILL
         # Check from a separate process so that a wedged or damaged dict
         # cannot hang or crash the test runner itself.
-        run_procs(_ctx("fork"), _after_kill_check, [(d.name,)], timeout=15)
+        run_procs(mp_ctx("fork"), _after_kill_check, [(d.name,)], timeout=15)
 
 
 # ---------------------------------------------------------------- threads
@@ -576,7 +623,7 @@ def _close_under_threads(name: str) -> None:
 def test_close_while_threads_use_handle(name: str) -> None:
     """Closing a handle that other threads are using: they get ValueError,
     nothing crashes. Run in a child so a crash cannot take pytest down."""
-    run_procs(_ctx("spawn"), _close_under_threads, [(name,)])
+    run_procs(mp_ctx("spawn"), _close_under_threads, [(name,)])
     assert not shmdict.exists(name)
 
 
@@ -650,7 +697,7 @@ def _collect(q: Any, n: int) -> list[str]:
 def test_racing_new_has_one_winner(name: str, dead_creator: bool) -> None:
     """Processes calling new() on one name at once: exactly one wins, the
     others get FileExistsError, also when taking over a dead creator's file."""
-    ctx = _ctx("fork")
+    ctx = mp_ctx("fork")
     if dead_creator:
         ready = ctx.Event()
         p = ctx.Process(target=_create_then_wait, args=(name, ready))
@@ -720,7 +767,7 @@ def test_get_never_sees_a_half_made_dict(name: str) -> None:
     """While one process creates and closes the dict over and over, get()
     from another either opens a complete dict or finds no file: never a
     CorruptError (or anything else) from catching new() half-way."""
-    ctx = _ctx("fork")
+    ctx = mp_ctx("fork")
     results = ctx.Queue()
     creator = ctx.Process(target=_create_close_loop, args=(name, 1.5))
     getter = ctx.Process(target=_get_loop, args=(name, 1.5, results))
@@ -744,17 +791,421 @@ def test_get_never_sees_a_half_made_dict(name: str) -> None:
 
 def test_lock_timeout_on_stopped_holder(d: SharedDict) -> None:
     """A peer stopped (SIGSTOP) while it holds the lock makes others raise
-    LockTimeout after their lock_timeout, changing nothing; once the peer
-    goes on, everything works again."""
+    LockTimeout after their lock_timeout (one timeout, not less, and not
+    two), changing nothing; each wait counts once in stats()["lock_waits"];
+    once the peer goes on, everything works again. Deterministic: the
+    stopped peer holds the lock for as long as the test wants."""
+    timeout = 0.5
     d["k"] = "before"
-    q = shmdict.get(d.name, lock_timeout=0.05)
+    q = shmdict.get(d.name, lock_timeout=timeout)
+    waits0 = d.stats()["lock_waits"]
     with stopped_writer(d.name, "k", "the peer's"):
-        with pytest.raises(shmdict.LockTimeout):
-            q.set("k", "mine")
-        with pytest.raises(shmdict.LockTimeout):
-            q.get("k")  # a lock-free read falls back to the lock
+        for call in (
+            lambda: q.set("k", "mine"),
+            lambda: q.get("k"),  # a lock-free read falls back to the lock
+        ):
+            start = time.monotonic()
+            with pytest.raises(shmdict.LockTimeout):
+                call()
+            took = time.monotonic() - start
+            # Generous above (a loaded machine, a sanitizer build), but
+            # below two timeouts: test_lock_wait.py checks that closer.
+            assert timeout - 0.01 <= took < 2 * timeout, f"waited {took:.3f} s"
     q.close()
+    # (stats() takes the lock too: read once the peer has gone on.)
+    assert d.stats()["lock_waits"] - waits0 == 2
     assert d["k"] == "the peer's"
     d["after"] = 1
     assert d["after"] == 1
     assert d.verify() == []
+
+
+# ================================================================ the feature set
+
+
+def _ints(b: object) -> list[int]:
+    assert isinstance(b, bytes)
+    a = array("q")
+    a.frombytes(b)
+    return a.tolist()
+
+
+def _pack(xs: Sequence[int]) -> bytes:
+    return array("q", xs).tobytes()
+
+
+@pytest.fixture
+def big(name: str) -> Iterator[SharedDict]:
+    """An 8 MiB dict owned by this process."""
+    sd = shmdict.new(name, 8 * MiB)
+    try:
+        yield sd
+    finally:
+        sd.close()
+
+
+# ---------------------------------------------------------------- add
+
+
+ADD_ROUNDS = 2000
+
+
+def _add_worker(name: str, wid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        mine = 0
+        for r in range(ADD_ROUNDS):
+            if h.add(f"k{r}", wid):
+                mine += 1
+                h.incr(f"wins{r}", 1, init=0)
+                h.set(f"by{r}", wid)
+        h.set(f"mine{wid}", mine)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_add_has_exactly_one_winner(big: SharedDict, method: str) -> None:
+    n = 4
+    run_released(big, method, _add_worker, [(big.name, w) for w in range(n)])
+    for r in range(ADD_ROUNDS):
+        assert big.get(f"wins{r}") == 1, r
+        winner = big[f"k{r}"]
+        assert winner in range(n)
+        assert big[f"by{r}"] == winner
+    assert sum(big[f"mine{w}"] for w in range(n)) == ADD_ROUNDS  # type: ignore[misc]
+    assert big.verify() == []
+
+
+# ---------------------------------------------------------------- incr init
+
+
+INCR_KEYS = 20
+INCR_REPS = 500
+
+
+def _incr_init_worker(name: str, wid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        for _i in range(INCR_REPS):
+            for j in range(INCR_KEYS):
+                # Offset the order per worker so they meet on every key.
+                k = (j + wid * 7) % INCR_KEYS
+                h.incr(f"c{k}", 1, init=0)
+                h.incr(f"f{k}", 0.5, init=100.0, init_ttl=LONG)
+            h.incr("big", 3, init=10)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_incr_init_on_missing_keys_is_exact(big: SharedDict, method: str) -> None:
+    n = 4
+    run_released(big, method, _incr_init_worker, [(big.name, w) for w in range(n)])
+    for k in range(INCR_KEYS):
+        c = big[f"c{k}"]
+        assert type(c) is int
+        assert c == n * INCR_REPS
+        f = big[f"f{k}"]
+        assert type(f) is float
+        assert f == 100.0 + 0.5 * n * INCR_REPS
+        t = big.ttl(f"f{k}")
+        assert t is not None
+        assert 0 < t <= LONG + 0.0011
+        assert big.ttl(f"c{k}") == 0
+    assert big["big"] == 10 + 3 * n * INCR_REPS
+    assert big.verify() == []
+
+
+# ---------------------------------------------------------------- cas
+
+
+CAS_REPS = 1500
+
+
+def _cas_worker(name: str, wid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        h.setdefault("n", 0)
+        h.setdefault("s", "")
+        retries = 0
+        for _ in range(CAS_REPS):
+            while True:
+                v = h.get("n")
+                assert type(v) is int
+                if h.cas("n", v, v + 1):
+                    break
+                retries += 1
+            # A str counter: each success appends one character.
+            while True:
+                s = h.get("s")
+                assert isinstance(s, str)
+                if h.cas("s", s, s + "x"):
+                    break
+        h.set(f"retries{wid}", retries)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_cas_increment_loops_are_exact(big: SharedDict, method: str) -> None:
+    n = 4
+    run_released(big, method, _cas_worker, [(big.name, w) for w in range(n)])
+    assert big["n"] == n * CAS_REPS
+    assert type(big["n"]) is int
+    assert big["s"] == "x" * (n * CAS_REPS)
+    assert all(isinstance(big[f"retries{w}"], int) for w in range(n))
+    assert big.verify() == []
+
+
+# ---------------------------------------------------------------- setdefault, pop
+
+
+SD_ROUNDS = 1000
+
+
+def _setdefault_worker(name: str, wid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        seen = [h.setdefault(f"s{r}", wid * 1000 + r) for r in range(SD_ROUNDS)]
+        assert all(type(v) is int for v in seen)
+        h.set(f"seen{wid}", _pack(seen))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_setdefault_everyone_sees_the_same_value(big: SharedDict, method: str) -> None:
+    n = 4
+    run_released(big, method, _setdefault_worker, [(big.name, w) for w in range(n)])
+    seen = [_ints(big[f"seen{w}"]) for w in range(n)]
+    for r in range(SD_ROUNDS):
+        stored = big[f"s{r}"]
+        assert isinstance(stored, int)
+        assert stored % 1000 == r
+        assert [s[r] for s in seen] == [stored] * n, r
+    assert big.verify() == []
+
+
+POP_KEYS = 3000
+
+
+def _pop_worker(name: str, wid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        got: list[int] = []
+        order = range(POP_KEYS) if wid % 2 == 0 else range(POP_KEYS - 1, -1, -1)
+        for i in order:
+            v = h.pop(f"p{i}", None)
+            if v is not None:
+                assert v == i * 3
+                got.append(i)
+        h.set(f"got{wid}", _pack(got))
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_pop_hands_each_item_to_one_process(big: SharedDict, method: str) -> None:
+    n = 4
+    big.set_many({f"p{i}": i * 3 for i in range(POP_KEYS)})
+    run_released(big, method, _pop_worker, [(big.name, w) for w in range(n)])
+    got = Counter(i for w in range(n) for i in _ints(big[f"got{w}"]))
+    assert got == Counter(range(POP_KEYS))
+    assert not any(f"p{i}" in big for i in range(POP_KEYS))
+    assert big.verify() == []
+
+
+# ---------------------------------------------------------------- lists
+
+
+ITEMS_PER_PRODUCER = 5000
+
+
+def _producer(name: str, wid: int, push: str) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        fn = getattr(h, push)
+        for i in range(ITEMS_PER_PRODUCER):
+            # Every third item is a str, so items of several types and sizes
+            # travel; all encode (producer, index).
+            item = wid * 1_000_000 + i
+            fn("q", item if i % 3 else f"{item}:" + "p" * (i % 50))
+        h.incr("producers_done", 1, init=0)
+
+
+def _consumer(name: str, cid: int, pop: str, n_producers: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        fn = getattr(h, pop)
+        got: list[int] = []
+        end = time.monotonic() + FEATURE_JOIN_TIMEOUT
+        while True:
+            done = h.get("producers_done", 0) == n_producers
+            item = fn("q")
+            if item is None:
+                if done:
+                    break  # every item was pushed before done was read
+                if time.monotonic() > end:
+                    raise AssertionError("consumer gave up waiting")
+                time.sleep(0.0002)
+                continue
+            if isinstance(item, str):
+                num, _, pad = item.partition(":")
+                assert pad == "p" * ((int(num) % 1_000_000) % 50)
+                got.append(int(num))
+            else:
+                assert type(item) is int
+                got.append(item)
+        h.set(f"res{cid}", _pack(got))
+
+
+@pytest.mark.parametrize("ends", [("rpush", "lpop"), ("lpush", "rpop")])
+@pytest.mark.parametrize("method", START_METHODS)
+def test_producers_and_consumers_share_a_queue(
+    big: SharedDict, method: str, ends: tuple[str, str]
+) -> None:
+    push, pop = ends
+    n_prod, n_cons = 3, 3
+    args: list[tuple[Any, ...]] = [(big.name, w, push) for w in range(n_prod)]
+    run_released(
+        big,
+        method,
+        _dispatch,
+        [("p", *a) for a in args]
+        + [("c", big.name, c, pop, n_prod) for c in range(n_cons)],
+    )
+    results = [_ints(big[f"res{c}"]) for c in range(n_cons)]
+    everything = Counter(x for r in results for x in r)
+    want = Counter(
+        w * 1_000_000 + i for w in range(n_prod) for i in range(ITEMS_PER_PRODUCER)
+    )
+    assert everything == want  # each item consumed exactly once
+    # The queue is FIFO: each consumer sees each producer's items in order.
+    for r in results:
+        for w in range(n_prod):
+            mine = [x for x in r if x // 1_000_000 == w]
+            assert mine == sorted(mine)
+    assert "q" not in big
+    assert big.llen("q") == 0
+    big.set("drain", 0)
+    assert big.verify() == []
+
+
+def _dispatch(kind: str, *args: Any) -> None:
+    if kind == "p":
+        _producer(*args)
+    else:
+        _consumer(*args)
+
+
+# ---------------------------------------------------------------- batches
+
+
+BATCH_KEYS = ["a", "b", "c", "d"]
+
+
+BATCH_READERS = 2
+
+
+def _batch_writer(name: str, reps: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        # At least `reps` batches, and on until every reader has seen a full
+        # batch while the writer was still writing (else a reader scheduled
+        # late could legitimately count 0, and the test would check nothing).
+        end = time.monotonic() + BARRIER_TIMEOUT
+        i = 0
+        while i < reps or not all(h.get(f"saw{r}") for r in range(BATCH_READERS)):
+            if i >= reps and time.monotonic() > end:
+                break  # the parent's `seen > 0` check then fails
+            if i % 5 == 4:
+                n = h.delete_many(BATCH_KEYS)
+                assert n in (0, len(BATCH_KEYS))
+            else:
+                # Values of different sizes, so some are not overwritten in
+                # place.
+                h.set_many({k: f"{i}:" + "v" * (i % 200) for k in BATCH_KEYS})
+            i += 1
+        h.set("writer_done", True)
+
+
+def _batch_reader(name: str, rid: int) -> None:
+    with shmdict.get(name) as h:
+        _start_barrier(h)
+        seen = 0
+        while not h.get("writer_done"):
+            snap = h.get_many(BATCH_KEYS)
+            # All or nothing, and all from the same set_many.
+            assert len(snap) in (0, len(BATCH_KEYS)), snap
+            assert len(set(snap.values())) <= 1, snap
+            if snap and not seen:
+                h.set(f"saw{rid}", True)
+            seen += bool(snap)
+        h.set(f"seen{rid}", seen)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_batches_are_atomic_to_other_processes(big: SharedDict, method: str) -> None:
+    run_released(
+        big,
+        method,
+        _batch_dispatch,
+        [("w", big.name, 20000)] + [("r", big.name, r) for r in range(BATCH_READERS)],
+    )
+    assert big["writer_done"] is True
+    for r in range(BATCH_READERS):
+        # Each reader saw full batches while the writer wrote.
+        seen = big[f"seen{r}"]
+        assert isinstance(seen, int)
+        assert seen > 0, f"reader {r} saw no batch"
+        assert big[f"saw{r}"] is True
+    assert big.verify() == []
+
+
+def _batch_dispatch(kind: str, name: str, arg: int) -> None:
+    if kind == "w":
+        _batch_writer(name, arg)
+    else:
+        _batch_reader(name, arg)
+
+
+# ---------------------------------------------------------------- eviction
+
+
+def _evict_worker(ctl_name: str, name: str, wid: int, reps: int) -> None:
+    # The start barrier lives in a plain dict: churn here could evict it.
+    with shmdict.get(ctl_name) as ctl:
+        _start_barrier(ctl)
+    with shmdict.get(name) as h:
+        for i in range(reps):
+            k = f"w{wid}:{i}"
+            v = b"%d" % i * (1 + i % 300)
+            h.set(k, v)  # never NoMemoryError: every value fits
+            got = h.get(k)
+            assert got is None or got == v  # another process may evict it
+            if i % 10 == 0:
+                h.incr(f"ctr{wid}", 1, init=0)
+                h.add(f"a{wid}:{i % 50}", i)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_evicting_dict_under_several_writers(
+    big: SharedDict, name_factory: Callable[[], str], method: str
+) -> None:
+    with shmdict.new(name_factory(), shmdict.MIN_SIZE, evict=True) as d:
+        n = 3
+        run_released(
+            big,
+            method,
+            _evict_worker,
+            [(big.name, d.name, w, 2000) for w in range(n)],
+        )
+        st = d.stats()
+        assert st["evictions"] > 0
+        assert d.verify() == []
+        assert len(d) == len(d.get_keys()) == st["entries"]
+        # Every key still there holds what its writer stored.
+        survivors = 0
+        for k, v in d.get_many(d.get_keys()).items():
+            if k.startswith("w") and ":" in k:
+                i = int(k.partition(":")[2])
+                assert v == b"%d" % i * (1 + i % 300), k
+                survivors += 1
+            elif k.startswith("ctr"):
+                assert type(v) is int
+                assert v >= 1
+            elif k.startswith("a"):
+                assert type(v) is int
+                assert v % 10 == 0
+        assert survivors > 0

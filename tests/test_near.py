@@ -16,7 +16,7 @@ import pytest
 
 import shmdict
 
-from .conftest import MiB
+from .helpers import MiB
 
 SharedDict = shmdict.SharedDict
 

@@ -15,7 +15,6 @@ times, which load can only lengthen).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import pickle
 import signal
@@ -30,6 +29,7 @@ import shmdict
 from shmdict.recipes import Lock, RateLimiter, cached, clock_for
 
 from .backends import ALL, attach, spec_of
+from .helpers import mp_ctx, wait_for
 
 # The annotation of a dict here: a RedisDict has the same API (it is Any
 # to the checker, as the fixture's value is).
@@ -46,13 +46,8 @@ def d(store: Any) -> Any:
     return store
 
 
-def _ctx(method: str = "fork") -> Any:
-    # Any: the stubs only give a BaseContext, which lacks Process & co.
-    return multiprocessing.get_context(method)
-
-
 def start(target: Callable[..., Any], *args: Any, method: str = "fork") -> Any:
-    p = _ctx(method).Process(target=target, args=args)
+    p = mp_ctx(method).Process(target=target, args=args)
     p.start()
     return p
 
@@ -78,16 +73,6 @@ def run(
     """One process per args tuple; all must exit 0."""
     codes = join([start(target, *a, method=method) for a in args_list])
     assert codes == [0] * len(codes), f"exit codes {codes}"
-
-
-def wait_for(
-    pred: Callable[[], bool], what: str, timeout: float = JOIN_TIMEOUT
-) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def barrier(h: SharedDict, n: int) -> None:

@@ -333,11 +333,27 @@ def test_client_given_is_used_and_not_closed(redis_server: Server) -> None:
         RedisDict(redis_server.url, namespace="")
 
 
-def test_not_picklable(rd: RedisDict) -> None:
+def test_pickle_reconnects(rd: RedisDict, redis_server: Server) -> None:
+    """A RedisDict made from a URL pickles as "connect again" (as a
+    SharedDict pickles as "reopen"); one made from a client can't."""
     import pickle
 
-    with pytest.raises(TypeError, match="connect"):
-        pickle.dumps(rd)
+    rd["k"] = 1
+    p = pickle.loads(pickle.dumps(rd))
+    try:
+        assert p is not rd
+        assert p.namespace == rd.namespace
+        assert p["k"] == 1
+        p["k"] = 2
+        assert rd["k"] == 2
+    finally:
+        p.close()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        with pytest.raises(TypeError, match="from a client"):
+            pickle.dumps(RedisDict(client, namespace="x"))
+    finally:
+        client.close()
 
 
 # ---------------------------------------------------------------- connect

@@ -1,11 +1,24 @@
 """Model-based tests: random sequences of operations through several handles
 on one dict, checked against a plain dict after every step, with verify().
+
+DictMachine and SmallDictMachine: set/get/delete/incr/expire and the mapping
+protocol through up to four handles, on a roomy and on a small dict.
+
+FeatureMachine: the feature set (add, replace, cas, pop, setdefault, incr
+with init, the list calls, get_many/set_many/delete_many and get_stale
+without expiry), next to set/get/delete, against a plain dict whose values
+are scalars or ``collections.deque`` for lists. Two handles share the dict:
+the owner and a peer reopened with shmdict.get(). Rules write through
+either; the invariant reads through both, compares everything with the
+model and runs verify().
 """
 
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Callable
+from typing import Union
 
 import pytest
 from hypothesis import settings
@@ -22,8 +35,10 @@ from hypothesis.stateful import (
 
 import shmdict
 
-from .conftest import MiB
+from .helpers import MiB
 from .strategies import (
+    INT64_MAX,
+    INT64_MIN,
     Value,
     bulky_values,
     canon_map,
@@ -344,4 +359,289 @@ def test_small_dict_machine(name_factory: Callable[[], str]) -> None:
     run_state_machine_as_test(
         lambda: SmallDictMachine(name_factory),  # type: ignore[arg-type]
         settings=MACHINE_SETTINGS,
+    )
+
+
+# ---------------------------------------------------------------- the feature set
+
+Item = Union[Value, "deque[Value]"]
+
+#: Few keys, so that rules meet on the same ones often.
+KEYS = st.sampled_from(["a", "b", "c", "d", "e", "\u20ac"])
+KEY_LISTS = st.lists(KEYS, max_size=6)
+INITS = st.one_of(
+    st.integers(INT64_MIN, INT64_MAX),
+    st.sampled_from([0, -1, INT64_MAX, INT64_MIN]),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+#: Values that are sometimes equal to what a key holds, for cas.
+CAS_EXPECTED = st.one_of(small_values, st.just(MISSING))
+
+
+class FeatureMachine(RuleBasedStateMachine):
+    def __init__(self, make_name: Callable[[], str]) -> None:
+        super().__init__()
+        self.name = make_name()
+        self.owner = shmdict.new(self.name, MiB)
+        self.peer = shmdict.get(self.name)
+        self.use_peer = False
+        self.model: dict[str, Item] = {}
+
+    @property
+    def h(self) -> shmdict.SharedDict:
+        return self.peer if self.use_peer else self.owner
+
+    def is_list(self, k: str) -> bool:
+        return isinstance(self.model.get(k), deque)
+
+    def scalar(self, k: str) -> Value:
+        v = self.model[k]
+        assert not isinstance(v, deque)
+        return v
+
+    # ------------------------------------------------------------ handles
+
+    @rule(peer=st.booleans())
+    def switch(self, peer: bool) -> None:
+        self.use_peer = peer
+
+    # ------------------------------------------------------------ plain
+
+    @rule(k=KEYS, v=small_values)
+    def set(self, k: str, v: Value) -> None:
+        assert self.h.set(k, v) is True
+        self.model[k] = v
+
+    @rule(k=KEYS)
+    def get(self, k: str) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.get(k)
+            return
+        got = self.h.get(k, MISSING)
+        if k in self.model:
+            assert same_value(got, self.model[k])
+        else:
+            assert got is MISSING
+
+    @rule(k=KEYS)
+    def delete(self, k: str) -> None:
+        assert self.h.delete(k) is (k in self.model)
+        self.model.pop(k, None)
+
+    # ------------------------------------------------------------ conditional
+
+    @rule(k=KEYS, v=small_values)
+    def add(self, k: str, v: Value) -> None:
+        ok = k not in self.model
+        assert self.h.add(k, v) is ok
+        if ok:
+            self.model[k] = v
+
+    @rule(k=KEYS, v=small_values)
+    def replace(self, k: str, v: Value) -> None:
+        ok = k in self.model
+        assert self.h.replace(k, v) is ok
+        if ok:
+            self.model[k] = v
+
+    @rule(k=KEYS, expected=CAS_EXPECTED, new=small_values)
+    def cas(self, k: str, expected: object, new: Value) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.cas(k, None, new)
+            return
+        if expected is MISSING:
+            # Use what the key holds, so that cas succeeds now and then.
+            expected = self.model.get(k)
+        assert expected is not MISSING
+        assert not isinstance(expected, deque)
+        ok = (
+            k in self.model
+            and type(self.model[k]) is type(expected)
+            and self.model[k] == expected
+        )
+        assert self.h.cas(k, expected, new) is ok  # type: ignore[arg-type]
+        if ok:
+            self.model[k] = new
+
+    @rule(k=KEYS, with_default=st.booleans())
+    def pop(self, k: str, with_default: bool) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.pop(k, None)
+            return
+        if k not in self.model:
+            if with_default:
+                assert self.h.pop(k, "dflt") == "dflt"
+            else:
+                with pytest.raises(KeyError):
+                    self.h.pop(k)
+            return
+        got = self.h.pop(k, "dflt") if with_default else self.h.pop(k)
+        assert same_value(got, self.model.pop(k))
+
+    @rule(k=KEYS, v=small_values)
+    def setdefault(self, k: str, v: Value) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.setdefault(k, v)
+            return
+        want = self.model.setdefault(k, v)
+        assert same_value(self.h.setdefault(k, v), want)
+
+    @rule(k=KEYS, delta=deltas, init=st.one_of(st.none(), INITS))
+    def incr(self, k: str, delta: int | float, init: int | float | None) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.incr(k, delta, init=init)
+            return
+        if k not in self.model:
+            if init is None:
+                with pytest.raises(KeyError):
+                    self.h.incr(k, delta)
+                return
+            start: Value = init
+        else:
+            start = self.scalar(k)
+        if not is_number(start):
+            with pytest.raises(TypeError):
+                self.h.incr(k, delta, init=init)
+            return
+        assert isinstance(start, (int, float))
+        want = incr_model(start, delta)
+        if want is None:
+            with pytest.raises(OverflowError):
+                self.h.incr(k, delta, init=init)
+            return
+        got = self.h.incr(k, delta, init=init)
+        assert same_value(got, want), (start, delta, got, want)
+        self.model[k] = want
+
+    # ------------------------------------------------------------ stale
+
+    @rule(k=KEYS)
+    def get_stale(self, k: str) -> None:
+        if self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.get_stale(k)
+            return
+        got = self.h.get_stale(k)
+        if k in self.model:
+            assert got is not None
+            assert same_value(got[0], self.model[k])
+            assert got[1] is False
+        else:
+            assert got is None
+
+    # ------------------------------------------------------------ lists
+
+    @rule(k=KEYS, v=small_values, left=st.booleans())
+    def push(self, k: str, v: Value, left: bool) -> None:
+        fn = self.h.lpush if left else self.h.rpush
+        if k in self.model and not self.is_list(k):
+            with pytest.raises(TypeError):
+                fn(k, v)
+            return
+        q = self.model.setdefault(k, deque())
+        assert isinstance(q, deque)
+        if left:
+            q.appendleft(v)
+        else:
+            q.append(v)
+        assert fn(k, v) == len(q)
+
+    @rule(k=KEYS, left=st.booleans())
+    def pop_item(self, k: str, left: bool) -> None:
+        fn = self.h.lpop if left else self.h.rpop
+        if k in self.model and not self.is_list(k):
+            with pytest.raises(TypeError):
+                fn(k)
+            return
+        if k not in self.model:
+            assert fn(k) is None
+            return
+        q = self.model[k]
+        assert isinstance(q, deque)
+        want = q.popleft() if left else q.pop()
+        assert same_value(fn(k), want)
+        if not q:
+            del self.model[k]
+            assert k not in self.h
+
+    @rule(k=KEYS)
+    def llen(self, k: str) -> None:
+        if k in self.model and not self.is_list(k):
+            with pytest.raises(TypeError):
+                self.h.llen(k)
+            return
+        q = self.model.get(k, deque())
+        assert isinstance(q, deque)
+        assert self.h.llen(k) == len(q)
+
+    # ------------------------------------------------------------ batches
+
+    @rule(ks=KEY_LISTS)
+    def get_many(self, ks: list[str]) -> None:
+        if any(self.is_list(k) for k in ks):
+            with pytest.raises(TypeError):
+                self.h.get_many(ks)
+            return
+        want = {k: self.model[k] for k in ks if k in self.model}
+        assert canon_map(self.h.get_many(ks)) == canon_map(want)
+
+    @rule(items=st.dictionaries(KEYS, small_values, max_size=4))
+    def set_many(self, items: dict[str, Value]) -> None:
+        assert self.h.set_many(items) is None  # type: ignore[func-returns-value]
+        self.model.update(items)
+
+    @rule(ks=KEY_LISTS)
+    def delete_many(self, ks: list[str]) -> None:
+        present = {k for k in ks if k in self.model}
+        assert self.h.delete_many(ks) == len(present)
+        for k in present:
+            del self.model[k]
+
+    @rule()
+    def flush_all(self) -> None:
+        self.h.flush_all()
+        self.model.clear()
+
+    # ------------------------------------------------------------ checks
+
+    @invariant()
+    def matches_model(self) -> None:
+        scalars = {k: v for k, v in self.model.items() if not isinstance(v, deque)}
+        lists = {k: v for k, v in self.model.items() if isinstance(v, deque)}
+        for h in (self.owner, self.peer):
+            assert sorted(h.get_keys()) == sorted(self.model)
+            assert len(h) == len(self.model)
+            assert canon_map(h.get_many(list(scalars))) == canon_map(scalars)
+            for k, q in lists.items():
+                assert h.llen(k) == len(q)
+        st_ = self.owner.stats()
+        assert st_["entries"] == len(self.model)
+        assert st_["expiring"] == 0
+        assert self.peer.verify() == []
+
+    def teardown(self) -> None:
+        self.peer.close()
+        self.owner.close()
+        assert not shmdict.exists(self.name)
+
+
+FEATURE_MACHINE_SETTINGS = settings(
+    _profile,
+    max_examples=max(75, _profile.max_examples),
+    stateful_step_count=30,
+    deadline=None,
+)
+
+
+def test_feature_machine(name_factory: Callable[[], str]) -> None:
+    # hypothesis annotates the argument as type[RuleBasedStateMachine], but
+    # it documents (and calls) it as any zero-argument factory.
+    run_state_machine_as_test(
+        lambda: FeatureMachine(name_factory),  # type: ignore[arg-type]
+        settings=FEATURE_MACHINE_SETTINGS,
     )

@@ -1,5 +1,5 @@
 """Expiry: ttl bounds, expire, incr and TTLs, invisibility of expired keys,
-reuse of expired space.
+reuse of expired space, get_stale and flush_expired.
 
 Nothing here asserts exact timings: short exptimes are waited out by polling
 with a generous deadline, and "still alive" is only asserted for keys whose
@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import shmdict
 
-from .conftest import MiB
+from .helpers import MiB, wait_expired, wait_until
+from .strategies import Value, same_value, values
 
 SharedDict = shmdict.SharedDict
 
@@ -24,15 +26,9 @@ DEADLINE = 10.0  # how long to wait for a short exptime to pass
 LONG = 1000.0  # an exptime that surely does not pass during a test
 # ms resolution: a ttl may round up to the next millisecond.
 RESOLUTION = 0.0011
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.002)
-    return pred()
+reuse_fixture = settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def sleep_past(t: float) -> None:
@@ -425,3 +421,115 @@ def test_items_while_keys_expire(d: SharedDict) -> None:
             assert all(snap[k] == int(k[1:]) for k in snap)
         rounds += 1
     assert rounds > 0
+
+
+# ---------------------------------------------------------------- get_stale
+
+
+def test_get_stale_live_and_missing(d: SharedDict) -> None:
+    assert d.get_stale("a") is None
+    d["a"] = 1
+    assert d.get_stale("a") == (1, False)
+    d.set("b", b"b" * 1000, LONG)
+    assert d.get_stale("b") == (b"b" * 1000, False)
+    r = d.get_stale("a")
+    assert isinstance(r, tuple)
+    assert type(r[0]) is int
+    assert r[1] is False
+
+
+def test_get_stale_expired_until_reclaimed(d: SharedDict) -> None:
+    big = "\u00e9" * 2000
+    d.set("a", big, SHORT)
+    d.set("b", -0.0, SHORT)
+    d.set("keep", 1)
+    wait_expired(d, "a", "b")
+    assert d.get("a") is None
+    assert "a" not in d
+    assert d.get_stale("a") == (big, True)
+    r = d.get_stale("b")
+    assert r is not None
+    assert same_value(r[0], -0.0)
+    assert r[1] is True
+    # A write to the key reclaims it.
+    assert d.delete("a") is False
+    assert d.get_stale("a") is None
+    # flush_expired reclaims the rest.
+    assert d.flush_expired() == 1
+    assert d.get_stale("b") is None
+    assert d.get_stale("keep") == (1, False)
+    assert d.verify() == []
+
+
+@reuse_fixture
+@given(v=values)
+def test_get_stale_round_trip(d: SharedDict, v: Value) -> None:
+    d["k"] = v
+    r = d.get_stale("k")
+    assert r is not None
+    assert same_value(r[0], v)
+    assert r[1] is False
+
+
+# ---------------------------------------------------------------- flush_expired
+
+
+def test_flush_expired(d: SharedDict) -> None:
+    assert d.flush_expired() == 0
+    d.set_many({f"e{i}": i for i in range(20)}, SHORT)
+    d.set_many({f"l{i}": i for i in range(5)})
+    d.set("long", 1, LONG)
+    wait_expired(d, *[f"e{i}" for i in range(20)])
+    exp0 = d.stats()["expirations"]
+    assert d.flush_expired() == 20
+    assert d.flush_expired() == 0
+    assert d.stats()["expirations"] - exp0 == 20
+    st = d.stats()
+    assert st["entries"] == 6
+    assert st["expiring"] == 1
+    assert sorted(d.get_keys()) == sorted([f"l{i}" for i in range(5)] + ["long"])
+    assert all(d.get_stale(f"e{i}") is None for i in range(20))
+    assert d.verify() == []
+
+
+def test_flush_expired_never_exceeds_max_count(small: SharedDict) -> None:
+    """flush_expired(max_count) frees *up to* max_count items. 300 keys in
+    a 64 KiB dict (1024 buckets) are sure to share some buckets."""
+    n = 300
+    small.set_many({f"e{i}": i for i in range(n)}, SHORT)
+    wait_expired(small, "e0", f"e{n - 1}")
+    assert wait_until(lambda: len(small) == 0)
+    results: list[int] = []
+    while True:
+        r = small.flush_expired(1)
+        if r == 0:
+            break
+        results.append(r)
+        assert len(results) <= n
+    assert sum(results) == n
+    assert max(results) == 1, f"flush_expired(1) freed {max(results)} items"
+    mid: list[int] = []
+    small.set_many({f"f{i}": i for i in range(n)}, SHORT)
+    assert wait_until(lambda: len(small) == 0)
+    while (r := small.flush_expired(7)) != 0:
+        mid.append(r)
+    assert sum(mid) == n
+    assert max(mid) <= 7, f"flush_expired(7) freed {max(mid)} items"
+
+
+def test_flush_expired_gives_memory_back(d: SharedDict) -> None:
+    cap = d.capacity()
+    d.set_many({f"e{i}": b"x" * 1000 for i in range(50)}, SHORT)
+    assert d.free_space() < cap - 50 * 1000
+    wait_expired(d, "e0", "e49")
+    assert d.flush_expired() == 50
+    assert d.free_space() == cap
+
+
+def test_flush_expired_bad_args(d: SharedDict) -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        d.flush_expired(-1)
+    with pytest.raises(TypeError):
+        d.flush_expired("1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        d.flush_expired(True)

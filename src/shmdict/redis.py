@@ -60,9 +60,18 @@ redis-py error. After a timeout a write may or may not have been applied.
 
 from __future__ import annotations
 
+import copy
 import math
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._core import MAX_KEY_BYTES
@@ -342,7 +351,8 @@ return 1
 )
 
 # expire: KEYS[1]; ARGV[1] ttl ms (0 clears). 1 if the key exists.
-_EXPIRE = """#!lua
+# allow-oom: it allocates nothing, and works at maxmemory as PEXPIRE does.
+_EXPIRE = """#!lua flags=allow-oom
 local k = KEYS[1]
 if redis.call('EXISTS', k) == 0 then return 0 end
 local ttl = tonumber(ARGV[1])
@@ -420,7 +430,15 @@ class RedisDict(MutableMapping[str, Value]):
     slot for the multi-key calls on a Cluster) plus the server's O(1) or
     O(n) work, named in each docstring. Raises ValueError for a bad URL or
     namespace, :class:`shmdict.BackendUnavailable` if a call cannot reach
-    the server; making the dict does not connect.
+    the server. Making a dict on one server does not connect; on a Cluster
+    it reads the slot map from a node (BackendUnavailable if none answers).
+
+    Retries: on one server, redis-py's client retries a command as the
+    policy says. On a Cluster, redis-py's client counts retries but does
+    not wait between them, which a failover outlasts; so the dict retries
+    each call itself with the policy's backoff (the client refreshes its
+    slot map after each failure), also on CLUSTERDOWN and TRYAGAIN. As
+    with any retry, a write whose reply was lost may be applied twice.
     """
 
     def __init__(
@@ -441,7 +459,21 @@ class RedisDict(MutableMapping[str, Value]):
         if not namespace or "\0" in namespace:
             raise ValueError(f"invalid namespace {namespace!r}")
         self._owns_client = isinstance(url_or_client, str)
+        # How to make another handle like this one (pickling): None when
+        # a client was given, which can't be sent to another process.
+        self._spec: tuple[str, dict[str, Any]] | None = None
+        policy: Retry | None = None
         if isinstance(url_or_client, str):
+            self._spec = (
+                url_or_client,
+                dict(
+                    client_kw,
+                    namespace=namespace,
+                    retry=retry,
+                    socket_timeout=socket_timeout,
+                    cluster=cluster,
+                ),
+            )
             url = url_or_client
             if _is_cluster_url(url):
                 if cluster is False:
@@ -449,7 +481,18 @@ class RedisDict(MutableMapping[str, Value]):
                 cluster = True
                 url = url.replace("+cluster", "", 1)
             kw: dict[str, Any] = dict(client_kw)
-            kw["retry"] = retry if retry is not None else default_retry()
+            policy = retry if retry is not None else default_retry()
+            if cluster:
+                # redis-py's Cluster client retries at once, with no backoff
+                # (it only counts the policy's retries), which a failover
+                # outlasts: it tries once here, refreshing its slot map on
+                # a failure, and _Retrying below waits as the policy says.
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry as _Retry
+
+                kw["retry"] = _Retry(NoBackoff(), 0)
+            else:
+                kw["retry"] = policy
             kw.setdefault("socket_timeout", socket_timeout)
             kw.setdefault("socket_connect_timeout", socket_timeout)
             try:
@@ -471,6 +514,7 @@ class RedisDict(MutableMapping[str, Value]):
                     "when a client is given"
                 )
             client = url_or_client
+            policy = copy.copy(client.retry) if hasattr(client, "retry") else None
             self._where = _address_of(client)
         else:
             raise TypeError(
@@ -481,8 +525,23 @@ class RedisDict(MutableMapping[str, Value]):
             if self._owns_client:
                 client.close()
             raise ValueError("the client must not decode responses (decode_responses)")
-        self._r: Any = client
+        self._client: Any = client
         self._cluster = isinstance(client, RedisCluster)
+        self._r: Any = client
+        if self._cluster:
+            outer = copy.copy(policy) if policy is not None else default_retry()
+            ex = redis.exceptions
+            outer.update_supported_errors(
+                [
+                    ex.ConnectionError,
+                    ex.TimeoutError,
+                    ex.ClusterDownError,
+                    ex.TryAgainError,
+                    ex.SlotNotCoveredError,
+                    ex.RedisClusterException,
+                ]
+            )
+            self._r = _Retrying(client, outer)
         self._redis = redis
         self.namespace = namespace
         self._prefix = namespace.encode("utf-8") + b":"
@@ -504,6 +563,17 @@ class RedisDict(MutableMapping[str, Value]):
         return self._closed
 
     @property
+    def owner(self) -> bool:
+        """False: no handle owns a Redis namespace (its keys outlive every
+        handle, as those of a dict made by :func:`shmdict.open` do)."""
+        return False
+
+    @property
+    def name(self) -> str:
+        """The namespace: what names this dict, as SharedDict's ``name``."""
+        return self.namespace
+
+    @property
     def cluster(self) -> bool:
         """True if the dict is on a Redis Cluster."""
         return self._cluster
@@ -511,7 +581,7 @@ class RedisDict(MutableMapping[str, Value]):
     @property
     def client(self) -> Any:
         """The redis-py client (``Redis`` or ``RedisCluster``) in use."""
-        return self._r
+        return self._client
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self._where
@@ -580,14 +650,19 @@ class RedisDict(MutableMapping[str, Value]):
         self._live()
         return names, rkeys
 
-    def _scan(self) -> Iterator[bytes]:
+    def _scan(self) -> list[bytes]:
         """Every Redis key of the namespace (SCAN MATCH; every primary of a
-        Cluster), each once."""
-        seen: set[bytes] = set()
-        for k in self._r.scan_iter(match=self._match, count=1000):
-            if k not in seen:
-                seen.add(k)
-                yield k
+        Cluster), each once. On a Cluster a failure starts the scan again,
+        as the retry policy allows."""
+
+        def scan() -> list[bytes]:
+            return list(
+                dict.fromkeys(self._client.scan_iter(match=self._match, count=1000))
+            )
+
+        if self._cluster:
+            return self._r.call(scan)  # type: ignore[no-any-return]
+        return scan()
 
     # ------------------------------------------------------------ reads
 
@@ -659,7 +734,7 @@ class RedisDict(MutableMapping[str, Value]):
         out: dict[str, Value] = {}
         for group in self._slot_groups(rkeys):
             try:
-                res = self._get_many(keys=[rkeys[i] for i in group])
+                res = self._get_many(keys=[rkeys[i] for i in group], client=self._r)
             except self._redis.exceptions.RedisError as e:
                 raise self._error(e) from e
             if res[0] == b"type":
@@ -765,7 +840,7 @@ class RedisDict(MutableMapping[str, Value]):
         k = self._k(key)
         ms = _ttl_ms(exptime)
         try:
-            return bool(self._expire(keys=[k], args=[ms]))
+            return bool(self._expire(keys=[k], args=[ms], client=self._r))
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
 
@@ -793,7 +868,7 @@ class RedisDict(MutableMapping[str, Value]):
         k = self._k(key)
         v = _encode(default)
         try:
-            res = self._setdefault(keys=[k], args=[v])
+            res = self._setdefault(keys=[k], args=[v], client=self._r)
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
         if res[0] == b"type":
@@ -816,7 +891,7 @@ class RedisDict(MutableMapping[str, Value]):
         else:
             mode, ms = b"n", _ttl_ms(exptime)
         try:
-            r = self._cas(keys=[k], args=[e, n, mode, ms])
+            r = self._cas(keys=[k], args=[e, n, mode, ms], client=self._r)
         except self._redis.exceptions.RedisError as ex:
             raise self._error(ex, key) from ex
         if r == -1:
@@ -850,7 +925,7 @@ class RedisDict(MutableMapping[str, Value]):
         i = b"" if init is None else _number_arg(init, "init")
         ims = 0 if init_ttl is None else _ttl_ms(init_ttl)
         try:
-            res = self._incr(keys=[k], args=[d, mode, ms, i, ims])
+            res = self._incr(keys=[k], args=[d, mode, ms, i, ims], client=self._r)
         except self._redis.exceptions.RedisError as e:
             raise self._error(e, key) from e
         status = res[0]
@@ -883,7 +958,9 @@ class RedisDict(MutableMapping[str, Value]):
         for group in self._slot_groups(rkeys):
             try:
                 self._set_many(
-                    keys=[rkeys[i] for i in group], args=[ms] + [vals[i] for i in group]
+                    keys=[rkeys[i] for i in group],
+                    args=[ms] + [vals[i] for i in group],
+                    client=self._r,
                 )
             except self._redis.exceptions.RedisError as e:
                 err = self._error(e)
@@ -924,6 +1001,16 @@ class RedisDict(MutableMapping[str, Value]):
     def _del_batch(self, rkeys: list[bytes]) -> None:
         for group in self._slot_groups(rkeys):
             self._r.delete(*[rkeys[i] for i in group])
+
+    def items(self) -> ItemsView[str, Value]:
+        """A view of (key, value) pairs: the keys listed by SCAN, then read
+        500 at a time with :meth:`get_many`; a key deleted meanwhile is
+        skipped. O(n)."""
+        return _RedisItems(self)
+
+    def values(self) -> ValuesView[Value]:
+        """A view of the values, read as :meth:`items` reads them. O(n)."""
+        return _RedisValues(self)
 
     def clear(self) -> None:
         """Remove every item: the same as :meth:`flush_all`."""
@@ -1090,7 +1177,7 @@ class RedisDict(MutableMapping[str, Value]):
             return
         self._closed = True
         if self._owns_client:
-            self._r.close()
+            self._client.close()
 
     def __enter__(self) -> RedisDict:
         return self
@@ -1099,10 +1186,65 @@ class RedisDict(MutableMapping[str, Value]):
         self.close()
 
     def __reduce__(self) -> tuple[Callable[..., RedisDict], tuple[Any, ...]]:
-        raise TypeError(
-            "a RedisDict can't be pickled: make one in each process "
-            "(shmdict.connect(url))"
-        )
+        """A pickled RedisDict made from a URL reconnects in the process
+        that unpickles it (same URL, namespace and options), as a pickled
+        SharedDict reopens its dict. One made from a client can't be
+        pickled (TypeError): the client's connections stay in its process."""
+        if self._spec is None:
+            raise TypeError(
+                "a RedisDict made from a client can't be pickled: make it "
+                "from a URL (shmdict.connect(url)) to send it to other processes"
+            )
+        return (_reopen, self._spec)
+
+
+class _RedisItems(ItemsView[str, Value]):
+    _mapping: RedisDict  # set by MappingView.__init__
+
+    def __iter__(self) -> Iterator[tuple[str, Value]]:
+        m = self._mapping
+        keys = m.get_keys()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            got = m.get_many(chunk)
+            for k in chunk:
+                if k in got:
+                    yield k, got[k]
+
+
+class _RedisValues(ValuesView[Value]):
+    _mapping: RedisDict  # set by MappingView.__init__
+
+    def __iter__(self) -> Iterator[Value]:
+        for _, v in _RedisItems(self._mapping):
+            yield v
+
+
+class _Retrying:
+    """A Cluster client whose every call is retried with the policy's
+    backoff (redis-py's Cluster client counts retries but does not wait
+    between them)."""
+
+    def __init__(self, client: Any, retry: Retry) -> None:
+        self._client = client
+        self._retry = retry
+
+    def call(self, fn: Callable[[], _T]) -> _T:
+        return self._retry.call_with_retry(fn, lambda _e: None)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a: Any, **kw: Any) -> Any:
+            return self.call(lambda: attr(*a, **kw))
+
+        return call
+
+
+def _reopen(url: str, kw: dict[str, Any]) -> RedisDict:
+    return RedisDict(url, **kw)
 
 
 def _address_of(client: Any) -> str:

@@ -1,11 +1,12 @@
-"""The ngx.shared.DICT / APCu feature set on scalar keys: add, replace,
+"""The ngx.shared.DICT / APCu operations on scalar keys: add, replace,
 safe_set/safe_add/set_forcible on a plain dict, incr with init, cas, pop,
-setdefault, get_stale, the batches (get_many, set_many, delete_many),
-flush_expired, get_keys(max_count), capacity/free_space and stats().
+setdefault, the batches (get_many, set_many, delete_many) and
+get_keys(max_count).
 
-Lists live in test_lists.py, eviction in test_eviction.py, the model-based
-test in test_features_stateful.py and the cross-process races in
-test_features_mp.py.
+Lists live in test_lists.py, expiry (get_stale and flush_expired too) in
+test_ttl.py, eviction in test_eviction.py, capacity and stats() in
+test_stats.py, the model-based tests in test_stateful.py and the
+cross-process races in test_multiprocess.py.
 
 No timing is asserted: short exptimes are waited out by polling with a
 generous deadline.
@@ -14,10 +15,8 @@ generous deadline.
 from __future__ import annotations
 
 import math
-import threading
-import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 
 import shmdict
 
-from .conftest import MiB
+from .helpers import fill_shrinking, wait_expired
 from .strategies import (
     INT64_MAX,
     INT64_MIN,
@@ -37,13 +36,11 @@ from .strategies import (
     same_value,
     small_keys,
     small_values,
-    values,
 )
 
 SharedDict = shmdict.SharedDict
 
 SHORT = 0.05  # an exptime that has surely passed once we have polled
-DEADLINE = 10.0  # how long to poll for a short exptime to pass
 LONG = 1000.0  # an exptime that never passes during a test
 RESOLUTION = 0.0011  # ttl has ms resolution and may round up
 
@@ -54,49 +51,8 @@ reuse_fixture = settings(
 MISSING = object()
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.002)
-    return pred()
-
-
-def wait_expired(d: SharedDict, *keys: str) -> None:
-    """Poll until every key has expired (ttl None) without reclaiming it."""
-    assert wait_until(lambda: all(d.ttl(k) is None for k in keys)), keys
-
-
 def snapshot(d: SharedDict) -> dict[str, tuple[str, str]]:
     return canon_map(dict(d.items()))
-
-
-def fill(d: SharedDict, value_len: int = 1000, prefix: str = "fill") -> list[str]:
-    """Store values until the dict is full; return the keys stored."""
-    stored: list[str] = []
-    i = 0
-    while True:
-        k = f"{prefix}{i}"
-        try:
-            d.set(k, b"f" * value_len)
-        except shmdict.NoMemoryError:
-            if value_len <= 16:
-                return stored
-            value_len //= 2
-            continue
-        stored.append(k)
-        i += 1
-
-
-@pytest.fixture
-def small(name: str) -> Iterator[SharedDict]:
-    """A 64 KiB dict that does not evict."""
-    sd = shmdict.new(name, shmdict.MIN_SIZE)
-    try:
-        yield sd
-    finally:
-        sd.close()
 
 
 # ---------------------------------------------------------------- add
@@ -241,7 +197,7 @@ def test_set_forcible_without_eviction_returns_zero(d: SharedDict) -> None:
 
 
 def test_full_plain_dict_every_store_raises(small: SharedDict) -> None:
-    fill(small)
+    fill_shrinking(small)
     before = snapshot(small)
     big = b"z" * 2000
     calls: list[Callable[[], object]] = [
@@ -633,54 +589,6 @@ def test_setdefault_property(d: SharedDict, present: object, dflt: Value) -> Non
     assert same_value(d["k"], want)
 
 
-# ---------------------------------------------------------------- get_stale
-
-
-def test_get_stale_live_and_missing(d: SharedDict) -> None:
-    assert d.get_stale("a") is None
-    d["a"] = 1
-    assert d.get_stale("a") == (1, False)
-    d.set("b", b"b" * 1000, LONG)
-    assert d.get_stale("b") == (b"b" * 1000, False)
-    r = d.get_stale("a")
-    assert isinstance(r, tuple)
-    assert type(r[0]) is int
-    assert r[1] is False
-
-
-def test_get_stale_expired_until_reclaimed(d: SharedDict) -> None:
-    big = "\u00e9" * 2000
-    d.set("a", big, SHORT)
-    d.set("b", -0.0, SHORT)
-    d.set("keep", 1)
-    wait_expired(d, "a", "b")
-    assert d.get("a") is None
-    assert "a" not in d
-    assert d.get_stale("a") == (big, True)
-    r = d.get_stale("b")
-    assert r is not None
-    assert same_value(r[0], -0.0)
-    assert r[1] is True
-    # A write to the key reclaims it.
-    assert d.delete("a") is False
-    assert d.get_stale("a") is None
-    # flush_expired reclaims the rest.
-    assert d.flush_expired() == 1
-    assert d.get_stale("b") is None
-    assert d.get_stale("keep") == (1, False)
-    assert d.verify() == []
-
-
-@reuse_fixture
-@given(v=values)
-def test_get_stale_round_trip(d: SharedDict, v: Value) -> None:
-    d["k"] = v
-    r = d.get_stale("k")
-    assert r is not None
-    assert same_value(r[0], v)
-    assert r[1] is False
-
-
 # ---------------------------------------------------------------- get_many
 
 
@@ -808,7 +716,7 @@ def test_set_many_rejects_a_sequence_with_type_error(d: SharedDict) -> None:
 
 
 def test_set_many_on_full_dict_first_item_does_not_fit(small: SharedDict) -> None:
-    fill(small)
+    fill_shrinking(small)
     before = snapshot(small)
     with pytest.raises(shmdict.NoMemoryError) as info:
         small.set_many({"new1": b"z" * 3000, "new2": 1})
@@ -823,7 +731,7 @@ def test_set_many_small_batch_that_does_not_fit_changes_nothing(
     """A batch of three small-to-medium items, of which the first two fit
     and the third doesn't: the docstring promises that a batch this small
     (one transaction) is left entirely unchanged."""
-    keys = fill(small)
+    keys = fill_shrinking(small)
     small.delete(keys[0])
     small.delete(keys[1])
     free = small.free_space()
@@ -896,70 +804,6 @@ def test_delete_many_bad_input_deletes_nothing(d: SharedDict) -> None:
     assert snapshot(d) == canon_map({"a": 1, "b": 2})
 
 
-# ---------------------------------------------------------------- flush_expired
-
-
-def test_flush_expired(d: SharedDict) -> None:
-    assert d.flush_expired() == 0
-    d.set_many({f"e{i}": i for i in range(20)}, SHORT)
-    d.set_many({f"l{i}": i for i in range(5)})
-    d.set("long", 1, LONG)
-    wait_expired(d, *[f"e{i}" for i in range(20)])
-    exp0 = d.stats()["expirations"]
-    assert d.flush_expired() == 20
-    assert d.flush_expired() == 0
-    assert d.stats()["expirations"] - exp0 == 20
-    st = d.stats()
-    assert st["entries"] == 6
-    assert st["expiring"] == 1
-    assert sorted(d.get_keys()) == sorted([f"l{i}" for i in range(5)] + ["long"])
-    assert all(d.get_stale(f"e{i}") is None for i in range(20))
-    assert d.verify() == []
-
-
-def test_flush_expired_never_exceeds_max_count(small: SharedDict) -> None:
-    """flush_expired(max_count) frees *up to* max_count items. 300 keys in
-    a 64 KiB dict (1024 buckets) are sure to share some buckets."""
-    n = 300
-    small.set_many({f"e{i}": i for i in range(n)}, SHORT)
-    wait_expired(small, "e0", f"e{n - 1}")
-    assert wait_until(lambda: len(small) == 0)
-    results: list[int] = []
-    while True:
-        r = small.flush_expired(1)
-        if r == 0:
-            break
-        results.append(r)
-        assert len(results) <= n
-    assert sum(results) == n
-    assert max(results) == 1, f"flush_expired(1) freed {max(results)} items"
-    mid: list[int] = []
-    small.set_many({f"f{i}": i for i in range(n)}, SHORT)
-    assert wait_until(lambda: len(small) == 0)
-    while (r := small.flush_expired(7)) != 0:
-        mid.append(r)
-    assert sum(mid) == n
-    assert max(mid) <= 7, f"flush_expired(7) freed {max(mid)} items"
-
-
-def test_flush_expired_gives_memory_back(d: SharedDict) -> None:
-    cap = d.capacity()
-    d.set_many({f"e{i}": b"x" * 1000 for i in range(50)}, SHORT)
-    assert d.free_space() < cap - 50 * 1000
-    wait_expired(d, "e0", "e49")
-    assert d.flush_expired() == 50
-    assert d.free_space() == cap
-
-
-def test_flush_expired_bad_args(d: SharedDict) -> None:
-    with pytest.raises(ValueError, match=">= 0"):
-        d.flush_expired(-1)
-    with pytest.raises(TypeError):
-        d.flush_expired("1")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        d.flush_expired(True)
-
-
 # ---------------------------------------------------------------- get_keys
 
 
@@ -978,205 +822,7 @@ def test_get_keys_max_count(d: SharedDict) -> None:
         d.get_keys(-1)
 
 
-# ---------------------------------------------------------------- capacity
-
-
-def test_capacity_and_free_space(d: SharedDict) -> None:
-    cap = d.capacity()
-    assert type(cap) is int
-    assert type(d.free_space()) is int
-    assert 0 < cap < d.size
-    assert d.free_space() == cap
-    d["a"] = b"x" * 1000
-    f1 = d.free_space()
-    assert f1 <= cap - 1000
-    d["b"] = b"x" * 1000
-    f2 = d.free_space()
-    assert f2 <= f1 - 1000
-    del d["a"]  # "a" and "b" take blocks of the same size
-    assert d.free_space() == f1
-    d.flush_all()
-    assert d.free_space() == cap
-    assert d.capacity() == cap
-    st = d.stats()
-    assert st["capacity"] == cap
-    assert st["bytes_free"] == cap
-    assert st["bytes_used"] == 0
-
-
-def test_free_space_comes_back_after_delete(d: SharedDict) -> None:
-    cap = d.capacity()
-    for i in range(100):
-        d[f"k{i}"] = "v" * (i * 10)
-    assert d.free_space() < cap
-    for i in range(100):
-        del d[f"k{i}"]
-    assert d.free_space() == cap
-    assert d.verify() == []
-
-
-def test_capacity_scales_with_size(name_factory: Callable[[], str]) -> None:
-    small = shmdict.new(name_factory(), shmdict.MIN_SIZE)
-    big = shmdict.new(name_factory(), 4 * MiB)
-    try:
-        assert small.capacity() < big.capacity()
-        assert big.capacity() > 3 * MiB
-        with shmdict.get(big.name) as peer:
-            assert peer.capacity() == big.capacity()
-            assert peer.free_space() == big.free_space()
-    finally:
-        small.close()
-        big.close()
-
-
-def test_small_dict_fills_to_about_its_free_space(small: SharedDict) -> None:
-    free = small.free_space()
-    fill(small)
-    # Each entry costs 32 bytes plus key and value: most of the free space
-    # is used by values once the dict is full.
-    assert small.free_space() < 64
-    assert small.stats()["bytes_used"] > free * 0.9
-    with pytest.raises(shmdict.NoMemoryError):
-        small["one more"] = b"x" * 100
-
-
-# ---------------------------------------------------------------- stats
-
-
-STAT_KEYS = {
-    "entries",
-    "expiring",
-    "bytes_used",
-    "bytes_free",
-    "capacity",
-    "hits",
-    "misses",
-    "sets",
-    "evictions",
-    "expirations",
-    "lock_waits",
-    "recoveries",
-    "pending_free",
-    "buckets",
-    "evict",
-    "reserved",
-    "bytes_reserved",
-    "fs_size",
-    "fs_free",
-}
-
-
-def test_stats_keys_and_types(d: SharedDict) -> None:
-    st = d.stats()
-    assert set(st) >= STAT_KEYS
-    for k, v in st.items():
-        if k in ("evict", "reserved"):
-            assert v is False, k
-        else:
-            assert type(v) is int, k
-            assert v >= 0, k
-    assert st["entries"] == 0
-    assert st["bytes_used"] == 0
-    # What the filesystem backs: the fixed pages, far below the size.
-    assert 0 < st["bytes_reserved"] < d.size
-    assert 0 < st["fs_free"] <= st["fs_size"]
-    assert st["buckets"] > 0
-    assert st["bytes_free"] + st["bytes_used"] == st["capacity"]
-
-
-def test_stats_entries_and_expiring(d: SharedDict) -> None:
-    d.set_many({"a": 1, "b": 2})
-    d.set("c", 3, LONG)
-    d.set("d", 4, LONG)
-    st = d.stats()
-    assert st["entries"] == 4
-    assert st["expiring"] == 2
-    d.expire("a", LONG)
-    d.expire("c", 0)
-    st = d.stats()
-    assert st["entries"] == 4
-    assert st["expiring"] == 2
-    d.pop("d")
-    assert d.stats()["entries"] == 3
-    assert d.stats()["expiring"] == 1
-    assert d.stats()["bytes_used"] > 0
-    assert d.stats()["bytes_free"] == d.free_space()
-
-
-def test_stats_hits_and_misses_exact(d: SharedDict) -> None:
-    d["a"] = 1
-    d["big"] = b"x" * 5000
-    st0 = d.stats()
-    for _ in range(7):
-        assert d.get("a") == 1
-    for _ in range(3):
-        assert d.get("nope") is None
-    assert d.get("big") == b"x" * 5000
-    assert d.get("nope", 5) == 5
-    st = d.stats()
-    assert st["hits"] - st0["hits"] == 8
-    assert st["misses"] - st0["misses"] == 4
-    # Visible from any handle: the counters live in the file.
-    peer = shmdict.get(d.name)
-    try:
-        assert peer.get("a") == 1
-        assert peer.stats()["hits"] - st0["hits"] == 9
-    finally:
-        peer.close()
-
-
-def test_stats_hits_and_misses_under_threads(d: SharedDict) -> None:
-    """Threads of one process may lose a count now and then (the counters
-    take no locked instruction), but never invent one."""
-    d["a"] = 1
-    st0 = d.stats()
-    n_threads, n = 4, 5000
-
-    def work() -> None:
-        for _ in range(n):
-            assert d.get("a") == 1
-            assert d.get("nope") is None
-
-    threads = [threading.Thread(target=work) for _ in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
-    st = d.stats()
-    hits = st["hits"] - st0["hits"]
-    misses = st["misses"] - st0["misses"]
-    assert n_threads * n // 2 <= hits <= n_threads * n
-    assert n_threads * n // 2 <= misses <= n_threads * n
-
-
-def test_stats_getitem_counts_one_lookup(d: SharedDict) -> None:
-    """d[key] is one lookup, hit or miss, like get()."""
-    d["a"] = 1
-    st0 = d.stats()
-    assert d["a"] == 1
-    st1 = d.stats()
-    assert (st1["hits"] - st0["hits"], st1["misses"] - st0["misses"]) == (1, 0)
-    with pytest.raises(KeyError):
-        d["nope"]
-    st2 = d.stats()
-    assert (st2["hits"] - st1["hits"], st2["misses"] - st1["misses"]) == (0, 1)
-
-
-def test_stats_sets_and_expirations(d: SharedDict) -> None:
-    st0 = d.stats()
-    d["a"] = 1
-    d.set("b", 2)
-    d.set("a", "x" * 1000)  # not in place
-    assert d.add("a", 3) is False
-    assert d.stats()["sets"] - st0["sets"] >= 3
-    d.set("e", 1, SHORT)
-    wait_expired(d, "e")
-    exp0 = d.stats()["expirations"]
-    d.delete("e")  # a write that touches it reclaims it
-    assert d.stats()["expirations"] - exp0 == 1
-    assert d.stats()["evictions"] == 0
-    assert d.stats()["recoveries"] == 0
+# ---------------------------------------------------------------- types
 
 
 def test_feature_writes_keep_types(d: SharedDict) -> None:
