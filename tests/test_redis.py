@@ -14,7 +14,7 @@ import pytest
 import shmdict
 from shmdict import Pickled
 
-from .conftest import MiB
+from .helpers import MiB
 from .redis_fixtures import unique_namespace
 from .redis_servers import Cluster, Server
 
