@@ -2,8 +2,10 @@
 
 ``shm``: a shared dict in /dev/shm, named by the test's ``name``.
 ``redis``: a :class:`shmdict.redis.RedisDict` on the session's standalone
-server (unix socket), in the namespace ``name``. ``redis-cluster``: the
-same on the session's Cluster, for the tests cheap enough to run there.
+server (unix socket), in the namespace ``name``. ``cluster``: the same on
+the session's Cluster, for the tests cheap enough to run there. The names
+and the choice are the conformance modules' (tests/redis_fixtures.py):
+``SHMDICT_BACKENDS`` (default all) says which run.
 
 A dict is named across processes by a *spec* string, which spawned
 children get as an argument: the dict's name, or ``URL#NAMESPACE``.
@@ -21,18 +23,20 @@ import pytest
 import shmdict
 from shmdict import DictLike
 
-MiB = 1 << 20
+from .helpers import MiB
+from .redis_fixtures import backends
 
-#: Every backend, and those a test that spawns processes or sleeps runs on.
-ALL = ["shm", "redis", "redis-cluster"]
-MAIN = ["shm", "redis"]
+#: The backends a test runs on: every one asked for (ALL), or those but the
+#: Cluster (MAIN) for a test that spawns processes or sleeps.
+ALL = backends()
+MAIN = [b for b in ALL if b != "cluster"]
 
 _specs: dict[int, str] = {}
 
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """Where a test's dict lives: *kind* (shm, redis, redis-cluster), the
+    """Where a test's dict lives: *kind* (shm, redis, cluster), the
     dict's *name* (a shared dict's name, a Redis namespace) and, for Redis,
     the server's *url*."""
 
@@ -79,7 +83,7 @@ def make_backend(request: pytest.FixtureRequest, kind: str, name: str) -> Backen
     (or Cluster) on first use."""
     if kind == "shm":
         return Backend(kind, name)
-    if kind == "redis-cluster":
+    if kind == "cluster":
         url = request.getfixturevalue("redis_cluster").shmdict_url
     else:
         url = request.getfixturevalue("redis_server").url
