@@ -156,11 +156,18 @@ def _tail(path: str) -> str:
         return "(no log)"
 
 
+def _env() -> dict[str, str]:
+    """This environment without LD_PRELOAD: the servers never run under the
+    sanitizers a test pass may preload into Python."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def _spawn(args: Sequence[str], log: str, session: bool) -> subprocess.Popen[bytes]:
     """Start redis-server; with *session*, it dies with this process."""
     with open(log, "ab") as out:
         return subprocess.Popen(
             ["redis-server", *args],
+            env=_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -355,6 +362,7 @@ class Cluster:
             ],
             capture_output=True,
             text=True,
+            env=_env(),
             timeout=60,
             check=False,
         )

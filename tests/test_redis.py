@@ -15,9 +15,11 @@ import shmdict
 from shmdict import Pickled
 
 from .helpers import MiB
-from .redis_fixtures import unique_namespace
+from .redis_fixtures import redis_wanted, unique_namespace
 from .redis_servers import Cluster, Server
 
+if not redis_wanted():
+    pytest.skip("SHMDICT_BACKENDS asks for shm alone", allow_module_level=True)
 redis = pytest.importorskip("redis")
 from shmdict.redis import RedisDict, default_retry  # noqa: E402
 

@@ -731,12 +731,12 @@ class RedisDict(MutableMapping[str, Value]):
         unless a hash-tag namespace keeps them in one. TypeError if one of
         the keys holds a list. O(len(keys))."""
         names, rkeys = self._batch_keys(keys)
+        groups = self._slot_groups(rkeys)
+        results = self._calls([([rkeys[i] for i in g], []) for g in groups], "get")
         out: dict[str, Value] = {}
-        for group in self._slot_groups(rkeys):
-            try:
-                res = self._get_many(keys=[rkeys[i] for i in group], client=self._r)
-            except self._redis.exceptions.RedisError as e:
-                raise self._error(e) from e
+        for group, res in zip(groups, results, strict=False):
+            if isinstance(res, Exception):
+                raise self._error(res) from res
             if res[0] == b"type":
                 raise TypeError("get_many: one of the keys holds a list")
             for i, raw in zip(group, res[1], strict=True):
@@ -954,32 +954,78 @@ class RedisDict(MutableMapping[str, Value]):
                 raise TypeError("mapping items must be pairs")
         vals = [_encode(v) for _, v in items]
         _, rkeys = self._batch_keys([k for k, _ in items])
-        stored = 0
-        for group in self._slot_groups(rkeys):
-            try:
-                self._set_many(
-                    keys=[rkeys[i] for i in group],
-                    args=[ms] + [vals[i] for i in group],
-                    client=self._r,
-                )
-            except self._redis.exceptions.RedisError as e:
-                err = self._error(e)
+        groups = self._slot_groups(rkeys)
+        calls = [([rkeys[i] for i in g], [ms] + [vals[i] for i in g]) for g in groups]
+        results = self._calls(calls, "set")
+        stored = sum(
+            len(g)
+            for g, r in zip(groups, results, strict=False)
+            if not isinstance(r, Exception)
+        )
+        for r in results:
+            if isinstance(r, Exception):
+                err = self._error(r)
                 if isinstance(err, NoMemoryError):
                     err.stored = stored  # type: ignore[attr-defined]
-                raise err from e
-            stored += len(group)
+                raise err from r
 
     def delete_many(self, keys: Iterable[str], /) -> int:
         """Delete the keys; return how many existed. One DEL on a standalone
         server (atomic), one per slot on a Cluster."""
         _, rkeys = self._batch_keys(keys)
+        groups = self._slot_groups(rkeys)
+        results = self._calls([([rkeys[i] for i in g], []) for g in groups], "del")
         n = 0
-        for group in self._slot_groups(rkeys):
-            try:
-                n += int(self._r.delete(*[rkeys[i] for i in group]))
-            except self._redis.exceptions.RedisError as e:
-                raise self._error(e) from e
+        for r in results:
+            if isinstance(r, Exception):
+                raise self._error(r) from r
+            n += int(r)
         return n
+
+    def _calls(
+        self, calls: list[tuple[list[bytes], list[Any]]], what: str
+    ) -> list[Any]:
+        """Run one get_many/set_many script or DEL (*what*: get, set, del)
+        per (keys, args) of *calls*; each result, or the redis-py exception
+        it raised. On one server, or for one call, one after another: an
+        error ends the list (the rest are not run). On a
+        Cluster, all in one pipeline: one round trip per node, not per
+        slot (the script goes as EVAL: redis-py pipelines no EVALSHA on a
+        Cluster)."""
+        ex = self._redis.exceptions
+        script = {"get": self._get_many, "set": self._set_many}.get(what)
+        if not self._cluster or len(calls) == 1:
+            out: list[Any] = []
+            for keys, args in calls:
+                try:
+                    if script is None:
+                        out.append(self._r.delete(*keys))
+                    else:
+                        out.append(script(keys=keys, args=args, client=self._r))
+                except ex.RedisError as e:
+                    out.append(e)
+                    break
+            return out
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                if script is None:
+                    pipe.execute_command("DEL", *keys)
+                else:
+                    pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
+            res: list[Any] = pipe.execute(raise_on_error=False)
+            for r in res:  # lost nodes: the whole batch again, as the policy says
+                if isinstance(
+                    r, (ex.ConnectionError, ex.TimeoutError, ex.ClusterDownError)
+                ):
+                    raise r
+            return res
+
+        try:
+            return self._r.call(run)  # type: ignore[no-any-return]
+        except ex.RedisError as e:
+            raise self._error(e) from e
 
     def flush_all(self) -> None:
         """Delete every key of the namespace, and no other. SCAN MATCH over
@@ -1081,7 +1127,7 @@ class RedisDict(MutableMapping[str, Value]):
 
     def stats(self) -> dict[str, int | bool]:
         """Counters. ``entries`` and ``expiring``: the namespace's keys, and
-        those with an expiry (SCAN plus one PTTL each: O(keys)). The rest
+        those with an expiry (SCAN plus a pipelined PTTL each: O(keys)). The rest
         are the server's (summed over a Cluster's primaries), for every
         namespace: ``hits``, ``misses`` (keyspace_hits/misses),
         ``evictions`` (evicted_keys), ``expirations`` (expired_keys),
@@ -1092,15 +1138,8 @@ class RedisDict(MutableMapping[str, Value]):
             keys = list(self._scan())
             expiring = 0
             for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                if self._cluster:
-                    ttls = [self._r.pttl(k) for k in chunk]
-                else:
-                    p = self._r.pipeline(transaction=False)
-                    for k in chunk:
-                        p.pttl(k)
-                    ttls = p.execute()
-                expiring += sum(1 for t in ttls if t >= 0)
+                ttls = self._pipeline([("PTTL", k) for k in keys[i : i + 500]])
+                expiring += sum(1 for t in ttls if isinstance(t, int) and t >= 0)
             infos = self._infos()
         except self._redis.exceptions.RedisError as e:
             raise self._error(e) from e
@@ -1132,35 +1171,58 @@ class RedisDict(MutableMapping[str, Value]):
         """Check the namespace: every key is UTF-8 and holds a string or a
         list in shmdict's encoding. Returns the problems found ([] if
         none). Redis's own memory is the server's to check. O(n): SCAN and
-        a read of every value."""
+        a pipelined read of every value."""
         self._live()
         problems: list[str] = []
         try:
-            for k in self._scan():
-                try:
-                    name = k[self._plen :].decode("utf-8")
-                except UnicodeDecodeError:
-                    problems.append(f"key {k!r} is not UTF-8")
-                    continue
-                t = self._r.type(k)
-                if t == b"string":
-                    raw = self._r.get(k)
-                    raws = [] if raw is None else [raw]
-                elif t == b"list":
-                    raws = self._r.lrange(k, 0, -1)
-                elif t == b"none":
-                    continue
-                else:
-                    problems.append(f"{name!r} is a Redis {t.decode()}")
-                    continue
-                for raw in raws:
+            keys = self._scan()
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                types = self._pipeline([("TYPE", k) for k in chunk])
+                reads: list[tuple[str, tuple[Any, ...]]] = []
+                for k, t in zip(chunk, types, strict=True):
+                    t = t.encode() if isinstance(t, str) else t
                     try:
-                        _decode(raw, name)
-                    except CorruptError as e:
-                        problems.append(str(e))
+                        name = k[self._plen :].decode("utf-8")
+                    except UnicodeDecodeError:
+                        problems.append(f"key {k!r} is not UTF-8")
+                        continue
+                    if t == b"string":
+                        reads.append((name, ("GET", k)))
+                    elif t == b"list":
+                        reads.append((name, ("LRANGE", k, 0, -1)))
+                    elif t != b"none":
+                        problems.append(f"{name!r} is a Redis {t.decode()}")
+                values = self._pipeline([cmd for _, cmd in reads])
+                for (name, _), got in zip(reads, values, strict=True):
+                    raws = got if isinstance(got, list) else [got]
+                    for raw in raws:
+                        if raw is None:
+                            continue
+                        try:
+                            _decode(raw, name)
+                        except CorruptError as e:
+                            problems.append(str(e))
         except self._redis.exceptions.RedisError as e:
             raise self._error(e) from e
         return problems
+
+    def _pipeline(self, cmds: list[tuple[Any, ...]]) -> list[Any]:
+        """Run single-key commands in one non-transactional pipeline (one
+        round trip; on a Cluster one per node, retried as a whole); their
+        replies in order. The first error raises."""
+        if not cmds:
+            return []
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for cmd in cmds:
+                pipe.execute_command(*cmd)
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        if self._cluster:
+            return self._r.call(run)  # type: ignore[no-any-return]
+        return run()
 
     def ping(self) -> None:
         """Check that the server answers; BackendUnavailable if not."""
