@@ -34,8 +34,10 @@ PYTHONPATH=src python -m mypy.stubtest shmdict._core --allowlist .stubtest-allow
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests
 
+# This pass and the ASan one test the C engine: the conformance modules
+# run on shm alone (SHMDICT_BACKENDS), and the Redis modules are skipped.
 echo "== pytest with every dict split into up to 4 stripes"
-SHMDICT_STRIPES=4 python -m pytest -q -p no:cacheprovider tests
+SHMDICT_STRIPES=4 SHMDICT_BACKENDS=shm python -m pytest -q -p no:cacheprovider tests
 
 if [ "$QUICK" != 1 ]; then
     echo "== pytest under ASan+UBSan"
@@ -48,6 +50,7 @@ if [ "$QUICK" != 1 ]; then
         | grep -v -E "BetaConfiguration|warnings.warn|cannot be found" || true
     LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
     ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    SHMDICT_BACKENDS=shm \
         python -m pytest -q -p no:cacheprovider -o pythonpath="$ASAN_PKG" \
         -m "not no_asan" tests
 fi

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, settings
 
 import shmdict
 
+# The backends the integration and recipe tests run over (shm, redis).
+from .backends import backend, store  # noqa: F401  (fixtures)
 from .helpers import PREFIX, MiB, new_name, remove_all, shm_files, tmpfs
 
 # Modest defaults: the whole suite has to run in a few minutes on 2 cores.
@@ -69,8 +71,16 @@ def name() -> Iterator[str]:
 
 
 @pytest.fixture
-def d(name: str) -> Iterator[shmdict.SharedDict]:
-    """A fresh, empty 1 MiB dict owned by this process."""
+def d(
+    name: str,
+    conformance_backend: str,  # noqa: F811  (the fixture imported below)
+    request: pytest.FixtureRequest,
+) -> Iterator[shmdict.SharedDict]:
+    """A fresh, empty 1 MiB dict owned by this process; in the conformance
+    modules, a RedisDict too (redis_fixtures.py: the backends)."""
+    if conformance_backend != "shm":
+        yield from redis_d(request, conformance_backend)
+        return
     sd = shmdict.new(name, MiB)
     try:
         yield sd
@@ -102,3 +112,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(msg)
     if exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------- Redis
+# Session-wide Redis servers (started lazily, stopped by pid), and the
+# backends the conformance modules run over: tests/redis_fixtures.py.
+from .redis_fixtures import (  # noqa: E402, F401  (fixtures and hooks)
+    conformance_backend,
+    dict_backend,
+    pytest_collection_modifyitems,
+    pytest_generate_tests,
+    redis_cluster,
+    redis_d,
+    redis_server,
+)

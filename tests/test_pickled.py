@@ -10,6 +10,8 @@ import pytest
 import shmdict
 from shmdict import Pickled, SharedDict
 
+from .redis_fixtures import peer
+
 
 def test_round_trip_keeps_the_type(d: SharedDict) -> None:
     d["p"] = Pickled(b"\x80\x05abc")
@@ -55,8 +57,8 @@ def test_lists_and_setdefault(d: SharedDict) -> None:
     assert type(d["s"]) is Pickled
 
 
-def _read(name: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
-    with shmdict.get(name) as p:
+def _read(d: SharedDict, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    with peer(d) as p:  # a handle of the child's own
         v = p["k"]
         assert isinstance(v, bytes)
         q.put((type(v).__name__, bytes(v)))
@@ -66,7 +68,7 @@ def test_another_process_sees_the_tag(d: SharedDict) -> None:
     d["k"] = Pickled(pickle.dumps({"a": 1}))
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    proc = ctx.Process(target=_read, args=(d.name, q))
+    proc = ctx.Process(target=_read, args=(d, q))
     proc.start()
     assert q.get(timeout=30) == ("Pickled", pickle.dumps({"a": 1}))
     proc.join(30)

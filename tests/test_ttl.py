@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 import shmdict
 
 from .helpers import MiB, wait_expired, wait_until
+from .redis_fixtures import peer
 from .strategies import Value, same_value, values
 
 SharedDict = shmdict.SharedDict
@@ -89,7 +90,7 @@ def test_ttl_decreases(d: SharedDict) -> None:
 
 def test_ttl_seen_by_peer(d: SharedDict) -> None:
     d.set("k", 1, LONG)
-    with shmdict.get(d.name) as p:
+    with peer(d) as p:
         t = p.ttl("k")
         assert t is not None
         assert LONG - 50 < t <= LONG
@@ -274,7 +275,7 @@ def test_incr_short_ttl_expires(d: SharedDict) -> None:
 def test_expired_key_invisible_everywhere(d: SharedDict) -> None:
     d["keep"] = "k"
     expire_short(d, "gone", 41)
-    with shmdict.get(d.name) as p:
+    with peer(d) as p:
         for h in (d, p):
             assert h.get("gone") is None
             assert h.get("gone", "dflt") == "dflt"
@@ -438,6 +439,9 @@ def test_get_stale_live_and_missing(d: SharedDict) -> None:
     assert r[1] is False
 
 
+@pytest.mark.shm_only(
+    "an expired value is kept until its room is needed; Redis drops it"
+)
 def test_get_stale_expired_until_reclaimed(d: SharedDict) -> None:
     big = "\u00e9" * 2000
     d.set("a", big, SHORT)
@@ -474,6 +478,7 @@ def test_get_stale_round_trip(d: SharedDict, v: Value) -> None:
 # ---------------------------------------------------------------- flush_expired
 
 
+@pytest.mark.shm_only("expired items wait for flush_expired; Redis frees them itself")
 def test_flush_expired(d: SharedDict) -> None:
     assert d.flush_expired() == 0
     d.set_many({f"e{i}": i for i in range(20)}, SHORT)
@@ -517,6 +522,7 @@ def test_flush_expired_never_exceeds_max_count(small: SharedDict) -> None:
     assert max(mid) <= 7, f"flush_expired(7) freed {max(mid)} items"
 
 
+@pytest.mark.shm_only("free_space: the server accounts for its own memory")
 def test_flush_expired_gives_memory_back(d: SharedDict) -> None:
     cap = d.capacity()
     d.set_many({f"e{i}": b"x" * 1000 for i in range(50)}, SHORT)

@@ -9,6 +9,8 @@ True
 >>> d.close()
 """
 
+from ._api import DictLike
+from ._connect import connect
 from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
 from ._dict import (
     SharedDict,
@@ -22,20 +24,29 @@ from ._dict import (
     remove,
 )
 from ._pickled import Pickled
-from .errors import CorruptError, Error, LockTimeout, NoMemoryError
+from .errors import (
+    BackendUnavailable,
+    CorruptError,
+    Error,
+    LockTimeout,
+    NoMemoryError,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "MAX_KEY_BYTES",
     "MAX_SIZE",
     "MIN_SIZE",
+    "BackendUnavailable",
     "CorruptError",
+    "DictLike",
     "Error",
     "LockTimeout",
     "NoMemoryError",
     "Pickled",
     "SharedDict",
     "Value",
+    "connect",
     "default_dir",
     "exists",
     "get",

@@ -7,7 +7,13 @@ closed handle) use the builtin exception instead, as a ``dict`` would.
 
 from __future__ import annotations
 
-__all__ = ["CorruptError", "Error", "LockTimeout", "NoMemoryError"]
+__all__ = [
+    "BackendUnavailable",
+    "CorruptError",
+    "Error",
+    "LockTimeout",
+    "NoMemoryError",
+]
 
 
 class Error(Exception):
@@ -27,4 +33,13 @@ class LockTimeout(Error, TimeoutError):
 
     Another process may be stuck while holding it, or the lock word may be
     damaged. Nothing was changed.
+    """
+
+
+class BackendUnavailable(Error, ConnectionError):
+    """A server-backed dict (:class:`shmdict.redis.RedisDict`) could not
+    reach its server: the connection was lost or refused, a command timed
+    out, or a Redis Cluster had no primary for the key's slot, after the
+    retry policy was spent. The message names the server and the redis-py
+    error. After a timeout, a write may or may not have been applied.
     """
