@@ -50,7 +50,7 @@ import shmdict
 from shmdict import _core
 
 from .figures import env_int, record_figures
-from .fileformat import lock_words
+from .fileformat import entry_block, lock_words
 from .helpers import list_items, wait_child
 from .strategies import canon
 
@@ -668,7 +668,12 @@ def full_state(d: shmdict.SharedDict) -> None:
     for k in expiring:
         d.expire(k, 0.001)
     wait_expired(d, expiring)
-    assert d.stats()["bytes_free"] < 700, "the fill left too much room"
+    # Full: no stripe has room left for even the smallest fill entry (a
+    # 1-byte value), the last step of the fill; block sizes from layout.h.
+    smallest = entry_block(len(f"fill{i}"), 1)
+    stripes = d.stats()["stripes"]
+    free = d.stats()["bytes_free"]
+    assert free < stripes * smallest, f"the fill left too much room: {free} bytes"
 
 
 def child_run(
