@@ -799,11 +799,12 @@ def test_lock_timeout_on_stopped_holder(d: SharedDict) -> None:
     d["k"] = "before"
     q = shmdict.get(d.name, lock_timeout=timeout)
     waits0 = d.stats()["lock_waits"]
+    calls: list[Callable[[], object]] = [
+        lambda: q.set("k", "mine"),
+        lambda: q.get("k"),  # a lock-free read falls back to the lock
+    ]
     with stopped_writer(d.name, "k", "the peer's"):
-        for call in (
-            lambda: q.set("k", "mine"),
-            lambda: q.get("k"),  # a lock-free read falls back to the lock
-        ):
+        for call in calls:
             start = time.monotonic()
             with pytest.raises(shmdict.LockTimeout):
                 call()
