@@ -12,15 +12,28 @@ from glob import glob
 
 from setuptools import Extension, setup
 
-CORE_SOURCES = sorted(glob("csrc/*.c"))
+
+def core_sources() -> list[str]:
+    """The C core's sources: the list in csrc/sources.mk, which the
+    Makefiles include too."""
+    with open("csrc/sources.mk") as f:
+        text = f.read().replace("\\\n", " ")
+    names = text.split("CORE_SRCS =", 1)[1].split("\n", 1)[0].split()
+    return [f"csrc/{n}" for n in names]
+
+
+CORE_SOURCES = core_sources()
 # The binding: one file per job (src/shmdict/_core/binding.h says which).
 BINDING_SOURCES = sorted(glob("src/shmdict/_core/*.c"))
 cflags = ["-std=c11", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden", "-DNDEBUG"]
 ldflags: list[str] = []
 
 if os.environ.get("SHMDICT_DEV") == "1":
+    # Python's own CFLAGS carry -DNDEBUG; -UNDEBUG, which comes after
+    # them, keeps assert() on in development and CI builds.
     cflags = [f for f in cflags if f != "-DNDEBUG"]
     cflags += [
+        "-UNDEBUG",
         "-Wall",
         "-Wextra",
         "-Werror",

@@ -51,6 +51,16 @@ FEATURE_OPS: dict[str, str] = {
 #: Keys per call of the batch feature ops (get_many / set_many).
 BATCH_KEYS = 10
 
+#: The Redis backend's section (benchmarks/redis_backend.py --write writes it,
+#: report.py includes it), and the markers around it in BENCHMARKS.md.
+REDIS_SECTION = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "redis.md"
+)
+REDIS_BEGIN = (
+    "<!-- redis-backend:begin (python benchmarks/redis_backend.py --write) -->"
+)
+REDIS_END = "<!-- redis-backend:end -->"
+
 #: The list key of the queue and llen feature ops, and how many items it
 #: holds while they run (so a push and a pop never create or remove it).
 LIST_KEY = "lst:000000000000"

@@ -17,6 +17,9 @@ from common import (
     FEATURE_OPS,
     LIST_ITEMS,
     OPS,
+    REDIS_BEGIN,
+    REDIS_END,
+    REDIS_SECTION,
     Dataset,
     LatencyResult,
     MPResult,
@@ -822,6 +825,7 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         latency_section(res),
         "",
         *_features_block(res),
+        *_redis_block(),
         "## Multi-process throughput",
         "",
         f"Aggregate throughput (all processes) and, after `x`, the speed-up over "
@@ -869,6 +873,18 @@ def _features_block(res: BenchResults) -> list[str]:
         body,
         "",
     ]
+
+
+def _redis_block() -> list[str]:
+    """The Redis backend's section, as benchmarks/redis_backend.py --write
+    last wrote it (a run of its own, dated in it); nothing if it never
+    ran."""
+    try:
+        with open(REDIS_SECTION) as f:
+            body = f.read().rstrip("\n")
+    except FileNotFoundError:
+        return []
+    return [REDIS_BEGIN, body, REDIS_END, ""]
 
 
 def _is_load(text: str) -> bool:

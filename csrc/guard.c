@@ -9,7 +9,7 @@
  *     no page to give it (the filesystem is full). On tmpfs a read fault
  *     of a hole allocates a page too, so reads are not exempt.
  * The core prevents the second case by reserving pages with fallocate
- * before it first writes them (region.c, alloc.c, dict.c), and reads only
+ * before it first writes them (file.c, heap.c, index.c), and reads only
  * what it reserved. Nothing can prevent the first: any process of the same
  * user can truncate the file. This file is the net under both.
  *
@@ -22,13 +22,13 @@
  * on memory that exists, and the operation finishes on its own terms. It
  * may read zeros where the file's bytes were; every offset the core reads
  * is bounds-checked, so that is the same as reading a damaged file. Every
- * commit of a broken handle is turned into a rollback (lock.c), so nothing
+ * commit of a broken handle is turned into a rollback (tx.c), so nothing
  * it does after the fault reaches the part of the file that is still
  * shared, and every call of a broken handle returns SD_TORN or
  * SD_NOSPACE. The caller reopens the dict to go on.
  *
  * The private pages stay mapped after the handle closes if a lock was
- * held when they replaced the file's (lock.c notes it at the unlock): the
+ * held when they replaced the file's (lock.h notes it at the unlock): the
  * mutex there is zeros now, so its unlock either fails or, reading it as a
  * plain mutex, skips the robust list; glibc may then still list it on the
  * thread's robust list and writes into the list's entries on every later

@@ -56,7 +56,7 @@
  *   heap_off+heap_size +-----------------------------------------------+
  *
  * Every region above is a pure function of file_size and nparts (see
- * layout_for in region.c), so a reader recomputes it and compares instead
+ * layout_for in file.c), so a reader recomputes it and compares instead
  * of trusting the header.
  *
  * A heap block (TLSF-style boundary tags, sizes are multiples of 16):
@@ -239,7 +239,7 @@ typedef struct sd_pstate {
     alignas(SD_LINE) _Atomic uint32_t fl_bitmap;
     _Atomic uint32_t sl_bitmap[SD_FL_COUNT];
     _Atomic uint32_t heads[SD_FL_COUNT][SD_SL_COUNT];
-    /* Quick lists (alloc.c): small blocks freed whole, by exact size. They
+    /* Quick lists (heap.c): small blocks freed whole, by exact size. They
      * count in used_bytes; quick_bytes says how much of that they are. */
     _Atomic uint32_t quick[SD_QUICK_CLASSES];
     _Atomic uint64_t quick_bytes;

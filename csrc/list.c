@@ -10,45 +10,41 @@
  *
  * Deleting, overwriting, expiring or evicting a list moves its items to
  * the header's gc chain in two logged stores; later writes free them a few
- * at a time (sd_gc_locked), so no single write pays for a long list.
+ * at a time (sd_gc_commits), so no single write pays for a long list.
  */
-#include "internal.h"
+#include "heap.h"
+#include "list.h"
+#include "tx.h"
 
-static inline _Atomic uint32_t *list_ends(const sd_view *v)
+/* Push v onto the list at key, making the list if the key is missing. Lock
+ * state: held, in an open transaction; commits nothing. SD_OK,
+ * SD_WRONGTYPE, SD_NOMEM (the caller makes room and retries), SD_NOSPACE,
+ * SD_CORRUPT. */
+SD_MUST_USE static sd_status push_locked(sd_tx *t, const void *key,
+                                         size_t klen, uint32_t hash, int left,
+                                         const sd_value_in *v, uint64_t *len)
 {
-    return (_Atomic uint32_t *)(void *)v->val; /* [0] head, [1] tail */
-}
-
-static inline _Atomic uint64_t *list_count(const sd_view *v)
-{
-    return sd_val_word(v, 1);
-}
-
-static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
-                             uint32_t hash, int left, const sd_value_in *v,
-                             uint64_t *len)
-{
-    sd_part *h = t->h;
+    sd_stripe *s = t->s;
     sd_found f;
     sd_status rc = sd_find_live_locked(t, key, klen, hash, &f);
     if (rc == SD_NOTFOUND) {
         static const unsigned char empty[16];
         sd_value_in lv = {.type = SD_T_LIST, .data = empty, .len = 16};
         uint32_t e;
-        if ((rc = sd_bucket_ready_locked(h, hash)))
+        if ((rc = sd_bucket_ready_locked(s, hash)))
             return rc;
         if ((rc = sd_alloc_locked(t, sd_entry_need(klen, 16), &e)))
             return rc;
         sd_link_new_locked(t, e, hash, sd_make_meta(&lv, 0), key, klen, &lv);
-        rc = sd_find_locked(h, key, klen, hash, &f);
+        rc = sd_find_locked(s, key, klen, hash, &f);
     }
     if (rc)
         return rc;
-    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+    if (!sd_is_list(f.v.meta))
         return SD_WRONGTYPE;
-    _Atomic uint32_t *ends = list_ends(&f.v);
+    _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t head = LD(&ends[0]), tail = LD(&ends[1]);
-    if ((head && !sd_idx_ok(h, head)) || (tail && !sd_idx_ok(h, tail)))
+    if ((head && !sd_idx_ok(s, head)) || (tail && !sd_idx_ok(s, tail)))
         return SD_CORRUPT;
     uint32_t n;
     if ((rc = sd_alloc_locked(t, sd_entry_need(0, sd_value_len(v)), &n)))
@@ -56,136 +52,138 @@ static sd_status push_locked(sd_tx *t, const void *key, size_t klen,
     if (left) {
         sd_write_entry(t, n, head, 0, sd_make_meta(v, 0), "", 0, v);
         if (head)
-            sd_w32(t, &sd_blk_entry(h, head)->hash, n);
+            sd_w32(t, &sd_blk_entry(s, head)->hash, n);
         else
             sd_w32(t, &ends[1], n);
         sd_w32(t, &ends[0], n);
     } else {
         sd_write_entry(t, n, 0, tail, sd_make_meta(v, 0), "", 0, v);
         if (tail)
-            sd_w32(t, &sd_blk_entry(h, tail)->next, n);
+            sd_w32(t, &sd_blk_entry(s, tail)->next, n);
         else
             sd_w32(t, &ends[0], n);
         sd_w32(t, &ends[1], n);
     }
-    uint64_t count = LD(list_count(&f.v)) + 1;
-    sd_w64(t, list_count(&f.v), count);
+    uint64_t count = LD(sd_list_count(&f.v)) + 1;
+    sd_w64(t, sd_list_count(&f.v), count);
     *len = count;
     return SD_OK;
 }
 
-sd_status part_push(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    int left, const sd_value_in *v, uint64_t *len)
+SD_MUST_USE sd_status stripe_push(sd_stripe *s, const void *key, size_t klen,
+                                  uint32_t hash, int left,
+                                  const sd_value_in *v, uint64_t *len)
 {
-    if (klen == 0 || klen > SD_MAX_KEY || v->type == 0 ||
-        v->type >= SD_T_LIST || sd_value_len(v) > UINT32_MAX)
+    if (!sd_check_value(v))
         return SD_BADARG;
     sd_tx t;
-    sd_status rc = sd_tx_begin(h, &t);
+    sd_status rc = sd_tx_begin(s, &t);
     if (rc)
         return rc;
-    sd_before_alloc_locked(&t, sd_entry_need(0, sd_value_len(v)));
+    sd_before_alloc_commits(&t, sd_entry_need(0, sd_value_len(v)));
     rc = push_locked(&t, key, klen, hash, left, v, len);
     uint64_t need =
         sd_entry_need(klen, 16) + sd_entry_need(0, sd_value_len(v));
     for (int attempt = 0; attempt < 4 && rc == SD_NOMEM; attempt++) {
         uint32_t probe;
         uint64_t evicted = 0;
-        rc = sd_alloc_room_locked(&t, need, false, key, klen, hash, &probe,
-                                  &evicted);
+        rc = sd_alloc_room_commits(&t, need, false, key, klen, hash, &probe,
+                                   &evicted);
         if (rc != SD_OK)
             break;
         sd_tx_abort(&t); /* the probe allocation only */
         rc = push_locked(&t, key, klen, hash, left, v, len);
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_list_pop(sd_part *h, const void *key, size_t klen,
-                        uint32_t hash, int left, sd_value_out *out)
+SD_MUST_USE sd_status stripe_list_pop(sd_stripe *s, const void *key,
+                                      size_t klen, uint32_t hash, int left,
+                                      sd_value_out *out)
 {
     sd_tx t;
     sd_found f;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     out->waited_ns += t.waited;
     if (!open)
         return rc;
     if (rc)
-        return sd_end_write(&t, rc);
-    if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
-        return sd_end_write(&t, SD_WRONGTYPE);
-    _Atomic uint32_t *ends = list_ends(&f.v);
+        return sd_tx_end_write(&t, rc);
+    if (!sd_is_list(f.v.meta))
+        return sd_tx_end_write(&t, SD_WRONGTYPE);
+    _Atomic uint32_t *ends = sd_list_ends(&f.v);
     uint32_t idx = LD(&ends[left ? 0 : 1]);
     sd_view it;
-    if (!sd_read_item(h, idx, &it))
-        return sd_end_write(&t, SD_CORRUPT);
+    if (!sd_read_item(s, idx, &it))
+        return sd_tx_end_write(&t, SD_CORRUPT);
     if ((rc = sd_copy_value(&it, out)))
-        return sd_end_write(&t, rc);
+        return sd_tx_end_write(&t, rc);
     uint32_t next = it.next, prev = it.hash;
-    if ((next && !sd_idx_ok(h, next)) || (prev && !sd_idx_ok(h, prev)))
-        return sd_end_write(&t, SD_CORRUPT);
+    if ((next && !sd_idx_ok(s, next)) || (prev && !sd_idx_ok(s, prev)))
+        return sd_tx_end_write(&t, SD_CORRUPT);
     if (left) {
         if (next)
-            sd_w32(&t, &sd_blk_entry(h, next)->hash, 0);
+            sd_w32(&t, &sd_blk_entry(s, next)->hash, 0);
         else
             sd_w32(&t, &ends[1], 0);
         sd_w32(&t, &ends[0], next);
     } else {
         if (prev)
-            sd_w32(&t, &sd_blk_entry(h, prev)->next, 0);
+            sd_w32(&t, &sd_blk_entry(s, prev)->next, 0);
         else
             sd_w32(&t, &ends[0], 0);
         sd_w32(&t, &ends[1], prev);
     }
     if ((rc = sd_free_deferred(&t, idx)))
-        return sd_end_write(&t, rc);
-    uint64_t count = LD(list_count(&f.v));
+        return sd_tx_end_write(&t, rc);
+    uint64_t count = LD(sd_list_count(&f.v));
     if (count <= 1 || !LD(&ends[0]))
         rc = sd_drop_locked(&t, &f); /* an empty list is no key */
     else
-        sd_w64(&t, list_count(&f.v), count - 1);
-    return sd_end_write(&t, rc);
+        sd_w64(&t, sd_list_count(&f.v), count - 1);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_llen(sd_part *h, const void *key, size_t klen, uint32_t hash,
-                    uint64_t *len)
+SD_MUST_USE sd_status stripe_llen(sd_stripe *s, const void *key, size_t klen,
+                                  uint32_t hash, uint64_t *len)
 {
     sd_tx t;
     sd_found f;
     *len = 0;
     bool open;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
     if (rc == SD_OK) {
-        if ((f.v.meta & SD_META_TYPE) != SD_T_LIST)
+        if (!sd_is_list(f.v.meta))
             rc = SD_WRONGTYPE;
         else
-            *len = LD(list_count(&f.v));
+            *len = LD(sd_list_count(&f.v));
     }
-    return sd_end_write(&t, rc);
+    return sd_tx_end_write(&t, rc);
 }
 
-sd_status part_list_items(sd_part *h, const void *key, size_t klen,
-                          uint32_t hash, void *buf, size_t cap, size_t *used,
-                          uint64_t *count)
+SD_MUST_USE sd_status stripe_list_items(sd_stripe *s, const void *key,
+                                        size_t klen, uint32_t hash, void *buf,
+                                        size_t cap, size_t *used,
+                                        uint64_t *count)
 {
     sd_tx t;
     sd_found f;
     bool open;
     *used = 0;
     *count = 0;
-    sd_status rc = sd_open_find(h, &t, key, klen, hash, &f, &open);
+    sd_status rc = sd_find_and_lock(s, &t, key, klen, hash, &f, &open);
     if (!open)
         return rc;
-    if (rc == SD_OK && (f.v.meta & SD_META_TYPE) != SD_T_LIST)
+    if (rc == SD_OK && !sd_is_list(f.v.meta))
         rc = SD_WRONGTYPE;
     size_t pos = 0;
-    uint32_t idx = rc == SD_OK ? LD(&list_ends(&f.v)[0]) : 0;
+    uint32_t idx = rc == SD_OK ? LD(&sd_list_ends(&f.v)[0]) : 0;
     for (uint64_t n = 0; idx; n++) {
         sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
+        if (n > s->max_chain || !sd_read_item(s, idx, &it)) {
             rc = SD_CORRUPT;
             break;
         }
@@ -198,58 +196,5 @@ sd_status part_list_items(sd_part *h, const void *key, size_t klen,
     *used = pos;
     if (rc == SD_OK && pos > cap)
         rc = SD_TOOBIG;
-    return sd_end_write(&t, rc);
-}
-
-#include <stdio.h>
-
-uint64_t sd_verify_list(sd_part *h, const sd_view *v,
-                        void (*report)(void *, const char *), void *ctx)
-{
-    char msg[160];
-    _Atomic uint32_t *ends = list_ends(v);
-    uint32_t idx = LD(&ends[0]), prev = 0;
-    uint64_t n = 0;
-    while (idx) {
-        sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
-            snprintf(msg, sizeof msg, "list at block %u: bad item at %u",
-                     v->idx, idx);
-            report(ctx, msg);
-            return n;
-        }
-        if (it.hash != prev) {
-            snprintf(msg, sizeof msg, "list at block %u: item %u back link",
-                     v->idx, idx);
-            report(ctx, msg);
-        }
-        n++;
-        prev = idx;
-        idx = it.next;
-    }
-    if (prev != LD(&ends[1]) || n != LD(list_count(v)) || n == 0) {
-        snprintf(msg, sizeof msg,
-                 "list at block %u: %llu items, count %llu, tail mismatch %d",
-                 v->idx, (unsigned long long)n,
-                 (unsigned long long)LD(list_count(v)), prev != LD(&ends[1]));
-        report(ctx, msg);
-    }
-    return n;
-}
-
-uint64_t sd_verify_gc(sd_part *h, void (*report)(void *, const char *),
-                      void *ctx)
-{
-    uint32_t idx = LD(&h->st->gc_head);
-    uint64_t n = 0;
-    while (idx) {
-        sd_view it;
-        if (n > h->max_chain || !sd_read_item(h, idx, &it)) {
-            report(ctx, "gc: the chain of list items to free is damaged");
-            return n;
-        }
-        n++;
-        idx = it.next;
-    }
-    return n;
+    return sd_tx_end_write(&t, rc);
 }

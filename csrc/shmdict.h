@@ -18,6 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks a function whose status must not be ignored (GCC and clang). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SD_MUST_USE __attribute__((warn_unused_result))
+#else
+#define SD_MUST_USE
+#endif
+
 typedef enum sd_status {
     SD_OK = 0,
     SD_NOTFOUND,  /* no such live key (not an error for most calls) */
@@ -149,14 +156,15 @@ enum {
  * back the header and lock pages (or, with `reserve`, the whole file).
  * Cost: O(stripes); creating reserves and writes only the header, lock and
  * summary pages and the heap's first and last pages, unless `reserve`. */
-sd_status sd_open(const char *path, const sd_open_opts *opts, sd_handle **out);
+SD_MUST_USE sd_status sd_open(const char *path, const sd_open_opts *opts,
+                              sd_handle **out);
 
 /* Unmap and free the handle. When `h` created the file, in this process,
  * and the path still names that file, the path is unlinked. */
 void sd_close(sd_handle *h);
 
 /* Unlink the dict at `path` (whoever made it). SD_SYSERR/errno on failure. */
-sd_status sd_remove(const char *path);
+SD_MUST_USE sd_status sd_remove(const char *path);
 
 /* 1 if the creator recorded in the dict at `path` still runs, 0 if not,
  * -1 with errno if the file can't be read. */
@@ -206,8 +214,8 @@ uint64_t sd_file_size(const sd_handle *h);
 /* Key operations. Keys are 1..SD_MAX_KEY bytes. `ttl_ms` > 0 sets an
  * expiry that many milliseconds from now, 0 means none. All are O(1) on
  * average. */
-sd_status sd_get(sd_handle *h, const void *key, size_t klen,
-                 sd_value_out *out);
+SD_MUST_USE sd_status sd_get(sd_handle *h, const void *key, size_t klen,
+                             sd_value_out *out);
 /* Is a value sd_get gave out with out->seq != 0 still the current one? (No
  * lock holder has touched its stripe since.) If so it counts as a hit, as
  * sd_get would. Lock-free: one load of the stripe's sequence counter. */
@@ -216,46 +224,50 @@ int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq);
  * reader that finds every counter unchanged after reading several keys
  * without the lock read them all at one moment. */
 uint64_t sd_part_seq(const sd_handle *d, unsigned part);
-sd_status sd_set(sd_handle *h, const void *key, size_t klen,
-                 const sd_value_in *v, int64_t ttl_ms);
+SD_MUST_USE sd_status sd_set(sd_handle *h, const void *key, size_t klen,
+                             const sd_value_in *v, int64_t ttl_ms);
 /* sd_set with a mode and options (flags above). `*evicted` (may be NULL)
  * gets the number of live items evicted to make room. */
-sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
-                    const sd_value_in *v, int64_t ttl_ms, unsigned flags,
-                    uint64_t *evicted);
+SD_MUST_USE sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
+                                const sd_value_in *v, int64_t ttl_ms,
+                                unsigned flags, uint64_t *evicted);
 /* An expired value that is still stored is returned with *stale = 1. */
-sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
-                       sd_value_out *out, int *stale);
+SD_MUST_USE sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
+                                   sd_value_out *out, int *stale);
 /* Compare-and-set: SD_OK if the value equalled `expected` (same type and
  * value) and is now `nv`; SD_EXISTS if it differed; SD_NOTFOUND. */
-sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
-                 const sd_value_in *expected, const sd_value_in *nv,
-                 int ttl_mode, int64_t ttl_ms);
+SD_MUST_USE sd_status sd_cas(sd_handle *h, const void *key, size_t klen,
+                             const sd_value_in *expected,
+                             const sd_value_in *nv, int ttl_mode,
+                             int64_t ttl_ms);
 /* Remove the key and return its value (SD_TOOBIG leaves it in place). */
-sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
-                 sd_value_out *out);
+SD_MUST_USE sd_status sd_pop(sd_handle *h, const void *key, size_t klen,
+                             sd_value_out *out);
 /* The value, or store `dflt` and return SD_NOTFOUND. */
-sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
-                        const sd_value_in *dflt, sd_value_out *out);
-sd_status sd_delete(sd_handle *h, const void *key, size_t klen);
+SD_MUST_USE sd_status sd_setdefault(sd_handle *h, const void *key, size_t klen,
+                                    const sd_value_in *dflt,
+                                    sd_value_out *out);
+SD_MUST_USE sd_status sd_delete(sd_handle *h, const void *key, size_t klen);
 /* `ttl_mode`: -1 keep the expiry, otherwise `ttl_ms` as in sd_set. */
-sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
-                  const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                  sd_value_out *out);
+SD_MUST_USE sd_status sd_incr(sd_handle *h, const void *key, size_t klen,
+                              const sd_value_in *delta, int ttl_mode,
+                              int64_t ttl_ms, sd_value_out *out);
 /* sd_incr that, for a missing key and a non-NULL `init`, stores
  * init + delta with expiry `init_ttl_ms` (0: none). */
-sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
-                       const sd_value_in *delta, int ttl_mode, int64_t ttl_ms,
-                       const sd_value_in *init, int64_t init_ttl_ms,
-                       sd_value_out *out);
+SD_MUST_USE sd_status sd_incr_init(sd_handle *h, const void *key, size_t klen,
+                                   const sd_value_in *delta, int ttl_mode,
+                                   int64_t ttl_ms, const sd_value_in *init,
+                                   int64_t init_ttl_ms, sd_value_out *out);
 /* Remaining time in ns (> 0), or 0 when the key never expires. */
-sd_status sd_ttl(sd_handle *h, const void *key, size_t klen, int64_t *ns_left);
-sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
-                    int64_t ttl_ms);
-sd_status sd_flush_all(sd_handle *h);
+SD_MUST_USE sd_status sd_ttl(sd_handle *h, const void *key, size_t klen,
+                             int64_t *ns_left);
+SD_MUST_USE sd_status sd_expire(sd_handle *h, const void *key, size_t klen,
+                                int64_t ttl_ms);
+SD_MUST_USE sd_status sd_flush_all(sd_handle *h);
 /* Free up to `max` expired items (0: all), a slice of the table per lock
  * hold. */
-sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed);
+SD_MUST_USE sd_status sd_flush_expired(sd_handle *h, uint64_t max,
+                                       uint64_t *freed);
 
 /* Batches. Each runs under one hold of the lock, so no other process sees
  * part of it. sd_get_many writes one record per key into buf:
@@ -263,28 +275,32 @@ sd_status sd_flush_expired(sd_handle *h, uint64_t max, uint64_t *freed);
  *   number or len bytes for str/bytes, padded to a multiple of 8;
  * SD_TOOBIG sets *need. sd_set_many stores every item or, if the dict runs
  * out of room, as many whole items as it could: *done says how many. */
-sd_status sd_get_many(sd_handle *h, size_t n, const char *const *keys,
-                      const size_t *klens, void *buf, size_t cap,
-                      size_t *need);
-sd_status sd_set_many(sd_handle *h, size_t n, const char *const *keys,
-                      const size_t *klens, const sd_value_in *vals,
-                      int64_t ttl_ms, size_t *done, uint64_t *evicted);
-sd_status sd_delete_many(sd_handle *h, size_t n, const char *const *keys,
-                         const size_t *klens, size_t *deleted);
+SD_MUST_USE sd_status sd_get_many(sd_handle *h, size_t n,
+                                  const char *const *keys, const size_t *klens,
+                                  void *buf, size_t cap, size_t *need);
+SD_MUST_USE sd_status sd_set_many(sd_handle *h, size_t n,
+                                  const char *const *keys, const size_t *klens,
+                                  const sd_value_in *vals, int64_t ttl_ms,
+                                  size_t *done, uint64_t *evicted);
+SD_MUST_USE sd_status sd_delete_many(sd_handle *h, size_t n,
+                                     const char *const *keys,
+                                     const size_t *klens, size_t *deleted);
 
 /* Lists. Push returns the new length; pop copies the item out (SD_TOOBIG
  * leaves it in place) and removes the key when the list becomes empty. */
-sd_status sd_push(sd_handle *h, const void *key, size_t klen, int left,
-                  const sd_value_in *v, uint64_t *len);
-sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen, int left,
-                      sd_value_out *out);
-sd_status sd_llen(sd_handle *h, const void *key, size_t klen, uint64_t *len);
+SD_MUST_USE sd_status sd_push(sd_handle *h, const void *key, size_t klen,
+                              int left, const sd_value_in *v, uint64_t *len);
+SD_MUST_USE sd_status sd_list_pop(sd_handle *h, const void *key, size_t klen,
+                                  int left, sd_value_out *out);
+SD_MUST_USE sd_status sd_llen(sd_handle *h, const void *key, size_t klen,
+                              uint64_t *len);
 /* Copy every item of the list at key, head first, into buf as the records
  * of sd_get_many, at one moment (under the lock). *count gets the number of
  * items and *used the bytes they take; SD_TOOBIG if that is more than cap
  * (retry with *used bytes). SD_NOTFOUND, SD_WRONGTYPE for a scalar. O(n). */
-sd_status sd_list_items(sd_handle *h, const void *key, size_t klen, void *buf,
-                        size_t cap, size_t *used, uint64_t *count);
+SD_MUST_USE sd_status sd_list_items(sd_handle *h, const void *key, size_t klen,
+                                    void *buf, size_t cap, size_t *used,
+                                    uint64_t *count);
 
 /* The largest key + value (rounded up to 8 bytes each) one item can
  * have: one stripe's heap, less the block and entry headers. */
@@ -293,22 +309,23 @@ uint64_t sd_max_item(const sd_handle *h);
 /* Heap bytes in all and free, without locking. O(1). */
 void sd_space(sd_handle *h, uint64_t *capacity, uint64_t *free_bytes);
 /* Live entries. O(1) while no entry has an expiry, else O(n). */
-sd_status sd_count(sd_handle *h, uint64_t *n);
+SD_MUST_USE sd_status sd_count(sd_handle *h, uint64_t *n);
 
 /* Copy the keys of buckets [*cursor, ...) into buf as records of
  * [u32 length][bytes], holding the lock for one bounded slice of the table.
  * Sets *cursor to where the next call resumes, or to 0 when the table is
  * done. SD_TOOBIG when one bucket's keys don't fit: retry with
  * `*need` bytes. */
-sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf, size_t cap,
-                        size_t *used, size_t *need);
+SD_MUST_USE sd_status sd_keys_chunk(sd_handle *h, uint64_t *cursor, void *buf,
+                                    size_t cap, size_t *used, size_t *need);
 
 /* Check every structure. Writes up to `cap` bytes of newline-separated
  * problem descriptions into `buf` and the number of problems found into
  * `*problems`. O(n) under the lock. */
-sd_status sd_verify(sd_handle *h, char *buf, size_t cap, size_t *problems);
+SD_MUST_USE sd_status sd_verify(sd_handle *h, char *buf, size_t cap,
+                                size_t *problems);
 
-sd_status sd_get_stats(sd_handle *h, sd_stats *st);
+SD_MUST_USE sd_status sd_get_stats(sd_handle *h, sd_stats *st);
 
 /* Test hook: after `n` more crash points in this process (steps of a
  * write), kill it with SIGKILL. 0 turns it off. Returns what was left of

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # External judge: Django's own cache test suite (BaseCacheTests from
 # tests/cache/tests.py of the Django 5.2 LTS source distribution) against
-# shmdict.contrib.django.SharedMemoryCache, with Django's test runner.
+# shmdict.contrib.django.SharedMemoryCache, with Django's test runner:
+# once on a shared dict (LOCATION a name), once on Redis (LOCATION the URL
+# of a private server the script starts with tests/redis_servers.py, and
+# stops by pid on exit).
 #   JUDGE_VENV   the virtualenv to use (default: build/venv-judges); made
 #                if missing, from $PYTHON (default: python3)
-# Prints Django's summary and a line "django judge: N passed, N failed,
-# N skipped"; exits non-zero if any test failed or none ran.
+# Prints Django's summary and a line "django judge (BACKEND): N passed,
+# N failed, N skipped" per backend; exits non-zero unless, on both, every
+# test ran and passed (none failed or skipped).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -14,6 +18,8 @@ WORK="$ROOT/build/judges/django"
 # shellcheck source=judges/venv.sh
 source scripts/judges/venv.sh
 PY="$JUDGE_PY"
+# shellcheck source=judges/redis.sh
+source scripts/judges/redis.sh
 
 # The sdist, once: Django's tests ship only in it.
 mkdir -p "$WORK"
@@ -38,20 +44,28 @@ fi
 
 
 cp scripts/judges/django_cache_tests.py "$SRC/tests/cache/tests_shmdict.py"
-LOG="$WORK/last-run.log"
-set +e
-(cd "$SRC/tests" && PYTHONPATH="$ROOT/src" "$PY" runtests.py \
-    --settings=test_sqlite --parallel=1 --noinput -v 2 \
-    cache.tests_shmdict) >"$LOG" 2>&1
-rc=$?
-set -e
-grep -E "^(Ran |OK|FAILED)|^(ERROR|FAIL):" "$LOG" || tail -30 "$LOG"
-ran=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$LOG")
-skipped=$(grep -c " \.\.\. skipped" "$LOG" || true)
-failed=$(grep -c -E "^(ERROR|FAIL):" "$LOG" || true)
-ran=${ran:-0}
-passed=$((ran - skipped - failed))
-echo "django judge (Django $VERSION, full log: ${LOG#"$ROOT"/}): $passed passed, $failed failed, $skipped skipped"
-if [ "$rc" != 0 ] || [ "$ran" = 0 ] || [ "$failed" != 0 ]; then
-    exit 1
-fi
+status=0
+for backend in shm redis; do
+    case "$backend" in
+    shm) CLASS=SharedMemoryCacheTests ;;
+    redis) CLASS=SharedMemoryCacheOnRedisTests ;;
+    esac
+    LOG="$WORK/last-run-$backend.log"
+    set +e
+    (cd "$SRC/tests" && PYTHONPATH="$ROOT/src" "$PY" runtests.py \
+        --settings=test_sqlite --parallel=1 --noinput -v 2 \
+        "cache.tests_shmdict.$CLASS") >"$LOG" 2>&1
+    rc=$?
+    set -e
+    grep -E "^(Ran |OK|FAILED)|^(ERROR|FAIL):" "$LOG" || tail -30 "$LOG"
+    ran=$(sed -n 's/^Ran \([0-9]*\) test.*/\1/p' "$LOG")
+    skipped=$(grep -c " \.\.\. skipped" "$LOG" || true)
+    failed=$(grep -c -E "^(ERROR|FAIL):" "$LOG" || true)
+    ran=${ran:-0}
+    passed=$((ran - skipped - failed))
+    echo "django judge ($backend, Django $VERSION, full log: ${LOG#"$ROOT"/}): $passed passed, $failed failed, $skipped skipped"
+    if [ "$rc" != 0 ] || [ "$ran" = 0 ] || [ "$failed" != 0 ] || [ "$skipped" != 0 ]; then
+        status=1
+    fi
+done
+exit "$status"

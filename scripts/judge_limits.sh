@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # External judge: the limits library's own storage and strategy tests, run
-# against shmdict.contrib.limits (shmdict:// and async+shmdict://).
+# against shmdict.contrib.limits: on a shared dict (shmdict:// and
+# async+shmdict://) and on Redis (shmdict+unix:// and async+shmdict+unix://,
+# a private server the script starts with tests/redis_servers.py and stops
+# by pid on exit).
 #
 #   1. makes build/venv-judges (shared by the external judges) if missing
 #      and installs scripts/judges/limits-requirements.txt into it;
@@ -9,14 +12,16 @@
 #      scripts/judges/limits-$VERSION.patch, which adds a "shmdict" (and
 #      "shmdict-async") storage to the storages limits' suite is
 #      parametrized over, with a fixture that empties the dict before each
-#      test as the redis fixtures flush redis;
+#      test as the redis fixtures flush redis, and "shmdict-redis" (and
+#      "shmdict-redis-async") on the server, whose fixture empties the
+#      run's namespace;
 #   3. runs tests/test_storage.py, tests/test_strategy.py, their tests/aio/
 #      twins and tests/integration/test_concurrency.py for the shmdict
 #      params, plus limits' own in-memory storage as a control
 #      (SHMDICT_JUDGE_CONTROL=0 leaves it out); the server-backed params
 #      (redis, memcached, mongodb, ...) are deselected;
 #   4. fails unless every shmdict test that the suite collects ran and
-#      passed: none failed, skipped or deselected.
+#      passed, for each of the four: none failed, skipped or deselected.
 # Takes about two minutes (one without the control); most of it is the
 # tests' own sleeps.
 set -euo pipefail
@@ -41,6 +46,8 @@ source scripts/judges/venv.sh
 JPY="$JUDGE_PY"
 "$JPY" -m pip install -q --disable-pip-version-check \
     -r scripts/judges/limits-requirements.txt
+# shellcheck source=judges/redis.sh
+source scripts/judges/redis.sh
 
 mkdir -p "$WORK"
 SDIST="$WORK/limits-$VERSION.tar.gz"
@@ -79,9 +86,10 @@ import sys
 import xml.etree.ElementTree as ET
 
 version, collected_path, results_path, log_path = sys.argv[1:]
-want = {"shmdict": 0, "shmdict-async": 0}
+PARAMS = ("shmdict", "shmdict-async", "shmdict-redis", "shmdict-redis-async")
+want = dict.fromkeys(PARAMS, 0)
 for line in open(collected_path):
-    m = re.search(r"\[(shmdict(?:-async)?)\]$", line.strip())
+    m = re.search(r"\[(shmdict(?:-redis)?(?:-async)?)\]$", line.strip())
     if m:
         want[m.group(1)] += 1
 
@@ -113,7 +121,7 @@ reruns = sum(
 )
 ok = True
 print(f"== limits judge (limits {version})")
-for param in ("shmdict", "shmdict-async", "in-memory", "in-memory-async"):
+for param in (*PARAMS, "in-memory", "in-memory-async"):
     row = counts.get(param)
     if row is None:
         continue

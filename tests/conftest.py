@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, settings
 
 import shmdict
 
+# The backends the integration and recipe tests run over (shm, redis).
+from .backends import backend, store  # noqa: F401  (fixtures)
 from .helpers import PREFIX, MiB, new_name, remove_all, shm_files, tmpfs
 
 # Modest defaults: the whole suite has to run in a few minutes on 2 cores.

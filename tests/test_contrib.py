@@ -9,12 +9,14 @@ import pickle
 import subprocess
 import sys
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 import shmdict
 from shmdict.contrib import _common
 from shmdict.contrib._common import MISSING, decode, encode, incr_by_cas, is_native
+from shmdict.redis import RedisDict
 
 MiB = 1 << 20
 
@@ -121,3 +123,16 @@ def test_one_handle_per_dict_and_process(name: str) -> None:
     with pytest.raises(ValueError, match="size"):
         handle(2 * MiB)
     b.close()
+
+
+def test_both_backends_are_dict_like(d: shmdict.SharedDict, redis_server: Any) -> None:
+    """The Protocol the integrations and recipes take: mypy checks both
+    classes against it here, and isinstance does at run time."""
+    r = RedisDict(redis_server.url, namespace="dict-like")
+    c = shmdict.connect(f"shm://{d.name}?size={d.size}")
+    try:
+        both: list[shmdict.DictLike] = [d, r, c]
+        assert all(isinstance(x, shmdict.DictLike) for x in both)
+    finally:
+        r.close()
+        c.close()

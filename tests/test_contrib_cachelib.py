@@ -1,6 +1,10 @@
 """shmdict.contrib.cachelib across real processes, its cachelib semantics,
 and Flask-Caching taking it through CACHE_TYPE. cachelib's own test mixins
-run against the backend in scripts/judge_cachelib.sh."""
+run against the backend in scripts/judge_cachelib.sh.
+
+The tests that take ``where`` run on a shared dict and on a RedisDict
+(``url=``; tests/backends.py), the cheap ones on the Cluster too; those
+that take ``name`` are about the shared dict alone, and say why."""
 
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ pytest.importorskip("cachelib", reason="cachelib is not installed (shmdict[cache
 from cachelib.serializers import JSONSerializer
 
 from shmdict.contrib.cachelib import SharedMemoryCache
+from shmdict.redis import RedisDict
+
+from .backends import ALL, Backend, attach
 
 MiB = 1 << 20
 TIMEOUT = 60.0
@@ -29,9 +36,24 @@ class Point:
     y: list[int]
 
 
-def make(name: str, **kw: Any) -> SharedMemoryCache:
-    kw.setdefault("size", MiB)
-    return SharedMemoryCache(name, **kw)
+def _source(where: str) -> dict[str, Any]:
+    """The cache's arguments for the dict *where* names (a spec of
+    tests/backends.py): a shared dict's name and size, or a Redis URL and
+    the namespace."""
+    if "://" in where:
+        url, _, namespace = where.rpartition("#")
+        return {"url": url, "namespace": namespace}
+    return {"name": where, "size": MiB}
+
+
+def make(where: str, **kw: Any) -> SharedMemoryCache:
+    return SharedMemoryCache(**{**_source(where), **kw})
+
+
+@pytest.fixture
+def where(backend: Backend) -> str:
+    """The test's dict, as the spec string children open it by."""
+    return backend.spec
 
 
 def _pool_map(fn: Any, args: list[Any]) -> list[Any]:
@@ -48,8 +70,8 @@ def _child_get(name: str, key: str) -> Any:
     return make(name, key_prefix="app:").get(key)
 
 
-def _child_plain_get(name: str, key: str) -> tuple[str, Any]:
-    with shmdict.get(name) as d:
+def _child_plain_get(where: str, key: str) -> tuple[str, Any]:
+    with attach(where) as d:
         v = d[key]
         return type(v).__name__, v
 
@@ -65,18 +87,18 @@ def _child_inc(name: str, n: int) -> int:
 # ---- across processes
 
 
-def test_another_process_reads_what_one_set(name: str) -> None:
-    cache = make(name, key_prefix="app:")
+def test_another_process_reads_what_one_set(where: str) -> None:
+    cache = make(where, key_prefix="app:")
     assert cache.set("greeting", "hello")
     assert cache.set("point", Point(1, [2, 3]))
-    assert _pool_map(_child_get, [(name, "greeting"), (name, "point")]) == [
+    assert _pool_map(_child_get, [(where, "greeting"), (where, "point")]) == [
         "hello",
         Point(1, [2, 3]),
     ]
 
 
-def test_native_values_are_visible_to_plain_shmdict(name: str) -> None:
-    cache = make(name)
+def test_native_values_are_visible_to_plain_shmdict(where: str) -> None:
+    cache = make(where)
     values = {
         "none": None,
         "bool": False,
@@ -86,17 +108,17 @@ def test_native_values_are_visible_to_plain_shmdict(name: str) -> None:
         "bytes": b"b",
     }
     assert cache.set_many(values) == list(values)
-    got = _pool_map(_child_plain_get, [(name, k) for k in values])
+    got = _pool_map(_child_plain_get, [(where, k) for k in values])
     assert got == [(type(v).__name__, v) for v in values.values()]
     cache.set("obj", [1, 2])
-    [(kind, _)] = _pool_map(_child_plain_get, [(name, "obj")])
+    [(kind, _)] = _pool_map(_child_plain_get, [(where, "obj")])
     assert kind == "Pickled"
 
 
-def test_inc_from_four_processes_is_exact(name: str) -> None:
-    cache = make(name, default_timeout=300)
+def test_inc_from_four_processes_is_exact(where: str) -> None:
+    cache = make(where, default_timeout=300)
     n = 3000
-    results = _pool_map(_child_inc, [(name, n)] * 4)  # "hits" starts missing
+    results = _pool_map(_child_inc, [(where, n)] * 4)  # "hits" starts missing
     assert cache.get("hits") == 4 * n
     assert max(results) == 4 * n
     ttl = cache._dict.ttl("hits")
@@ -107,8 +129,9 @@ def test_inc_from_four_processes_is_exact(name: str) -> None:
 # ---- cachelib's semantics, and ours
 
 
-def test_timeouts(name: str) -> None:
-    cache = make(name, default_timeout=dt.timedelta(minutes=1))
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_timeouts(where: str) -> None:
+    cache = make(where, default_timeout=dt.timedelta(minutes=1))
     cache.set("default", 1)
     ttl = cache._dict.ttl("default")
     assert ttl is not None
@@ -122,8 +145,9 @@ def test_timeouts(name: str) -> None:
     assert not cache.has("new")
 
 
-def test_inc_dec_and_big_numbers(name: str) -> None:
-    cache = make(name)
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_inc_dec_and_big_numbers(where: str) -> None:
+    cache = make(where)
     assert cache.dec("c", 2) == -2
     assert cache.inc("c", 5) == 3
     cache.set("n", (1 << 63) - 1)
@@ -134,9 +158,10 @@ def test_inc_dec_and_big_numbers(name: str) -> None:
         cache.inc("s")
 
 
-def test_clear_with_a_prefix_leaves_other_keys(name: str) -> None:
-    a = make(name, key_prefix="a:")
-    b = make(name, key_prefix=lambda: "b:")
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_clear_with_a_prefix_leaves_other_keys(where: str) -> None:
+    a = make(where, key_prefix="a:")
+    b = make(where, key_prefix=lambda: "b:")
     a.set("k", 1)
     b.set("k", 2)
     assert a.clear()
@@ -145,8 +170,8 @@ def test_clear_with_a_prefix_leaves_other_keys(name: str) -> None:
     assert b._dict.get("b:k") == 2
 
 
-def test_serializer_that_fails_stores_nothing(name: str) -> None:
-    cache = make(name)
+def test_serializer_that_fails_stores_nothing(where: str) -> None:
+    cache = make(where)
     cache.serializer = JSONSerializer()
     assert cache.set("k", {1, 2}) is False  # a set is no JSON
     assert not cache.has("k")
@@ -155,6 +180,8 @@ def test_serializer_that_fails_stores_nothing(name: str) -> None:
 
 
 def test_full_dict_without_eviction(name: str) -> None:
+    # shm only: a dict's size bounds it; a Redis server's maxmemory does
+    # (NoMemoryError on Redis is tested with the backend itself).
     cache = make(name, size=64 << 10, evict=False)
     cache.set("k", "old")
     big = b"x" * (128 << 10)
@@ -164,17 +191,47 @@ def test_full_dict_without_eviction(name: str) -> None:
     assert cache.set_many({"a": 1, "huge": big}) == ["a"]
 
 
+def test_sources(redis_server: Any, name: str) -> None:
+    """A name, a URL (url=, or a name holding ://) or a dict object."""
+    by_url = SharedMemoryCache(url=redis_server.url, namespace=name)
+    by_name = SharedMemoryCache(f"{redis_server.url}?namespace={name}")
+    theirs = shmdict.connect(redis_server.url, namespace=name)
+    by_object = SharedMemoryCache(shared_dict=theirs)
+    try:
+        assert isinstance(by_name._dict, RedisDict)
+        assert by_name._dict.namespace == name
+        by_url.set("k", [1])
+        assert by_object.get("k") == [1]
+        assert by_object._dict is theirs
+        assert SharedMemoryCache(url=redis_server.url, namespace=name)._dict is (
+            by_url._dict  # one per process and URL
+        )
+        with pytest.raises(TypeError, match="exactly one"):
+            SharedMemoryCache()
+        with pytest.raises(TypeError, match="exactly one"):
+            SharedMemoryCache(name, url=redis_server.url)
+        with pytest.raises(TypeError, match="size"):
+            SharedMemoryCache(url=redis_server.url, size=MiB)
+        with pytest.raises(TypeError, match="namespace"):
+            SharedMemoryCache(name, namespace="x")
+        shm = SharedMemoryCache(url=f"shm://{name}?size=1M")
+        assert isinstance(shm._dict, shmdict.SharedDict)
+    finally:
+        by_url.clear()
+        theirs.close()
+
+
 # ---- Flask-Caching
 
 
-def _flask_app(name: str) -> tuple[Any, Any, list[int]]:
+def _flask_app(where: str) -> tuple[Any, Any, list[int]]:
     flask = pytest.importorskip("flask")
     flask_caching = pytest.importorskip("flask_caching")
     app = flask.Flask(__name__)
     app.config.update(
         CACHE_TYPE="shmdict.contrib.cachelib.SharedMemoryCache",
         CACHE_DEFAULT_TIMEOUT=120,
-        CACHE_OPTIONS={"name": name, "size": MiB, "key_prefix": "site:"},
+        CACHE_OPTIONS={**_source(where), "key_prefix": "site:"},
     )
     cache = flask_caching.Cache(app)
     calls: list[int] = []
@@ -189,14 +246,14 @@ def _flask_app(name: str) -> tuple[Any, Any, list[int]]:
     return app, cache, calls
 
 
-def _child_flask_get(name: str) -> tuple[str, int]:
-    app, _, calls = _flask_app(name)
+def _child_flask_get(where: str) -> tuple[str, int]:
+    app, _, calls = _flask_app(where)
     body = app.test_client().get("/").get_data(as_text=True)
     return body, len(calls)
 
 
-def test_flask_caching_takes_it_by_import_path(name: str) -> None:
-    app, cache, calls = _flask_app(name)
+def test_flask_caching_takes_it_by_import_path(where: str) -> None:
+    app, cache, calls = _flask_app(where)
     backend = app.extensions["cache"][cache]
     assert type(backend) is SharedMemoryCache
     assert backend.default_timeout == 120
@@ -205,7 +262,7 @@ def test_flask_caching_takes_it_by_import_path(name: str) -> None:
     assert client.get("/").get_data(as_text=True) == "rendered 1"
     assert len(calls) == 1
     # Another worker process serves the page from the shared cache.
-    assert _pool_map(_child_flask_get, [(name,)]) == [("rendered 1", 0)]
+    assert _pool_map(_child_flask_get, [(where,)]) == [("rendered 1", 0)]
 
     def square_once(x: int) -> int:
         calls.append(x)

@@ -1,7 +1,12 @@
 """shmdict.contrib.django across real processes, and where it departs from
 Django's own backends. Django's own cache tests run against the backend in
 scripts/judge_django.sh; these check what they can't: other processes,
-plain shmdict readers, and our choices."""
+plain shmdict readers, and our choices.
+
+The tests that take ``where`` run on a shared dict and on a RedisDict
+(``LOCATION`` a Redis URL; tests/backends.py), the cheap ones on the
+Cluster too; those that take ``name`` are about the shared dict alone
+(its size, its file) or about no dict at all, and say so."""
 
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.safestring import SafeString, mark_safe
 
 from shmdict.contrib.django import SharedMemoryCache
+from shmdict.redis import RedisDict
+
+from .backends import ALL, Backend, attach
 
 MiB = 1 << 20
 TIMEOUT = 60.0
@@ -37,9 +45,27 @@ class Point:
     y: list[int]
 
 
-def make(name: str, **params: Any) -> SharedMemoryCache:
-    params.setdefault("OPTIONS", {"size": MiB})
-    return SharedMemoryCache(name, params)
+def _location(where: str) -> tuple[str, dict[str, Any]]:
+    """LOCATION and OPTIONS for the dict *where* names (a spec of
+    tests/backends.py): a shared dict's name and its size, or a Redis URL
+    and the namespace."""
+    if "://" in where:
+        url, _, namespace = where.rpartition("#")
+        return url, {"namespace": namespace}
+    return where, {"size": MiB}
+
+
+def make(where: str, **params: Any) -> SharedMemoryCache:
+    """The cache on *where*; OPTIONS given are added to the backend's."""
+    location, options = _location(where)
+    options.update(params.pop("OPTIONS", {}))
+    return SharedMemoryCache(location, {**params, "OPTIONS": options})
+
+
+@pytest.fixture
+def where(backend: Backend) -> str:
+    """The test's dict, as the spec string children open it by."""
+    return backend.spec
 
 
 def _pool_map(fn: Any, args: list[Any]) -> list[Any]:
@@ -56,8 +82,8 @@ def _child_get(name: str, key: str) -> Any:
     return make(name).get(key, "missing")
 
 
-def _child_plain_get(name: str, key: str) -> tuple[str, Any]:
-    with shmdict.get(name) as d:
+def _child_plain_get(where: str, key: str) -> tuple[str, Any]:
+    with attach(where) as d:
         v = d[key]
         return type(v).__name__, v
 
@@ -77,20 +103,20 @@ def _child_incr(name: str, n: int) -> int:
 # ---- across processes
 
 
-def test_another_process_reads_what_one_set(name: str) -> None:
-    cache = make(name)
+def test_another_process_reads_what_one_set(where: str) -> None:
+    cache = make(where)
     cache.set("greeting", "hello")
     cache.set("point", Point(1, [2, 3]))
-    assert _pool_map(_child_get, [(name, "greeting"), (name, "point")]) == [
+    assert _pool_map(_child_get, [(where, "greeting"), (where, "point")]) == [
         "hello",
         Point(1, [2, 3]),
     ]
-    _pool_map(_child_set, [(name, "from-child", {"a": (1, 2)})])
+    _pool_map(_child_set, [(where, "from-child", {"a": (1, 2)})])
     assert cache.get("from-child") == {"a": (1, 2)}
 
 
-def test_native_values_are_visible_to_plain_shmdict(name: str) -> None:
-    cache = make(name)
+def test_native_values_are_visible_to_plain_shmdict(where: str) -> None:
+    cache = make(where)
     values = {
         "none": None,
         "bool": True,
@@ -100,25 +126,25 @@ def test_native_values_are_visible_to_plain_shmdict(name: str) -> None:
         "bytes": b"\x00\xff",
     }
     cache.set_many(values)
-    got = _pool_map(_child_plain_get, [(name, f":1:{k}") for k in values])
+    got = _pool_map(_child_plain_get, [(where, f":1:{k}") for k in values])
     assert got == [(type(v).__name__, v) for v in values.values()]
     # What isn't native is stored tagged, and a plain reader can tell.
     cache.set("obj", Point(0, []))
     cache.set("big", 1 << 64)
     cache.set("safe", mark_safe("<b>"))
     [(t1, _), (t2, _), (t3, _)] = _pool_map(
-        _child_plain_get, [(name, ":1:obj"), (name, ":1:big"), (name, ":1:safe")]
+        _child_plain_get, [(where, ":1:obj"), (where, ":1:big"), (where, ":1:safe")]
     )
     assert t1 == t2 == t3 == "Pickled"
     safe = cache.get("safe")
     assert type(safe) is SafeString  # templates must not escape it again
 
 
-def test_incr_from_four_processes_is_exact(name: str) -> None:
-    cache = make(name)
+def test_incr_from_four_processes_is_exact(where: str) -> None:
+    cache = make(where)
     cache.set("hits", 0, 300)
     n = 3000
-    results = _pool_map(_child_incr, [(name, n)] * 4)
+    results = _pool_map(_child_incr, [(where, n)] * 4)
     assert cache.get("hits") == 4 * n
     assert max(results) == 4 * n
     ttl = cache._dict.ttl(cache.make_key("hits"))
@@ -126,16 +152,17 @@ def test_incr_from_four_processes_is_exact(name: str) -> None:
     assert 0 < ttl <= 300  # incr kept the expiry
 
 
-def test_settings_in_a_real_django_process(name: str) -> None:
+def test_settings_in_a_real_django_process(where: str) -> None:
+    location, options = _location(where)
     code = textwrap.dedent(
         f"""
         import django
         from django.conf import settings
         settings.configure(CACHES={{"default": {{
             "BACKEND": "shmdict.contrib.django.SharedMemoryCache",
-            "LOCATION": {name!r},
+            "LOCATION": {location!r},
             "KEY_PREFIX": "site",
-            "OPTIONS": {{"size": {MiB}}},
+            "OPTIONS": {options!r},
         }}}})
         django.setup()
         from django.core.cache import cache
@@ -147,17 +174,18 @@ def test_settings_in_a_real_django_process(name: str) -> None:
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=TIMEOUT)
-    cache = make(name, KEY_PREFIX="site")
+    cache = make(where, KEY_PREFIX="site")
     assert cache.get("k") == [1, 2]
-    with shmdict.get(name) as d:
+    with attach(where) as d:
         assert d["site:1:n"] == 7
 
 
 # ---- our choices
 
 
-def test_timeouts(name: str) -> None:
-    cache = make(name, TIMEOUT=None)
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_timeouts(where: str) -> None:
+    cache = make(where, TIMEOUT=None)
     cache.set("forever", 1)
     assert cache._dict.ttl(":1:forever") == 0
     cache.set("gone", 1, 0)
@@ -174,8 +202,9 @@ def test_timeouts(name: str) -> None:
     assert not cache.has_key("t")
 
 
-def test_incr_past_64_bits_and_of_pickled_numbers(name: str) -> None:
-    cache = make(name)
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_incr_past_64_bits_and_of_pickled_numbers(where: str) -> None:
+    cache = make(where)
     cache.set("n", (1 << 63) - 1)
     assert cache.incr("n") == 1 << 63
     assert cache.decr("n", 2) == (1 << 63) - 2
@@ -188,26 +217,29 @@ def test_incr_past_64_bits_and_of_pickled_numbers(name: str) -> None:
         cache.incr("s")
 
 
-def test_max_entries_only_when_given(name: str) -> None:
-    cache = make(name)
+def test_max_entries_only_when_given(where: str) -> None:
+    cache = make(where)
     assert cache._max_entries is None
     cache.set_many({f"k{i}": i for i in range(400)})  # Django's default is 300
     assert len(cache._dict) == 400
-    limited = make(name, OPTIONS={"size": MiB, "MAX_ENTRIES": 100})
+    limited = make(where, OPTIONS={"MAX_ENTRIES": 100})
     limited.set("one-more", 1)  # at the limit: expired entries, then a third go
     assert len(cache._dict) == 400 - 400 // 3 + 1
 
 
-def test_close_keeps_the_dict_and_the_handle(name: str) -> None:
-    cache = make(name)
+def test_close_keeps_the_dict_and_the_handle(where: str) -> None:
+    cache = make(where)
     cache.set("k", 1)
     cache.close()
     assert cache.get("k") == 1
-    assert shmdict.exists(name)
-    assert make(name)._dict is cache._dict  # one mapping per process
+    with attach(where) as d:  # the dict stays
+        assert d[":1:k"] == 1
+    assert make(where)._dict is cache._dict  # one handle per process
 
 
 def test_full_dict_without_eviction_drops_what_it_cannot_store(name: str) -> None:
+    # shm only: a dict's size bounds it; a Redis server's maxmemory does
+    # (NoMemoryError on Redis is tested with the backend itself).
     cache = make(name, OPTIONS={"size": 64 << 10, "evict": False})
     cache.set("k", "old")
     big = b"x" * (128 << 10)  # can never fit
@@ -219,6 +251,7 @@ def test_full_dict_without_eviction_drops_what_it_cannot_store(name: str) -> Non
 
 
 def test_bad_configuration(name: str) -> None:
+    # shm only: OPTIONS of a dict name (a URL's are below).
     with pytest.raises(ImproperlyConfigured, match="LOCATION"):
         SharedMemoryCache("", {})
     with pytest.raises(ImproperlyConfigured, match="sise"):
@@ -228,8 +261,31 @@ def test_bad_configuration(name: str) -> None:
         make(name, OPTIONS={"size": 2 * MiB})
 
 
-def test_async_methods(name: str) -> None:
-    cache = make(name)
+def test_a_url_location(redis_server: Any, name: str) -> None:
+    """A LOCATION with :// goes to shmdict.connect, OPTIONS with it."""
+    shm = SharedMemoryCache(f"shm://{name}?size=1M", {"OPTIONS": {"evict": True}})
+    assert isinstance(shm._dict, shmdict.SharedDict)
+    assert shm._dict.size == MiB
+    assert shm._dict.stats()["evict"] is True
+    cache = SharedMemoryCache(redis_server.url + "?namespace=dj-url", {})
+    try:
+        assert isinstance(cache._dict, RedisDict)
+        assert cache._dict.namespace == "dj-url"
+        with pytest.raises(ImproperlyConfigured, match="namespace"):
+            SharedMemoryCache(redis_server.url, {"OPTIONS": {"namespace": 5}})
+        # redis-py takes its options when it first connects
+        odd = SharedMemoryCache(redis_server.url, {"OPTIONS": {"colour": "red"}})
+        with pytest.raises(TypeError, match="colour"):
+            odd.get("k")
+        with pytest.raises(ValueError, match="size"):
+            SharedMemoryCache("shm://no-size-given", {})
+    finally:
+        cache.clear()
+
+
+@pytest.mark.parametrize("backend", ALL, indirect=True)
+def test_async_methods(where: str) -> None:
+    cache = make(where)
 
     async def main() -> None:
         assert await cache.aadd("a", 1)
@@ -271,6 +327,7 @@ def test_async_methods(name: str) -> None:
     ],
 )
 def test_key_warnings_are_djangos(name: str, key: str) -> None:
+    # The backend's own check, before any dict is touched: shm only.
     cache = make(name)
     with warnings.catch_warnings(record=True) as ours:
         warnings.simplefilter("always")

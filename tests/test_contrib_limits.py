@@ -4,6 +4,12 @@ Real processes share one limit; a fake clock (the module's ``time``
 replaced) checks the window arithmetic without sleeping; a few tests sleep
 briefly to see keys expire on the dict's own clock. limits' own suite runs
 against the storage in scripts/judge_limits.sh.
+
+The tests that take ``uri`` or ``storage`` run on a shared dict
+(``shmdict://NAME``) and on Redis (``shmdict+unix://...?namespace=NAME``;
+tests/backends.py), the cheap ones on the Cluster too
+(``shmdict+redis+cluster://``); those that take ``name`` are about the
+shared dict's own options, size and file, and say so.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ from limits.storage import storage_from_string
 import shmdict
 import shmdict.contrib.limits as sl
 from shmdict.contrib.limits import AsyncShmdictStorage, ShmdictStorage
+from shmdict.redis import RedisDict
 
+from .backends import ALL, Backend
 from .helpers import fill_until_full
 
 MiB = 1 << 20
@@ -61,9 +69,25 @@ AIO_STRATEGIES: dict[
 }
 
 
+def storage_uri(backend: Backend) -> str:
+    """The storage URI of the test's dict: ``shmdict://NAME?size=1M``, or
+    ``shmdict+`` and the server's URL with the namespace NAME."""
+    if not backend.remote:
+        return f"shmdict://{backend.name}?size=1M"
+    join = "&" if "?" in backend.url else "?"
+    return f"shmdict+{backend.url}{join}namespace={backend.name}"
+
+
+def shm_of(storage: ShmdictStorage | AsyncShmdictStorage) -> shmdict.SharedDict:
+    """The shared dict of a ``shmdict://`` storage."""
+    d = storage.shared_dict
+    assert isinstance(d, shmdict.SharedDict)
+    return d
+
+
 @pytest.fixture
-def uri(name: str) -> str:
-    return f"shmdict://{name}?size=1M"
+def uri(backend: Backend) -> str:
+    return storage_uri(backend)
 
 
 @pytest.fixture
@@ -99,10 +123,10 @@ def test_the_schemes_make_our_storages(name: str) -> None:
     assert isinstance(s, ShmdictStorage)
     assert isinstance(a, AsyncShmdictStorage)
     try:
-        assert s.shared_dict.size == 2 * MiB
-        assert s.shared_dict.stats()["evict"] is False
-        assert s.shared_dict.owner is False  # open(): no worker owns it
-        assert a.shared_dict.path == s.shared_dict.path
+        assert shm_of(s).size == 2 * MiB
+        assert shm_of(s).stats()["evict"] is False
+        assert shm_of(s).owner is False  # open(): no worker owns it
+        assert shm_of(a).path == shm_of(s).path
     finally:
         s.close()
         a.close()
@@ -111,8 +135,8 @@ def test_the_schemes_make_our_storages(name: str) -> None:
 def test_options_and_their_defaults(name: str, tmp_path: Any) -> None:
     s = ShmdictStorage(f"shmdict://{name}")
     try:
-        assert s.shared_dict.size == sl.DEFAULT_SIZE
-        assert s.shared_dict.stats()["evict"] is True
+        assert shm_of(s).size == sl.DEFAULT_SIZE
+        assert shm_of(s).stats()["evict"] is True
     finally:
         s.close()
     shmdict.remove(name)
@@ -126,9 +150,9 @@ def test_options_and_their_defaults(name: str, tmp_path: Any) -> None:
         lock_timeout=2,
     )
     try:
-        assert s.shared_dict.path == f"{tmp_path}/{name}"
-        assert s.shared_dict.size == 2 * MiB
-        assert s.shared_dict.lock_timeout == 2.0
+        assert shm_of(s).path == f"{tmp_path}/{name}"
+        assert shm_of(s).size == 2 * MiB
+        assert shm_of(s).lock_timeout == 2.0
         s.incr("k", 60)
         assert s.shared_dict.get_keys() == ["app:c:k"]
     finally:
@@ -156,8 +180,8 @@ def test_bad_uris_are_configuration_errors(name: str, query: str) -> None:
     assert not shmdict.exists(name)
 
 
-def test_a_dict_made_with_other_settings_is_refused(uri: str, name: str) -> None:
-    s = ShmdictStorage(uri)
+def test_a_dict_made_with_other_settings_is_refused(name: str) -> None:
+    s = ShmdictStorage(f"shmdict://{name}?size=1M")
     try:
         with pytest.raises(ConfigurationError, match="size"):
             ShmdictStorage(f"shmdict://{name}?size=2M")
@@ -174,6 +198,39 @@ def test_sizes_take_binary_suffixes() -> None:
     assert sl._size("1G") == 1 << 30
     assert sl._size("65536") == 65536
     assert sl._size(65536) == 65536
+
+
+@pytest.mark.parametrize("backend", [b for b in ALL if b != "shm"], indirect=True)
+def test_the_redis_schemes_make_our_storages(backend: Backend) -> None:
+    uri = storage_uri(backend)
+    s = storage_from_string(uri, key_prefix="app")
+    a = storage_from_string(f"async+{uri}")
+    assert isinstance(s, ShmdictStorage)
+    assert isinstance(a, AsyncShmdictStorage)
+    try:
+        d = s.shared_dict
+        assert isinstance(d, RedisDict)
+        assert d.namespace == backend.name
+        assert d.cluster is (backend.kind == "cluster")
+        s.incr("k", 60)
+        assert d.get_keys() == ["app:c:k"]
+        assert asyncio.run(a.get("k")) == 0  # its own prefix, LIMITS
+    finally:
+        s.close()
+        a.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "shmdict+memcached://localhost:11211",
+        "shmdict+redis://localhost:1?key_prefix=a&key_prefix=b",
+        "shmdict+redis://localhost:1?namespace=",
+    ],
+)
+def test_bad_redis_uris_are_configuration_errors(uri: str) -> None:
+    with pytest.raises(ConfigurationError):
+        ShmdictStorage(uri)
 
 
 def test_importing_shmdict_does_not_import_limits() -> None:
@@ -224,6 +281,7 @@ def _window_value(storage: ShmdictStorage, key: str) -> list[tuple[float, int]]:
     return list(struct.iter_unpack("<dq", raw))
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_moving_window_slides_with_time(
     storage: ShmdictStorage, clock: FakeClock
 ) -> None:
@@ -298,6 +356,7 @@ def test_moving_window_key_expires_with_its_window(storage: ShmdictStorage) -> N
 # ---------------------------------------------------------------- sliding window
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_sliding_window_weighs_the_previous_window(
     storage: ShmdictStorage, clock: FakeClock
 ) -> None:
@@ -347,6 +406,7 @@ def test_sliding_window_key_lives_two_windows_at_most(
 # ---------------------------------------------------------------- whole storage
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_reset_clears_only_this_storage_keys(uri: str) -> None:
     a = ShmdictStorage(uri)
     b = ShmdictStorage(uri, key_prefix="other")
@@ -382,11 +442,13 @@ def test_check_turns_false_once_closed(uri: str) -> None:
 
 
 def test_a_full_dict_that_does_not_evict_raises(name: str) -> None:
+    # shm only: a dict's size bounds it; a Redis server's maxmemory does
+    # (NoMemoryError on Redis is tested with the backend itself).
     plain = ShmdictStorage(f"shmdict://{name}?size=64K&evict=0")
     wrapped = ShmdictStorage(f"shmdict://{name}?size=64K&evict=0", wrap_exceptions=True)
     try:
         # Small fillers, then keys too long for any gap they leave.
-        fill_until_full(plain.shared_dict, "filler", 0)
+        fill_until_full(shm_of(plain), "filler", 0)
         long = "x" * 200
         with pytest.raises(shmdict.NoMemoryError):
             plain.incr(f"counter-{long}", 60)
@@ -399,16 +461,19 @@ def test_a_full_dict_that_does_not_evict_raises(name: str) -> None:
 
 
 def test_a_full_dict_that_evicts_keeps_counting(name: str) -> None:
+    # shm only: evict= is the dict's; on Redis the server's
+    # maxmemory-policy evicts.
     s = ShmdictStorage(f"shmdict://{name}?size=64K")
     try:
         for i in range(20_000):  # far more than 64 KiB holds
             s.incr(f"client{i}", 60)
         assert s.get("client19999") == 1
-        assert s.shared_dict.stats()["evictions"] > 0
+        assert shm_of(s).stats()["evictions"] > 0
     finally:
         s.close()
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_values_of_other_types_are_type_errors(storage: ShmdictStorage) -> None:
     storage.shared_dict.set("LIMITS:c:k", "text")
     storage.shared_dict.set("LIMITS:m:k", b"odd")
@@ -424,11 +489,9 @@ def test_values_of_other_types_are_type_errors(storage: ShmdictStorage) -> None:
 # ---------------------------------------------------------------- async
 
 
-def test_async_storage_runs_every_strategy(name: str) -> None:
-    uri = f"async+shmdict://{name}?size=1M"
-
+def test_async_storage_runs_every_strategy(uri: str) -> None:
     async def main() -> dict[str, list[bool]]:
-        storage = AsyncShmdictStorage(uri)
+        storage = AsyncShmdictStorage(f"async+{uri}")
         try:
             assert await storage.check()
             item = RateLimitItemPerHour(3)
@@ -448,12 +511,12 @@ def test_async_storage_runs_every_strategy(name: str) -> None:
     assert got == {kind: [True] * 3 + [False] * 2 for kind in AIO_STRATEGIES}
 
 
-def test_sync_and_async_storages_share_the_limits(name: str) -> None:
-    sync = ShmdictStorage(f"shmdict://{name}?size=1M")
+def test_sync_and_async_storages_share_the_limits(uri: str) -> None:
+    sync = ShmdictStorage(uri)
     item = RateLimitItemPerMinute(4)
 
     async def hits() -> list[bool]:
-        storage = AsyncShmdictStorage(f"async+shmdict://{name}?size=1M")
+        storage = AsyncShmdictStorage(f"async+{uri}")
         try:
             limiter = aio_strategies.MovingWindowRateLimiter(storage)
             return [await limiter.hit(item) for _ in range(3)]
@@ -504,7 +567,7 @@ def _hits(storage: ShmdictStorage, kind: str, wid: int) -> None:
     d.set(f"allowed:{wid}", allowed)
 
 
-def _allowed(d: shmdict.SharedDict) -> list[int]:
+def _allowed(d: shmdict.DictLike) -> list[int]:
     got = [d.get(f"allowed:{w}") for w in range(WORKERS)]
     assert all(isinstance(n, int) for n in got), got
     return [n for n in got if isinstance(n, int)]

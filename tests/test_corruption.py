@@ -27,8 +27,8 @@ Configuration (see ``RELIABILITY.md``)::
     SHMDICT_RANDOM_SEEDS=1    draw a random first seed instead of the default
     SHMDICT_CORRUPT_ARTIFACTS where failing images are saved
 
-The defaults are divided by 4 when SHMDICT_STRIPES is set (the suite's
-second pass in scripts/test.sh). Replay a saved image with
+The suite's second pass in scripts/test.sh (SHMDICT_STRIPES=4) runs the
+same counts on striped dicts. Replay a saved image with
 ``python -m tests.test_corruption IMAGE`` (SHMDICT_REPLAY_GDB=1: under gdb).
 """
 

@@ -125,6 +125,7 @@ def test_lock_timeout_zero_only_tries(name: str) -> None:
     (before, 0 meant waiting forever), and works when it is free."""
     d = shmdict.new(name, MiB, lock_timeout=LONG)
     d["k"] = 1
+    waits0 = d.stats()["lock_waits"]
     with shmdict.get(name, lock_timeout=0) as q:
         assert q.lock_timeout == 0
         with stopped_writer(name, "k", 2):
@@ -134,6 +135,9 @@ def test_lock_timeout_zero_only_tries(name: str) -> None:
                     op(q)
                 took = time.monotonic() - start
                 assert took < 1.0, f"{op_name} waited {took:.3f} s"
+        # Each call found the stripe held once: one lock wait each, counted
+        # even though lock_timeout=0 only tries.
+        assert d.stats()["lock_waits"] - waits0 == len(OPS)
         assert q["k"] == 2
         q.set("k", 5)
         assert q.incr("k", 1) == 6

@@ -795,15 +795,16 @@ def test_lock_timeout_on_stopped_holder(d: SharedDict) -> None:
     two), changing nothing; each wait counts once in stats()["lock_waits"];
     once the peer goes on, everything works again. Deterministic: the
     stopped peer holds the lock for as long as the test wants."""
-    timeout = 0.5
+    timeout = 1.0
     d["k"] = "before"
     q = shmdict.get(d.name, lock_timeout=timeout)
     waits0 = d.stats()["lock_waits"]
+    calls: list[Callable[[], object]] = [
+        lambda: q.set("k", "mine"),
+        lambda: q.get("k"),  # a lock-free read falls back to the lock
+    ]
     with stopped_writer(d.name, "k", "the peer's"):
-        for call in (
-            lambda: q.set("k", "mine"),
-            lambda: q.get("k"),  # a lock-free read falls back to the lock
-        ):
+        for call in calls:
             start = time.monotonic()
             with pytest.raises(shmdict.LockTimeout):
                 call()

@@ -1,5 +1,10 @@
 """shmdict.recipes across real processes: Lock, cached, RateLimiter.
 
+Every test runs on a shared dict and on a RedisDict (tests/backends.py),
+the ones without processes or sleeps on the Cluster too: the ``d`` fixture
+is either, and a child opens its own handle from the spec string it is
+given (:func:`attach`).
+
 Child entry points are module-level functions so that spawn can import
 them; a child reports through the dict and its exit code, and every join
 has a deadline. Nothing here asserts that something was fast: deadlines
@@ -21,15 +26,24 @@ from typing import Any, Protocol, cast
 import pytest
 
 import shmdict
-from shmdict.recipes import Lock, RateLimiter, cached
+from shmdict.recipes import Lock, RateLimiter, cached, clock_for
 
+from .backends import ALL, attach, spec_of
 from .helpers import mp_ctx, wait_for
 
+# The annotation of a dict here: a RedisDict has the same API (it is Any
+# to the checker, as the fixture's value is).
 SharedDict = shmdict.SharedDict
 JOIN_TIMEOUT = 30.0
 
 
 # ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def d(store: Any) -> Any:
+    """The test's dict: a fresh shared dict or RedisDict (``store``)."""
+    return store
 
 
 def start(target: Callable[..., Any], *args: Any, method: str = "fork") -> Any:
@@ -83,7 +97,7 @@ def as_cached(f: object) -> CachedFn:
 
 
 def _locked_increments(name: str, nproc: int, n: int) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         barrier(h, nproc)
         for _ in range(n):
             with Lock(h, "counter", ttl=10, timeout=JOIN_TIMEOUT):
@@ -101,14 +115,14 @@ def test_lock_excludes_every_process(d: SharedDict, method: str) -> None:
     """A plain get/set counter under the lock: not one update lost."""
     nproc, n = 4, 40
     d["counter"] = 0
-    run(_locked_increments, [(d.name, nproc, n)] * nproc, method)
+    run(_locked_increments, [(spec_of(d), nproc, n)] * nproc, method)
     assert d["counter"] == nproc * n
     assert d.get("overlaps") is None
     assert not Lock(d, "counter", ttl=1).locked()
 
 
 def _hold_until_killed(name: str, ttl: float) -> None:
-    h = shmdict.get(name)
+    h = attach(name)
     lock = Lock(h, "victim", ttl=ttl)
     assert lock.acquire(blocking=False)
     h["held"] = True
@@ -116,7 +130,7 @@ def _hold_until_killed(name: str, ttl: float) -> None:
 
 
 def test_lock_of_a_killed_holder_frees_after_its_ttl(d: SharedDict) -> None:
-    p = start(_hold_until_killed, d.name, 2.0)
+    p = start(_hold_until_killed, spec_of(d), 2.0)
     try:
         wait_for(lambda: d.get("held") is True, "the child to take the lock")
         mine = Lock(d, "victim", ttl=10)
@@ -137,7 +151,7 @@ def test_lock_of_a_killed_holder_frees_after_its_ttl(d: SharedDict) -> None:
 
 
 def _try_to_take(name: str, lock_name: str, timeout: float, want: bool) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         lock = Lock(h, lock_name, ttl=30)
         assert lock.acquire(timeout=timeout) is want
         if want:
@@ -152,14 +166,14 @@ def test_extend_keeps_the_lock_past_its_first_ttl(d: SharedDict) -> None:
     assert left is not None
     assert left > 10
     # The child tries for 1 s, well past the first ttl of 0.5 s.
-    run(_try_to_take, [(d.name, "e", 1.0, False)])
+    run(_try_to_take, [(spec_of(d), "e", 1.0, False)])
     assert lock.owned()
     assert lock.extend()  # back to the constructor's ttl
     left = d.ttl(lock.key)
     assert left is not None
     assert left <= 0.5
     lock.release()
-    run(_try_to_take, [(d.name, "e", 0, True)])
+    run(_try_to_take, [(spec_of(d), "e", 0, True)])
 
 
 def test_a_lock_lost_to_its_ttl_is_neither_extended_nor_released(
@@ -168,7 +182,7 @@ def test_a_lock_lost_to_its_ttl_is_neither_extended_nor_released(
     lock = Lock(d, "lost", ttl=0.05)
     assert lock.acquire()
     wait_for(lambda: not lock.locked(), "the ttl to run out")
-    run(_try_to_take, [(d.name, "lost", JOIN_TIMEOUT, True)])
+    run(_try_to_take, [(spec_of(d), "lost", JOIN_TIMEOUT, True)])
     token = d.get(lock.key)
     assert not lock.owned()
     assert not lock.extend(30)
@@ -181,7 +195,7 @@ def test_a_lock_lost_to_its_ttl_is_neither_extended_nor_released(
 
 
 def _release_what_others_hold(name: str) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         other = Lock(h, "busy", ttl=30)
         assert other.locked()
         assert not other.owned()
@@ -196,7 +210,7 @@ def test_release_by_a_non_holder_is_refused(d: SharedDict) -> None:
     lock = Lock(d, "busy", ttl=30)
     assert lock.acquire(blocking=False)
     token = d.get(lock.key)
-    run(_release_what_others_hold, [(d.name,)])
+    run(_release_what_others_hold, [(spec_of(d),)])
     assert d.get("refused") is True
     assert d.get(lock.key) == token
     assert lock.owned()
@@ -207,7 +221,7 @@ def test_release_by_a_non_holder_is_refused(d: SharedDict) -> None:
 
 
 def _time_out(name: str) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         lock = Lock(h, "held", ttl=30)
         t0 = time.monotonic()
         assert not lock.acquire(timeout=0.3)
@@ -226,7 +240,7 @@ def _time_out(name: str) -> None:
 
 def test_acquire_gives_up_at_its_timeout(d: SharedDict) -> None:
     with Lock(d, "held", ttl=30) as lock:
-        run(_time_out, [(d.name,)])
+        run(_time_out, [(spec_of(d),)])
         assert lock.owned()
     assert d.get("timed_out") is True
     assert not lock.locked()
@@ -254,6 +268,7 @@ def test_waiting_polls_with_backoff(
     assert len(pauses) < 40  # about 15 for 0.4 s; a spin would make thousands
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_lock_arguments(d: SharedDict) -> None:
     for ttl in (0, -1, math.nan, math.inf):
         with pytest.raises(ValueError, match="ttl"):
@@ -291,7 +306,7 @@ def _slow_square(x: int) -> dict[str, int]:
 
 
 def _call_slow_square(name: str, nproc: int, i: int) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         _handle.append(h)
         f = cached(h, 60)(_slow_square)  # the default key, made in each process
         barrier(h, nproc)
@@ -300,7 +315,7 @@ def _call_slow_square(name: str, nproc: int, i: int) -> None:
 
 def test_cached_computes_a_miss_once_for_all_processes(d: SharedDict) -> None:
     nproc = 8
-    run(_call_slow_square, [(d.name, nproc, i) for i in range(nproc)])
+    run(_call_slow_square, [(spec_of(d), nproc, i) for i in range(nproc)])
     assert d["computations"] == 1
     results = set()
     for i in range(nproc):
@@ -321,6 +336,7 @@ def _record(*args: Any) -> Any:
     return args[0] if args else None
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_cached_values_none_and_keys(d: SharedDict) -> None:
     _calls.clear()
     f = as_cached(cached(d, 60)(_record))
@@ -373,13 +389,13 @@ def _versioned_fn(h: SharedDict) -> CachedFn:
 
 
 def _recompute_blocked(name: str) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         h["block_pid"] = os.getpid()
         assert _versioned_fn(h)() == 2
 
 
 def _read_stale(name: str, i: int) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         h[f"stale:{i}"] = _versioned_fn(h)()
 
 
@@ -394,11 +410,11 @@ def test_cached_serves_the_stale_value_while_one_recomputes(d: SharedDict) -> No
         return left is not None and left <= 60
 
     wait_for(is_stale, "the entry to go stale")
-    computer = start(_recompute_blocked, d.name)
+    computer = start(_recompute_blocked, spec_of(d))
     try:
         wait_for(lambda: d.get("computing") is True, "the recomputation")
         assert f() == 1  # stale, at once: the computer is blocked
-        run(_read_stale, [(d.name, i) for i in range(3)])
+        run(_read_stale, [(spec_of(d), i) for i in range(3)])
         assert [d[f"stale:{i}"] for i in range(3)] == [1, 1, 1]
         assert d["version"] == 2  # nobody else recomputed
     finally:
@@ -409,7 +425,7 @@ def test_cached_serves_the_stale_value_while_one_recomputes(d: SharedDict) -> No
 
 
 def _invalidate(name: str) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         f = as_cached(cached(h, 60, key=lambda x: f"inv:{x}")(lambda x: _record(x)))
         assert f.invalidate(3)
         assert not f.invalidate(3)
@@ -421,7 +437,7 @@ def test_invalidate_reaches_every_process(d: SharedDict) -> None:
     assert f(3) == 3
     assert f(3) == 3
     assert len(_calls) == 1
-    run(_invalidate, [(d.name,)])
+    run(_invalidate, [(spec_of(d),)])
     assert f(3) == 3
     assert len(_calls) == 2
 
@@ -445,21 +461,21 @@ def _hanging_fn(h: SharedDict) -> CachedFn:
 
 
 def _compute_and_hang(name: str) -> None:
-    h = shmdict.get(name)
+    h = attach(name)
     h["hang_pid"] = os.getpid()
     _hanging_fn(h)()
 
 
 def _wait_for_value(name: str, i: int) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         h[f"got:{i}"] = _hanging_fn(h)()
 
 
 def test_another_process_computes_when_the_computer_dies(d: SharedDict) -> None:
-    hung = start(_compute_and_hang, d.name)
+    hung = start(_compute_and_hang, spec_of(d))
     try:
         wait_for(lambda: d.get("started") is True, "the first computation")
-        waiters = [start(_wait_for_value, d.name, i) for i in range(3)]
+        waiters = [start(_wait_for_value, spec_of(d), i) for i in range(3)]
     finally:
         os.kill(hung.pid, signal.SIGKILL)
         assert join([hung]) == [-signal.SIGKILL]
@@ -521,15 +537,16 @@ def test_cached_arguments(d: SharedDict) -> None:
 BIG = 1e6  # a window no test outlives
 
 
-def fresh_window(per: float, need: float = 30.0) -> None:
-    """Sleep past the window boundary if less than *need* s of it is left."""
-    left = per - time.monotonic() % per
+def fresh_window(d: SharedDict, per: float, need: float = 30.0) -> None:
+    """Sleep past the window boundary if less than *need* s of it is left
+    (on the dict's clock)."""
+    left = per - clock_for(d)() % per
     if left < need:
         time.sleep(left + 0.01)
 
 
 def _hammer(name: str, algorithm: str, limit: int, nproc: int, i: int) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         rl = RateLimiter(h, "api", limit, BIG, algorithm=algorithm)
         barrier(h, nproc)
         allowed = sum(rl.hit() for _ in range(limit * 2))
@@ -540,8 +557,8 @@ def _hammer(name: str, algorithm: str, limit: int, nproc: int, i: int) -> None:
 def test_a_window_lets_exactly_the_limit_through(d: SharedDict, algorithm: str) -> None:
     """4 processes, 200 hits, a limit of 25: 25 allowed, whatever the order."""
     nproc, limit = 4, 25
-    fresh_window(BIG)
-    run(_hammer, [(d.name, algorithm, limit, nproc, i) for i in range(nproc)])
+    fresh_window(d, BIG)
+    run(_hammer, [(spec_of(d), algorithm, limit, nproc, i) for i in range(nproc)])
     assert sum(cast(int, d[f"allowed:{i}"]) for i in range(nproc)) == limit
     rl = RateLimiter(d, "api", limit, BIG, algorithm=algorithm)
     assert rl.remaining() == 0
@@ -554,8 +571,9 @@ def test_a_window_lets_exactly_the_limit_through(d: SharedDict, algorithm: str) 
     assert not rl.hit()
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_fixed_window_counts_cost_and_takes_refusals_back(d: SharedDict) -> None:
-    fresh_window(BIG)
+    fresh_window(d, BIG)
     rl = RateLimiter(d, "c", 10, BIG, algorithm="fixed")
     assert rl.hit(6)
     assert not rl.hit(5)  # refused: and not counted
@@ -567,7 +585,7 @@ def test_fixed_window_counts_cost_and_takes_refusals_back(d: SharedDict) -> None
 
 
 def _hit_once(name: str, limit: int, per: float) -> None:
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         assert RateLimiter(h, "bucket", limit, per, algorithm="token").hit()
 
 
@@ -582,7 +600,7 @@ def test_token_bucket_refills(d: SharedDict) -> None:
     wait = rl.retry_after()
     assert wait <= per / limit  # at most one token's refill away
     time.sleep(wait)
-    run(_hit_once, [(d.name, limit, per)])  # a token came back, for anyone
+    run(_hit_once, [(spec_of(d), limit, per)])  # a token came back, for anyone
     time.sleep(per)
     assert rl.remaining() == limit  # full again, and then no longer stored
     wait_for(lambda: "ratelimit:token:bucket" not in d, "the full bucket to expire")
@@ -592,15 +610,15 @@ def test_token_bucket_refills(d: SharedDict) -> None:
 def _hammer_for(name: str, algorithm: str, limit: int, per: float, i: int) -> None:
     """Hit for about 1.2 s; record the (before, after) times of the hits
     allowed, packed as doubles."""
-    with shmdict.get(name) as h:
+    with attach(name) as h:
         rl = RateLimiter(h, "s", limit, per, algorithm=algorithm)
         times: list[float] = []
         refused = 0
         end = time.monotonic() + 1.2
         while time.monotonic() < end:
-            t0 = time.monotonic()
+            t0 = rl.clock()
             ok = rl.hit()
-            t1 = time.monotonic()
+            t1 = rl.clock()
             if ok:
                 times += (t0, t1)
             else:
@@ -627,7 +645,7 @@ def test_sliding_window_never_exceeds_its_weighted_estimate(d: SharedDict) -> No
     satisfy ``before * (1 - elapsed) + this <= limit``, with *elapsed*
     taken at the end of the last such call, later than its check."""
     nproc, limit, per = 4, 20, 0.3
-    run(_hammer_for, [(d.name, "sliding", limit, per, i) for i in range(nproc)])
+    run(_hammer_for, [(spec_of(d), "sliding", limit, per, i) for i in range(nproc)])
     spans = _allowed(d, nproc)
     sure: dict[int, list[float]] = {}
     for t0, t1 in spans:
@@ -648,18 +666,19 @@ def test_sliding_window_never_exceeds_its_weighted_estimate(d: SharedDict) -> No
 def test_token_bucket_across_processes_stays_within_its_refill(d: SharedDict) -> None:
     nproc, limit, per = 4, 10, 1.0
     t0 = time.monotonic()
-    run(_hammer_for, [(d.name, "token", limit, per, i) for i in range(nproc)])
+    run(_hammer_for, [(spec_of(d), "token", limit, per, i) for i in range(nproc)])
     elapsed = time.monotonic() - t0
     allowed = len(_allowed(d, nproc))
     assert limit <= allowed <= limit + elapsed * limit / per + 1
 
 
+@pytest.mark.parametrize("backend", ALL, indirect=True)
 def test_retry_after_of_the_windows(d: SharedDict) -> None:
-    fresh_window(BIG)
+    fresh_window(d, BIG)
     for algorithm in ("fixed", "sliding"):
         rl = RateLimiter(d, "r", 3, BIG, algorithm=algorithm)
         assert rl.hit(3)
-        left = BIG - time.monotonic() % BIG
+        left = BIG - rl.clock() % BIG
         # this window's end (sliding: then the old window weighs 3 for a
         # while: 1/3 of the next one must pass too)
         want = left if algorithm == "fixed" else left + BIG / 3

@@ -12,6 +12,7 @@ import pytest
 
 import shmdict
 
+from .fileformat import FileLayout, entry_block
 from .helpers import MiB, fill_shrinking, wait_expired
 
 SharedDict = shmdict.SharedDict
@@ -124,6 +125,29 @@ def test_stats_keys_and_types(d: SharedDict) -> None:
     assert 0 < st["fs_free"] <= st["fs_size"]
     assert st["buckets"] > 0
     assert st["bytes_free"] + st["bytes_used"] == st["capacity"]
+
+
+def test_stats_buckets_and_bytes_follow_the_layout(d: SharedDict) -> None:
+    """buckets is the index of every stripe as the file holds it (fixed at
+    new(): entries never change it); bytes_used is the sum of the blocks
+    the entries take, by the block sizes of layout.h."""
+    fl = FileLayout(d.path)
+    assert d.stats()["buckets"] == fl.nbuckets * fl.nparts
+    assert d.stats()["stripes"] == fl.nparts
+    items = {
+        "k": b"v" * 100,
+        "key2": b"",
+        "ninechars": b"x" * 7,  # the key's padding to 8 bytes takes a unit more
+        "a-longer-key-of-24-bytes": b"x" * 4000,
+    }
+    d.set_many(items)
+    want = sum(entry_block(len(k.encode()), len(v)) for k, v in items.items())
+    st = d.stats()
+    assert st["bytes_used"] == want
+    assert st["buckets"] == fl.nbuckets * fl.nparts
+    assert st["entries"] == len(items)
+    d.delete("k")
+    assert d.stats()["bytes_used"] == want - entry_block(1, 100)
 
 
 def test_stats_entries_and_expiring(d: SharedDict) -> None:

@@ -14,8 +14,8 @@ Counts are configurable (see ``RELIABILITY.md``)::
     SHMDICT_RANDOM_SEEDS=1    draw a random torture seed instead of the default
     SHMDICT_FIGURES           append a JSON line of figures per test to this file
 
-The defaults are divided by 4 when SHMDICT_STRIPES is set (the suite's
-second pass in scripts/test.sh).
+The suite's second pass in scripts/test.sh (SHMDICT_STRIPES=4) runs the
+same counts on striped dicts.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../internal.h"
+#include "../core.h"
 #include "../shmdict.h"
 
 #define FUZZ_RAW 0x00u
@@ -105,7 +105,8 @@ static void fz_populate(sd_handle *h, unsigned variant, int fill)
             uint64_t len;
             sd_value_in item = fz_int(i);
             for (unsigned j = 0; j < 1 + i % 5; j++)
-                sd_push(h, key, strlen(key), (int)(j & 1), &item, &len);
+                SD_IGNORE(
+                    sd_push(h, key, strlen(key), (int)(j & 1), &item, &len));
             continue;
         }
         default:
@@ -113,11 +114,11 @@ static void fz_populate(sd_handle *h, unsigned variant, int fill)
             break;
         }
         int64_t ttl = i % 5 == 0 ? 1 : i % 5 == 1 ? 1000000 : 0;
-        sd_set(h, key, strlen(key), &v, ttl);
+        SD_IGNORE(sd_set(h, key, strlen(key), &v, ttl));
     }
     for (unsigned i = 3; i < FUZZ_NKEYS; i += 7) {
         fz_key(key, sizeof key, i);
-        sd_delete(h, key, strlen(key));
+        SD_IGNORE(sd_delete(h, key, strlen(key)));
     }
     for (unsigned i = 0; fill && i < 100000; i++) {
         snprintf(key, sizeof key, "fill%u", i);
@@ -144,9 +145,9 @@ static void fz_crash_writer(const char *path, int countdown, int flush)
         sd_value_in v = fz_bytes(big, sizeof big);
         sd_set_crash_countdown(countdown);
         if (flush)
-            sd_flush_all(c);
+            SD_IGNORE(sd_flush_all(c));
         else
-            sd_set(c, "k1", 2, &v, 0);
+            SD_IGNORE(sd_set(c, "k1", 2, &v, 0));
         _exit(0);
     }
     if (pid > 0)

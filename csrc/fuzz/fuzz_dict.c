@@ -94,8 +94,7 @@ static uint64_t u64(rd *r)
     return (uint64_t)u32(r) | ((uint64_t)u32(r) << 32);
 }
 
-/* ---- invariants ----------------------------------------------------------
- */
+/* ---- invariants --------------------------------------------------------- */
 
 #define MUST(cond)                                                            \
     do {                                                                      \
@@ -114,8 +113,8 @@ static void status_ok(sd_status s)
 /* No stripe's mutex may be held by this thread between operations. */
 static void no_lock_held(sd_handle *h, const uint32_t *before)
 {
-    for (unsigned i = 0; i < h->nparts; i++) {
-        uint32_t w = (uint32_t)h->parts[i].lock->mutex.__data.__lock;
+    for (unsigned i = 0; i < h->nstripes; i++) {
+        uint32_t w = (uint32_t)h->stripes[i].lock->mutex.__data.__lock;
         if ((w & 0x3fffffffu) == (uint32_t)my_tid && w != before[i]) {
             fprintf(stderr,
                     "fuzz_dict: stripe %u's mutex is still held "
@@ -260,8 +259,8 @@ static void run_ops(sd_handle *h, rd *r)
 {
     static char vstore[70000], vstore2[70000], kstore[64 * 4];
     uint32_t before[SD_MAX_PARTS];
-    for (unsigned i = 0; i < h->nparts; i++)
-        before[i] = (uint32_t)h->parts[i].lock->mutex.__data.__lock;
+    for (unsigned i = 0; i < h->nstripes; i++)
+        before[i] = (uint32_t)h->stripes[i].lock->mutex.__data.__lock;
     int timeouts = 0;
     for (int op = 0; op < 64 && r->n && timeouts < 3; op++) {
         char key[64];
@@ -479,8 +478,7 @@ static void run_ops(sd_handle *h, rd *r)
     }
 }
 
-/* ---- the target -----------------------------------------------------------
- */
+/* ---- the target --------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
+#include "../api.h"
+#include "../index.h"
+#include "../tx.h"
 
 static int failures, checks;
 
@@ -282,12 +284,12 @@ static void test_full_big_overwrite(void)
 static void test_quick_lists(void)
 {
     sd_handle *h = make(SD_MIN_SIZE);
-    sd_part *p = &h->parts[0];
+    sd_stripe *p = &h->stripes[0];
     sd_value_in v = vbytes("0123456789abcdef", 16);
     CHECK(sd_set(h, "a", 1, &v, 0) == SD_OK);
     sd_found f;
     uint64_t x = sd_hash_bytes("a", 1, h->hash_seed);
-    uint32_t hash = (uint32_t)(x ^ (x >> 32)); /* as api.c's hash_of */
+    uint32_t hash = (uint32_t)(x ^ (x >> 32)); /* as sd_key_hash */
     CHECK(sd_find_locked(p, "a", 1, hash, &f) == SD_OK);
     uint32_t first = f.v.idx;
     uint64_t used = LD(&p->st->used_bytes);
@@ -355,7 +357,7 @@ static void test_churn(void)
         seed = seed * 1103515245u + 12345u;
         snprintf(key, sizeof key, "key%u", (seed >> 8) % 3000);
         if ((seed >> 4) % 3 == 0) {
-            sd_delete(h, key, strlen(key));
+            SD_IGNORE(sd_delete(h, key, strlen(key)));
         } else {
             size_t len = (seed >> 12) % ((seed >> 20) % 8 == 0 ? 20000 : 200);
             sd_value_in v = vbytes(val, len);
@@ -379,14 +381,14 @@ static void test_dead_holder(void)
     pid_t pid = fork();
     if (pid == 0) {
         sd_handle *c = attach();
-        sd_part *p = &c->parts[0];
+        sd_stripe *s = &c->stripes[0];
         sd_tx t;
-        if (sd_tx_begin(p, &t) != SD_OK)
+        if (sd_tx_begin(s, &t) != SD_OK)
             _exit(2);
         /* Scribble over the bucket array and the counters, logged. */
         for (uint64_t b = 0; b < 64; b++)
-            sd_w32(&t, &p->buckets[b], 0xdeadu);
-        sd_w64(&t, &p->st->count, 999);
+            sd_w32(&t, &s->buckets[b], 0xdeadu);
+        sd_w64(&t, &s->st->count, 999);
         _exit(0); /* dies holding the lock */
     }
     int status;
@@ -410,8 +412,8 @@ static void test_lock_timeout(void)
     if (pid == 0) {
         sd_handle *c = attach();
         sd_tx t;
-        for (unsigned i = 0; i < c->nparts; i++)
-            sd_tx_begin(&c->parts[i], &t); /* hold every stripe */
+        for (unsigned i = 0; i < c->nstripes; i++)
+            SD_IGNORE(sd_tx_begin(&c->stripes[i], &t)); /* hold them all */
         if (write(fds[1], "x", 1) != 1)
             _exit(3);
         pause();
@@ -437,7 +439,7 @@ static unsigned stripe_of(const sd_handle *h, const char *key)
 {
     uint64_t x = sd_hash_bytes(key, strlen(key), h->hash_seed);
     uint32_t hash = (uint32_t)(x ^ (x >> 32));
-    return h->part_shift >= 32 ? 0 : hash >> h->part_shift;
+    return h->stripe_shift >= 32 ? 0 : hash >> h->stripe_shift;
 }
 
 /* A key of stripe `want`, written into buf. */
@@ -460,7 +462,7 @@ static pid_t hold_stripe(unsigned part)
     if (pid == 0) {
         sd_handle *c = attach();
         sd_tx t;
-        if (sd_tx_begin(&c->parts[part], &t) != SD_OK ||
+        if (sd_tx_begin(&c->stripes[part], &t) != SD_OK ||
             write(fds[1], "x", 1) != 1)
             _exit(3);
         pause();
@@ -496,7 +498,7 @@ static int count_hook(void *token)
 {
     hook.token = token;
     hook.calls++;
-    pthread_mutex_t *m = &hook.h->parts[0].lock->mutex;
+    pthread_mutex_t *m = &hook.h->stripes[0].lock->mutex;
     if (pthread_mutex_trylock(m) == 0)
         pthread_mutex_unlock(m);
     else
@@ -520,7 +522,7 @@ static void test_wait_modes(void)
 {
     sd_handle *h = make(1 << 20);
     char key[16];
-    unsigned last = h->nparts - 1;
+    unsigned last = h->nstripes - 1;
     key_in(h, last, key);
     sd_value_in v = vint(5), w = vint(6);
     CHECK(sd_set(h, key, strlen(key), &v, 0) == SD_OK);
@@ -559,12 +561,12 @@ static void test_wait_modes(void)
 static void test_batch_wait(void)
 {
     sd_handle *h = make(1 << 20);
-    if (h->nparts < 2) {
+    if (h->nstripes < 2) {
         sd_close(h);
         return;
     }
     char k0[16], k1[16];
-    unsigned last = h->nparts - 1;
+    unsigned last = h->nstripes - 1;
     key_in(h, 0, k0);
     key_in(h, last, k1);
     const char *keys[2] = {k0, k1};
@@ -679,11 +681,11 @@ static void *thr_main(void *p)
     sd_value_out o = {0};
     char key[16];
     for (int i = 0; i < 20000; i++) {
-        sd_incr(a->h, "shared", 6, &one, -1, 0, &o);
+        SD_IGNORE(sd_incr(a->h, "shared", 6, &one, -1, 0, &o));
         snprintf(key, sizeof key, "t%d-%d", a->id, i % 100);
         sd_value_in v = vint(i);
-        sd_set(a->h, key, strlen(key), &v, 0);
-        sd_get(a->h, key, strlen(key), &o);
+        SD_IGNORE(sd_set(a->h, key, strlen(key), &v, 0));
+        SD_IGNORE(sd_get(a->h, key, strlen(key), &o));
     }
     return NULL;
 }

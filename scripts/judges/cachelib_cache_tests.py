@@ -7,8 +7,10 @@ It is wired up as cachelib's test_redis_cache.py wires RedisCache: a
 cache_factory fixture over the backend and a subclass with a custom
 serializer, each with and without a key prefix (conftest's key_prefix
 fixture), and a fresh, empty dict for every test (Redis's tests flush the
-database). Every mixin that applies to a shared store is included;
-nothing is skipped or overridden.
+database). Each runs on a shared dict (ids ``shm-...``) and, when
+$SHMDICT_JUDGE_REDIS_URL names a server (the judge starts one for the
+run), on Redis through ``url=`` (ids ``redis-...``). Every mixin that
+applies to a shared store is included; nothing is skipped or overridden.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ import shmdict
 from shmdict.contrib.cachelib import SharedMemoryCache, SharedMemorySerializer
 
 NAME = f"shmdict-cachelib-judge-{os.getpid()}"
+REDIS_URL = os.environ.get("SHMDICT_JUDGE_REDIS_URL", "")
 
 
 class SillySerializer(SharedMemorySerializer):
@@ -43,11 +46,23 @@ class CustomCache(SharedMemoryCache):
     serializer = SillySerializer()
 
 
-@pytest.fixture(autouse=True, params=[SharedMemoryCache, CustomCache])
+SOURCES = {"shm": {"name": NAME}}
+if REDIS_URL:
+    SOURCES["redis"] = {"url": REDIS_URL, "namespace": NAME}
+FACTORIES = [
+    pytest.param((cls, source), id=f"{backend}-{cls.__name__}")
+    for backend, source in SOURCES.items()
+    for cls in (SharedMemoryCache, CustomCache)
+]
+
+
+@pytest.fixture(autouse=True, params=FACTORIES)
 def cache_factory(request, key_prefix):
+    cls, source = request.param
+
     def _factory(self, *args, **kwargs):
         kwargs.setdefault("key_prefix", key_prefix)
-        cache = request.param(NAME, *args, **kwargs)
+        cache = cls(*args, **source, **kwargs)
         cache._dict.flush_all()
         return cache
 
@@ -59,6 +74,9 @@ def _remove_dict():
     yield
     with contextlib.suppress(FileNotFoundError):
         shmdict.remove(NAME)
+    if REDIS_URL:
+        with shmdict.connect(REDIS_URL, namespace=NAME) as d:
+            d.flush_all()
 
 
 class TestSharedMemoryCache(

@@ -9,6 +9,7 @@ True
 >>> d.close()
 """
 
+from ._api import DictLike
 from ._connect import connect
 from ._core import FORMAT_VERSION, MAX_KEY_BYTES, MAX_SIZE, MIN_SIZE
 from ._dict import (
@@ -38,6 +39,7 @@ __all__ = [
     "MIN_SIZE",
     "BackendUnavailable",
     "CorruptError",
+    "DictLike",
     "Error",
     "LockTimeout",
     "NoMemoryError",

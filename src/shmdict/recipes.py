@@ -1,8 +1,11 @@
 """Recipes on a shared dict: a lock, a cached decorator, a rate limiter.
 
-Each is a few atomic calls of :class:`shmdict.SharedDict`, so it works the
-same between the threads of a process and between every process of the
-host that opens the dict::
+Each is a few atomic calls of a dict, so it works the same between the
+threads of a process, between every process of the host that opens a
+:class:`shmdict.SharedDict`, and between every host that connects to the
+same :class:`shmdict.redis.RedisDict`: a recipe takes any object with
+their API (:class:`shmdict.DictLike`), such as ``shmdict.connect(url)``
+returns::
 
     import shmdict
     from shmdict.recipes import Lock, RateLimiter, cached
@@ -20,8 +23,13 @@ host that opens the dict::
     if not api.hit():
         ...  # refuse; api.retry_after() says for how long
 
-Times are read from ``time.monotonic()`` (``CLOCK_MONOTONIC``), the clock
-the dict's expiries run on, which every process of the host shares.
+A :class:`RateLimiter` reads the time from the clock every user of the dict
+shares (:func:`clock_for`): ``time.monotonic()`` (``CLOCK_MONOTONIC``)
+for a :class:`shmdict.SharedDict`, the clock its expiries run on, which
+every process of the host shares; ``time.time()`` for any other dict,
+whose users may be on several hosts (keep their clocks in step with NTP,
+as for any distributed rate limit). Locks and :func:`cached` rely only on
+the dict's own expiries.
 
 Keys used in the dict: ``"lock:" + name`` for a :class:`Lock`;
 ``prefix + ...`` (``"cached:"`` by default) for :func:`cached`, and
@@ -44,11 +52,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from ._api import DictLike
 from ._dict import SharedDict
 from .contrib._common import MISSING, decode, encode, exptime_limit
 from .errors import NoMemoryError
 
-__all__ = ["Lock", "RateLimiter", "cached"]
+__all__ = ["Lock", "RateLimiter", "cached", "clock_for"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -60,6 +69,15 @@ _FREE_TTL = 0.001
 #: Polling backoff while waiting: the first pause and the longest.
 _POLL_FIRST = 0.001
 _POLL_MAX = 0.05
+
+
+def clock_for(d: DictLike) -> Callable[[], float]:
+    """The clock every user of *d* shares, in seconds: ``time.monotonic``
+    for a :class:`shmdict.SharedDict` (one host, and its expiries' own
+    clock, which no wall-clock step moves), ``time.time`` for any other
+    dict (a Redis server is shared by hosts whose monotonic clocks have
+    nothing in common). Added in 0.2."""
+    return time.monotonic if isinstance(d, SharedDict) else time.time
 
 
 def _seconds(value: object, what: str, *, zero: bool = False) -> float:
@@ -138,7 +156,7 @@ class Lock:
 
     def __init__(
         self,
-        d: SharedDict,
+        d: DictLike,
         name: str,
         *,
         ttl: float,
@@ -314,7 +332,7 @@ def _args_key(sig: inspect.Signature | None, args: Any, kwargs: Any) -> str:
 
 
 def cached(
-    d: SharedDict,
+    d: DictLike,
     ttl: float,
     *,
     key: Callable[..., str] | None = None,
@@ -473,12 +491,12 @@ def cached(
 
 
 _ALGORITHMS = ("sliding", "fixed", "token")
-_BUCKET = struct.Struct("<dd")  # tokens left, when (time.monotonic())
+_BUCKET = struct.Struct("<dd")  # tokens left, when (on the dict's clock)
 
 
 class RateLimiter:
     """At most *limit* hits per *per* seconds for *key*, counted across
-    every process that opens the dict *d*.
+    every process (and host) that uses the dict *d*.
 
     For code that doesn't use the ``limits`` library (which has its own
     shmdict storage: :mod:`shmdict.contrib.limits`). *algorithm* is:
@@ -504,18 +522,19 @@ class RateLimiter:
     hits through than its check allows, whatever the processes do; a hit
     that comes while another's refused increment is not yet taken back
     may be refused too (only a hit of cost > 1 can be refused so while
-    the window has room for it). Windows are aligned on
-    ``time.monotonic()``, which counts from boot.
+    the window has room for it). Windows are aligned on the dict's
+    shared clock, :attr:`clock` (see :func:`clock_for`): for a
+    ``SharedDict``, ``time.monotonic()``, which counts from boot.
 
     Raises TypeError or ValueError for a bad *key*, *limit* (an int >= 1),
     *per* (> 0) or *algorithm*.
     """
 
-    __slots__ = ("_base", "_d", "_rate", "algorithm", "key", "limit", "per")
+    __slots__ = ("_base", "_d", "_rate", "algorithm", "clock", "key", "limit", "per")
 
     def __init__(
         self,
-        d: SharedDict,
+        d: DictLike,
         key: str,
         limit: int,
         per: float,
@@ -535,6 +554,8 @@ class RateLimiter:
                 f"algorithm must be one of {_ALGORITHMS}, not {algorithm!r}"
             )
         self._d = d
+        #: The clock the windows and the bucket run on: :func:`clock_for`.
+        self.clock = clock_for(d)
         self.key = key
         self.limit = limit
         self.per = _seconds(per, "per")
@@ -607,7 +628,7 @@ class RateLimiter:
         if cost > self.limit:
             return False
         d = self._d
-        now = time.monotonic()
+        now = self.clock()
         if self.algorithm == "token":
             while True:
                 stored, tokens, when = self._bucket(now)
@@ -622,7 +643,7 @@ class RateLimiter:
                         return True
                 elif d.cas(self._base, stored, new, refill):
                     return True
-                now = time.monotonic()
+                now = self.clock()
         idx, frac = self._window(now)
         cur_key = f"{self._base}:{idx}"
         if self.algorithm == "fixed":
@@ -642,7 +663,7 @@ class RateLimiter:
         """How many hits of cost 1 the limit allows now (0 if none). One
         or two dict reads; the answer may be stale by the time it is
         used."""
-        now = time.monotonic()
+        now = self.clock()
         if self.algorithm == "token":
             return math.floor(self._bucket(now)[1])
         return max(0, math.floor(self.limit - self._used(now)))
@@ -651,7 +672,7 @@ class RateLimiter:
         """Seconds until a hit of cost 1 would be allowed, if no other hit
         comes meanwhile: 0.0 if one is allowed now. Rounded up to the
         millisecond. One or two dict reads."""
-        now = time.monotonic()
+        now = self.clock()
         limit = self.limit
         if self.algorithm == "token":
             tokens = self._bucket(now)[1]
@@ -676,7 +697,7 @@ class RateLimiter:
     def reset(self) -> None:
         """Forget every hit counted for this key (in all processes). One
         ``delete_many``."""
-        now = time.monotonic()
+        now = self.clock()
         if self.algorithm == "token":
             self._d.delete(self._base)
             return

@@ -1,6 +1,6 @@
-"""What the framework integrations share: one handle per dict and process,
-the split between values stored as themselves and values stored
-serialized, and the increment of a serialized number."""
+"""What the framework integrations share: one handle per dict (or Redis
+URL) and process, the split between values stored as themselves and
+values stored serialized, and the increment of a serialized number."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._api import DictLike
 from .._dict import SharedDict, default_dir
 from .._dict import open as open_dict
 from .._pickled import Pickled
@@ -19,6 +20,8 @@ __all__ = [
     "exptime_limit",
     "incr_by_cas",
     "is_native",
+    "is_url",
+    "shared_connection",
     "shared_handle",
 ]
 
@@ -33,6 +36,7 @@ _INT_MAX = (1 << 63) - 1
 exptime_limit = float(1 << 53) / 1000.0
 
 _handles: dict[tuple[object, ...], SharedDict] = {}
+_connections: dict[tuple[object, ...], DictLike] = {}
 _handles_lock = threading.Lock()
 
 
@@ -75,6 +79,40 @@ def shared_handle(
         return d
 
 
+def is_url(location: str) -> bool:
+    """Whether an integration's *location* is a URL for
+    :func:`shmdict.connect` (``redis://...``, ``unix://...``,
+    ``shm://NAME?size=...``) rather than the name of a shared dict: whether
+    it holds ``://``. No dict name can, as a name holds no ``/``."""
+    return "://" in location
+
+
+def shared_connection(url: str, options: dict[str, Any]) -> DictLike:
+    """The process's dict for *url*, made by ``shmdict.connect(url,
+    **options)`` on first use and shared by every cache object and thread
+    of the process after that, as :func:`shared_handle` shares a mapping.
+
+    A ``RedisDict`` is safe to share between threads (redis-py's
+    connection pool) and after ``fork`` (the pool opens new connections in
+    the child). Options that can't be hashed make a new dict each time.
+    Raises what :func:`shmdict.connect` raises.
+    """
+    from .. import connect  # the Redis backend, and redis-py, only if used
+
+    try:
+        key: tuple[object, ...] | None = (url, *sorted(options.items()))
+        hash(key)
+    except TypeError:
+        key = None
+    with _handles_lock:
+        d = _connections.get(key) if key is not None else None
+        if d is None or getattr(d, "closed", False):
+            d = connect(url, **options)
+            if key is not None:
+                _connections[key] = d
+        return d
+
+
 def is_native(value: object) -> bool:
     """Whether the dict stores *value* as itself: None, and objects of
     exactly bool, float, str, bytes or int within signed 64 bits.
@@ -112,7 +150,7 @@ def decode(stored: Any, loads: Callable[[bytes], Any]) -> Any:
 
 
 def incr_by_cas(
-    d: SharedDict,
+    d: DictLike,
     key: str,
     delta: Any,
     loads: Callable[[bytes], Any],

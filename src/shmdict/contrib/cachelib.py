@@ -1,5 +1,5 @@
-"""A cachelib cache on a shared-memory dict, for Flask-Caching and any other
-user of cachelib's API.
+"""A cachelib cache on a shared-memory dict (or on Redis), for
+Flask-Caching and any other user of cachelib's API.
 
 ::
 
@@ -13,6 +13,12 @@ Flask-Caching takes it by import path; it calls a class whose path holds
 
     app.config["CACHE_TYPE"] = "shmdict.contrib.cachelib.SharedMemoryCache"
     app.config["CACHE_OPTIONS"] = {"name": "myapp-cache", "size": 256 << 20}
+
+On several hosts, give a URL for :func:`shmdict.connect` instead of a name
+(``url="redis://cache.internal:6379/0"``, with its keyword arguments such
+as ``namespace="myapp-cache"``), or any dict object you already have
+(``shared_dict=shmdict.connect(...)``): the cache is the same, on a
+:class:`shmdict.redis.RedisDict`.
 
 Values of the six native types (None, bool, int within 64 bits, float,
 str, bytes: exactly those types, not subclasses) are stored as themselves,
@@ -30,7 +36,7 @@ from typing import Any
 from cachelib import BaseCache
 from cachelib.serializers import BaseSerializer
 
-from .._dict import SharedDict
+from .._api import DictLike
 from .._pickled import Pickled
 from ..errors import NoMemoryError
 from ._common import (
@@ -39,6 +45,8 @@ from ._common import (
     encode,
     exptime_limit,
     incr_by_cas,
+    is_url,
+    shared_connection,
     shared_handle,
 )
 
@@ -57,14 +65,19 @@ class SharedMemorySerializer(BaseSerializer):
 
 class SharedMemoryCache(BaseCache):
     """cachelib's cache API on the shared dict *name*, which every process
-    opens (or creates) with :func:`shmdict.open` and shares.
+    opens (or creates) with :func:`shmdict.open` and shares; or on the dict
+    ``shmdict.connect(url, **connect_options)`` makes (one per process and
+    URL, shared as the mapping is), or on *shared_dict*, any object with
+    the dict API (:class:`shmdict.DictLike`). Give exactly one of *name*,
+    *url* and *shared_dict*; a *name* that holds ``://`` is a *url*.
 
     *default_timeout* is in seconds (or a timedelta); as everywhere in
     cachelib, a timeout of 0 means "never expires", and None means the
     default. *key_prefix* (a str, or a function returning one) is put before
     every key. *size* (default 64 MiB), *evict* (default True: a full dict
     drops expired, then least recently used entries), *dir*, *stripes*,
-    *reserve* and *lock_timeout* are :func:`shmdict.open`'s.
+    *reserve* and *lock_timeout* are :func:`shmdict.open`'s, for a *name*
+    only.
     *ignore_delete_many_errors* is accepted for cachelib's sake:
     ``delete_many`` can't fail here.
 
@@ -76,40 +89,78 @@ class SharedMemoryCache(BaseCache):
     can't hold (larger than a stripe, or a full dict made with
     ``evict=False``) is not stored: ``set`` and ``add`` return False.
 
-    Raises as :func:`shmdict.open` does (ValueError if the dict exists with
-    another size, evict, reserve or stripes).
+    Raises TypeError for a missing or doubled source, or options that
+    don't go with it, and as :func:`shmdict.open` does (ValueError if the
+    dict exists with another size, evict, reserve or stripes) or
+    :func:`shmdict.connect` does.
     """
 
     serializer: Any = SharedMemorySerializer()
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         *,
+        url: str | None = None,
+        shared_dict: DictLike | None = None,
         default_timeout: int | dt.timedelta = 300,
         key_prefix: str | Callable[[], str] | None = None,
-        size: int = 64 << 20,
-        evict: bool = True,
+        size: int | None = None,
+        evict: bool | None = None,
         dir: str | None = None,
         stripes: int | None = None,
-        reserve: bool = False,
-        lock_timeout: float = 10.0,
+        reserve: bool | None = None,
+        lock_timeout: float | None = None,
         ignore_delete_many_errors: bool = True,
+        **connect_options: Any,
     ) -> None:
         super().__init__(
             default_timeout=default_timeout,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
         self.key_prefix = key_prefix or ""
-        self._dict: SharedDict = shared_handle(
-            name,
-            size,
-            evict=evict,
-            dir=dir,
-            stripes=stripes,
-            reserve=reserve,
-            lock_timeout=lock_timeout,
-        )
+        if name is not None and url is None and is_url(name):
+            name, url = None, name
+        if (name is not None) + (url is not None) + (shared_dict is not None) != 1:
+            raise TypeError(
+                "SharedMemoryCache takes exactly one of name, url and shared_dict"
+            )
+        open_options = {
+            "size": size,
+            "evict": evict,
+            "dir": dir,
+            "stripes": stripes,
+            "reserve": reserve,
+            "lock_timeout": lock_timeout,
+        }
+        if name is None:
+            given = sorted(k for k, v in open_options.items() if v is not None)
+            if given:
+                raise TypeError(
+                    f"{', '.join(given)}: options of a dict given by name; "
+                    "a URL carries its own (shm://NAME?size=...)"
+                )
+        if url is None and connect_options:
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(connect_options)}: "
+                "only a url takes shmdict.connect's options"
+            )
+        self._dict: DictLike
+        if shared_dict is not None:
+            self._dict = shared_dict
+        elif url is not None:
+            self._dict = shared_connection(url, connect_options)
+        else:
+            assert name is not None
+            self._dict = shared_handle(
+                name,
+                64 << 20 if size is None else size,
+                evict=True if evict is None else evict,
+                dir=dir,
+                stripes=stripes,
+                reserve=bool(reserve),
+                lock_timeout=10.0 if lock_timeout is None else lock_timeout,
+            )
 
     # ---- helpers -----------------------------------------------------------
 

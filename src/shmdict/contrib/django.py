@@ -1,4 +1,4 @@
-"""A Django cache backend on a shared-memory dict.
+"""A Django cache backend on a shared-memory dict, or on Redis.
 
 Every worker process of a host (gunicorn, uvicorn, Celery) shares one cache
 at memory speed, with no server to run::
@@ -11,6 +11,15 @@ at memory speed, with no server to run::
         }
     }
 
+When one host is not enough, a ``LOCATION`` that is a URL (it holds
+``://``) is handed to :func:`shmdict.connect`, with ``OPTIONS`` as its
+keyword arguments: ``redis://``, ``rediss://`` or ``unix://`` make the
+same cache on a :class:`shmdict.redis.RedisDict`, shared by every host,
+with the same stored values and the same behaviour::
+
+    "LOCATION": "redis://cache.internal:6379/0",
+    "OPTIONS": {"namespace": "myapp-cache"},
+
 ``LOCATION`` names the dict, which every process opens (or creates) with
 :func:`shmdict.open`; ``OPTIONS`` may give ``size`` (default 64 MiB),
 ``evict`` (default True: a full dict drops expired, then least recently
@@ -19,18 +28,23 @@ used entries), ``dir``, ``stripes``, ``reserve`` and ``lock_timeout``, as
 ``CULL_FREQUENCY``. ``TIMEOUT``, ``KEY_PREFIX``, ``VERSION`` and
 ``KEY_FUNCTION`` work as Django documents them.
 
+With a URL, ``OPTIONS`` holds :func:`shmdict.connect`'s keyword arguments
+(``namespace``, ...) besides ``MAX_ENTRIES`` and ``CULL_FREQUENCY``.
+
 Values of the six native types (None, bool, int within 64 bits, float,
 str, bytes: exactly those types, not subclasses) are stored as themselves,
-so another process reading the dict with plain shmdict sees them under the
-made key (``":1:name"`` by default); anything else is stored as
+so another process reading the dict with plain shmdict (or a
+``RedisDict`` of the same namespace) sees them under the made key
+(``":1:name"`` by default); anything else is stored as
 :class:`shmdict.Pickled` holding ``pickle.dumps(value, pickle_protocol)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import pickle
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
@@ -40,6 +54,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import _core
+from .._api import DictLike
 from .._dict import SharedDict
 from .._pickled import Pickled
 from ..errors import NoMemoryError
@@ -49,10 +64,14 @@ from ._common import (
     encode,
     exptime_limit,
     incr_by_cas,
+    is_url,
+    shared_connection,
     shared_handle,
 )
 
 __all__ = ["SharedMemoryCache"]
+
+_T = TypeVar("_T")
 
 #: The OPTIONS this backend reads itself, with their defaults; BaseCache
 #: reads MAX_ENTRIES and CULL_FREQUENCY.
@@ -69,34 +88,42 @@ _CULL_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
 
 # BaseCache is Any to mypy: Django ships no type information.
 class SharedMemoryCache(BaseCache):
-    """Django's cache API on the shared dict named by ``LOCATION``.
+    """Django's cache API on the shared dict named by ``LOCATION``, or on
+    the dict :func:`shmdict.connect` makes of a ``LOCATION`` URL.
 
-    Each call is one or two operations on the dict, atomic across processes
-    and threads: ``add`` is the dict's add, ``incr``/``decr`` its incr
-    (the key keeps its expiry), ``touch`` its expire, ``get_many`` reads
-    every key at one moment. Costs are those of the dict's calls, O(1) per
-    key, plus pickling for values that aren't native; ``clear`` and a cull
-    are O(entries).
+        Each call is one or two operations on the dict, atomic across processes
+        and threads: ``add`` is the dict's add, ``incr``/``decr`` its incr
+        (the key keeps its expiry), ``touch`` its expire, ``get_many`` reads
+        every key at one moment. Costs are those of the dict's calls, O(1) per
+        key, plus pickling for values that aren't native; ``clear`` and a cull
+        are O(entries).
 
-    Differences from Django's own backends, each on purpose:
+        Differences from Django's own backends, each on purpose:
 
-    - ``MAX_ENTRIES`` applies only when given: the dict's ``size`` already
-      bounds the cache, and with ``evict`` (the default) a full dict makes
-      room by itself, as memcached does. When given, it counts every entry
-      of the dict, and culling removes ``1/CULL_FREQUENCY`` of them
-      (``CULL_FREQUENCY`` 0: all), as Django's locmem backend does.
-    - ``clear()`` empties the whole dict, whatever the key prefix or
-      version, as the Redis backend's flush does.
-    - ``close()``, which Django calls after every request, keeps the
-      mapping: the process maps the dict once, and shares that handle
-      among its threads and cache aliases.
-    - A value that can never fit (larger than a stripe), or a write into a
-      full dict made with ``evict=False``, is not cached, as memcached
-      does with values past its item size: ``set`` drops the old value
-      too, ``add`` returns False, ``set_many`` returns the keys it
-      couldn't store.
-    - The ``a*`` coroutines run the same code directly rather than in a
-      worker thread: each is a memory operation of a microsecond or less.
+        - ``MAX_ENTRIES`` applies only when given: the dict's ``size`` already
+          bounds the cache, and with ``evict`` (the default) a full dict makes
+          room by itself, as memcached does. When given, it counts every entry
+          of the dict, and culling removes ``1/CULL_FREQUENCY`` of them
+          (``CULL_FREQUENCY`` 0: all), as Django's locmem backend does.
+        - ``clear()`` empties the whole dict, whatever the key prefix or
+          version, as the Redis backend's flush does.
+        - ``close()``, which Django calls after every request, keeps the
+          mapping: the process maps the dict once, and shares that handle
+          among its threads and cache aliases.
+        - A value that can never fit (larger than a stripe), or a write into a
+          full dict made with ``evict=False``, is not cached, as memcached
+          does with values past its item size: ``set`` drops the old value
+          too, ``add`` returns False, ``set_many`` returns the keys it
+          couldn't store.
+        - The ``a*`` coroutines run the same code directly rather than in a
+          worker thread: each is a memory operation of a microsecond or less.
+          On any other dict than a ``SharedDict`` (Redis), they run it in a
+          worker thread, as Django's own backends do, so that no network round
+          trip blocks the event loop.
+        - On Redis, ``MAX_ENTRIES`` counts the namespace's keys with SCAN on
+          every write, which costs O(entries): leave it out, and bound the
+          cache with the server's ``maxmemory`` and ``maxmemory-policy``
+          (``allkeys-lru``) instead.
     """
 
     #: The pickle protocol for values that aren't native.
@@ -107,30 +134,44 @@ class SharedMemoryCache(BaseCache):
     _cull_frequency: int
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
-        """Open (or create) the dict *location*. O(stripes) the first time
-        in a process, O(1) after that.
+        """Open (or create) the dict *location*, or connect to the URL
+        *location*. O(stripes) the first time in a process, O(1) after
+        that: the process keeps one handle (one connection pool) per
+        dict and shares it between threads and aliases.
 
         Raises ImproperlyConfigured for a missing LOCATION or an OPTIONS
-        key this backend doesn't know, and whatever :func:`shmdict.open`
-        raises (ValueError if the dict exists with another size, evict,
-        reserve or stripes).
+        key this backend (with a URL: :func:`shmdict.connect`) doesn't
+        know, and whatever :func:`shmdict.open` raises (ValueError if the
+        dict exists with another size, evict, reserve or stripes) or
+        :func:`shmdict.connect` does.
         """
         super().__init__(params)
-        if not location:
+        if not location or not isinstance(location, str):
             raise ImproperlyConfigured(
-                "SharedMemoryCache needs LOCATION: the name of the shared dict"
+                "SharedMemoryCache needs LOCATION: the name of the shared dict, "
+                "or a URL for shmdict.connect (redis://, unix://, shm://NAME)"
             )
         options = dict(params.get("OPTIONS") or {})
+        if "MAX_ENTRIES" not in options and "max_entries" not in params:
+            self._max_entries = None
+        self._dict: DictLike
+        if is_url(location):
+            kw = {k: v for k, v in options.items() if k not in _CULL_OPTIONS}
+            try:
+                self._dict = shared_connection(location, kw)
+            except TypeError as exc:
+                raise ImproperlyConfigured(
+                    f"SharedMemoryCache: bad OPTIONS for {location!r}: {exc}"
+                ) from exc
+            return
         unknown = set(options) - set(_OPEN_OPTIONS) - set(_CULL_OPTIONS)
         if unknown:
             raise ImproperlyConfigured(
                 f"unknown OPTIONS for SharedMemoryCache: {sorted(unknown)}; "
                 f"it takes {sorted(_OPEN_OPTIONS)} and {list(_CULL_OPTIONS)}"
             )
-        if "MAX_ENTRIES" not in options and "max_entries" not in params:
-            self._max_entries = None
         kw = {k: options.get(k, v) for k, v in _OPEN_OPTIONS.items()}
-        self._dict: SharedDict = shared_handle(location, **kw)
+        self._dict = shared_handle(location, **kw)
 
     # ---- helpers -----------------------------------------------------------
 
@@ -171,16 +212,18 @@ class SharedMemoryCache(BaseCache):
         entry count has reached it: drop expired entries, then, if still
         at the limit, 1/CULL_FREQUENCY of the entries (CULL_FREQUENCY 0:
         all). O(1) under the limit (one read of the counters), O(entries)
-        when it culls."""
+        when it culls; on Redis, O(entries) every time (a SCAN), and the
+        server has already dropped the expired keys."""
         limit = self._max_entries
         if limit is None:
             return
         d = self._dict
-        # The engine's counters, without the statvfs of SharedDict.stats;
-        # they count expired entries not yet reclaimed too.
-        if _core.Dict.stats(d)["entries"] < limit:
-            return
-        d.flush_expired()
+        if isinstance(d, SharedDict):
+            # The engine's counters, without the statvfs of SharedDict.stats;
+            # they count expired entries not yet reclaimed too.
+            if _core.Dict.stats(d)["entries"] < limit:
+                return
+            d.flush_expired()
         count = len(d)
         if count < limit:
             return
@@ -347,7 +390,15 @@ class SharedMemoryCache(BaseCache):
         request, and the dict stays (remove it with
         :func:`shmdict.remove`)."""
 
-    # ---- coroutines: the same calls, run directly --------------------------
+    # ---- coroutines: the same calls, run directly (Redis: in a thread) -----
+
+    async def _run(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)``: at once on a ``SharedDict``, whose calls take a
+        microsecond; in a worker thread on any other dict, whose calls
+        wait for the network."""
+        if isinstance(self._dict, SharedDict):
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
 
     async def aadd(
         self,
@@ -357,13 +408,13 @@ class SharedMemoryCache(BaseCache):
         version: int | None = None,
     ) -> bool:
         """:meth:`add`."""
-        return self.add(key, value, timeout, version)
+        return await self._run(self.add, key, value, timeout, version)
 
     async def aget(
         self, key: str, default: Any = None, version: int | None = None
     ) -> Any:
         """:meth:`get`."""
-        return self.get(key, default, version)
+        return await self._run(self.get, key, default, version)
 
     async def aset(
         self,
@@ -373,35 +424,35 @@ class SharedMemoryCache(BaseCache):
         version: int | None = None,
     ) -> None:
         """:meth:`set`."""
-        self.set(key, value, timeout, version)
+        await self._run(self.set, key, value, timeout, version)
 
     async def atouch(
         self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         """:meth:`touch`."""
-        return self.touch(key, timeout, version)
+        return await self._run(self.touch, key, timeout, version)
 
     async def adelete(self, key: str, version: int | None = None) -> bool:
         """:meth:`delete`."""
-        return self.delete(key, version)
+        return await self._run(self.delete, key, version)
 
     async def aget_many(
         self, keys: Iterable[str], version: int | None = None
     ) -> dict[str, Any]:
         """:meth:`get_many`."""
-        return self.get_many(keys, version)
+        return await self._run(self.get_many, keys, version)
 
     async def ahas_key(self, key: str, version: int | None = None) -> bool:
         """:meth:`has_key`."""
-        return self.has_key(key, version)
+        return await self._run(self.has_key, key, version)
 
     async def aincr(self, key: str, delta: Any = 1, version: int | None = None) -> Any:
         """:meth:`incr`: atomic, unlike BaseCache's get-then-set."""
-        return self.incr(key, delta, version)
+        return await self._run(self.incr, key, delta, version)
 
     async def adecr(self, key: str, delta: Any = 1, version: int | None = None) -> Any:
         """:meth:`decr`."""
-        return self.incr(key, -delta, version)
+        return await self._run(self.incr, key, -delta, version)
 
     async def aset_many(
         self,
@@ -410,17 +461,17 @@ class SharedMemoryCache(BaseCache):
         version: int | None = None,
     ) -> list[str]:
         """:meth:`set_many`."""
-        return self.set_many(data, timeout, version)
+        return await self._run(self.set_many, data, timeout, version)
 
     async def adelete_many(
         self, keys: Iterable[str], version: int | None = None
     ) -> None:
         """:meth:`delete_many`."""
-        self.delete_many(keys, version)
+        await self._run(self.delete_many, keys, version)
 
     async def aclear(self) -> None:
         """:meth:`clear`."""
-        self.clear()
+        await self._run(self.clear)
 
     async def aclose(self, **kwargs: Any) -> None:
         """:meth:`close`: nothing."""

@@ -33,6 +33,26 @@ The query string (or keyword arguments, which win) sets:
 Workers must agree on ``size``, ``evict`` and ``reserve``: a dict that exists
 with other values is refused (:class:`limits.errors.ConfigurationError`).
 
+When the workers of several hosts must share one limit, the same storage
+runs on Redis: put ``shmdict+`` before a Redis URL that
+:func:`shmdict.connect` takes::
+
+    storage_from_string("shmdict+redis://limits.internal:6379/0")
+    storage_from_string("shmdict+unix:///run/redis.sock?namespace=myapp")
+    storage_from_string("async+shmdict+rediss://limits.internal:6380")
+
+The schemes are ``shmdict+redis``, ``shmdict+rediss``, ``shmdict+unix``,
+``shmdict+redis+cluster`` and ``shmdict+rediss+cluster`` (each also with
+``async+`` before it).
+``key_prefix`` is read from the query (or keyword arguments) as above;
+everything else in the query, and every other keyword argument, goes to
+:func:`shmdict.connect` (``namespace``, redis-py's options). The keys,
+values and atomic steps are the same as on a shared dict, each one
+command or script on the server; the async storage runs each call in a
+worker thread there, so no round trip blocks the event loop. Times are
+read from each host's wall clock (``time.time()``), as limits' own Redis
+storage does: keep the hosts' clocks in step.
+
 All three strategies are supported, and every operation is atomic across
 processes and threads:
 
@@ -51,19 +71,20 @@ processes and threads:
   counts packed in one value updated by compare-and-set, so the weighted
   check and the increment are one atomic step.
 
-The async storage runs the same operations in the calling thread: they take
-microseconds and never do I/O, and the only wait is for a stripe's lock
-held by another process (bounded by ``lock_timeout``).
+The async storage on a shared dict runs the same operations in the calling
+thread: they take microseconds and never do I/O, and the only wait is for
+a stripe's lock held by another process (bounded by ``lock_timeout``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 import time
 import urllib.parse
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 try:
     from limits.aio.storage import base as _aio
@@ -76,6 +97,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 import shmdict
+from shmdict._api import DictLike
 
 __all__ = ["AsyncShmdictStorage", "ShmdictStorage"]
 
@@ -90,6 +112,12 @@ _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _OPTIONS: Final = frozenset(
     {"size", "evict", "reserve", "dir", "lock_timeout", "key_prefix"}
 )
+
+#: The URL schemes :func:`shmdict.connect` takes that the storage serves as
+#: ``shmdict+SCHEME://``: Redis over TCP, TLS, a unix socket, and a Cluster.
+REMOTE_SCHEMES: Final = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+_T = TypeVar("_T")
 
 # A moving window: runs of (hit time in seconds since the epoch, hits),
 # newest first. A sliding window: (index of the current window, hits in
@@ -128,6 +156,33 @@ def _number(option: str, value: float | str | bool) -> float:
         raise ConfigurationError(
             f"shmdict storage: {option} must be a number"
         ) from None
+
+
+def _parse_remote(
+    uri: str, options: Mapping[str, float | str | bool]
+) -> tuple[str, str, dict[str, Any]] | None:
+    """For a ``[async+]shmdict+SCHEME://...`` URI: the URL to connect to
+    (the URI less ``[async+]shmdict+`` and less our own ``key_prefix``),
+    the key prefix, and the keyword arguments for :func:`shmdict.connect`
+    (*options* less ``key_prefix``). None for a ``shmdict://NAME`` URI.
+    ConfigurationError for another scheme or a repeated key_prefix."""
+    scheme, sep, rest = uri.partition("://")
+    bare = scheme.removeprefix("async+")
+    if not sep or bare == "shmdict":
+        return None
+    remote = bare.removeprefix("shmdict+")
+    if remote == bare or remote not in REMOTE_SCHEMES:
+        raise ConfigurationError(f"not a shmdict storage URI: {uri!r}")
+    base, _, query = rest.partition("?")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    prefixes = [v for k, v in pairs if k == "key_prefix"]
+    if len(prefixes) > 1:
+        raise ConfigurationError("shmdict storage: key_prefix is given twice")
+    kept = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "key_prefix"])
+    url = f"{remote}://{base}" + (f"?{kept}" if kept else "")
+    kw: dict[str, Any] = dict(options)
+    prefix = str(kw.pop("key_prefix", prefixes[0] if prefixes else DEFAULT_PREFIX))
+    return url, prefix, kw
 
 
 def _parse_uri(
@@ -180,13 +235,27 @@ def _runs(value: shmdict.Value, key: str) -> list[tuple[float, int]]:
 
 
 class _Limits:
-    """The operations both storages share, on one shared dict.
+    """The operations both storages share, on one dict: a shared dict, or
+    the Redis dict of a ``shmdict+redis://`` URI.
 
     Keys: ``PREFIX:c:KEY`` for fixed-window counters, ``PREFIX:m:KEY`` for
     moving windows, ``PREFIX:s:KEY`` for sliding windows.
     """
 
+    dict: DictLike
+
     def __init__(self, uri: str, options: Mapping[str, float | str | bool]) -> None:
+        remote = _parse_remote(uri, options)
+        if remote is not None:
+            url, prefix, kw = remote
+            self.prefix = f"{prefix}:"
+            try:
+                self.dict = shmdict.connect(url, **kw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"shmdict storage {uri!r}: {exc}") from exc
+            self.local = False
+            return
+        self.local = True
         name, opts = _parse_uri(uri, options)
         prefix = str(opts.get("key_prefix", DEFAULT_PREFIX))
         self.prefix = f"{prefix}:"
@@ -231,7 +300,9 @@ class _Limits:
 
     def check(self) -> bool:
         try:
-            self.dict.free_space()
+            # One read: a closed handle raises ValueError, a store that
+            # can't be reached a shmdict.Error.
+            self.dict.get(f"{self.prefix}check")
         except (shmdict.Error, ValueError):
             return False
         return True
@@ -361,12 +432,15 @@ class ShmdictStorage(
     _sync.SlidingWindowCounterSupport,
     _sync.TimestampedSlidingWindow,
 ):
-    """Rate limit storage in a shmdict shared by the processes of one host.
+    """Rate limit storage in a shmdict shared by the processes of one host,
+    or in a Redis dict shared by every host.
 
     Made by ``limits.storage.storage_from_string("shmdict://NAME?...")``
-    (see the module's docstring for the options), or directly with the same
-    URI. Every method is atomic across processes; each takes microseconds,
-    plus the wait for a stripe's lock held by another process.
+    (see the module's docstring for the options), or
+    ``"shmdict+redis://HOST..."``, or directly with the same URI. Every
+    method is atomic across processes (and hosts); each takes
+    microseconds, plus the wait for a stripe's lock held by another
+    process, on a shared dict, and a round trip or two on Redis.
 
     Raises :class:`limits.errors.ConfigurationError` for a bad URI or option,
     or a dict that exists with another size, evict or reserve; the errors
@@ -379,7 +453,10 @@ class ShmdictStorage(
     """
 
     # limits declares a list; the registry reads it once, at class creation.
-    STORAGE_SCHEME = ["shmdict"]  # noqa: RUF012
+    STORAGE_SCHEME = [  # noqa: RUF012
+        "shmdict",
+        *(f"shmdict+{s}" for s in REMOTE_SCHEMES),
+    ]
 
     def __init__(
         self, uri: str, wrap_exceptions: bool = False, **options: float | str | bool
@@ -392,8 +469,9 @@ class ShmdictStorage(
         return shmdict.Error
 
     @property
-    def shared_dict(self) -> shmdict.SharedDict:
-        """The dict this storage keeps its keys in."""
+    def shared_dict(self) -> DictLike:
+        """The dict this storage keeps its keys in: a ``SharedDict``, or a
+        ``RedisDict`` for a ``shmdict+redis://`` URI."""
         return self._limits.dict
 
     def close(self) -> None:
@@ -471,15 +549,21 @@ class AsyncShmdictStorage(
     """The ``async+shmdict://NAME`` storage: :class:`ShmdictStorage` for
     ``limits.aio``.
 
-    Each coroutine runs the operation in the calling thread and returns
-    without awaiting anything: operations take microseconds and never do
-    I/O; the one wait is for a stripe's lock held by another process, which
-    lasts as long as that process's own operation (``lock_timeout`` bounds
-    it). Options, costs and errors are those of :class:`ShmdictStorage`.
+    On a shared dict, each coroutine runs the operation in the calling
+    thread and returns without awaiting anything: operations take
+    microseconds and never do I/O; the one wait is for a stripe's lock held
+    by another process, which lasts as long as that process's own operation
+    (``lock_timeout`` bounds it). On Redis (``async+shmdict+redis://``),
+    each runs in a worker thread (:func:`asyncio.to_thread`), so the event
+    loop goes on during the round trip. Options, costs and errors are those
+    of :class:`ShmdictStorage`.
     """
 
     # limits declares a list; the registry reads it once, at class creation.
-    STORAGE_SCHEME = ["async+shmdict"]  # noqa: RUF012
+    STORAGE_SCHEME = [  # noqa: RUF012
+        "async+shmdict",
+        *(f"async+shmdict+{s}" for s in REMOTE_SCHEMES),
+    ]
 
     def __init__(
         self, uri: str, wrap_exceptions: bool = False, **options: float | str | bool
@@ -492,62 +576,72 @@ class AsyncShmdictStorage(
         return shmdict.Error
 
     @property
-    def shared_dict(self) -> shmdict.SharedDict:
-        """The dict this storage keeps its keys in."""
+    def shared_dict(self) -> DictLike:
+        """The dict this storage keeps its keys in: a ``SharedDict``, or a
+        ``RedisDict`` for a ``shmdict+redis://`` URI."""
         return self._limits.dict
 
     def close(self) -> None:
         """Close this process's handle on the dict; the dict itself stays."""
         self._limits.close()
 
+    async def _run(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)``: at once on a shared dict, in a worker thread on
+        Redis (a network round trip must not block the event loop)."""
+        if self._limits.local:
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
+
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """See :meth:`ShmdictStorage.incr`."""
-        return self._limits.incr(key, expiry, amount)
+        return await self._run(self._limits.incr, key, expiry, amount)
 
     async def get(self, key: str) -> int:
         """See :meth:`ShmdictStorage.get`."""
-        return self._limits.get(key)
+        return await self._run(self._limits.get, key)
 
     async def get_expiry(self, key: str) -> float:
         """See :meth:`ShmdictStorage.get_expiry`."""
-        return self._limits.get_expiry(key)
+        return await self._run(self._limits.get_expiry, key)
 
     async def check(self) -> bool:
         """See :meth:`ShmdictStorage.check`."""
-        return self._limits.check()
+        return await self._run(self._limits.check)
 
     async def reset(self) -> int | None:
         """See :meth:`ShmdictStorage.reset`."""
-        return self._limits.reset()
+        return await self._run(self._limits.reset)
 
     async def clear(self, key: str) -> None:
         """See :meth:`ShmdictStorage.clear`."""
-        self._limits.clear(key)
+        await self._run(self._limits.clear, key)
 
     async def acquire_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
         """See :meth:`ShmdictStorage.acquire_entry`."""
-        return self._limits.acquire_entry(key, limit, expiry, amount)
+        return await self._run(self._limits.acquire_entry, key, limit, expiry, amount)
 
     async def get_moving_window(
         self, key: str, limit: int, expiry: int
     ) -> tuple[float, int]:
         """See :meth:`ShmdictStorage.get_moving_window`."""
-        return self._limits.get_moving_window(key, limit, expiry)
+        return await self._run(self._limits.get_moving_window, key, limit, expiry)
 
     async def acquire_sliding_window_entry(
         self, key: str, limit: int, expiry: int, amount: int = 1
     ) -> bool:
         """See :meth:`ShmdictStorage.acquire_sliding_window_entry`."""
-        return self._limits.acquire_sliding_window_entry(key, limit, expiry, amount)
+        return await self._run(
+            self._limits.acquire_sliding_window_entry, key, limit, expiry, amount
+        )
 
     async def get_sliding_window(
         self, key: str, expiry: int
     ) -> tuple[int, float, int, float]:
         """See :meth:`ShmdictStorage.get_sliding_window`."""
-        return self._limits.get_sliding_window(key, expiry)
+        return await self._run(self._limits.get_sliding_window, key, expiry)
 
     async def clear_sliding_window(self, key: str, expiry: int) -> None:
         """See :meth:`ShmdictStorage.clear_sliding_window`."""
-        self._limits.clear_sliding_window(key)
+        await self._run(self._limits.clear_sliding_window, key)

@@ -1,5 +1,5 @@
 /*
- * region.c - creating, attaching to, validating and removing the file.
+ * file.c - creating, attaching to, validating and removing the file.
  *
  * Creation is atomic as seen from other processes: the file is made
  * unnamed (O_TMPFILE) in the directory, sized, mapped and fully set up,
@@ -12,8 +12,8 @@
  * Pages: tmpfs gives a page only when it is first touched, and a page it
  * can't give kills the toucher with SIGBUS. So every page is reserved
  * (fallocate) before its first touch: the fixed pages here at creation,
- * the heap as it grows (sd_heap_reserve_locked, alloc.c), and an index
- * page before its first key (sd_bucket_ready_locked, dict.c). Readers
+ * the heap as it grows (sd_heap_reserve_locked, heap.c), and an index
+ * page before its first key (sd_bucket_ready_locked, index.c). Readers
  * touch nothing else. With `reserve` the whole file is reserved at once.
  * guard.c is the net under what can't be prevented (a truncated file).
  *
@@ -39,16 +39,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "file.h"
+#include "heap.h"
+#include "lock.h"
 
 /* Where things are, relative to the start of a stripe, plus the stripe
  * geometry of the whole file. */
 typedef struct layout {
-    uint64_t nparts, part_size;
+    uint64_t nstripes, stripe_size;
     uint64_t lock_off, summary_off, summary_bytes, refs_off;
     uint64_t index_off, nbuckets, heap_off, heap_size;
 } layout;
 
+/* n rounded up to a whole page. */
 static inline uint64_t page_up(uint64_t n)
 {
     return (n + SD_PAGE - 1) / SD_PAGE * SD_PAGE;
@@ -56,32 +59,32 @@ static inline uint64_t page_up(uint64_t n)
 
 static_assert(sizeof(sd_slot) * SD_NSLOTS <= SD_PAGE, "slots fit a page");
 
-#define AUTO_PART_MIN (UINT64_C(16) << 20) /* auto stripes are >= 16 MiB */
-#define AUTO_PART_MAX 16u
+#define AUTO_STRIPE_MIN (UINT64_C(16) << 20) /* auto stripes are >= 16 MiB */
+#define AUTO_STRIPE_MAX 16u
 
 /* How many stripes a dict of `size` bytes gets when not told: one per
  * 16 MiB, at most 16, a power of two. Below 32 MiB that is one, so small
  * dicts can hold an item as big as their whole heap. */
-static unsigned auto_parts(uint64_t size)
+static unsigned auto_stripes(uint64_t size)
 {
     unsigned n = 1;
-    while (n * 2 <= AUTO_PART_MAX && size / (n * 2) >= AUTO_PART_MIN)
+    while (n * 2 <= AUTO_STRIPE_MAX && size / (n * 2) >= AUTO_STRIPE_MIN)
         n *= 2;
     return n;
 }
 
 /* The layout is a pure function of the file size and the stripe count. */
-static bool layout_for(uint64_t size, uint64_t nparts, layout *lo)
+static bool layout_for(uint64_t size, uint64_t nstripes, layout *lo)
 {
-    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE || nparts == 0 ||
-        nparts > SD_MAX_PARTS || (nparts & (nparts - 1)))
+    if (size < SD_MIN_SIZE || size > SD_MAX_SIZE || nstripes == 0 ||
+        nstripes > SD_MAX_PARTS || (nstripes & (nstripes - 1)))
         return false;
-    uint64_t part = (size - SD_PARTS_OFF) / nparts / SD_PAGE * SD_PAGE;
-    lo->nparts = nparts;
-    lo->part_size = part;
+    uint64_t stripe = (size - SD_PARTS_OFF) / nstripes / SD_PAGE * SD_PAGE;
+    lo->nstripes = nstripes;
+    lo->stripe_size = stripe;
     lo->lock_off = SD_PAGE; /* after the stripe's sd_pstate page */
     uint64_t nb = 16;
-    while (nb * 2 <= part / SD_BUCKET_BYTES_PER)
+    while (nb * 2 <= stripe / SD_BUCKET_BYTES_PER)
         nb *= 2;
     lo->nbuckets = nb;
     uint64_t index_bytes = page_up(nb * 4);
@@ -91,9 +94,9 @@ static bool layout_for(uint64_t size, uint64_t nparts, layout *lo)
     lo->refs_off = lo->summary_off + page_up(lo->summary_bytes);
     lo->index_off = lo->refs_off + page_up(nb);
     lo->heap_off = lo->index_off + index_bytes;
-    if (lo->heap_off + 4 * SD_PAGE > part)
+    if (lo->heap_off + 4 * SD_PAGE > stripe)
         return false; /* a stripe must hold a useful heap */
-    lo->heap_size = (part - lo->heap_off) & ~(uint64_t)(SD_UNIT - 1);
+    lo->heap_size = (stripe - lo->heap_off) & ~(uint64_t)(SD_UNIT - 1);
     return true;
 }
 
@@ -104,43 +107,43 @@ static bool handle_apply_layout(sd_handle *d, const layout *lo, uint64_t size,
     bool evict = flags & SD_CREATE_EVICT;
     d->file_size = size;
     d->hash_seed = seed;
-    d->nparts = (unsigned)lo->nparts;
+    d->nstripes = (unsigned)lo->nstripes;
     unsigned bits = 0;
-    while ((1u << bits) < d->nparts)
+    while ((1u << bits) < d->nstripes)
         bits++;
-    d->part_shift = 32 - bits;
+    d->stripe_shift = 32 - bits;
     d->hdr = (sd_header *)(void *)d->base;
-    d->parts = calloc(d->nparts, sizeof *d->parts);
-    if (!d->parts)
+    d->stripes = calloc(d->nstripes, sizeof *d->stripes);
+    if (!d->stripes)
         return false;
-    for (unsigned i = 0; i < d->nparts; i++) {
-        sd_part *h = &d->parts[i];
-        uint64_t off = SD_PARTS_OFF + i * lo->part_size;
-        h->base = d->base;
-        h->file_size = size;
-        h->part_off = off;
-        h->part_size = lo->part_size;
-        h->heap_off = off + lo->heap_off;
-        h->heap_size = lo->heap_size;
-        h->index_off = off + lo->index_off;
-        h->summary_off = off + lo->summary_off;
-        h->summary_bytes = lo->summary_bytes;
-        h->refs_off = off + lo->refs_off;
-        h->nbuckets = lo->nbuckets;
-        h->hash_seed = seed;
-        h->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
-        h->st = (sd_pstate *)(void *)(d->base + off);
-        h->lock = (sd_lock *)(void *)(d->base + off + lo->lock_off);
-        h->buckets = (_Atomic uint32_t *)(void *)(d->base + h->index_off);
-        h->summary = (_Atomic uint32_t *)(void *)(d->base + h->summary_off);
-        h->refs = (_Atomic uint8_t *)(void *)(d->base + h->refs_off);
-        h->slots = (sd_slot *)(void *)(d->base + SD_PAGE);
-        h->evict = evict;
-        h->reserved = flags & SD_CREATE_RESERVED;
-        h->fd = d->guard->fd;
-        h->guard = d->guard;
-        h->part_index = i;
-        h->part_shift = d->part_shift;
+    for (unsigned i = 0; i < d->nstripes; i++) {
+        sd_stripe *s = &d->stripes[i];
+        uint64_t off = SD_PARTS_OFF + i * lo->stripe_size;
+        s->base = d->base;
+        s->file_size = size;
+        s->off = off;
+        s->size = lo->stripe_size;
+        s->heap_off = off + lo->heap_off;
+        s->heap_size = lo->heap_size;
+        s->index_off = off + lo->index_off;
+        s->summary_off = off + lo->summary_off;
+        s->summary_bytes = lo->summary_bytes;
+        s->refs_off = off + lo->refs_off;
+        s->nbuckets = lo->nbuckets;
+        s->hash_seed = seed;
+        s->max_chain = lo->heap_size / SD_MIN_BLOCK + 1;
+        s->st = (sd_pstate *)(void *)(d->base + off);
+        s->lock = (sd_lock *)(void *)(d->base + off + lo->lock_off);
+        s->buckets = (_Atomic uint32_t *)(void *)(d->base + s->index_off);
+        s->summary = (_Atomic uint32_t *)(void *)(d->base + s->summary_off);
+        s->refs = (_Atomic uint8_t *)(void *)(d->base + s->refs_off);
+        s->slots = (sd_slot *)(void *)(d->base + SD_PAGE);
+        s->evict = evict;
+        s->reserved = flags & SD_CREATE_RESERVED;
+        s->fd = d->guard->fd;
+        s->guard = d->guard;
+        s->index = i;
+        s->shift = d->stripe_shift;
     }
     return true;
 }
@@ -171,6 +174,7 @@ static uint64_t proc_start_time(pid_t pid)
     return field == 22 ? strtoull(p, NULL, 10) : 0;
 }
 
+/* The inode of this process's pid namespace, 0 if unknown. */
 static uint64_t pid_namespace(void)
 {
     struct stat st;
@@ -180,40 +184,38 @@ static uint64_t pid_namespace(void)
 /* Is the process recorded in the header still running? When in doubt
  * (another pid namespace, no /proc), say yes: taking over a live dict is
  * the worse mistake. */
-static bool creator_alive(const sd_header *hd)
+static bool creator_alive(const sd_header *fh)
 {
-    uint64_t pid = hd->creator_pid;
+    uint64_t pid = fh->creator_pid;
     if (pid == 0 || pid > INT_MAX)
         return true;
-    if (hd->creator_pidns != pid_namespace())
+    if (fh->creator_pidns != pid_namespace())
         return true;
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return false;
     uint64_t start = proc_start_time((pid_t)pid);
-    if (start && hd->creator_start && start != hd->creator_start)
+    if (start && fh->creator_start && start != fh->creator_start)
         return false; /* the pid was reused */
     return true;
 }
 
-/* ---- header checks -------------------------------------------------------
- */
+/* ---- header checks ------------------------------------------------------ */
 
-static bool header_ok(const sd_header *hd, uint64_t size, layout *lo)
+static bool header_ok(const sd_header *fh, uint64_t size, layout *lo)
 {
-    if (hd->magic != SD_MAGIC || hd->version != SD_VERSION ||
-        hd->format != SD_FORMAT_WORD || hd->file_size != size)
+    if (fh->magic != SD_MAGIC || fh->version != SD_VERSION ||
+        fh->format != SD_FORMAT_WORD || fh->file_size != size)
         return false;
-    if (!layout_for(size, hd->nparts, lo))
+    if (!layout_for(size, fh->nparts, lo))
         return false;
-    return hd->part_size == lo->part_size && hd->lock_off == lo->lock_off &&
-           hd->summary_off == lo->summary_off &&
-           hd->refs_off == lo->refs_off && hd->index_off == lo->index_off &&
-           hd->nbuckets == lo->nbuckets && hd->heap_off == lo->heap_off &&
-           hd->heap_size == lo->heap_size;
+    return fh->part_size == lo->stripe_size && fh->lock_off == lo->lock_off &&
+           fh->summary_off == lo->summary_off &&
+           fh->refs_off == lo->refs_off && fh->index_off == lo->index_off &&
+           fh->nbuckets == lo->nbuckets && fh->heap_off == lo->heap_off &&
+           fh->heap_size == lo->heap_size;
 }
 
-/* ---- create ----------------------------------------------------------------
- */
+/* ---- create ------------------------------------------------------------- */
 
 static void split_path(const char *path, char *dir, size_t cap)
 {
@@ -248,11 +250,11 @@ static int take_over_stale(const char *path)
     }
     void *m = mmap(NULL, SD_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m != MAP_FAILED) {
-        sd_header *hd = m;
+        sd_header *fh = m;
         uint32_t live = SD_STATE_LIVE;
-        if (hd->magic == SD_MAGIC && hd->version == SD_VERSION &&
-            hd->format == SD_FORMAT_WORD && !creator_alive(hd) &&
-            atomic_compare_exchange_strong(&hd->state, &live,
+        if (fh->magic == SD_MAGIC && fh->version == SD_VERSION &&
+            fh->format == SD_FORMAT_WORD && !creator_alive(fh) &&
+            atomic_compare_exchange_strong(&fh->state, &live,
                                            (uint32_t)SD_STATE_RETIRED)) {
             struct stat now;
             if (lstat(path, &now) == 0 && now.st_dev == st.st_dev &&
@@ -275,6 +277,8 @@ typedef struct newfile {
     char tmp[PATH_MAX]; /* the temporary name, or "" */
 } newfile;
 
+/* Make the new file, unnamed when the filesystem can (O_TMPFILE), else
+ * under a temporary name of its own; 0 or -1 with errno. */
 static int make_file(const char *path, unsigned mode, newfile *nf)
 {
     char dir[PATH_MAX];
@@ -336,48 +340,36 @@ static int publish(newfile *nf, const char *path)
     return -1;
 }
 
-sd_status sd_reserve(const sd_part *h, uint64_t off, uint64_t len)
-{
-    if (len == 0 || off >= h->file_size)
-        return SD_OK;
-    if (len > h->file_size - off)
-        len = h->file_size - off;
-    /* KEEP_SIZE: a file someone truncated must stay short, so that the
-     * guard sees it, not grow back full of zeros. */
-    if (fallocate(h->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
-        return SD_OK;
-    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)
-        return SD_NOSPACE;
-    /* EOPNOTSUPP (a filesystem that can't reserve), EINTR, ...: go on as
-     * before reservation existed; the guard is the net. */
-    return SD_OK;
-}
-
 /* Reserve what creation writes: the header and slot pages, each stripe's
  * state, lock, undo log and summary pages, and the heap's first page (its
  * first block header) and last page (that block's footer). */
-static sd_status reserve_fixed(sd_handle *d, const layout *lo)
+SD_MUST_USE static sd_status reserve_fixed(sd_handle *d, const layout *lo)
 {
-    sd_part *p0 = &d->parts[0];
-    sd_status rc = sd_reserve(p0, 0, SD_PARTS_OFF);
-    for (unsigned i = 0; i < d->nparts && rc == SD_OK; i++) {
-        sd_part *h = &d->parts[i];
-        uint64_t heap_end = h->heap_off + h->heap_size;
-        rc = sd_reserve(h, h->part_off,
+    sd_stripe *s0 = &d->stripes[0];
+    sd_status rc = sd_reserve(s0, 0, SD_PARTS_OFF);
+    for (unsigned i = 0; i < d->nstripes && rc == SD_OK; i++) {
+        sd_stripe *s = &d->stripes[i];
+        uint64_t heap_end = s->heap_off + s->heap_size;
+        rc = sd_reserve(s, s->off,
                         lo->summary_off + page_up(lo->summary_bytes));
         if (rc == SD_OK)
-            rc = sd_reserve(h, h->heap_off, SD_PAGE);
+            rc = sd_reserve(s, s->heap_off, SD_PAGE);
         if (rc == SD_OK)
-            rc = sd_reserve(h, (heap_end - 8) & ~(uint64_t)(SD_PAGE - 1),
+            rc = sd_reserve(s, (heap_end - 8) & ~(uint64_t)(SD_PAGE - 1),
                             SD_PAGE);
     }
     return rc;
 }
 
-static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
+/* Make, size, map, lay out and publish a new dict file at path into handle
+ * d. SD_OK, SD_BADARG (a size or stripe count no layout fits), SD_NOSPACE,
+ * SD_SYSERR (errno set). */
+SD_MUST_USE static sd_status create(const char *path, const sd_open_opts *o,
+                                    sd_handle *d)
 {
     layout lo;
-    if (!layout_for(o->size, o->nparts ? o->nparts : auto_parts(o->size), &lo))
+    if (!layout_for(o->size, o->nparts ? o->nparts : auto_stripes(o->size),
+                    &lo))
         return SD_BADARG;
     newfile nf;
     if (make_file(path, o->mode, &nf) != 0)
@@ -389,16 +381,16 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
         err = errno;
         goto fail;
     }
-    h->base =
+    d->base =
         mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_SHARED, nf.fd, 0);
-    if (h->base == MAP_FAILED) {
+    if (d->base == MAP_FAILED) {
         err = errno;
-        h->base = NULL;
+        d->base = NULL;
         goto fail;
     }
-    h->file_size = o->size;
+    d->file_size = o->size;
     int gfd = dup(nf.fd); /* the guard's own, closed with the handle */
-    if (gfd < 0 || !(h->guard = sd_guard_add(h->base, o->size, gfd))) {
+    if (gfd < 0 || !(d->guard = sd_guard_add(d->base, o->size, gfd))) {
         err = gfd < 0 ? errno : ENOMEM;
         if (gfd >= 0)
             close(gfd);
@@ -413,47 +405,47 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
     uint32_t flags = (o->evict ? SD_CREATE_EVICT : 0) |
                      (o->reserve ? SD_CREATE_RESERVED : 0) |
                      (o->create == SD_OPEN_ANY ? SD_CREATE_SHARED : 0);
-    if (!handle_apply_layout(h, &lo, o->size, seed, flags)) {
+    if (!handle_apply_layout(d, &lo, o->size, seed, flags)) {
         err = ENOMEM;
         goto fail;
     }
-    rc = o->reserve ? sd_reserve(&h->parts[0], 0, o->size)
-                    : reserve_fixed(h, &lo);
+    rc = o->reserve ? sd_reserve(&d->stripes[0], 0, o->size)
+                    : reserve_fixed(d, &lo);
     if (rc != SD_OK) {
         err = ENOSPC;
         goto fail;
     }
     rc = SD_SYSERR;
-    sd_header *hd = h->hdr;
-    hd->magic = SD_MAGIC;
-    hd->version = SD_VERSION;
-    hd->format = SD_FORMAT_WORD;
-    hd->file_size = o->size;
-    hd->hash_seed = seed;
-    hd->nparts = (uint32_t)lo.nparts;
-    hd->part_size = lo.part_size;
-    hd->lock_off = lo.lock_off;
-    hd->summary_off = lo.summary_off;
-    hd->refs_off = lo.refs_off;
-    hd->create_flags = flags;
-    hd->index_off = lo.index_off;
-    hd->nbuckets = lo.nbuckets;
-    hd->heap_off = lo.heap_off;
-    hd->heap_size = lo.heap_size;
+    sd_header *fh = d->hdr;
+    fh->magic = SD_MAGIC;
+    fh->version = SD_VERSION;
+    fh->format = SD_FORMAT_WORD;
+    fh->file_size = o->size;
+    fh->hash_seed = seed;
+    fh->nparts = (uint32_t)lo.nstripes;
+    fh->part_size = lo.stripe_size;
+    fh->lock_off = lo.lock_off;
+    fh->summary_off = lo.summary_off;
+    fh->refs_off = lo.refs_off;
+    fh->create_flags = flags;
+    fh->index_off = lo.index_off;
+    fh->nbuckets = lo.nbuckets;
+    fh->heap_off = lo.heap_off;
+    fh->heap_size = lo.heap_size;
     /* A dict made by open() belongs to no process: with no creator on
      * record, new() never takes it over as a dead owner's. */
     bool shared = flags & SD_CREATE_SHARED;
-    hd->creator_pid = shared ? 0 : (uint64_t)getpid();
-    hd->creator_start = shared ? 0 : proc_start_time(getpid());
-    hd->creator_pidns = shared ? 0 : pid_namespace();
-    hd->nonce = nonce;
-    ST(&hd->state, (uint32_t)SD_STATE_LIVE);
-    for (unsigned i = 0; i < h->nparts; i++) {
-        sd_part *p = &h->parts[i];
-        sd_lock_init(p->lock);
-        sd_heap_init(p);
-        uint64_t pages = (p->heap_size + SD_PAGE - 1) / SD_PAGE;
-        ST(&p->st->backed_pages, o->reserve ? (uint32_t)pages : 1u);
+    fh->creator_pid = shared ? 0 : (uint64_t)getpid();
+    fh->creator_start = shared ? 0 : proc_start_time(getpid());
+    fh->creator_pidns = shared ? 0 : pid_namespace();
+    fh->nonce = nonce;
+    ST(&fh->state, (uint32_t)SD_STATE_LIVE);
+    for (unsigned i = 0; i < d->nstripes; i++) {
+        sd_stripe *s = &d->stripes[i];
+        sd_lock_init(s->lock);
+        sd_heap_init(s);
+        uint64_t pages = (s->heap_size + SD_PAGE - 1) / SD_PAGE;
+        ST(&s->st->backed_pages, o->reserve ? (uint32_t)pages : 1u);
     }
     if (publish(&nf, path) != 0) {
         err = errno;
@@ -464,11 +456,11 @@ static sd_status create(const char *path, const sd_open_opts *o, sd_handle *h)
         err = errno;
         goto fail;
     }
-    h->owner = o->create == SD_CREATE;
-    h->created = 1;
-    h->owner_pid = getpid();
-    h->dev = st.st_dev;
-    h->ino = st.st_ino;
+    d->owner = o->create == SD_CREATE;
+    d->created = 1;
+    d->owner_pid = getpid();
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
     close(nf.fd);
     return SD_OK;
 fail:
@@ -479,10 +471,10 @@ fail:
     return rc == SD_NOSPACE ? SD_NOSPACE : SD_SYSERR;
 }
 
-/* ---- attach ----------------------------------------------------------------
- */
+/* ---- attach ------------------------------------------------------------- */
 
-static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
+SD_MUST_USE static sd_status attach(const char *path, const sd_open_opts *o,
+                                    sd_handle *d)
 {
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
@@ -508,27 +500,27 @@ static sd_status attach(const char *path, const sd_open_opts *o, sd_handle *h)
         rc = SD_FORMAT;
         goto out;
     }
-    h->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h->base == MAP_FAILED) {
-        h->base = NULL;
+    d->base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (d->base == MAP_FAILED) {
+        d->base = NULL;
         rc = SD_SYSERR;
         goto out;
     }
-    h->file_size = size;
+    d->file_size = size;
     /* Guarded from here on: the file may be truncated while we read it. */
-    if (!(h->guard = sd_guard_add(h->base, size, fd))) {
+    if (!(d->guard = sd_guard_add(d->base, size, fd))) {
         errno = ENOMEM;
         rc = SD_SYSERR;
         goto out;
     }
     fd = -1; /* the guard's now */
-    sd_header *hd = (sd_header *)(void *)h->base;
-    uint32_t flags = hd->create_flags;
-    if (!header_ok(hd, size, &lo) || sd_guard_state(h->guard)) {
+    sd_header *fh = (sd_header *)(void *)d->base;
+    uint32_t flags = fh->create_flags;
+    if (!header_ok(fh, size, &lo) || sd_guard_state(d->guard)) {
         rc = SD_FORMAT;
         goto out;
     }
-    if (!handle_apply_layout(h, &lo, size, hd->hash_seed, flags)) {
+    if (!handle_apply_layout(d, &lo, size, fh->hash_seed, flags)) {
         errno = ENOMEM;
         rc = SD_SYSERR;
     }
@@ -543,32 +535,34 @@ out:
 
 /* Unmap what the handle mapped and give its guard back (closing the
  * file). Pages the guard replaced after a fault stay mapped: see guard.c. */
-static void unmap(sd_handle *h)
+static void unmap(sd_handle *d)
 {
     int err = errno;
-    uint64_t keep = h->file_size;
-    if (h->guard) {
-        uint64_t from = sd_guard_remove(h->guard);
+    uint64_t keep = d->file_size;
+    if (d->guard) {
+        uint64_t from = sd_guard_remove(d->guard);
         keep = from < keep ? from : keep;
-        h->guard = NULL;
+        d->guard = NULL;
     }
-    if (h->base && keep)
-        munmap(h->base, keep);
-    h->base = NULL;
+    if (d->base && keep)
+        munmap(d->base, keep);
+    d->base = NULL;
     errno = err;
 }
 
-/* ---- public entry points -------------------------------------------------
- */
+/* ---- public entry points ------------------------------------------------ */
 
 static int cached_mutex_kind = -2;
 
-sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
+/* See shmdict.h. Creates, attaches, or (SD_OPEN_ANY) attaches or creates,
+ * retrying a lost race; sets each stripe's lock timeout and mutex kind. */
+SD_MUST_USE sd_status sd_open(const char *path, const sd_open_opts *o,
+                              sd_handle **out)
 {
     *out = NULL;
-    sd_handle *h = calloc(1, sizeof *h);
-    if (!h || !(h->path = strdup(path))) {
-        free(h);
+    sd_handle *d = calloc(1, sizeof *d);
+    if (!d || !(d->path = strdup(path))) {
+        free(d);
         errno = ENOMEM;
         return SD_SYSERR;
     }
@@ -579,144 +573,121 @@ sd_status sd_open(const char *path, const sd_open_opts *o, sd_handle **out)
         /* Attach, or create if missing; a creator that loses the race to
          * link the name attaches to the winner's dict. */
         for (int tries = 0;; tries++) {
-            rc = attach(path, o, h);
+            rc = attach(path, o, d);
             if (rc != SD_SYSERR || errno != ENOENT || tries == 8)
                 break;
-            unmap(h);
-            rc = create(path, o, h);
+            unmap(d);
+            rc = create(path, o, d);
             if (rc != SD_SYSERR || errno != EEXIST)
                 break;
-            unmap(h);
-            free(h->parts);
-            h->parts = NULL;
+            unmap(d);
+            free(d->stripes);
+            d->stripes = NULL;
         }
     } else {
-        rc = o->create ? create(path, o, h) : attach(path, o, h);
+        rc = o->create ? create(path, o, d) : attach(path, o, d);
     }
     if (rc != SD_OK) {
         int err = errno;
-        unmap(h);
-        free(h->parts);
-        free(h->path);
-        free(h);
+        unmap(d);
+        free(d->stripes);
+        free(d->path);
+        free(d);
         errno = err;
         return rc;
     }
-    for (unsigned i = 0; i < h->nparts; i++) {
-        h->parts[i].lock_timeout_ms = o->lock_timeout_ms;
-        h->parts[i].mutex_kind = cached_mutex_kind;
+    for (unsigned i = 0; i < d->nstripes; i++) {
+        d->stripes[i].lock_timeout_ms = o->lock_timeout_ms;
+        d->stripes[i].mutex_kind = cached_mutex_kind;
     }
-    *out = h;
+    *out = d;
     return SD_OK;
 }
 
-void sd_close(sd_handle *h)
+/* See shmdict.h. The owner removes the name if it still names its file. */
+void sd_close(sd_handle *d)
 {
-    if (!h)
+    if (!d)
         return;
-    if (h->owner && h->owner_pid == getpid()) {
+    if (d->owner && d->owner_pid == getpid()) {
         /* Remove the name only if it still names our file: someone may
          * have removed it and made a new dict there since. */
         struct stat st;
-        if (lstat(h->path, &st) == 0 && st.st_dev == h->dev &&
-            st.st_ino == h->ino)
-            unlink(h->path);
+        if (lstat(d->path, &st) == 0 && st.st_dev == d->dev &&
+            st.st_ino == d->ino)
+            unlink(d->path);
     }
-    unmap(h);
-    free(h->parts);
-    free(h->path);
-    free(h);
+    unmap(d);
+    free(d->stripes);
+    free(d->path);
+    free(d);
 }
 
-sd_status sd_remove(const char *path)
+/* See shmdict.h. */
+SD_MUST_USE sd_status sd_remove(const char *path)
 {
     return unlink(path) == 0 ? SD_OK : SD_SYSERR;
 }
 
+/* See shmdict.h: 1, 0, or -1 with errno. */
 int sd_creator_alive(const char *path)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    sd_header hd;
-    ssize_t n = pread(fd, &hd, sizeof hd, 0);
+    sd_header fh;
+    ssize_t n = pread(fd, &fh, sizeof fh, 0);
     int err = errno;
     close(fd);
-    if (n != (ssize_t)sizeof hd) {
+    if (n != (ssize_t)sizeof fh) {
         errno = n < 0 ? err : EINVAL;
         return -1;
     }
-    if (hd.magic != SD_MAGIC) {
+    if (fh.magic != SD_MAGIC) {
         errno = EINVAL;
         return -1;
     }
-    return creator_alive(&hd) ? 1 : 0;
+    return creator_alive(&fh) ? 1 : 0;
 }
 
-void sd_set_block_hooks(sd_handle *h, sd_block_begin_fn begin,
+/* The handle's setters and getters: see shmdict.h. */
+void sd_set_block_hooks(sd_handle *d, sd_block_begin_fn begin,
                         sd_block_end_fn end)
 {
-    for (unsigned i = 0; i < h->nparts; i++) {
-        h->parts[i].block_begin = begin;
-        h->parts[i].block_end = end;
+    for (unsigned i = 0; i < d->nstripes; i++) {
+        d->stripes[i].block_begin = begin;
+        d->stripes[i].block_end = end;
     }
 }
 
-void sd_set_interrupt_hook(sd_handle *h, sd_interrupted_fn fn)
+void sd_set_interrupt_hook(sd_handle *d, sd_interrupted_fn fn)
 {
-    for (unsigned i = 0; i < h->nparts; i++)
-        h->parts[i].interrupted = fn;
+    for (unsigned i = 0; i < d->nstripes; i++)
+        d->stripes[i].interrupted = fn;
 }
 
-void sd_set_lock_timeout(sd_handle *h, int64_t ms)
+void sd_set_lock_timeout(sd_handle *d, int64_t ms)
 {
-    for (unsigned i = 0; i < h->nparts; i++)
-        h->parts[i].lock_timeout_ms = ms;
+    for (unsigned i = 0; i < d->nstripes; i++)
+        d->stripes[i].lock_timeout_ms = ms;
 }
 
-unsigned sd_nparts(const sd_handle *h)
+unsigned sd_nparts(const sd_handle *d)
 {
-    return h->nparts;
+    return d->nstripes;
 }
 
-int sd_created(const sd_handle *h)
+int sd_created(const sd_handle *d)
 {
-    return h->created;
+    return d->created;
 }
 
-int sd_is_owner(const sd_handle *h)
+int sd_is_owner(const sd_handle *d)
 {
-    return h->owner && h->owner_pid == getpid();
+    return d->owner && d->owner_pid == getpid();
 }
 
-uint64_t sd_file_size(const sd_handle *h)
+uint64_t sd_file_size(const sd_handle *d)
 {
-    return h->file_size;
-}
-
-const char *sd_strstatus(sd_status s)
-{
-    static const char *const text[SD_STATUS_COUNT] = {
-        [SD_OK] = "ok",
-        [SD_NOTFOUND] = "no such key",
-        [SD_NOMEM] = "no memory: the dict is full",
-        [SD_NOTNUM] = "the value is not a number",
-        [SD_OVERFLOW] = "integer overflow: result is outside 64 bits",
-        [SD_TOOBIG] = "buffer too small",
-        [SD_BADARG] = "argument out of range",
-        [SD_CORRUPT] = "the dict is damaged",
-        [SD_FORMAT] = "not a shmdict dict of this format",
-        [SD_TIMEDOUT] = "timed out waiting for the dict's lock",
-        [SD_SYSERR] = "system call failed",
-        [SD_INTERNAL] = "internal error: undo log overflow",
-        [SD_EXISTS] = "the key exists, or its value differs",
-        [SD_WRONGTYPE] = "wrong type: a list where a scalar is wanted, or "
-                         "the reverse",
-        [SD_NOSPACE] = "the shared-memory filesystem is full",
-        [SD_TORN] = "the dict's file was truncated under this handle "
-                    "(reopen it to go on)",
-        [SD_INTERRUPTED] = "interrupted while waiting for the dict's lock",
-    };
-    return (unsigned)s < SD_STATUS_COUNT && text[s] ? text[s]
-                                                    : "unknown status";
+    return d->file_size;
 }

@@ -1,0 +1,224 @@
+/*
+ * read.c - reads without the lock: get, get_stale, ttl, and the count.
+ *
+ * Reads (get, ttl, contains, the entry count) take no lock. They follow the
+ * optimistic pattern of a seqlock: note the stripe's sequence counter, walk
+ * the chain and copy the answer out, then check the counter again. Every
+ * offset and length read on the way is checked against the process-local
+ * layout before use, and every chain walk is bounded, so a reader racing a
+ * writer, or reading a damaged file, can see nonsense but never leaves the
+ * mapping or loops forever; nonsense is then thrown away because the
+ * counter moved. After a few failed tries, or if the counter stays odd (a
+ * writer is busy or died), the reader takes the lock, which also repairs a
+ * dead writer's half-done change.
+ */
+#include "read.h"
+#include "tx.h"
+
+#define OPTIMISTIC_TRIES 8
+
+#define OPTIMISTIC_CHAIN 1024u
+
+#define ODD_SPINS 2000
+
+/* What a read-only operation wants from the entry. */
+typedef struct peek {
+    sd_value_out *out; /* NULL: don't copy the value */
+    uint64_t meta;
+    bool stale_ok; /* return an expired entry that is still stored */
+    bool stale;    /* out: it had expired */
+    uint32_t bucket;
+    uint64_t seq; /* out: the even sequence value a lock-free read held */
+    /* out: ns slept waiting for the lock */
+    int64_t waited;
+} peek;
+
+/* A read found the key: mark it used for CLOCK, count the hit. */
+static inline void note_hit(sd_stripe *s, uint32_t hash, bool count)
+{
+    _Atomic uint8_t *ref = &s->refs[hash & (s->nbuckets - 1)];
+    if (s->evict && !LD(ref))
+        ST(ref, (uint8_t)1); /* only when clear: no line ping-pong */
+    if (count)
+        sd_slot_inc(&sd_my_slot(s)->hits);
+}
+
+/* One lookup for a reader. Returns SD_OK, SD_NOTFOUND, SD_TOOBIG,
+ * SD_WRONGTYPE, or SD_CORRUPT when something read can't be right (the
+ * caller decides whether that's a race or damage). */
+SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
+                                       size_t klen, uint32_t hash,
+                                       uint64_t max_steps, peek *p)
+{
+    /* An unmarked page holds no key, and may not even be backed. */
+    uint32_t idx = sd_bucket_marked(s, hash) ? LD(sd_bucket_of(s, hash)) : 0;
+    sd_view v;
+    for (uint64_t steps = 0; idx; steps++) {
+        if (steps > max_steps || !sd_read_entry(s, idx, &v))
+            return SD_CORRUPT;
+        if (sd_key_eq(&v, hash, key, klen)) {
+            p->stale = sd_meta_exp(v.meta) && sd_expired(v.meta, sd_now_ms());
+            if (p->stale && !p->stale_ok)
+                return SD_NOTFOUND;
+            p->meta = v.meta;
+            if (sd_is_list(v.meta))
+                return p->out ? SD_WRONGTYPE : SD_OK;
+            return p->out ? sd_copy_value(&v, p->out) : SD_OK;
+        }
+        idx = v.next;
+    }
+    return SD_NOTFOUND;
+}
+
+/* Look a key up for a reader: up to OPTIMISTIC_TRIES lock-free tries (a try
+ * counts when the sequence counter is even and unchanged around it), then
+ * under the lock. Counts a hit or a miss when p->out is set. Statuses of
+ * peek_once, or of taking the lock. */
+SD_MUST_USE static sd_status peek_key(sd_stripe *s, const void *key,
+                                      size_t klen, uint32_t hash, peek *p)
+{
+    _Atomic uint64_t *seq = &s->lock->seq;
+    sd_status rc = SD_CORRUPT;
+    bool done = false;
+    for (int tries = 0, spins = 0; tries < OPTIMISTIC_TRIES;) {
+        uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+        if (s1 & 1) {
+            if (++spins > ODD_SPINS)
+                break; /* a writer is slow or dead: go and lock */
+            sd_cpu_relax();
+            continue;
+        }
+        rc = peek_once(s, key, klen, hash, OPTIMISTIC_CHAIN, p);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(seq, memory_order_relaxed) == s1 &&
+            rc != SD_CORRUPT) {
+            done = true;
+            p->seq = s1;
+            break;
+        }
+        tries++;
+    }
+    if (!done) {
+        sd_tx t;
+        rc = sd_tx_begin(s, &t);
+        p->waited = t.waited;
+        if (rc)
+            return rc;
+        rc = peek_once(s, key, klen, hash, s->max_chain, p);
+        rc = sd_tx_end(&t, rc);
+    }
+    if (p->out) {
+        if (rc == SD_OK || rc == SD_TOOBIG)
+            note_hit(s, hash, rc == SD_OK);
+        else if (rc == SD_NOTFOUND)
+            sd_slot_inc(&sd_my_slot(s)->misses);
+    }
+    return rc;
+}
+
+SD_MUST_USE sd_status stripe_get(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, sd_value_out *out)
+{
+    peek p = {.out = out};
+    sd_status rc = peek_key(s, key, klen, hash, &p);
+    /* What was read without the lock (a value, or that there is none) is
+     * the stripe's current state until the sequence counter moves: every
+     * lock holder moves it, whatever it does. Only a clock can change it
+     * otherwise, by expiring the value. */
+    out->seq = p.seq;
+    out->waited_ns += p.waited;
+    out->expiring = rc == SD_OK && sd_meta_exp(p.meta) != 0;
+    out->part = s->index;
+    out->hash = hash;
+    return rc;
+}
+
+bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
+{
+    if (!seq ||
+        atomic_load_explicit(&s->lock->seq, memory_order_acquire) != seq)
+        return false;
+    note_hit(s, hash, true);
+    return true;
+}
+
+SD_MUST_USE sd_status stripe_get_stale(sd_stripe *s, const void *key,
+                                       size_t klen, uint32_t hash,
+                                       sd_value_out *out, int *stale)
+{
+    peek p = {.out = out, .stale_ok = true};
+    sd_status rc = peek_key(s, key, klen, hash, &p);
+    *stale = p.stale;
+    out->waited_ns += p.waited;
+    return rc;
+}
+
+SD_MUST_USE sd_status stripe_ttl(sd_stripe *s, const void *key, size_t klen,
+                                 uint32_t hash, int64_t *ns_left)
+{
+    peek p = {.out = NULL};
+    sd_status rc = peek_key(s, key, klen, hash, &p);
+    if (rc)
+        return rc;
+    uint64_t exp = sd_meta_exp(p.meta);
+    if (!exp) {
+        *ns_left = 0;
+        return SD_OK;
+    }
+    if (exp > (uint64_t)INT64_MAX / 1000000) {
+        *ns_left = INT64_MAX; /* beyond 292 years: say so, don't overflow */
+        return SD_OK;
+    }
+    int64_t left = (int64_t)exp * 1000000 - sd_now_ns();
+    if (left <= 0)
+        return SD_NOTFOUND; /* expired between the lookup and now */
+    *ns_left = left;
+    return SD_OK;
+}
+
+SD_MUST_USE sd_status stripe_count(sd_stripe *s, uint64_t *n)
+{
+    _Atomic uint64_t *seq = &s->lock->seq;
+    for (int tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
+        uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+        uint64_t count = LD(&s->st->count);
+        uint64_t expiring = LD(&s->st->n_expiring);
+        atomic_thread_fence(memory_order_acquire);
+        if (!(s1 & 1) &&
+            atomic_load_explicit(seq, memory_order_relaxed) == s1) {
+            /* A count no heap could hold is damage: count for real. */
+            if (!expiring && count <= s->heap_size / SD_MIN_BLOCK) {
+                *n = count;
+                return SD_OK;
+            }
+            break;
+        }
+        sd_cpu_relax();
+    }
+    /* Some entries may have expired: count the live ones, a slice of the
+     * table per lock hold. */
+    uint64_t live = 0;
+    for (uint64_t b = 0; b < s->nbuckets;) {
+        sd_tx t;
+        sd_status rc = sd_tx_begin(s, &t);
+        if (rc)
+            return rc;
+        int64_t now = sd_tx_now(&t);
+        uint64_t end = b + SD_SCAN_SLICE;
+        for (; (b = sd_next_used_bucket(s, b)) < end && b < s->nbuckets; b++) {
+            uint32_t idx = LD(&s->buckets[b]);
+            for (uint64_t steps = 0; idx; steps++) {
+                sd_view v;
+                if (steps > s->max_chain || !sd_read_entry(s, idx, &v) ||
+                    !sd_in_bucket(s, &v, b))
+                    return sd_tx_end(&t, SD_CORRUPT);
+                live += !sd_expired(v.meta, now);
+                idx = v.next;
+            }
+        }
+        if ((rc = sd_tx_end(&t, SD_OK)) != SD_OK)
+            return rc; /* a torn or full file: the count can't be trusted */
+    }
+    *n = live;
+    return SD_OK;
+}

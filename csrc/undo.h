@@ -1,0 +1,114 @@
+/*
+ * undo.h - an open transaction (sd_tx) and the undo log's inline
+ * primitives: log a word and store it, store one word alone, save a word.
+ * How the log makes a change crash-safe is told in tx.c.
+ */
+#ifndef SHMDICT_UNDO_H
+#define SHMDICT_UNDO_H
+
+#include "core.h"
+
+#define SD_PENDING_CAP 64u
+
+/* An open transaction: the lock is held and the sequence counter is odd.
+ * Lives on the stack of the operation that opened it.
+ *
+ * Blocks that become free during a transaction are only queued in
+ * `pending` and freed at the commit, after every allocation of the
+ * transaction. Otherwise a later allocation in the same transaction could
+ * hand out, and overwrite without logging, bytes that a rollback brings
+ * back to life. */
+typedef struct sd_tx {
+    sd_stripe *s;
+    void *token;      /* from block_begin, when the thread blocked */
+    bool blocked;     /* block_end must be called after unlock */
+    bool overflow;    /* the undo log filled up: the change must be undone */
+    bool log_all;     /* log every word of new entries, not just headers */
+    bool merge_frees; /* free into the TLSF lists, never a quick list */
+    bool one_write;   /* a single-key write: see sd_store_alone */
+    bool nospace;     /* an allocation failed for want of filesystem pages */
+    uint32_t prefer;  /* a free block sd_alloc_locked takes if it fits */
+    uint64_t seq;     /* the odd sequence value written at begin */
+    int64_t now_ms;   /* cached clock, -1 until read */
+    int64_t waited;   /* ns slept waiting for the lock */
+    unsigned npending;
+    uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
+} sd_tx;
+
+/* The clock, read once per transaction. */
+static inline int64_t sd_tx_now(sd_tx *t)
+{
+    if (t->now_ms < 0)
+        t->now_ms = sd_now_ms();
+    return t->now_ms;
+}
+
+/* Log the word at p, then store v: undone on rollback. */
+static inline void sd_log_word(sd_tx *t, const void *p, int wide, uint64_t old)
+{
+    sd_lock *l = t->s->lock;
+    uint32_t n = LD(&l->log_n);
+    if (SD_UNLIKELY(n >= SD_LOG_CAP)) {
+        t->overflow = true;
+        return;
+    }
+    uint64_t off = (uint64_t)((const char *)p - t->s->base);
+    ST(&l->log[n].where, off | (uint64_t)(wide != 0));
+    ST(&l->log[n].old, old);
+    SD_CRASH_POINT();
+    COMPILER_BARRIER();
+    ST(&l->log_n, n + 1);
+    COMPILER_BARRIER();
+    SD_CRASH_POINT();
+}
+
+/* Log the 32-bit word at p, then store v (nothing if it already holds v).
+ * On overflow of the log the store is skipped and t->overflow set: the
+ * transaction can then only be undone. */
+static inline void sd_w32(sd_tx *t, _Atomic uint32_t *p, uint32_t v)
+{
+    uint32_t old = LD(p);
+    if (old == v)
+        return;
+    sd_log_word(t, p, 0, old);
+    if (SD_LIKELY(!t->overflow))
+        ST(p, v);
+    SD_CRASH_POINT();
+}
+
+/* sd_w32 for a 64-bit word. */
+static inline void sd_w64(sd_tx *t, _Atomic uint64_t *p, uint64_t v)
+{
+    uint64_t old = LD(p);
+    if (old == v)
+        return;
+    sd_log_word(t, p, 1, old);
+    if (SD_LIKELY(!t->overflow))
+        ST(p, v);
+    SD_CRASH_POINT();
+}
+
+/* Store v at p without logging it. Only for a transaction of one write
+ * (t->one_write) that has logged nothing and changes nothing else: one
+ * aligned store is its own commit point, which a crash leaves either done
+ * or not done, all that an undo record could give. */
+static inline bool sd_may_store_alone(const sd_tx *t)
+{
+    return t->one_write && !t->overflow && LD(&t->s->lock->log_n) == 0;
+}
+
+/* The unlogged store itself, between two crash points. */
+static inline void sd_store_alone(_Atomic uint64_t *p, uint64_t v)
+{
+    SD_CRASH_POINT();
+    ST(p, v);
+    SD_CRASH_POINT();
+}
+
+/* Log a word that unlogged writes are about to clobber. */
+static inline void sd_save64(sd_tx *t, _Atomic uint64_t *p)
+{
+    sd_log_word(t, p, 1, LD(p));
+}
+
+#endif /* SHMDICT_UNDO_H */
