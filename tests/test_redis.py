@@ -528,3 +528,26 @@ def test_cluster_node_without_cluster_flag_says_so(redis_cluster: Cluster) -> No
     # What did land on the node itself is cleaned up through the Cluster.
     with RedisDict(redis_cluster.url, cluster=True, namespace=d.namespace) as c:
         c.flush_all()
+
+
+def test_batches_past_one_chunk(rd: RedisDict, raw: Any) -> None:
+    """get_many and set_many work in chunks of a thousand keys inside
+    their scripts (MGET, MSET): a batch over several chunks round-trips,
+    a list found in a later chunk is still a TypeError, and set_many with
+    an expiry gives every key one."""
+    items: dict[str, shmdict.Value] = {
+        f"k{i}": i if i % 2 else f"s{i}" for i in range(2500)
+    }
+    rd.set_many(items)
+    assert rd.get_many(items) == items
+    assert rd.get_many([*items, "absent"]) == items
+    rd.delete("k1500")
+    rd.lpush("k1500", 1)
+    with pytest.raises(TypeError):
+        rd.get_many(list(items))
+    rd.delete("k1500")
+    assert rd.get_many(["k1499", "k1500"]) == {"k1499": 1499}
+    rd.set_many({f"t{i}": b"x" for i in range(1200)}, exptime=60)
+    ttls = [rd.ttl(f"t{i}") for i in (0, 999, 1000, 1199)]
+    assert all(t is not None and 50 < t <= 60 for t in ttls), ttls
+    assert raw.get(rd._k("k3")) == b"3"

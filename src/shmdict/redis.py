@@ -368,24 +368,41 @@ return 1
 """
 
 # get_many: KEYS; a list of values (false: missing), or {'type', i}.
+# MGET in chunks (Lua's unpack has a stack limit); MGET answers nil for a
+# list, so only the keys that came back empty are asked their TYPE.
 _GET_MANY = """#!lua flags=no-writes
-local out = {}
-for i, k in ipairs(KEYS) do
-  local v = redis.pcall('GET', k)
-  if type(v) == 'table' then return {'type', i} end
-  out[i] = v
+local out, n = {}, #KEYS
+for lo = 1, n, 1000 do
+  local hi = math.min(lo + 999, n)
+  local vals = redis.call('MGET', unpack(KEYS, lo, hi))
+  for j = 1, hi - lo + 1 do
+    local v = vals[j]
+    if not v and redis.call('TYPE', KEYS[lo + j - 1]).ok == 'list' then
+      return {'type', lo + j - 1}
+    end
+    out[lo + j - 1] = v
+  end
 end
 return {'ok', out}
 """
 
-# set_many: KEYS; ARGV[1] ttl ms, ARGV[i + 1] the value of KEYS[i].
+# set_many: KEYS; ARGV[1] ttl ms, ARGV[i + 1] the value of KEYS[i]. With
+# no expiry, MSET in chunks (one command per thousand keys).
 _SET_MANY = """#!lua
-local ttl = tonumber(ARGV[1])
-for i, k in ipairs(KEYS) do
-  if ttl > 0 then redis.call('SET', k, ARGV[i + 1], 'PX', ttl)
-  else redis.call('SET', k, ARGV[i + 1]) end
+local ttl, n = tonumber(ARGV[1]), #KEYS
+if ttl > 0 then
+  for i = 1, n do redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ttl) end
+  return n
 end
-return #KEYS
+for lo = 1, n, 1000 do
+  local args = {}
+  for i = lo, math.min(lo + 999, n) do
+    args[#args + 1] = KEYS[i]
+    args[#args + 1] = ARGV[i + 1]
+  end
+  redis.call('MSET', unpack(args))
+end
+return n
 """
 
 # setdefault: KEYS[1]; ARGV[1] the default. The old value, or false when
