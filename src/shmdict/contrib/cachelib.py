@@ -36,6 +36,7 @@ from typing import Any
 from cachelib import BaseCache
 from cachelib.serializers import BaseSerializer
 
+from .. import _core
 from .._api import DictLike
 from .._pickled import Pickled
 from ..errors import NoMemoryError
@@ -159,7 +160,9 @@ class SharedMemoryCache(BaseCache):
                 dir=dir,
                 stripes=stripes,
                 reserve=bool(reserve),
-                lock_timeout=10.0 if lock_timeout is None else lock_timeout,
+                lock_timeout=(
+                    _core.DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+                ),
             )
 
     # ---- helpers -----------------------------------------------------------

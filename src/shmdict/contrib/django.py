@@ -81,7 +81,7 @@ _OPEN_OPTIONS: dict[str, Any] = {
     "dir": None,
     "stripes": None,
     "reserve": False,
-    "lock_timeout": 10.0,
+    "lock_timeout": _core.DEFAULT_LOCK_TIMEOUT,
 }
 _CULL_OPTIONS = ("MAX_ENTRIES", "CULL_FREQUENCY")
 

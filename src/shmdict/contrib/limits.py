@@ -97,6 +97,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 import shmdict
+from shmdict import _core
 from shmdict._api import DictLike
 
 __all__ = ["AsyncShmdictStorage", "ShmdictStorage"]
@@ -266,7 +267,9 @@ class _Limits:
                 _size(opts.get("size", DEFAULT_SIZE)),
                 evict=_flag("evict", opts.get("evict", True)),
                 reserve=_flag("reserve", opts.get("reserve", False)),
-                lock_timeout=_number("lock_timeout", opts.get("lock_timeout", 10.0)),
+                lock_timeout=_number(
+                    "lock_timeout", opts.get("lock_timeout", _core.DEFAULT_LOCK_TIMEOUT)
+                ),
                 dir=None if directory is None else str(directory),
             )
         except (TypeError, ValueError) as exc:
