@@ -98,6 +98,8 @@ class MPContext:
         random.Random(seed).shuffle(zipf_order)
         self.zipf_keys = zipf_order
         self.zipf_cw = _zipf_cum_weights(len(keys))
+        #: The write statement of the mixes (default: the peer's set).
+        self.set_stmt = peer.stmts["set"]
 
     def ops(self, wl: Workload, rank: int, procs: int, n: int) -> Ops:
         """The keys, write flags and values of one worker."""
@@ -172,7 +174,7 @@ def _worker(ctx: MPContext, rank: int, procs: int, barrier: Any, conn: Any) -> N
         handle = peer.attach(ctx.store)
         ns = peer.namespace(handle, ctx.value)
         loops = {
-            "set": compile_mix(peer.setup, peer.stmts["get"], peer.stmts["set"]),
+            "set": compile_mix(peer.setup, peer.stmts["get"], ctx.set_stmt),
             "incr": compile_mix(peer.setup, peer.stmts["get"], peer.stmts["incr"]),
         }
         conn.send(("ready",))
