@@ -397,6 +397,8 @@ def _run_mix(
         runs = res.mix.setdefault(vsize, {})
         for peer in peers:
             why = peer.fits(Dataset(webmix.MIX_KEYS, vsize))
+            if settings.quick and peer.key not in webmix.QUICK_PEERS:
+                why = "not run in quick mode (full run only)"
             if why:
                 res.mix_skipped[peer.key] = f"{webmix.MIX_KEYS:,} keys {why}"
                 continue

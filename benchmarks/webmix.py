@@ -51,6 +51,9 @@ MIX = Workload(
     "webmix", "web-cache mix: 95/5 get/set, Zipf 0.99, TTLs", READ_FRAC, "zipf"
 )
 
+#: The peers a --quick run puts through the mix (those the goals name).
+QUICK_PEERS = ("shmdict", "dict", "lmdb", "diskcache", "redis", "manager")
+
 #: Why the native peers are not in the mix.
 NATIVE_NA = {
     "apcu": (
@@ -114,17 +117,20 @@ class MixContext(MPContext):
 
 
 def _calibrate(ctx: MixContext, settings: Settings) -> int:
-    """Ops per worker so that one worker's run lasts about mp_target_ns."""
+    """Ops per worker so that one worker's run lasts about mp_target_ns.
+
+    A first probe of 200 ops warms up and gives a rough figure (cold caches,
+    first calls); a second one, sized to last about a quarter of the target,
+    gives the figure used."""
     peer = ctx.peer
     fn = compile_mix(peer.setup, peer.stmts["get"], ctx.set_stmt)
     ns = peer.namespace(ctx.store, ctx.value)
     probe = 200
     ops = ctx.ops(MIX, 0, 1, probe)
     per = fn(ops.keys, ops.flags, ops.vals_even, ns)[0] / probe
-    if per * 2000 < settings.mp_target_ns:
-        probe = 2000
-        ops = ctx.ops(MIX, 0, 1, probe)
-        per = fn(ops.keys, ops.flags, ops.vals_even, ns)[0] / probe
+    probe = int(max(200, min(100_000, settings.mp_target_ns / 4 / max(per, 1.0))))
+    ops = ctx.ops(MIX, 0, 1, probe)
+    per = fn(ops.keys, ops.flags, ops.vals_even, ns)[0] / probe
     cap = 400_000 if settings.quick else 1_500_000
     return int(max(100, min(cap, settings.mp_target_ns / max(per, 1.0))))
 
