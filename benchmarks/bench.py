@@ -20,13 +20,23 @@ Measures, in this order, printing progress as it goes:
    for shmdict, the plain dict (the in-process ceiling), APCu and
    ngx.shared.DICT where they have the op, and redis's one-command
    equivalents;
-5. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
+5. the realistic rows (``realistic.py``; sections real, writer, scaling),
+   each shmdict beside a plain dict, paired repetition by repetition: get
+   (hit) at 1k to 1M keys with values stored without and with an expiry,
+   the per-handle cache on and off, set / set of a new key / delete at 1k
+   and 100k keys, get while another process writes other keys at 1k, 10k
+   and 100k writes/s, and 1 and 2 processes writing distinct keys;
+6. the web-cache mix (``webmix.py``; section mix): 2 processes, 95/5
+   get/set over 100k keys drawn Zipf(0.99), every value with an expiry, at
+   16 B and 1 KiB values, on every Python peer that holds 100k keys;
+7. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
    cost of new(16 GiB));
 
-then writes the Markdown report (machine, goals met/missed, one table per
-workload with ratios to shmdict from this run, skipped peers and why) and
-PNG charts under docs/img/. ``--quick`` runs only 1k-key data sets with
-fewer and shorter repetitions, in well under a minute.
+(in the order of ``SECTIONS``), then writes the Markdown report (the
+realistic rows first with the best case beside them, machine, goals
+met/missed, one table per workload with ratios to shmdict from this run,
+skipped peers and why) and PNG charts under docs/img/. ``--quick`` runs only
+1k-key per-op data sets, fewer key counts and shorter repetitions.
 
 A peer that cannot be imported, installed or started is reported as
 "skipped (reason)"; ``benchmarks/setup.sh`` installs them all.

@@ -146,6 +146,7 @@ class RealResults:
     scaling: dict[str, Scaling] = field(default_factory=dict)  # op ->
     scaling_error: str = ""
     near_switch: bool = False  # shmdict has near_cache=
+    near_default: int | None = None  # its default slot count, if it says
     errors: list[str] = field(default_factory=list)  # children that failed
 
 
@@ -213,6 +214,10 @@ def pair(
         n = int(
             max(1000, min(settings.max_ops, real_target_ns(settings) / max(per, 1)))
         )
+    for side in (a, b, empty):  # both sides start their walks together
+        reset = getattr(side, "reset", None)
+        if reset is not None:
+            reset()
     reps = real_reps(settings)
     a_ns: list[float] = []
     b_ns: list[float] = []
@@ -243,16 +248,39 @@ def cycled(pool: Sequence[Any], n: int) -> list[Any]:
     return (list(pool) * (n // len(pool) + 1))[:n]
 
 
+class Walk:
+    """Takes from ``seq`` in order, cycling, each take where the last ended.
+
+    A repetition of n ops on a table of more than n keys thus reads the
+    next n keys of the shuffled order, not the same first n every time
+    (which would let the per-handle cache, and the CPU cache, hold them)."""
+
+    def __init__(self, seq: Sequence[Any]) -> None:
+        self.seq = list(seq)
+        self.pos = 0
+
+    def take(self, n: int) -> list[Any]:
+        """The next ``n`` items, wrapping around."""
+        out: list[Any] = []
+        while len(out) < n:
+            chunk = self.seq[self.pos : self.pos + (n - len(out))]
+            out += chunk
+            self.pos = (self.pos + len(chunk)) % len(self.seq)
+        return out
+
+    def reset(self) -> None:
+        """Back to the start."""
+        self.pos = 0
+
+
 def get_rep(store: Any, keys: Sequence[str]) -> Callable[[int], int]:
-    """n gets over ``keys`` (cycled)."""
-    cache: dict[int, list[str]] = {}
+    """n gets over ``keys``, each repetition the next n (a :class:`Walk`)."""
+    walk = Walk(keys)
 
     def rep(n: int) -> int:
-        if n not in cache:
-            cache.clear()
-            cache[n] = cycled(keys, n)
-        return _timed(GET, cache[n], store)
+        return _timed(GET, walk.take(n), store)
 
+    rep.reset = walk.reset  # type: ignore[attr-defined]
     return rep
 
 
@@ -266,6 +294,17 @@ def empty_rep(keys: Sequence[str]) -> Callable[[int], int]:
 
 
 # --------------------------------------------------------------- stores
+def near_default() -> int | None:
+    """The per-handle cache's default slot count, if shmdict says it."""
+    import shmdict
+
+    for mod in (shmdict, getattr(shmdict, "_core", None)):
+        v = getattr(mod, "DEFAULT_NEAR_CACHE", None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
 def shmdict_has_near_switch() -> bool:
     """True when shmdict.new takes ``near_cache=`` (slots; 0 = off)."""
     import shmdict
@@ -306,7 +345,9 @@ def dataset(nkeys: int, seed: int) -> tuple[list[tuple[str, bytes]], list[str]]:
 def measure_get(nkeys: int, settings: Settings) -> RealResults:
     """get (hit) without and with expiry at ``nkeys`` keys, against the
     dict; with the per-handle cache on and off where asked (in a child)."""
-    out = RealResults(near_switch=shmdict_has_near_switch())
+    out = RealResults(
+        near_switch=shmdict_has_near_switch(), near_default=near_default()
+    )
     items, order = dataset(nkeys, settings.seed)
     plain = dict(items)
     near = nkeys in NEAR_COUNTS
@@ -382,21 +423,28 @@ def _measure_writes(
     ]
     fresh = [(key_name("new", i), distinct_value(i, VSIZE)) for i in range(batch)]
     random.Random(settings.seed + 1).shuffle(fresh)
-    victims = order[:batch]
 
     def over(store: Any) -> Callable[[int], int]:
-        state = {"pass": 0}
+        # one pass over every key with the first values, then one with the
+        # second, ...: each write changes what the key holds
+        walk = Walk(alt[0] + alt[1])
 
         def rep(n: int) -> int:
             total = 0
             left = n
             while left > 0:
-                chunk = alt[state["pass"] % 2][: min(left, len(order))]
-                state["pass"] += 1
+                chunk = walk.take(min(left, len(order)))
                 total += _timed(SET, chunk, store)
                 left -= len(chunk)
             return total
 
+        def reset() -> None:
+            # back to the first values everywhere (calibration wrote some
+            # keys), so the first timed pass changes every key it writes
+            walk.reset()
+            fill(store, items)
+
+        rep.reset = reset  # type: ignore[attr-defined]
         return rep
 
     def new(store: Any) -> Callable[[int], int]:
@@ -413,23 +461,26 @@ def _measure_writes(
         return rep
 
     def delete(store: Any) -> Callable[[int], int]:
+        walk = Walk(order)
+
         def rep(n: int) -> int:
             total = 0
             left = n
             while left > 0:
-                chunk = victims[: min(left, batch)]
+                chunk = walk.take(min(left, batch))
                 total += _timed(DEL, chunk, store)
                 fill(store, [(k, values[k]) for k in chunk])
                 left -= len(chunk)
             return total
 
+        rep.reset = walk.reset  # type: ignore[attr-defined]
         return rep
 
     def empty_kv(n: int) -> int:
         return _timed(EMPTY_KV, cycled(alt[0], n), None)
 
     def empty_k(n: int) -> int:
-        return _timed(EMPTY_K, cycled(victims, n), None)
+        return _timed(EMPTY_K, cycled(order, n), None)
 
     for op, make, empty in (
         ("set", over, empty_kv),
@@ -455,13 +506,15 @@ def _remove(store: Any, keys: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------- under a writer
-def _writer(name: str, rate: int, conn: Any, stop: Any) -> None:
+def _writer(name: str, rate: int, conn: Any, stop: Any, count: Any) -> None:
     """Write other keys of dict ``name`` at about ``rate`` writes/s.
 
     Sleep-paced: every tick (1 ms) it does the writes due by then
     (``rate`` x time since start, minus those done), then sleeps; if it falls
     more than 50 ms behind (the machine was busy) it drops the backlog
-    instead of bursting. Reports (writes, seconds) when stopped."""
+    instead of bursting. ``count.value`` is the writes done so far (the
+    parent reads it around its timed pairs); reports (writes, seconds) when
+    stopped."""
     try:
         import shmdict
 
@@ -483,6 +536,7 @@ def _writer(name: str, rate: int, conn: Any, stop: Any) -> None:
                 s(keys[i % WRITER_KEYS], vals[(i // WRITER_KEYS) & 1])
                 i += 1
                 done += 1
+            count.value = done
             time.sleep(0.001)
         conn.send((done, time.perf_counter() - t0))
         d.close()
@@ -495,7 +549,9 @@ def _writer(name: str, rate: int, conn: Any, stop: Any) -> None:
 def measure_writer(nkeys: int, settings: Settings) -> RealResults:
     """get (hit) at ``nkeys`` keys while a child writes other keys at each
     rate of WRITER_RATES, against a private dict (in a child)."""
-    out = RealResults(near_switch=shmdict_has_near_switch())
+    out = RealResults(
+        near_switch=shmdict_has_near_switch(), near_default=near_default()
+    )
     items, order = dataset(nkeys, settings.seed)
     plain = dict(items)
     shm = new_shmdict(nkeys + WRITER_KEYS)
@@ -519,21 +575,26 @@ def measure_writer(nkeys: int, settings: Settings) -> RealResults:
             key: RowKey = ("writer", nkeys, str(rate))
             parent, child = _ctx.Pipe(duplex=False)
             stop = _ctx.Event()
-            proc = _ctx.Process(target=_writer, args=(shm.name, rate, child, stop))
+            count = _ctx.RawValue("q", 0)
+            proc = _ctx.Process(
+                target=_writer, args=(shm.name, rate, child, stop, count)
+            )
             proc.start()
             child.close()
             try:
                 if not parent.poll(30) or parent.recv() != "ready":
                     raise RuntimeError("writer did not start")
+                time.sleep(0.02)  # let it reach its pace
+                c0, t0 = count.value, time.perf_counter()
                 p = pair(s_rep, d_rep, empty, settings, n=n)
+                c1, t1 = count.value, time.perf_counter()
                 stop.set()
                 if not parent.poll(30):
                     raise RuntimeError("writer did not report")
                 got = parent.recv()
                 if isinstance(got, str):
                     raise RuntimeError(got)
-                writes, secs = got
-                p.note = f"{writes / secs:,.0f} writes/s achieved"
+                p.note = f"{(c1 - c0) / (t1 - t0):,.0f} writes/s achieved"
                 out.rows[key] = p
                 _log(f"get (hit) under a writer, {rate:,}/s", nkeys, p, "dict")
             except Exception as exc:
@@ -663,7 +724,9 @@ class _Pool:
 def measure_scaling(settings: Settings) -> RealResults:
     """1 and 2 processes writing distinct keys, shmdict and private dicts,
     the four configurations alternating within each repetition (in a child)."""
-    out = RealResults(near_switch=shmdict_has_near_switch())
+    out = RealResults(
+        near_switch=shmdict_has_near_switch(), near_default=near_default()
+    )
     entries = 2 * 3 * SCALE_KEYS
     shm = new_shmdict(entries)
     plain: dict[str, Any] = {}
@@ -716,6 +779,7 @@ def merge(into: RealResults, part: RealResults) -> None:
     into.scaling.update(part.scaling)
     into.scaling_error = into.scaling_error or part.scaling_error
     into.near_switch = into.near_switch or part.near_switch
+    into.near_default = into.near_default or part.near_default
 
 
 def get_counts(settings: Settings) -> tuple[int, ...]:

@@ -773,7 +773,9 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         f"{s.max_ops:,} ops). The cyclic GC is off during timed loops. Each peer "
         "and data set runs in a fresh forked process.",
         "- **Workloads.** Keys are 16 bytes (`key:000000000042`), values are "
-        "`bytes` of the given size. get (hit) and set (overwrite) walk every key in "
+        "`bytes` of the given size, each key its own object (the plain dict "
+        "too: one shared object would stay in the CPU cache and flatter it at "
+        "large key counts). get (hit) and set (overwrite) walk every key in "
         "a shuffled order; an overwrite stores a value of the same size whose "
         "bytes differ from the stored one (which is put back, untimed, after "
         "each batch), so no write stores what is already there, a store that "
