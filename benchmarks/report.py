@@ -34,7 +34,12 @@ from common import (
 from memory import CAP_SIZE, MemoryResults
 from multiproc import WORKLOADS, MPPeerRun
 from realistic import RealResults
-from report_real import headline_section, real_goals, real_section
+from report_real import (
+    headline_section,
+    real_goals,
+    real_section,
+    realistic_chart,
+)
 
 BASE = Dataset(1000, 16)  # the data set the per-op goals are judged on
 BIG = Dataset(1_000_000, 16)
@@ -969,6 +974,9 @@ def render_charts(res: BenchResults, img_dir: Path) -> list[str]:
         return []
     img_dir.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
+    real_chart = realistic_chart(res, plt, img_dir)
+    if real_chart:
+        names.append(real_chart)
     if getattr(res, "features", {}):
         names.append(_features_chart(res, plt, img_dir))
     peers = [p for p in _peer_order(res) if p.key in res.perop]

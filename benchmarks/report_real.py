@@ -542,3 +542,61 @@ def _mix_section(res: Any) -> str:
         + _table(header, rows)
         + (f"\n\n{notes}" if notes else "")
     )
+
+
+# -------------------------------------------------------------------- chart
+def realistic_chart(res: Any, plt: Any, img_dir: Any) -> str | None:
+    """get (hit) by key count, with and without expiry, beside the dict;
+    and the web-cache mix's throughput of every peer."""
+    real = _real(res)
+    mix = getattr(res, "mix", {})
+    if (real is None or not real.rows) and not mix:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    ax = axes[0]
+    for variant, label, side in (
+        ("plain", "shmdict, no expiry", "a"),
+        ("ttl", "shmdict, values with an expiry", "a"),
+        ("plain", "plain dict", "b"),
+    ):
+        xs = _counts(res, "get", variant)
+        ys = [getattr(_row(res, "get", n, variant), f"{side}_net") for n in xs]
+        if xs:
+            ax.plot(xs, ys, marker="o", label=label)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="keys",
+        ylabel="ns per get (hit), net, median",
+        title="get (hit) by key count, 16 B values (paired with the dict)",
+    )
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    labels = {p.key: p.label for p in res.peers}
+    peers = [p.key for p in res.peers if any(p.key in r for r in mix.values())]
+    width = 0.8 / max(1, len(MIX_VSIZES))
+    for i, v in enumerate(MIX_VSIZES):
+        ys = [
+            (_mix(res, v, k).throughput / 1e6 if _mix(res, v, k) else 0) for k in peers
+        ]
+        ax.bar(
+            [j + i * width for j in range(len(peers))], ys, width, label=human_bytes(v)
+        )
+    ax.set_yscale("log")
+    ax.set_xticks([j + width * (len(MIX_VSIZES) - 1) / 2 for j in range(len(peers))])
+    ax.set_xticklabels(
+        [labels.get(k, k) for k in peers], rotation=30, ha="right", fontsize=8
+    )
+    ax.set_ylabel("Mops/s, both processes (log scale)")
+    ax.set_title(
+        f"Web-cache mix: {MIX_PROCS} processes, 95/5, {human_count(MIX_KEYS)} keys "
+        "Zipf 0.99, expiry"
+    )
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    name = "bench-realistic.png"
+    fig.savefig(img_dir / name, dpi=110)
+    plt.close(fig)
+    return name
