@@ -407,10 +407,12 @@ def _run_mix(
         runs = res.mix.setdefault(vsize, {})
         for peer in peers:
             why = peer.fits(Dataset(webmix.MIX_KEYS, vsize))
-            if settings.quick and peer.key not in webmix.QUICK_PEERS:
-                why = "not run in quick mode (full run only)"
             if why:
-                res.mix_skipped[peer.key] = f"{webmix.MIX_KEYS:,} keys {why}"
+                why = f"{webmix.MIX_KEYS:,} keys {why}"
+            elif settings.quick and peer.key not in webmix.QUICK_PEERS:
+                why = "not run with --quick (full run only)"
+            if why:
+                res.mix_skipped[peer.key] = why
                 continue
             try:
                 runs[peer.key] = run_in_child(
