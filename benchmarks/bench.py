@@ -20,13 +20,23 @@ Measures, in this order, printing progress as it goes:
    for shmdict, the plain dict (the in-process ceiling), APCu and
    ngx.shared.DICT where they have the op, and redis's one-command
    equivalents;
-5. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
+5. the realistic rows (``realistic.py``; sections real, writer, scaling),
+   each shmdict beside a plain dict, paired repetition by repetition: get
+   (hit) at 1k to 1M keys with values stored without and with an expiry,
+   the per-handle cache on and off, set / set of a new key / delete at 1k
+   and 100k keys, get while another process writes other keys at 1k, 10k
+   and 100k writes/s, and 1 and 2 processes writing distinct keys;
+6. the web-cache mix (``webmix.py``; section mix): 2 processes, 95/5
+   get/set over 100k keys drawn Zipf(0.99), every value with an expiry, at
+   16 B and 1 KiB values, on every Python peer that holds 100k keys;
+7. shmdict's memory figures (capacity of 64 MiB, capacity after churn,
    cost of new(16 GiB));
 
-then writes the Markdown report (machine, goals met/missed, one table per
-workload with ratios to shmdict from this run, skipped peers and why) and
-PNG charts under docs/img/. ``--quick`` runs only 1k-key data sets with
-fewer and shorter repetitions, in well under a minute.
+(in the order of ``SECTIONS``), then writes the Markdown report (the
+realistic rows first with the best case beside them, machine, goals
+met/missed, one table per workload with ratios to shmdict from this run,
+skipped peers and why) and PNG charts under docs/img/. ``--quick`` runs only
+1k-key per-op data sets, fewer key counts and shorter repetitions.
 
 A peer that cannot be imported, installed or started is reported as
 "skipped (reason)"; ``benchmarks/setup.sh`` installs them all.
@@ -45,6 +55,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,6 +77,8 @@ def _ensure_shmdict_importable() -> None:
 
 _ensure_shmdict_importable()
 
+import realistic  # noqa: E402
+import webmix  # noqa: E402
 from common import (  # noqa: E402
     FEATURE_DATASET,
     FEATURE_OPS,
@@ -82,6 +95,7 @@ from multiproc import measure_peer_mp  # noqa: E402
 from native_peers import Apcu, NgxSharedDict, ngx_dict_size_mb  # noqa: E402
 from peers import Peer, all_peers  # noqa: E402
 from perop import measure_peer  # noqa: E402
+from realistic import RealResults  # noqa: E402
 from report import BASE, BenchResults, PeerInfo, summary_lines, write_report  # noqa: E402
 
 
@@ -175,8 +189,19 @@ def _version(peer: Peer) -> str:
     return v
 
 
-#: The sections of a run, in the order they run.
-SECTIONS = ("perop", "native", "features", "mp", "memory")
+#: The sections of a run, in the order they run. real, writer, scaling and
+#: mix are the rows of issue 14 (realistic.py, webmix.py).
+SECTIONS = (
+    "perop",
+    "native",
+    "features",
+    "real",
+    "writer",
+    "scaling",
+    "mp",
+    "mix",
+    "memory",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -262,8 +287,17 @@ def run(args: argparse.Namespace) -> BenchResults:
         if "features" in sections:
             _run_features(res, peers, natives, settings)
             res.load_samples.append(_loadavg())
+        if {"real", "writer", "scaling"} & sections:
+            if any(p.key == "shmdict" for p in peers):
+                _run_real(res, settings, sections)
+            else:
+                res.real_error = "shmdict not available"
+            res.load_samples.append(_loadavg())
         if "mp" in sections:
             _run_mp(res, peers, settings)
+            res.load_samples.append(_loadavg())
+        if "mix" in sections:
+            _run_mix(res, peers, natives, settings)
             res.load_samples.append(_loadavg())
         if "memory" in sections:
             _run_memory(res, peers, settings)
@@ -320,6 +354,76 @@ def _run_mp(res: BenchResults, peers: list[Peer], settings: Settings) -> None:
             except ChildFailed as exc:
                 skipped[peer.key] = f"failed: {short_error(str(exc))}"
                 progress(f"    {peer.label}: FAILED {skipped[peer.key]}")
+
+
+def _run_real(res: BenchResults, settings: Settings, sections: set[str]) -> None:
+    """The paired shmdict-vs-dict rows of realistic.py, a child per key count."""
+    real = res.real = RealResults()
+    jobs: list[tuple[str, Any]] = []
+    if "real" in sections:
+        for nkeys in realistic.get_counts(settings):
+            jobs.append(
+                (
+                    f"get (hit) with and without expiry, writes: {nkeys:,} keys",
+                    functools.partial(realistic.measure_get, nkeys, settings),
+                )
+            )
+    if "writer" in sections:
+        for nkeys in realistic.WRITER_COUNTS:
+            jobs.append(
+                (
+                    f"get (hit) under a writer: {nkeys:,} keys",
+                    functools.partial(realistic.measure_writer, nkeys, settings),
+                )
+            )
+    if "scaling" in sections:
+        jobs.append(
+            (
+                "1 and 2 processes writing distinct keys",
+                functools.partial(realistic.measure_scaling, settings),
+            )
+        )
+    for what, fn in jobs:
+        progress(f"realistic rows: {what}")
+        try:
+            realistic.merge(real, run_in_child(fn, timeout=1800))
+        except ChildFailed as exc:
+            real.errors.append(f"{what}: failed: {short_error(str(exc))}")
+            progress(f"    FAILED {short_error(str(exc))}")
+
+
+def _run_mix(
+    res: BenchResults,
+    peers: list[Peer],
+    natives: list[Apcu | NgxSharedDict],
+    settings: Settings,
+) -> None:
+    """The web-cache mix on every Python peer that holds 100k keys."""
+    progress(
+        f"web-cache mix: {webmix.MIX_PROCS} processes, 95/5 get/set, "
+        f"{webmix.MIX_KEYS:,} keys, Zipf 0.99, values with expiry"
+    )
+    for vsize in webmix.MIX_VSIZES:
+        runs = res.mix.setdefault(vsize, {})
+        for peer in peers:
+            why = peer.fits(Dataset(webmix.MIX_KEYS, vsize))
+            if why:
+                why = f"{webmix.MIX_KEYS:,} keys {why}"
+            elif settings.quick and peer.key not in webmix.QUICK_PEERS:
+                why = "not run with --quick (full run only)"
+            if why:
+                res.mix_skipped[peer.key] = why
+                continue
+            try:
+                runs[peer.key] = run_in_child(
+                    functools.partial(webmix.measure_mix, peer, settings, vsize),
+                    timeout=1800,
+                )
+            except ChildFailed as exc:
+                res.mix_skipped[peer.key] = f"failed: {short_error(str(exc))}"
+                progress(f"    {peer.label}: FAILED {res.mix_skipped[peer.key]}")
+    for native in natives:
+        res.mix_skipped[native.key] = webmix.NATIVE_NA[native.key]
 
 
 def _run_memory(res: BenchResults, peers: list[Peer], settings: Settings) -> None:

@@ -66,6 +66,26 @@ REDIS_END = "<!-- redis-backend:end -->"
 LIST_KEY = "lst:000000000000"
 LIST_ITEMS = 100
 
+#: The expiry (seconds) of the values of the rows "with an expiry" and of
+#: the web-cache mix: long enough that nothing expires during a run.
+MIX_TTL = 3600
+
+
+def distinct_value(i: int, vsize: int) -> bytes:
+    """The value of key number ``i``: its own object, ``vsize`` bytes of
+    ``i % 251``. Every key gets a distinct object (as values read from a
+    network or a database are), so a dict's get does not keep returning one
+    object that stays hot in the CPU cache. No stored value contains the
+    byte 0xff, so :func:`overwrite_value` differs from each in every byte."""
+    return bytes([i % 251]) * vsize
+
+
+def overwrite_value(vsize: int) -> bytes:
+    """What the timed overwrites store: ``vsize`` bytes of 0xff, which
+    differ in every byte from every :func:`distinct_value`."""
+    return b"\xff" * vsize
+
+
 #: Key length used by every workload: ``f"{prefix}:{i:012d}"`` is 16 bytes.
 KEY_LEN = 16
 

@@ -31,7 +31,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import Dataset, MPResult, Settings, key_name, progress, short_error
+from common import (
+    Dataset,
+    MPResult,
+    Settings,
+    distinct_value,
+    key_name,
+    progress,
+    short_error,
+)
 from peers import Peer
 from timing import compile_mix
 
@@ -98,6 +106,8 @@ class MPContext:
         random.Random(seed).shuffle(zipf_order)
         self.zipf_keys = zipf_order
         self.zipf_cw = _zipf_cum_weights(len(keys))
+        #: The write statement of the mixes (default: the peer's set).
+        self.set_stmt = peer.stmts["set"]
 
     def ops(self, wl: Workload, rank: int, procs: int, n: int) -> Ops:
         """The keys, write flags and values of one worker."""
@@ -125,10 +135,11 @@ class MPContext:
         return Ops(keys, flags, *write_values(keys, flags))
 
 
-#: The two values writes alternate between: both differ from the one the
-#: store is filled with, so no write stores the bytes already there (which
-#: a store may skip, as shmdict does).
-WRITE_VALUES = (b"y" * 16, b"z" * 16)
+#: The two values writes alternate between: both differ from every value
+#: the store is filled with (common.distinct_value never holds 0xfd or
+#: 0xfe), so no write stores the bytes already there (which a store may
+#: skip, as shmdict does).
+WRITE_VALUES = (b"\xfe" * 16, b"\xfd" * 16)
 
 
 @dataclass
@@ -172,7 +183,7 @@ def _worker(ctx: MPContext, rank: int, procs: int, barrier: Any, conn: Any) -> N
         handle = peer.attach(ctx.store)
         ns = peer.namespace(handle, ctx.value)
         loops = {
-            "set": compile_mix(peer.setup, peer.stmts["get"], peer.stmts["set"]),
+            "set": compile_mix(peer.setup, peer.stmts["get"], ctx.set_stmt),
             "incr": compile_mix(peer.setup, peer.stmts["get"], peer.stmts["incr"]),
         }
         conn.send(("ready",))
@@ -361,7 +372,10 @@ def _new_context(
 ) -> MPContext:
     store = peer.create(Dataset(len(keys), 16), extra_keys=16)
     try:
-        peer.populate(store, keys, value)
+        # each key its own value object, as in perop.py
+        peer.populate_values(
+            store, [(k, distinct_value(i, len(value))) for i, k in enumerate(keys)]
+        )
         peer.put(store, COUNTER_KEY, 0)
     except BaseException:
         peer.destroy(store)

@@ -2,13 +2,19 @@
 
     python benchmarks/quick_core.py
 
-1k keys of 16 bytes, 16-byte values. For each operation it times a loop of
+1k keys of 16 bytes, 16-byte values (each key its own value object, in
+the dict as in shmdict). For each operation it times a loop of
 ``for k in keys: <op>`` with ``time.perf_counter_ns`` (methods bound once,
 GC off), 7 times, and prints the median ns per op, raw and net of the same
 loop with an empty body (its fastest run), next to the plain dict's
-equivalent and the net ratio. Overwrites alternate between two values pass
-by pass, so each one changes the stored bytes. set and delete are timed both as method
-calls (d.set, d.delete) and in the dict's own subscript spelling. set (new
+equivalent. The two sides are paired: each repetition times shmdict and
+the dict back to back (shmdict first in even repetitions, the dict first in
+odd ones), and the ratio printed is the median of the per-pair net ratios,
+so that a change in the machine's load between repetitions hits both sides
+of a pair alike instead of skewing one side's median. Overwrites alternate
+between two values pass by pass, so each one changes the stored bytes. set
+and delete are timed both as method calls (d.set, d.delete) and in the
+dict's own subscript spelling. set (new
 key) and delete run in batches of the 1k keys, each undone untimed (deleted
 again, put back). "set (growing)" inserts GROW new keys into a fresh dict of
 256 MiB, the path where the heap and index take pages they never had (each
@@ -49,33 +55,33 @@ def _import_shmdict() -> object:
     return shmdict
 
 
-def _median_ns(
-    body: Callable[[list[str]], None],
-    keys: list[str],
-    pick: Callable[..., float] = statistics.median,
-) -> float:
-    """Median (or ``pick``) over REPS of the ns per op of body(keys)."""
+Rep = Callable[[], float]  # one repetition: ns per op
+
+
+def _loop(body: Callable[[list[str]], None], keys: list[str]) -> Rep:
+    """One repetition of body(keys * LOOPS): ns per op."""
     ops = keys * LOOPS
-    times = []
-    for _ in range(REPS):
+
+    def rep() -> float:
         gc.disable()
         t0 = time.perf_counter_ns()
         body(ops)
         t1 = time.perf_counter_ns()
         gc.enable()
-        times.append(t1 - t0)
-    return pick(times) / len(ops)
+        return (t1 - t0) / len(ops)
+
+    return rep
 
 
-def _batched_ns(
+def _batched(
     body: Callable[[list[str]], None],
     undo: Callable[[list[str]], None],
     keys: list[str],
-) -> float:
-    """Median over REPS of the ns per op of body(keys), run LOOPS times per
-    repetition with undo(keys) untimed after each (set new key, delete)."""
-    times = []
-    for _ in range(REPS):
+) -> Rep:
+    """One repetition of body(keys), run LOOPS times with undo(keys)
+    untimed after each (set new key, delete): ns per op."""
+
+    def rep() -> float:
         gc.disable()
         total = 0
         for _ in range(LOOPS):
@@ -84,35 +90,61 @@ def _batched_ns(
             total += time.perf_counter_ns() - t0
             undo(keys)
         gc.enable()
-        times.append(total)
-    return statistics.median(times) / (len(keys) * LOOPS)
+        return total / (len(keys) * LOOPS)
+
+    return rep
 
 
-def _growing_ns(shmdict: object, n: int) -> tuple[float, float]:
-    """Median ns per insert of n new keys into a fresh shmdict and into a
-    fresh plain dict, alternated repetition by repetition."""
+def _paired(s_rep: Rep, p_rep: Rep, loop: float) -> tuple[float, float, float]:
+    """REPS pairs, shmdict and dict back to back (the order alternating):
+    the median raw ns/op of each side and the median of the per-pair net
+    ratios (net: minus the empty loop's ``loop`` ns)."""
+    s_ns, p_ns, ratios = [], [], []
+    for r in range(REPS):
+        if r % 2 == 0:
+            s, p = s_rep(), p_rep()
+        else:
+            p, s = p_rep(), s_rep()
+        s_ns.append(s)
+        p_ns.append(p)
+        if p - loop > 0:
+            ratios.append((s - loop) / (p - loop))
+    ratio = statistics.median(ratios) if ratios else float("nan")
+    return statistics.median(s_ns), statistics.median(p_ns), ratio
+
+
+def _growing(shmdict: object, n: int, loop: float) -> tuple[float, float, float]:
+    """n new keys inserted into a fresh shmdict and into a fresh plain dict,
+    paired as _paired does: medians and the median per-pair ratio."""
     keys = [f"grow:{i:011d}" for i in range(n)]
     vals = [f"val:{i:012d}" for i in range(n)]
     pairs = list(zip(keys, vals, strict=True))
-    s_times, p_times = [], []
-    for r in range(REPS):
+    reps = iter(range(2 * REPS))
+
+    def s_rep() -> float:
         gc.disable()
-        d = shmdict.new(f"quick_grow_{os.getpid()}_{r}", 256 << 20)  # type: ignore[attr-defined]
+        d = shmdict.new(f"quick_grow_{os.getpid()}_{next(reps)}", 256 << 20)  # type: ignore[attr-defined]
         try:
             s = d.set
             t0 = time.perf_counter_ns()
             for k, v in pairs:
                 s(k, v)
-            s_times.append(time.perf_counter_ns() - t0)
+            return (time.perf_counter_ns() - t0) / n
         finally:
             d.close()
+            gc.enable()
+
+    def p_rep() -> float:
+        gc.disable()
         p: dict[str, str] = {}
         t0 = time.perf_counter_ns()
         for k, v in pairs:
             p[k] = v
-        p_times.append(time.perf_counter_ns() - t0)
+        t1 = time.perf_counter_ns()
         gc.enable()
-    return statistics.median(s_times) / n, statistics.median(p_times) / n
+        return (t1 - t0) / n
+
+    return _paired(s_rep, p_rep, loop)
 
 
 def main() -> int:
@@ -126,12 +158,14 @@ def main() -> int:
         rng.shuffle(lst)
     v = b"x" * 16
     v2 = b"y" * 16
-    plain: dict[str, object] = dict.fromkeys(keys, v)
+    # each key its own value object (bytes of i % 251: never x or y)
+    vals = {k: bytes([i % 251]) * 16 for i, k in enumerate(keys)}
+    plain: dict[str, object] = dict(vals)
     plain.update(dict.fromkeys(ctrs, 0))
     d = shmdict.new(f"quick_core_{os.getpid()}", 16 << 20)  # type: ignore[attr-defined]
     try:
         for k in keys:
-            d.set(k, v)
+            d.set(k, vals[k])
         for k in ctrs:
             d.set(k, 0)
 
@@ -208,49 +242,71 @@ def main() -> int:
             for k in ks:
                 p[k] = g(k, 0) + 1  # type: ignore[operator]
 
-        loop = _median_ns(empty, keys, min)  # fixed overhead: noise only adds
-        # The dict's set and delete, each timed once for both spellings.
-        p_set_ns = _median_ns(p_over, keys)
-        p_del_ns = _batched_ns(p_del, p_set, keys)
+        # fixed overhead: noise only adds to it, so its fastest run
+        loop = min(_loop(empty, keys)() for _ in range(REPS))
+        p_over_rep = _loop(p_over, keys)
+        p_del_rep = _batched(p_del, p_set, keys)
         rows = [
-            ("get (hit)", _median_ns(s_get, keys), "d.get(k)", _median_ns(p_get, keys)),
+            (
+                "get (hit)",
+                _paired(_loop(s_get, keys), _loop(p_get, keys), loop),
+                "d.get(k)",
+            ),
             (
                 "get (miss)",
-                _median_ns(s_get, miss),
+                _paired(_loop(s_get, miss), _loop(p_get, miss), loop),
                 "d.get(k)",
-                _median_ns(p_get, miss),
             ),
-            ("set (overwrite)", _median_ns(s_over, keys), "d[k] = v", p_set_ns),
-            ("d[k] = v (overwr)", _median_ns(s_over_item, keys), "d[k] = v", p_set_ns),
+            (
+                "set (overwrite)",
+                _paired(_loop(s_over, keys), p_over_rep, loop),
+                "d[k] = v",
+            ),
+            (
+                "d[k] = v (overwr)",
+                _paired(_loop(s_over_item, keys), p_over_rep, loop),
+                "d[k] = v",
+            ),
             (
                 "set (new key)",
-                _batched_ns(s_set, s_del, fresh),
+                _paired(
+                    _batched(s_set, s_del, fresh), _batched(p_set, p_del, fresh), loop
+                ),
                 "d[k] = v",
-                _batched_ns(p_set, p_del, fresh),
             ),
-            ("delete", _batched_ns(s_del, s_set, keys), "del d[k]", p_del_ns),
-            ("del d[k]", _batched_ns(s_delitem, s_set, keys), "del d[k]", p_del_ns),
+            (
+                "delete",
+                _paired(_batched(s_del, s_set, keys), p_del_rep, loop),
+                "del d[k]",
+            ),
+            (
+                "del d[k]",
+                _paired(_batched(s_delitem, s_set, keys), p_del_rep, loop),
+                "del d[k]",
+            ),
             (
                 "incr",
-                _median_ns(s_incr, ctrs),
+                _paired(_loop(s_incr, ctrs), _loop(p_rmw, ctrs), loop),
                 "d[k] = d.get(k, 0) + 1",
-                _median_ns(p_rmw, ctrs),
             ),
         ]
     finally:
         d.close()
-    grow_s, grow_p = _growing_ns(shmdict, GROW)
-    rows.append(("set (growing)", grow_s, "d[k] = v (from empty)", grow_p))
+    rows.append(
+        ("set (growing)", _growing(shmdict, GROW, loop), "d[k] = v (from empty)")
+    )
     print(
-        f"shmdict core ops, {NKEYS} keys x 16 B values, median of {REPS} runs of "
-        f"{NKEYS * LOOPS:,} ops; ns/op raw (net of the {loop:.1f} ns empty loop)"
+        f"shmdict core ops, {NKEYS} keys x 16 B values, {REPS} pairs of runs of "
+        f"{NKEYS * LOOPS:,} ops each (shmdict and dict back to back, order "
+        f"alternating); median ns/op raw (net of the {loop:.1f} ns empty loop); "
+        "ratio: median of the per-pair net ratios"
     )
     print(f"{'op':16} {'shmdict':>17}   {'plain dict':>17} {'':24} {'ratio (net)':>11}")
-    for name, s, pname, p in rows:
+    for name, (s, p, ratio), pname in rows:
         sn, pn = s - loop, p - loop
         print(
             f"{name:16} {s:7.1f} ({sn:6.1f})   {p:7.1f} ({pn:6.1f}) {pname:24} "
-            f"{sn / pn if pn > 0 else float('nan'):10.2f}x"
+            f"{ratio:10.2f}x"
         )
     return 0
 

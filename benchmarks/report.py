@@ -33,6 +33,13 @@ from common import (
 )
 from memory import CAP_SIZE, MemoryResults
 from multiproc import WORKLOADS, MPPeerRun
+from realistic import RealResults
+from report_real import (
+    headline_section,
+    real_goals,
+    real_section,
+    realistic_chart,
+)
 
 BASE = Dataset(1000, 16)  # the data set the per-op goals are judged on
 BIG = Dataset(1_000_000, 16)
@@ -69,6 +76,11 @@ class BenchResults:
     # the feature ops (on FEATURE_DATASET): peer -> run, and peers left out
     features: dict[str, PeerRun] = field(default_factory=dict)
     features_skipped: dict[str, str] = field(default_factory=dict)
+    # the rows of issue 14 (realistic.py, webmix.py)
+    real: RealResults | None = None
+    real_error: str = ""
+    mix: dict[int, dict[str, MPResult]] = field(default_factory=dict)  # vsize ->
+    mix_skipped: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
     load_end: str = ""
     load_samples: list[str] = field(default_factory=list)  # at each section
@@ -322,6 +334,7 @@ def evaluate_goals(res: BenchResults) -> list[Goal]:
         )
     else:
         goals.append(Goal(text, "-", "n/a", str(n16.get("error", res.memory_error))))
+    goals += [Goal(*g) for g in real_goals(res)]
     return goals
 
 
@@ -713,6 +726,7 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         "refresh them. `benchmarks/quick_core.py` prints the core per-op figures "
         "in a few seconds.",
         "",
+        *_headline_block(res),
         "## Machine",
         "",
         _table(
@@ -739,8 +753,11 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         ),
         "",
         "Per-op goals are judged on net figures (empty loop subtracted, see "
-        "below) on the 1k keys x 16 B data set; the raw ratio is given beside.",
+        "below) on the 1k keys x 16 B data set; the raw ratio is given beside. "
+        "The goals of the realistic rows are judged on the median of per-pair "
+        "ratios (see *Realistic workloads*).",
         "",
+        *_real_block(res),
         "## Method",
         "",
         "- **What a per-op figure is.** `time.perf_counter_ns()` is read before "
@@ -761,7 +778,9 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         f"{s.max_ops:,} ops). The cyclic GC is off during timed loops. Each peer "
         "and data set runs in a fresh forked process.",
         "- **Workloads.** Keys are 16 bytes (`key:000000000042`), values are "
-        "`bytes` of the given size. get (hit) and set (overwrite) walk every key in "
+        "`bytes` of the given size, each key its own object (the plain dict "
+        "too: one shared object would stay in the CPU cache and flatter it at "
+        "large key counts). get (hit) and set (overwrite) walk every key in "
         "a shuffled order; an overwrite stores a value of the same size whose "
         "bytes differ from the stored one (which is put back, untimed, after "
         "each batch), so no write stores what is already there, a store that "
@@ -844,6 +863,22 @@ def render_markdown(res: BenchResults, img_rel: str, charts: list[str]) -> str:
         for c in charts:
             doc += [f"![{c}]({img_rel}/{c})", ""]
     return "\n".join(line for line in doc if line is not None) + "\n"
+
+
+def _headline_block(res: BenchResults) -> list[str]:
+    """The realistic rows first, with the best case beside them."""
+    body = headline_section(res)
+    if not body:
+        return []
+    return ["## In realistic settings, and the best case", "", body, ""]
+
+
+def _real_block(res: BenchResults) -> list[str]:
+    """Every row of the realistic workloads (nothing if none ran)."""
+    body = real_section(res)
+    if not body:
+        return []
+    return ["## Realistic workloads", "", body, ""]
 
 
 def _features_block(res: BenchResults) -> list[str]:
@@ -939,6 +974,9 @@ def render_charts(res: BenchResults, img_dir: Path) -> list[str]:
         return []
     img_dir.mkdir(parents=True, exist_ok=True)
     names: list[str] = []
+    real_chart = realistic_chart(res, plt, img_dir)
+    if real_chart:
+        names.append(real_chart)
     if getattr(res, "features", {}):
         names.append(_features_chart(res, plt, img_dir))
     peers = [p for p in _peer_order(res) if p.key in res.perop]

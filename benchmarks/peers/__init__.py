@@ -45,6 +45,12 @@ class Peer:
         "not included: the feature section covers shmdict, the plain dict, "
         "the native peers and redis's one-command equivalents"
     )
+    #: The set statement of the web-cache mix, where every value is given an
+    #: expiry of ``common.MIX_TTL`` seconds; empty for a peer that has no
+    #: expiry (the mix then uses its plain ``set``).
+    set_ttl_stmt: ClassVar[str] = ""
+    #: How the peer's mix sets its expiry (or why it has none).
+    set_ttl_note: ClassVar[str] = "no expiry: values are stored without one"
     #: Shared between processes (False: each process has its own copy).
     shared: ClassVar[bool] = True
     #: True when incr is one atomic call; False when it is a read-modify-write
@@ -91,6 +97,15 @@ class Peer:
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         """Set one key (untimed helper)."""
         raise NotImplementedError
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        """Set each key to its own value (untimed), with an expiry of ``ttl``
+        seconds where the peer has one (0: none). Peers without expiry
+        ignore ``ttl``: see :attr:`set_ttl_note`."""
+        for k, v in items:
+            self.put(store, k, v)
 
     def remove(self, store: Any, keys: Sequence[str]) -> None:
         """Delete keys (untimed helper)."""

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from common import Dataset, shm_dir
+from common import MIX_TTL, Dataset, shm_dir
 from peers import Peer
 
 #: No size limit and no eviction, so that nothing is culled behind our back.
@@ -30,6 +30,8 @@ class DiskcachePeer(Peer):
         "incr": "inc(k, 1)",
         "delete": "dl(k)",
     }
+    set_ttl_stmt = f"s(k, v, expire={MIX_TTL})"
+    set_ttl_note = f"c.set(k, v, expire={MIX_TTL})"
     max_keys = 100_000
     limit_reason = "populating 1M keys takes over a minute at ~30 us per insert"
 
@@ -51,6 +53,14 @@ class DiskcachePeer(Peer):
             with store.transact():
                 for k in keys[i : i + 10_000]:
                     store.set(k, value)
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        for i in range(0, len(items), 10_000):
+            with store.transact():
+                for k, v in items[i : i + 10_000]:
+                    store.set(k, v, expire=ttl or None)
 
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         store.set(key, value)

@@ -58,6 +58,8 @@ class LmdbPeer(Peer):
         "delete": "with b(write=True) as t: t.delete(k.encode())",
     }
 
+    set_ttl_note = "no expiry (LMDB has none): the plain put"
+
     def check(self) -> str | None:
         try:
             import lmdb  # noqa: F401
@@ -79,6 +81,13 @@ class LmdbPeer(Peer):
         for i in range(0, len(keys), 100_000):
             with store.env.begin(write=True) as t:
                 t.cursor().putmulti((k.encode(), v) for k in keys[i : i + 100_000])
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        for i in range(0, len(items), 100_000):
+            with store.env.begin(write=True) as t:
+                t.cursor().putmulti((k.encode(), v) for k, v in items[i : i + 100_000])
 
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         with store.env.begin(write=True) as t:

@@ -28,6 +28,7 @@ class ManagerPeer(Peer):
         "delete": "del o[k]",
     }
     atomic_incr = False
+    set_ttl_note = "no expiry (a Manager dict has none): m[k] = v"
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +49,12 @@ class ManagerPeer(Peer):
     def populate(self, store: Any, keys: Sequence[str], value: bytes | int) -> None:
         for i in range(0, len(keys), 100_000):
             store.update(dict.fromkeys(keys[i : i + 100_000], value))
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        for i in range(0, len(items), 100_000):
+            store.update(dict(items[i : i + 100_000]))
 
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         store[key] = value

@@ -57,12 +57,18 @@ class DictPeer(Peer):
         "d.update(mapping). No get_stale: a dict has no expiry"
     )
     shared = False
+    set_ttl_note = "no expiry (a plain dict has none): d[k] = v"
 
     def create(self, ds: Dataset, extra_keys: int) -> Any:
         return {}
 
     def populate(self, store: Any, keys: Sequence[str], value: bytes | int) -> None:
         store.update(dict.fromkeys(keys, value))
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        store.update(items)
 
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         store[key] = value

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from common import LIST_KEY, Dataset
+from common import LIST_KEY, MIX_TTL, Dataset
 from peers import Peer
 
 
@@ -57,6 +57,8 @@ class RedisPeer(Peer):
         "(a missing key starts at 0: incr with init=0), LPUSH + RPOP, LLEN, "
         "MGET, MSET; one round trip per command"
     )
+    set_ttl_stmt = f"s(k, v, ex={MIX_TTL})"
+    set_ttl_note = f"r.set(k, v, ex={MIX_TTL}) (SET ... EX)"
     max_keys = 1_000_000
 
     def __init__(self) -> None:
@@ -147,6 +149,19 @@ class RedisPeer(Peer):
     def populate(self, store: Any, keys: Sequence[str], value: bytes | int) -> None:
         for i in range(0, len(keys), 10_000):
             store.mset(dict.fromkeys(keys[i : i + 10_000], value))
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        for i in range(0, len(items), 10_000):
+            chunk = items[i : i + 10_000]
+            if not ttl:
+                store.mset(dict(chunk))
+                continue
+            pipe = store.pipeline(transaction=False)
+            for k, v in chunk:
+                pipe.set(k, v, ex=int(ttl))
+            pipe.execute()
 
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         store.set(key, value)

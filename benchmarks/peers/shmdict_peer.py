@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from common import LIST_KEY, Dataset
+from common import LIST_KEY, MIX_TTL, Dataset
 from peers import Peer
 
 _seq = itertools.count()
@@ -41,13 +41,15 @@ class ShmdictPeer(Peer):
         "calls d.set and d.delete are timed among the feature ops); other "
         "processes attach with shmdict.get(name)"
     )
-    setup = "g = o.get; inc = o.incr"
+    setup = "g = o.get; inc = o.incr; s = o.set"
     stmts: ClassVar[dict[str, str]] = {
         "get": "g(k)",
         "set": "o[k] = v",
         "incr": "inc(k, 1)",
         "delete": "del o[k]",
     }
+    set_ttl_stmt = f"s(k, v, {MIX_TTL})"
+    set_ttl_note = f"d.set(k, v, {MIX_TTL}) (exptime in seconds)"
     feature_setup = (
         "s = o.set; dl = o.delete; a = o.add; rp = o.replace; c = o.cas; "
         "pp = o.pop; sd = o.setdefault; "
@@ -104,6 +106,13 @@ class ShmdictPeer(Peer):
         s = store.set
         for k in keys:
             s(k, value)
+
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        s = store.set
+        for k, v in items:
+            s(k, v, ttl)
 
     def remove(self, store: Any, keys: Sequence[str]) -> None:
         dl = store.delete

@@ -70,6 +70,11 @@ class SharedMemoryDictPeer(Peer):
     def populate(self, store: Any, keys: Sequence[str], value: bytes | int) -> None:
         store.d.update(dict.fromkeys(keys, value))
 
+    def populate_values(
+        self, store: Any, items: Sequence[tuple[str, bytes]], ttl: float = 0
+    ) -> None:
+        store.d.update(dict(items))
+
     def put(self, store: Any, key: str, value: bytes | int) -> None:
         store.d[key] = value
 
