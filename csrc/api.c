@@ -46,6 +46,15 @@ int sd_still_current(sd_handle *d, uint32_t stripe, uint32_t hash,
            stripe_still_current(&d->stripes[stripe], hash, seq);
 }
 
+int sd_near_check(sd_handle *d, const void *key, size_t klen, sd_near *n)
+{
+    /* The guard once before (a repaired mapping answers nothing) and once
+     * after (a fault repaired meanwhile may have fed the check zeros). */
+    return n->part < d->nstripes && !sd_guard_state(d->guard) &&
+           stripe_near_check(&d->stripes[n->part], key, klen, n) &&
+           !sd_guard_state(d->guard);
+}
+
 uint64_t sd_part_seq(const sd_handle *d, unsigned stripe)
 {
     return stripe < d->nstripes

@@ -94,7 +94,12 @@ typedef struct {
     int busy;               /* core calls in flight (they may drop the GIL) */
     int closing;            /* close() was called while busy */
     PyObject *weakreflist;  /* owned by the weakref machinery */
-    struct near_slot *near; /* owned, NEAR_SLOTS of them, or NULL */
+    struct near_slot *near; /* owned, near_n of them, or NULL */
+    uint32_t near_n;        /* slots of the near cache (a power of two, or
+                               0: off); the table is made at the first keep */
+    uint64_t near_hits;     /* gets the near cache answered */
+    uint64_t near_misses;   /* gets it didn't (with the cache on) */
+    size_t near_obj_bytes;  /* the objects it holds, approximately */
 } DictObject;
 
 extern PyType_Spec Dict_spec;
@@ -204,15 +209,22 @@ int status_table_complete(void);
 /* ---- the near cache (near.c) ------------------------------------------ */
 
 /* Each handle keeps the last values it read, as the Python objects it
- * returned, in a small direct-mapped table keyed by the str key. An entry
- * is good while its stripe's sequence counter hasn't moved (no process has
- * taken that stripe's lock since), so a repeated get costs one shared load
- * instead of a lookup and a new object. Only values read without the lock
- * and with no expiry are kept, and only small ones: at most
- * NEAR_SLOTS * NEAR_MAX_VALUE bytes of values per handle. The objects are
- * immutable (str, bytes, int, float, True, False, None), so handing out the
- * same one twice is safe. */
-#define NEAR_SLOTS 4096u
+ * returned, in a direct-mapped table of near_n slots (Dict()'s
+ * near_cache=, NEAR_DEFAULT_SLOTS unless given; 0: off) keyed by the str
+ * key. An entry is good while the core says so (sd_near_check): at once if
+ * no process has taken the key's stripe lock since it was read or last
+ * checked (one shared load), else after a lock-free lookup of the key
+ * whose stored value is compared with the kept one's bytes; then, if the
+ * value has an expiry, while a coarse clock says it surely hasn't passed.
+ * So a repeated get is the same object, and a write of another key, or of
+ * this one with the same value, costs the next get one lookup but no new
+ * object. Only values read without the lock are kept, and only small ones
+ * (str and bytes of at most NEAR_MAX_VALUE bytes). The objects are
+ * immutable (str, bytes, Pickled, int, float, True, False, None), so
+ * handing out the same one twice is safe. Memory: NEAR_SLOT_BYTES per slot
+ * once the first value is kept, plus the objects held. */
+#define NEAR_DEFAULT_SLOTS 16384u
+#define NEAR_MAX_SLOTS (1u << 22)
 #define NEAR_MAX_VALUE 256u
 
 struct near_slot {
@@ -220,14 +232,15 @@ struct near_slot {
     PyObject *value; /* owned */
     Py_hash_t ph;    /* the key's Python hash */
     Py_hash_t cand;  /* a key that wanted the slot once (its hash) */
-    uint64_t seq;    /* the stripe's sequence value the value was read at */
-    uint32_t part;   /* the key's stripe */
-    uint32_t hash;   /* the key's hash in the core */
+    sd_near ref;     /* what the core checks the value against */
 };
+
+#define NEAR_SLOT_BYTES sizeof(struct near_slot)
 
 void near_clear(DictObject *self);
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
                const sd_value_out *o);
+size_t near_bytes(const DictObject *self);
 
 static inline bool same_str(PyObject *a, PyObject *b)
 {
@@ -248,24 +261,32 @@ static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
         PyErr_Clear();
         return NULL;
     }
-    return &self->near[(size_t)*ph & (NEAR_SLOTS - 1)];
+    return &self->near[(size_t)*ph & (self->near_n - 1)];
 }
 
 /* key's value as the near cache holds it (borrowed), if it is still
- * current (and, with `snap`, was read under get_many's snapshot); else
- * NULL, with no exception. Inline: it is the whole of a repeated get. The
- * caller has entered the handle. */
+ * current (and, with `snap`, current at get_many's snapshot: the value
+ * was checked at that sequence value of its stripe); else NULL, with no
+ * exception. k/klen: the key's bytes. Inline: it is the whole of a
+ * repeated get. The caller has entered the handle. */
 static inline PyObject *near_find(DictObject *self, PyObject *key,
+                                  const char *k, Py_ssize_t klen,
                                   const uint64_t *snap)
 {
-    if (!self->near || !PyUnicode_CheckExact(key))
+    if (!self->near) {
+        self->near_misses += self->near_n != 0;
         return NULL;
+    }
     Py_hash_t ph;
-    struct near_slot *ns = near_slot_of(self, key, &ph);
-    if (ns && ns->ph == ph && ns->key && same_str(ns->key, key) &&
-        (!snap || snap[ns->part] == ns->seq) &&
-        sd_still_current(self->h, ns->part, ns->hash, ns->seq))
+    struct near_slot *ns;
+    if (PyUnicode_CheckExact(key) && (ns = near_slot_of(self, key, &ph)) &&
+        ns->ph == ph && ns->key && same_str(ns->key, key) &&
+        sd_near_check(self->h, k, (size_t)klen, &ns->ref) &&
+        (!snap || snap[ns->ref.part] == ns->ref.seq)) {
+        self->near_hits++;
         return ns->value;
+    }
+    self->near_misses++;
     return NULL;
 }
 

@@ -57,16 +57,27 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"path",         "name",  "size",
                              "create",       "mode",  "allow_foreign_owner",
                              "lock_timeout", "evict", "stripes",
-                             "reserve",      NULL};
+                             "reserve",      "near_cache", NULL};
     PyObject *path, *name, *size_obj = NULL, *mode_obj = NULL;
     PyObject *timeout_obj = NULL;
     int create = 0, foreign = 0, evict = 0, reserve = 0;
     unsigned int stripes = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|O$iOpOpIp:Dict", kwlist,
+    Py_ssize_t near = NEAR_DEFAULT_SLOTS;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|O$iOpOpIpn:Dict", kwlist,
                                      &path, &name, &size_obj, &create,
                                      &mode_obj, &foreign, &timeout_obj, &evict,
-                                     &stripes, &reserve))
+                                     &stripes, &reserve, &near))
         return NULL;
+    if (near < 0 || near > (Py_ssize_t)NEAR_MAX_SLOTS) {
+        PyErr_Format(PyExc_ValueError,
+                     "near_cache must be 0 (off) to %u slots",
+                     (unsigned)NEAR_MAX_SLOTS);
+        return NULL;
+    }
+    uint32_t near_n = 0;
+    if (near) /* a power of two, rounding up */
+        for (near_n = 1; near_n < (uint32_t)near; near_n <<= 1)
+            ;
     if (create < SD_ATTACH || create > SD_OPEN_ANY) {
         PyErr_SetString(PyExc_ValueError,
                         "create must be 0 (attach), 1 (create) or 2 (either)");
@@ -127,6 +138,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     sd_set_interrupt_hook(h, gil_interrupted);
     self->h = h;
     self->lock_timeout = timeout;
+    self->near_n = near_n;
     self->name = Py_NewRef(name);
     self->path = Py_NewRef(path);
     return (PyObject *)self;
@@ -426,7 +438,11 @@ static const char Dict_stats_doc[] =
     "misses, sets, evictions, expirations, lock_waits, recoveries (dead\n"
     "lock holders repaired), pending_free (list items not yet freed),\n"
     "buckets, evict, stripes, bytes_reserved (bytes of the file the\n"
-    "filesystem backs) and reserved (made with reserve=True).\n"
+    "filesystem backs) and reserved (made with reserve=True); and of this\n"
+    "handle's near cache (the values it returned, kept as objects):\n"
+    "near_hits, near_misses (gets it answered, and didn't), near_slots\n"
+    "(its size; 0: off) and near_bytes (the memory it holds: its table\n"
+    "and, approximately, the key and value objects).\n"
     "O(stripes) plus the pending list items.";
 
 static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
@@ -440,7 +456,8 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         return raise_status((PyObject *)self, rc, "stats", self->path);
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsO}", "entries", U(st.count),
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsOsKsKsIsK}", "entries",
+        U(st.count),
         "expiring", U(st.n_expiring), "bytes_used", U(st.used_bytes),
         "bytes_free", U(st.heap_size - st.used_bytes), "capacity",
         U(st.heap_size), "hits", U(st.hits), "misses", U(st.misses), "sets",
@@ -449,7 +466,9 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         U(st.recoveries), "pending_free", U(st.pending_free), "buckets",
         U(st.nbuckets), "evict", st.evict ? Py_True : Py_False, "stripes",
         st.nparts, "bytes_reserved", U(st.reserved_bytes), "reserved",
-        st.reserved ? Py_True : Py_False);
+        st.reserved ? Py_True : Py_False, "near_hits", U(self->near_hits),
+        "near_misses", U(self->near_misses), "near_slots",
+        (unsigned)self->near_n, "near_bytes", U(near_bytes(self)));
 #undef U
 }
 

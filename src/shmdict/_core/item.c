@@ -164,7 +164,7 @@ PyObject *lookup(DictObject *self, const char *op, PyObject *key,
         return NULL;
     if (dict_enter(self) < 0)
         return NULL;
-    PyObject *near = near_find(self, key, snap);
+    PyObject *near = near_find(self, key, k, klen, snap);
     if (near) {
         Py_INCREF(near);
         dict_leave(self);
