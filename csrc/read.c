@@ -24,6 +24,32 @@
 
 #define ODD_SPINS 2000
 
+/* The coarse clock's resolution in ms, rounded up, plus the slack: an
+ * expiry closer than this to the coarse clock is checked with the precise
+ * one. 0 until the first read. */
+static _Atomic int64_t coarse_margin_ms;
+
+/* An upper bound of sd_now_ms(), from CLOCK_MONOTONIC_COARSE (a few ns
+ * through the vDSO; it lags CLOCK_MONOTONIC by up to a tick, more on a
+ * busy VM: measured up to 14 ms with a 4 ms tick, hence the slack). */
+static int64_t coarse_now_bound_ms(void)
+{
+    struct timespec ts;
+    int64_t m = LD(&coarse_margin_ms);
+    if (SD_UNLIKELY(!m)) {
+        struct timespec res;
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 ||
+            res.tv_sec > 1)
+            return INT64_MAX;
+        m = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000 +
+            SD_NEAR_CLOCK_SLACK_MS;
+        ST(&coarse_margin_ms, m);
+    }
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return INT64_MAX;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + m;
+}
+
 /* What a read-only operation wants from the entry. */
 typedef struct peek {
     sd_value_out *out; /* NULL: don't copy the value */
@@ -60,7 +86,10 @@ SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
         if (steps > max_steps || !sd_read_entry(s, idx, &v))
             return SD_CORRUPT;
         if (sd_key_eq(&v, hash, key, klen)) {
-            p->stale = sd_meta_exp(v.meta) && sd_expired(v.meta, sd_now_ms());
+            /* The precise clock only when the coarse one can't tell. */
+            uint64_t exp = sd_meta_exp(v.meta);
+            p->stale = exp && (int64_t)exp <= coarse_now_bound_ms() &&
+                       sd_expired(v.meta, sd_now_ms());
             if (p->stale && !p->stale_ok)
                 return SD_NOTFOUND;
             p->meta = v.meta;
@@ -158,32 +187,6 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
  * seqlock read like peek_key's, so what it found was the stripe's state at
  * one moment; any doubt (a writer in, a counter that moved again, a chain
  * that can't be right) answers "not sure", and the caller reads. */
-
-/* The coarse clock's resolution in ms, rounded up, plus the slack: an
- * expiry closer than this to the coarse clock is checked with the precise
- * one. 0 until the first read. */
-static _Atomic int64_t coarse_margin_ms;
-
-/* An upper bound of sd_now_ms(), from CLOCK_MONOTONIC_COARSE (a few ns
- * through the vDSO; it lags CLOCK_MONOTONIC by up to a tick, more on a
- * busy VM: measured up to 14 ms with a 4 ms tick, hence the slack). */
-static int64_t coarse_now_bound_ms(void)
-{
-    struct timespec ts;
-    int64_t m = LD(&coarse_margin_ms);
-    if (SD_UNLIKELY(!m)) {
-        struct timespec res;
-        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 ||
-            res.tv_sec > 1)
-            return INT64_MAX;
-        m = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000 +
-            SD_NEAR_CLOCK_SLACK_MS;
-        ST(&coarse_margin_ms, m);
-    }
-    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
-        return INT64_MAX;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + m;
-}
 
 /* Whether key's entry, in the stripe as it is now (the caller checks the
  * counter around the call), holds the value n describes; *meta: its

@@ -94,9 +94,14 @@ typedef struct {
     int busy;               /* core calls in flight (they may drop the GIL) */
     int closing;            /* close() was called while busy */
     PyObject *weakreflist;  /* owned by the weakref machinery */
-    struct near_slot *near; /* owned, near_n of them, or NULL */
+    struct near_slot *near; /* near_n of them (in near_mem), or NULL */
+    void *near_mem;         /* owned: the table's allocation */
     uint32_t near_n;        /* slots of the near cache (a power of two, or
                                0: off); the table is made at the first keep */
+    uint32_t near_tick;     /* gets while it was skipped (near_skip) */
+    uint32_t near_probes;   /* gets that looked, this window */
+    uint32_t near_probe_hits; /* and found, this window */
+    int near_skip;          /* the last window's hit rate was too low */
     uint64_t near_hits;     /* gets the near cache answered */
     uint64_t near_misses;   /* gets it didn't (with the cache on) */
     size_t near_obj_bytes;  /* the objects it holds, approximately */
@@ -222,20 +227,31 @@ int status_table_complete(void);
  * (str and bytes of at most NEAR_MAX_VALUE bytes). The objects are
  * immutable (str, bytes, Pickled, int, float, True, False, None), so
  * handing out the same one twice is safe. Memory: NEAR_SLOT_BYTES per slot
- * once the first value is kept, plus the objects held. */
-#define NEAR_DEFAULT_SLOTS 16384u
+ * once the first value is kept, plus the objects held.
+ *
+ * A hit saves building an object, but is no cheaper than a lookup when
+ * the table and its objects are out of the CPU's caches (a working set of
+ * far more keys than slots): a miss then costs a cold line for nothing.
+ * So each window of NEAR_WINDOW gets that looked is judged, and after one
+ * where fewer than half found their value, only one get in NEAR_SAMPLE
+ * looks (and keeps what it reads), until a window (then of NEAR_WINDOW
+ * gets) does better. */
+#define NEAR_DEFAULT_SLOTS 32768u
 #define NEAR_MAX_SLOTS (1u << 22)
 #define NEAR_MAX_VALUE 256u
+#define NEAR_WINDOW 1024u
+#define NEAR_SAMPLE 16u
 
 struct near_slot {
     PyObject *key;   /* exact str, owned, or NULL */
     PyObject *value; /* owned */
-    Py_hash_t ph;    /* the key's Python hash */
-    Py_hash_t cand;  /* a key that wanted the slot once (its hash) */
     sd_near ref;     /* what the core checks the value against */
+    uint32_t tag;    /* the top half of the key's Python hash */
+    uint32_t cand;   /* the tag of a key that wanted the slot once */
 };
 
 #define NEAR_SLOT_BYTES sizeof(struct near_slot)
+_Static_assert(sizeof(struct near_slot) == 64, "a slot is one cache line");
 
 void near_clear(DictObject *self);
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
@@ -252,42 +268,62 @@ static inline bool same_str(PyObject *a, PyObject *b)
                    (size_t)n * (size_t)kind) == 0);
 }
 
-/* The slot for key (an exact str) and its Python hash, or NULL. */
+/* The slot for key (an exact str) and its tag, or NULL. */
 static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
-                                             Py_hash_t *ph)
+                                             uint32_t *tag)
 {
-    *ph = PyObject_Hash(key); /* the str caches it */
-    if (*ph == -1) {
+    Py_hash_t ph = PyObject_Hash(key); /* the str caches it */
+    if (ph == -1) {
         PyErr_Clear();
         return NULL;
     }
-    return &self->near[(size_t)*ph & (self->near_n - 1)];
+    *tag = (uint32_t)((uint64_t)ph >> 32);
+    return &self->near[(size_t)ph & (self->near_n - 1)];
+}
+
+/* Count a get that looked (and whether it found), and judge each window:
+ * NEAR_WINDOW looks, or while skipping NEAR_WINDOW / NEAR_SAMPLE (as many
+ * gets), so that a working set that shrank is served again soon. */
+static inline void near_judge(DictObject *self, int found)
+{
+    self->near_probe_hits += (uint32_t)found;
+    uint32_t window = self->near_skip ? NEAR_WINDOW / NEAR_SAMPLE : NEAR_WINDOW;
+    if (++self->near_probes >= window) {
+        self->near_skip = self->near_probe_hits < window / 2;
+        self->near_probes = self->near_probe_hits = 0;
+    }
 }
 
 /* key's value as the near cache holds it (borrowed), if it is still
  * current (and, with `snap`, current at get_many's snapshot: the value
  * was checked at that sequence value of its stripe); else NULL, with no
- * exception. k/klen: the key's bytes. Inline: it is the whole of a
- * repeated get. The caller has entered the handle. */
+ * exception, and *look says whether the value read instead may be kept.
+ * k/klen: the key's bytes. Inline: it is the whole of a repeated get.
+ * The caller has entered the handle. */
 static inline PyObject *near_find(DictObject *self, PyObject *key,
                                   const char *k, Py_ssize_t klen,
-                                  const uint64_t *snap)
+                                  const uint64_t *snap, int *look)
 {
-    if (!self->near) {
-        self->near_misses += self->near_n != 0;
+    *look = 0;
+    if (!self->near_n)
         return NULL;
-    }
-    Py_hash_t ph;
+    self->near_misses++; /* (taken back on a hit) */
+    if (self->near_skip && ++self->near_tick % NEAR_SAMPLE)
+        return NULL;
+    *look = 1;
+    uint32_t tag;
     struct near_slot *ns;
-    if (PyUnicode_CheckExact(key) && (ns = near_slot_of(self, key, &ph)) &&
-        ns->ph == ph && ns->key && same_str(ns->key, key) &&
-        sd_near_check(self->h, k, (size_t)klen, &ns->ref) &&
-        (!snap || snap[ns->ref.part] == ns->ref.seq)) {
-        self->near_hits++;
-        return ns->value;
-    }
-    self->near_misses++;
-    return NULL;
+    int found = self->near && PyUnicode_CheckExact(key) &&
+                (ns = near_slot_of(self, key, &tag)) && ns->tag == tag &&
+                ns->key && same_str(ns->key, key) &&
+                sd_near_check(self->h, k, (size_t)klen, &ns->ref) &&
+                (!snap || snap[ns->ref.part] == ns->ref.seq);
+    near_judge(self, found);
+    if (!found)
+        return NULL;
+    self->near_misses--;
+    self->near_hits++;
+    return ns->value;
 }
 
 /* ---- reads shared by item.c, list.c and batch.c (item.c) -------------- */

@@ -32,13 +32,15 @@ void near_clear(DictObject *self)
     struct near_slot *t = self->near;
     if (!t)
         return;
+    void *mem = self->near_mem;
     self->near = NULL;
+    self->near_mem = NULL;
     self->near_obj_bytes = 0;
     for (uint32_t i = 0; i < self->near_n; i++) {
         Py_XDECREF(t[i].key);
         Py_XDECREF(t[i].value);
     }
-    PyMem_Free(t);
+    PyMem_Free(mem);
 }
 
 /* The memory the cache holds: the table and, approximately, the objects
@@ -56,7 +58,7 @@ static int near_ref(PyObject *value, const sd_value_out *o, sd_near *r)
 {
     r->seq = o->seq;
     r->exp = o->exp;
-    r->part = o->part;
+    r->part = (uint16_t)o->part;
     r->hash = o->hash;
     r->meta = (uint8_t)(o->type | (o->ascii ? SD_META_ASCII : 0) |
                         (o->tag ? SD_META_TAG : 0));
@@ -100,19 +102,22 @@ void near_keep(DictObject *self, PyObject *key, PyObject *value,
          o->len > NEAR_MAX_VALUE))
         return;
     if (!self->near) {
-        self->near = PyMem_Calloc(self->near_n, sizeof *self->near);
-        if (!self->near)
+        /* One slot more, to start the table on a cache line. */
+        self->near_mem = PyMem_Calloc((size_t)self->near_n + 1, 64);
+        if (!self->near_mem)
             return; /* no cache, no harm */
+        self->near = (struct near_slot *)(((uintptr_t)self->near_mem + 63) &
+                                          ~(uintptr_t)63);
     }
-    Py_hash_t ph;
-    struct near_slot *ns = near_slot_of(self, key, &ph);
+    uint32_t tag;
+    struct near_slot *ns = near_slot_of(self, key, &tag);
     if (!ns)
         return;
-    if (ns->key && ns->ph != ph && ns->cand != ph) {
+    if (ns->key && ns->tag != tag && ns->cand != tag) {
         /* Another key holds the slot: take it only when this key comes
          * back (a second read soon after), so a scan of many keys doesn't
          * churn the table, and the holder's objects aren't freed cold. */
-        ns->cand = ph;
+        ns->cand = tag;
         return;
     }
     sd_near ref;
@@ -121,7 +126,7 @@ void near_keep(DictObject *self, PyObject *key, PyObject *value,
     PyObject *old_key = ns->key, *old_value = ns->value;
     if (old_key)
         self->near_obj_bytes -= obj_bytes(old_key) + obj_bytes(old_value);
-    ns->ph = ph;
+    ns->tag = tag;
     ns->cand = 0;
     ns->key = Py_NewRef(key);
     ns->value = Py_NewRef(value);
