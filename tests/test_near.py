@@ -379,17 +379,32 @@ def test_near_cache_off(name: str) -> None:
             assert _cached(d, "k")
 
 
-def test_a_cache_that_misses_looks_less_often(name: str) -> None:
-    """Once most gets of a window (1024 that looked) miss, only one get in
-    16 looks; once most of those find their value again, every get looks."""
+def test_a_cold_start_does_not_skip(name: str) -> None:
+    """First reads into empty slots are misses that fill the cache: they
+    don't make it skip."""
     with shmdict.new(name, 16 * MiB) as d:
+        for i in range(3000):
+            d[f"k{i}"] = i
+        for i in range(3000):
+            d.get(f"k{i}")
+        assert _near(d)["near_hits"] == 0
+        for i in range(3000):
+            d.get(f"k{i}")
+        assert _near(d)["near_hits"] > 2500
+
+
+def test_a_cache_that_misses_looks_less_often(name: str) -> None:
+    """Once most gets of a window (1024 that looked) find their slot held by
+    another key, only one get in 16 looks; once most of those don't, every
+    get looks again."""
+    with shmdict.new(name, 16 * MiB, near_cache=1024) as d:
         for i in range(5000):
             d[f"k{i}"] = i
         d["hot"] = "v"
-        for i in range(5000):  # each key once: no hits, so it skips
+        for i in range(5000):  # each once: the table is full, so it skips
             d.get(f"k{i}")
         assert _near(d)["near_hits"] == 0
-        for _ in range(160):  # 10 of these look: at most 9 can find it
+        for _ in range(160):  # 10 of these look: at most 9 find it
             d.get("hot")
         hits = _near(d)["near_hits"]
         assert hits <= 9

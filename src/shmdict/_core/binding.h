@@ -100,7 +100,7 @@ typedef struct {
                                0: off); the table is made at the first keep */
     uint32_t near_tick;     /* gets while it was skipped (near_skip) */
     uint32_t near_probes;   /* gets that looked, this window */
-    uint32_t near_probe_hits; /* and found, this window */
+    uint32_t near_probe_hits; /* and found another key's, this window */
     int near_skip;          /* the last window's hit rate was too low */
     uint64_t near_hits;     /* gets the near cache answered */
     uint64_t near_misses;   /* gets it didn't (with the cache on) */
@@ -233,9 +233,9 @@ int status_table_complete(void);
  * the table and its objects are out of the CPU's caches (a working set of
  * far more keys than slots): a miss then costs a cold line for nothing.
  * So each window of NEAR_WINDOW gets that looked is judged, and after one
- * where fewer than half found their value, only one get in NEAR_SAMPLE
- * looks (and keeps what it reads), until a window (then of NEAR_WINDOW
- * gets) does better. */
+ * where more than half found their slot held by another key, only one get
+ * in NEAR_SAMPLE looks (and keeps what it reads), until a window (then of
+ * NEAR_WINDOW gets) does better. */
 #define NEAR_DEFAULT_SLOTS 32768u
 #define NEAR_MAX_SLOTS (1u << 22)
 #define NEAR_MAX_VALUE 256u
@@ -281,15 +281,17 @@ static inline struct near_slot *near_slot_of(DictObject *self, PyObject *key,
     return &self->near[(size_t)ph & (self->near_n - 1)];
 }
 
-/* Count a get that looked (and whether it found), and judge each window:
- * NEAR_WINDOW looks, or while skipping NEAR_WINDOW / NEAR_SAMPLE (as many
- * gets), so that a working set that shrank is served again soon. */
-static inline void near_judge(DictObject *self, int found)
+/* Count a get that looked and found its slot held by another key, and
+ * judge each window: NEAR_WINDOW looks, or while skipping NEAR_WINDOW /
+ * NEAR_SAMPLE (as many gets), so that a working set that shrank is served
+ * again soon. (A miss on an empty slot, or on the key's own whose value
+ * changed, says nothing against the cache: it is filling.) */
+static inline void near_judge(DictObject *self, int taken)
 {
-    self->near_probe_hits += (uint32_t)found;
+    self->near_probe_hits += (uint32_t)taken;
     uint32_t window = self->near_skip ? NEAR_WINDOW / NEAR_SAMPLE : NEAR_WINDOW;
     if (++self->near_probes >= window) {
-        self->near_skip = self->near_probe_hits < window / 2;
+        self->near_skip = self->near_probe_hits > window / 2;
         self->near_probes = self->near_probe_hits = 0;
     }
 }
@@ -313,13 +315,18 @@ static inline PyObject *near_find(DictObject *self, PyObject *key,
     *look = 1;
     uint32_t tag;
     struct near_slot *ns;
-    int found = self->near && PyUnicode_CheckExact(key) &&
-                (ns = near_slot_of(self, key, &tag)) && ns->tag == tag &&
-                ns->key && same_str(ns->key, key) &&
-                sd_near_check(self->h, k, (size_t)klen, &ns->ref) &&
-                (!snap || snap[ns->ref.part] == ns->ref.seq);
-    near_judge(self, found);
-    if (!found)
+    if (!self->near || !PyUnicode_CheckExact(key) ||
+        !(ns = near_slot_of(self, key, &tag))) {
+        near_judge(self, 0);
+        return NULL;
+    }
+    if (!ns->key || ns->tag != tag || !same_str(ns->key, key)) {
+        near_judge(self, ns->key != NULL);
+        return NULL;
+    }
+    near_judge(self, 0);
+    if (!sd_near_check(self->h, k, (size_t)klen, &ns->ref) ||
+        (snap && snap[ns->ref.part] != ns->ref.seq))
         return NULL;
     self->near_misses--;
     self->near_hits++;
