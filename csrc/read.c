@@ -38,8 +38,7 @@ static int64_t coarse_now_bound_ms(void)
     int64_t m = LD(&coarse_margin_ms);
     if (SD_UNLIKELY(!m)) {
         struct timespec res;
-        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 ||
-            res.tv_sec > 1)
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 || res.tv_sec > 1)
             return INT64_MAX;
         m = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000 +
             SD_NEAR_CLOCK_SLACK_MS;
@@ -224,11 +223,11 @@ static bool near_same(sd_stripe *s, const void *key, size_t klen,
     return false;
 }
 
-int stripe_near_check(sd_stripe *s, const void *key, size_t klen,
-                      sd_near *n)
+int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
 {
     _Atomic uint64_t *seq = &s->lock->seq;
     uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+    int checked = 1;
     if (SD_UNLIKELY(s1 != n->seq)) {
         uint64_t meta = 0;
         if (s1 & 1)
@@ -239,11 +238,12 @@ int stripe_near_check(sd_stripe *s, const void *key, size_t klen,
             return 0;
         n->seq = s1;
         n->exp = sd_meta_exp(meta);
+        checked = 2;
     }
     if (n->exp && (int64_t)n->exp <= coarse_now_bound_ms())
         return 0; /* it may have expired: sd_get reads the precise clock */
     note_hit(s, n->hash, true);
-    return 1;
+    return checked;
 }
 
 SD_MUST_USE sd_status stripe_get_stale(sd_stripe *s, const void *key,

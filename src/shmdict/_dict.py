@@ -228,10 +228,11 @@ def new(
     at the default ``DEFAULT_NEAR_CACHE`` (32768), plus the kept objects
     (at most one key and one small value per slot); ``stats()`` says how
     much (``near_bytes``) and how often it answered (``near_hits``,
-    ``near_misses``). While most gets miss it (a working set far bigger
-    than it), only one get in 16 looks. A value with an expiry is taken
-    from it only while a coarse clock puts the expiry more than 100 ms
-    (plus the clock's tick) ahead; closer, it is read as without the cache.
+    ``near_misses``). While a quarter of the gets find their slot taken by
+    another key (a working set too big for it), only one get in 16 looks.
+    A value with an expiry is taken from it only while a coarse clock puts
+    the expiry more than 100 ms (plus the clock's tick) ahead; closer, it
+    is read as without the cache.
 
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), NoMemoryError if the

@@ -54,10 +54,11 @@ static int gil_interrupted(void *token)
  * filesystem's size, stripes, lock_timeout. */
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path",         "name",  "size",
-                             "create",       "mode",  "allow_foreign_owner",
-                             "lock_timeout", "evict", "stripes",
-                             "reserve",      "near_cache", NULL};
+    static char *kwlist[] = {
+        "path",         "name",       "size",
+        "create",       "mode",       "allow_foreign_owner",
+        "lock_timeout", "evict",      "stripes",
+        "reserve",      "near_cache", NULL};
     PyObject *path, *name, *size_obj = NULL, *mode_obj = NULL;
     PyObject *timeout_obj = NULL;
     int create = 0, foreign = 0, evict = 0, reserve = 0;
@@ -457,17 +458,16 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
         "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsOsKsKsIsK}", "entries",
-        U(st.count),
-        "expiring", U(st.n_expiring), "bytes_used", U(st.used_bytes),
-        "bytes_free", U(st.heap_size - st.used_bytes), "capacity",
-        U(st.heap_size), "hits", U(st.hits), "misses", U(st.misses), "sets",
-        U(st.sets), "evictions", U(st.evictions), "expirations",
-        U(st.expirations), "lock_waits", U(st.lock_waits), "recoveries",
-        U(st.recoveries), "pending_free", U(st.pending_free), "buckets",
-        U(st.nbuckets), "evict", st.evict ? Py_True : Py_False, "stripes",
-        st.nparts, "bytes_reserved", U(st.reserved_bytes), "reserved",
-        st.reserved ? Py_True : Py_False, "near_hits", U(self->near_hits),
-        "near_misses", U(self->near_misses), "near_slots",
+        U(st.count), "expiring", U(st.n_expiring), "bytes_used",
+        U(st.used_bytes), "bytes_free", U(st.heap_size - st.used_bytes),
+        "capacity", U(st.heap_size), "hits", U(st.hits), "misses",
+        U(st.misses), "sets", U(st.sets), "evictions", U(st.evictions),
+        "expirations", U(st.expirations), "lock_waits", U(st.lock_waits),
+        "recoveries", U(st.recoveries), "pending_free", U(st.pending_free),
+        "buckets", U(st.nbuckets), "evict", st.evict ? Py_True : Py_False,
+        "stripes", st.nparts, "bytes_reserved", U(st.reserved_bytes),
+        "reserved", st.reserved ? Py_True : Py_False, "near_hits",
+        U(self->near_hits), "near_misses", U(self->near_misses), "near_slots",
         (unsigned)self->near_n, "near_bytes", U(near_bytes(self)));
 #undef U
 }

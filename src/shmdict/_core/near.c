@@ -47,9 +47,9 @@ void near_clear(DictObject *self)
  * its entries hold (keys and values). */
 size_t near_bytes(const DictObject *self)
 {
-    return self->near ? (size_t)self->near_n * NEAR_SLOT_BYTES +
-                            self->near_obj_bytes
-                      : 0;
+    return self->near
+               ? (size_t)self->near_n * NEAR_SLOT_BYTES + self->near_obj_bytes
+               : 0;
 }
 
 /* What the core compares a kept value with (sd_near): its bytes as
