@@ -238,7 +238,7 @@ int status_table_complete(void);
  * of NEAR_WINDOW gets) does better. (Measured with 100k keys read
  * uniformly, 32768 slots: a cache that answered 15% to 70% of the gets
  * was 10% to 40% slower than none.) */
-#define NEAR_DEFAULT_SLOTS 32768u
+#define NEAR_DEFAULT_SLOTS 32768
 #define NEAR_MAX_SLOTS (1u << 22)
 #define NEAR_MAX_VALUE 256u
 #define NEAR_WINDOW 1024u

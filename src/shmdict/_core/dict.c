@@ -595,10 +595,16 @@ static PyType_Slot Dict_slots[] = {
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=0, mode=0o600, "
      "allow_foreign_owner=False, lock_timeout=" DEFAULT_LOCK_TIMEOUT_S
-     ", evict=False, stripes=0, reserve=False)\n--\n\n"
-     "A handle on a shared-memory dict. Use shmdict.new(), shmdict.get()\n"
-     "and shmdict.open(). create: 0 attaches, 1 creates (the handle owns\n"
-     "the file), 2 attaches or creates a dict no handle owns."},
+     ", evict=False, stripes=0, reserve=False, near_cache=" STR(
+         NEAR_DEFAULT_SLOTS) ")\n--\n\n"
+                             "A handle on a shared-memory dict. Use "
+                             "shmdict.new(), shmdict.get()\n"
+                             "and shmdict.open(). create: 0 attaches, 1 "
+                             "creates (the handle owns\n"
+                             "the file), 2 attaches or creates a dict no "
+                             "handle owns. near_cache:\n"
+                             "the slots of this handle's cache of values it "
+                             "returned (0: none)."},
     {0, NULL},
 };
 
