@@ -97,7 +97,8 @@ static int near_ref(PyObject *value, const sd_value_out *o, sd_near *r)
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
                const sd_value_out *o)
 {
-    if (!self->near_n || !o->seq || !PyUnicode_CheckExact(key) ||
+    /* (not on a handle a thread closed while this one read) */
+    if (!self->near_n || !self->h || !o->seq || !PyUnicode_CheckExact(key) ||
         ((o->type == SD_T_STR || o->type == SD_T_BYTES) &&
          o->len > NEAR_MAX_VALUE))
         return;
