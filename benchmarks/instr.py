@@ -28,8 +28,11 @@ release build (no SHMDICT_DEV: -O2 -DNDEBUG), the one users get:
     python benchmarks/instr.py
 
 * get_hit: ``d.get(k)`` of a present key. Every value is stored with a
-  one-hour TTL, which defeats the binding's per-handle near cache (it
-  keeps only values with no expiry), so each get reaches ``sd_get``.
+  one-hour TTL. (Before the near cache kept values with an expiry, this
+  defeated it, so each get reached ``sd_get``; now it is a near-cache hit:
+  see get_uncached for the lookup.)
+* get_uncached: ``get_hit`` through a handle with ``near_cache=0``: every
+  get is a lookup in the core and a new object.
 * get_miss: ``d.get(k)`` of a key never stored.
 * set_over: ``d.set(k, v)`` of a present key, same size (overwrite).
 * set_new: ``d.set(k, v)`` of a key not present: the N (2N) new keys are
@@ -37,6 +40,20 @@ release build (no SHMDICT_DEV: -O2 -DNDEBUG), the one users get:
 * delete: ``d.delete(k)`` of a present key (the keys are stored first,
   in the fill; the fill is of 2N keys in both runs so it cancels).
 * incr: ``d.incr(k, 1)`` of an integer counter.
+
+Rows of the per-handle near cache (the binding's cache of values it
+returned; ``core`` there counts the core calls a get makes, sd_get and
+the near cache's checks):
+
+* near_hit: ``d.get(k)`` over 1000 keys with no TTL, read before.
+* near_ttl: the same with every value given a one-hour TTL.
+* near_moved: ``d.incr("ctr", 1); d.get(k)``: every get follows a write
+  to another key of the same stripe, so the stripe's sequence counter has
+  always moved (subtract the incr row for the get's share).
+* dict_get: ``pd.get(k)`` of a plain dict of the same 1000 keys, for
+  scale (its ``core`` is 0).
+* near_10k: ``d.get(k)`` over 10,000 keys (no TTL), each read twice in
+  the fill, visited in a scattered order.
 """
 
 from __future__ import annotations
@@ -50,12 +67,18 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# op -> (public C function it reaches, fill code, loop body)
+# op -> (public C functions it reaches, comma-separated; fill code; loop body)
+NEAR_FNS = "sd_get,sd_still_current,sd_near_check"
 OPS: dict[str, tuple[str, str, str]] = {
     "get_hit": (
         "sd_get",
         "for k in keys: d.set(k, val, 3600)",
         "d.get(keys[i % 1000])",
+    ),
+    "get_uncached": (
+        "sd_get",
+        "for k in keys: d.set(k, val, 3600)\ndn = shmdict.get(name, near_cache=0)",
+        "dn.get(keys[i % 1000])",
     ),
     "get_miss": ("sd_get", "", "d.get(miss[i % 1000])"),
     "set_over": (
@@ -70,6 +93,31 @@ OPS: dict[str, tuple[str, str, str]] = {
         "d.delete(fresh[i])",
     ),
     "incr": ("sd_incr_init", "for k in keys: d.set(k, 0)", "d.incr(keys[i % 1000], 1)"),
+    "near_hit": (
+        NEAR_FNS,
+        "for k in keys: d.set(k, val)\nfor k in keys * 2: d.get(k)",
+        "d.get(keys[i % 1000])",
+    ),
+    "near_ttl": (
+        NEAR_FNS,
+        "for k in keys: d.set(k, val, 3600)\nfor k in keys * 2: d.get(k)",
+        "d.get(keys[i % 1000])",
+    ),
+    "near_moved": (
+        NEAR_FNS + ",sd_incr_init",
+        "d['ctr'] = 0\nfor k in keys: d.set(k, val)\nfor k in keys * 2: d.get(k)",
+        "d.incr('ctr', 1); d.get(keys[i % 1000])",
+    ),
+    "dict_get": (
+        "sd_get",
+        "pd = {k: bytes(val) for k in keys}",
+        "pd.get(keys[i % 1000])",
+    ),
+    "near_10k": (
+        NEAR_FNS,
+        "for k in k10: d.set(k, val)\nfor k in k10 * 2: d.get(k)",
+        "d.get(k10[(i * 7919) % 10000])",
+    ),
 }
 
 PROGRAM = """
@@ -82,6 +130,7 @@ d = shmdict.new(name, 64 << 20, stripes=1)
 keys = ["key-%012d" % i for i in range(1000)]
 miss = ["mis-%012d" % i for i in range(1000)]
 fresh = ["new-%012d" % i for i in range(big)]
+k10 = ["k10-%012d" % i for i in range(10000)]
 val = b"v" * 32
 val2 = b"w" * 32
 {fill}
@@ -103,7 +152,7 @@ def count(op: str, n: int, big: int, core: bool, src: str) -> int:
             "--dump-line=no",
         ]
         if core:
-            cmd.append(f"--toggle-collect={fn}")
+            cmd += [f"--toggle-collect={f}" for f in fn.split(",")]
         env = dict(os.environ, SHMDICT_STRIPES="", PYTHONHASHSEED="0")
         cmd += [sys.executable, "-c", prog, str(n), str(big)]
         subprocess.run(cmd, check=True, env=env, capture_output=True)

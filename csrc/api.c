@@ -46,6 +46,17 @@ int sd_still_current(sd_handle *d, uint32_t stripe, uint32_t hash,
            stripe_still_current(&d->stripes[stripe], hash, seq);
 }
 
+int sd_near_check(sd_handle *d, const void *key, size_t klen, sd_near *n)
+{
+    /* The guard once before (a repaired mapping answers nothing) and, if
+     * the heap was read, once after (a fault repaired meanwhile may have
+     * fed the check zeros). */
+    if (n->part >= d->nstripes || sd_guard_state(d->guard))
+        return 0;
+    int r = stripe_near_check(&d->stripes[n->part], key, klen, n);
+    return r == 1 || (r == 2 && !sd_guard_state(d->guard));
+}
+
 uint64_t sd_part_seq(const sd_handle *d, unsigned stripe)
 {
     return stripe < d->nstripes

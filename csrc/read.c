@@ -12,6 +12,9 @@
  * writer is busy or died), the reader takes the lock, which also repairs a
  * dead writer's half-done change.
  */
+#define _GNU_SOURCE /* CLOCK_MONOTONIC_COARSE */
+#include <time.h>
+
 #include "read.h"
 #include "tx.h"
 
@@ -20,6 +23,31 @@
 #define OPTIMISTIC_CHAIN 1024u
 
 #define ODD_SPINS 2000
+
+/* The coarse clock's resolution in ms, rounded up, plus the slack: an
+ * expiry closer than this to the coarse clock is checked with the precise
+ * one. 0 until the first read. */
+static _Atomic int64_t coarse_margin_ms;
+
+/* An upper bound of sd_now_ms(), from CLOCK_MONOTONIC_COARSE (a few ns
+ * through the vDSO; it lags CLOCK_MONOTONIC by up to a tick, more on a
+ * busy VM: measured up to 14 ms with a 4 ms tick, hence the slack). */
+static int64_t coarse_now_bound_ms(void)
+{
+    struct timespec ts;
+    int64_t m = LD(&coarse_margin_ms);
+    if (SD_UNLIKELY(!m)) {
+        struct timespec res;
+        if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0 || res.tv_sec > 1)
+            return INT64_MAX;
+        m = (int64_t)res.tv_sec * 1000 + (res.tv_nsec + 999999) / 1000000 +
+            SD_NEAR_CLOCK_SLACK_MS;
+        ST(&coarse_margin_ms, m);
+    }
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return INT64_MAX;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + m;
+}
 
 /* What a read-only operation wants from the entry. */
 typedef struct peek {
@@ -57,7 +85,10 @@ SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
         if (steps > max_steps || !sd_read_entry(s, idx, &v))
             return SD_CORRUPT;
         if (sd_key_eq(&v, hash, key, klen)) {
-            p->stale = sd_meta_exp(v.meta) && sd_expired(v.meta, sd_now_ms());
+            /* The precise clock only when the coarse one can't tell. */
+            uint64_t exp = sd_meta_exp(v.meta);
+            p->stale = exp && (int64_t)exp <= coarse_now_bound_ms() &&
+                       sd_expired(v.meta, sd_now_ms());
             if (p->stale && !p->stale_ok)
                 return SD_NOTFOUND;
             p->meta = v.meta;
@@ -127,7 +158,8 @@ SD_MUST_USE sd_status stripe_get(sd_stripe *s, const void *key, size_t klen,
      * otherwise, by expiring the value. */
     out->seq = p.seq;
     out->waited_ns += p.waited;
-    out->expiring = rc == SD_OK && sd_meta_exp(p.meta) != 0;
+    out->exp = rc == SD_OK ? sd_meta_exp(p.meta) : 0;
+    out->expiring = out->exp != 0;
     out->part = s->index;
     out->hash = hash;
     return rc;
@@ -140,6 +172,78 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
         return false;
     note_hit(s, hash, true);
     return true;
+}
+
+/* ---- the near cache's check ---------------------------------------------
+ * A caller that keeps values it was given (the binding's near cache) asks
+ * whether one is still the key's value. While the stripe's counter hasn't
+ * moved since the value was read (or last checked), nothing in the stripe
+ * has changed: one load. When it has moved, the key is looked up as
+ * stripe_get does, without the lock, and the stored value compared with
+ * the kept one's bytes: the same type, flags and bytes make the same
+ * object, so the kept one is still the answer, whatever was written
+ * meanwhile (another key, this key with the same value). The lookup is a
+ * seqlock read like peek_key's, so what it found was the stripe's state at
+ * one moment; any doubt (a writer in, a counter that moved again, a chain
+ * that can't be right) answers "not sure", and the caller reads. */
+
+/* Whether key's entry, in the stripe as it is now (the caller checks the
+ * counter around the call), holds the value n describes; *meta: its
+ * meta word. */
+static bool near_same(sd_stripe *s, const void *key, size_t klen,
+                      uint32_t hash, const sd_near *n, uint64_t *meta)
+{
+    uint32_t idx = sd_bucket_marked(s, hash) ? LD(sd_bucket_of(s, hash)) : 0;
+    sd_view v;
+    for (uint64_t steps = 0; idx; steps++) {
+        if (steps > OPTIMISTIC_CHAIN || !sd_read_entry(s, idx, &v))
+            return false;
+        if (sd_key_eq(&v, hash, key, klen)) {
+            if ((v.meta & (SD_META_TYPE | SD_META_FLAGS)) != n->meta)
+                return false;
+            *meta = v.meta;
+            switch (n->meta & SD_META_TYPE) {
+            case SD_T_NONE:
+            case SD_T_FALSE:
+            case SD_T_TRUE:
+                return true;
+            case SD_T_INT:
+            case SD_T_FLOAT:
+                return LD(sd_val_word(&v, 0)) == n->word;
+            case SD_T_STR:
+            case SD_T_BYTES:
+                return v.vlen == n->word && n->data &&
+                       memcmp(v.val, n->data, v.vlen) == 0;
+            default:
+                return false;
+            }
+        }
+        idx = v.next;
+    }
+    return false;
+}
+
+int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
+{
+    _Atomic uint64_t *seq = &s->lock->seq;
+    uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+    int checked = 1;
+    if (SD_UNLIKELY(s1 != n->seq)) {
+        uint64_t meta = 0;
+        if (s1 & 1)
+            return 0; /* a writer is in: let sd_get wait for it */
+        bool same = near_same(s, key, klen, n->hash, n, &meta);
+        atomic_thread_fence(memory_order_acquire);
+        if (!same || atomic_load_explicit(seq, memory_order_relaxed) != s1)
+            return 0;
+        n->seq = s1;
+        n->exp = sd_meta_exp(meta);
+        checked = 2;
+    }
+    if (n->exp && (int64_t)n->exp <= coarse_now_bound_ms())
+        return 0; /* it may have expired: sd_get reads the precise clock */
+    note_hit(s, n->hash, true);
+    return checked;
 }
 
 SD_MUST_USE sd_status stripe_get_stale(sd_stripe *s, const void *key,

@@ -20,6 +20,11 @@ SD_MUST_USE sd_status stripe_get(sd_stripe *s, const void *key, size_t klen,
  * hit if so. Lock-free: one load. */
 bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq);
 
+/* sd_near_check (shmdict.h) on the key's stripe s: 0 (not sure), 1 (still
+ * current: the counter hasn't moved), or 2 (still the value, found by a
+ * lookup, which read entries of the heap). Lock-free. */
+int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n);
+
 /* stripe_get that also returns an expired value still stored, with *stale =
  * 1. */
 SD_MUST_USE sd_status stripe_get_stale(sd_stripe *s, const void *key,

@@ -79,6 +79,7 @@ typedef struct sd_value_out {
     uint32_t part;
     uint32_t hash;
     int expiring;
+    uint64_t exp; /* sd_get, SD_OK: the value's expiry (ms, 0: never) */
     /* sd_get, sd_get_stale, sd_pop, sd_setdefault and sd_list_pop add the
      * ns they slept waiting for the lock (0 when they didn't): a caller
      * that calls again for the same request (SD_TOOBIG) charges it to the
@@ -220,6 +221,34 @@ SD_MUST_USE sd_status sd_get(sd_handle *h, const void *key, size_t klen,
  * lock holder has touched its stripe since.) If so it counts as a hit, as
  * sd_get would. Lock-free: one load of the stripe's sequence counter. */
 int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq);
+/* What a caller that keeps the values sd_get gave out (the binding's near
+ * cache) knows of one, to ask sd_near_check whether it is still the key's
+ * value. Filled from the sd_value_out of the read: seq, part, hash, exp;
+ * meta is the type and its flags (meta bits 0-7, SD_META_TYPE and
+ * SD_META_FLAGS); `word` the 8 bytes of an int or float (as stored: the
+ * int64 or the double's bits), or the length of a str or bytes value whose
+ * bytes, as stored (UTF-8 for a str), are at `data` for as long as the
+ * entry is kept. */
+typedef struct sd_near {
+    uint64_t seq;
+    uint64_t exp;
+    uint64_t word;
+    const void *data;
+    uint32_t hash;
+    uint16_t part;
+    uint8_t meta;
+} sd_near; /* 40 bytes: the binding's slot is one cache line */
+/* Is the value `n` describes still key's value, and not expired? 1 if so
+ * (and it counts as a hit, as sd_get would), 0 if it may not be (then
+ * sd_get tells). Lock-free. One load when no lock holder has touched the
+ * stripe since n->seq; otherwise the key is looked up without the lock,
+ * as sd_get does, and its stored value compared with n's: if equal, n->seq
+ * and n->exp move to what was read. A value with an expiry is 1 only when
+ * the expiry is surely ahead of sd_get's clock (CLOCK_MONOTONIC): a
+ * coarse clock is read, and an expiry within its resolution plus
+ * SD_NEAR_CLOCK_SLACK_MS of it answers 0. key/klen are the key's bytes. */
+int sd_near_check(sd_handle *d, const void *key, size_t klen, sd_near *n);
+#define SD_NEAR_CLOCK_SLACK_MS 100
 /* The sequence counter of a stripe (odd while a writer holds it): a
  * reader that finds every counter unchanged after reading several keys
  * without the lock read them all at one moment. */

@@ -166,6 +166,75 @@ static void test_expiry(void)
     sd_close(h);
 }
 
+/* sd_near_check: a kept value stays good across writes of other keys and
+ * of the same value, and no longer once its bytes, type, flags or life
+ * change. */
+static sd_near near_of(sd_handle *h, const char *k, char *buf, size_t cap)
+{
+    sd_value_out o = {0};
+    sd_near n = {0};
+    CHECK(getv(h, k, &o, buf, cap) == SD_OK && o.seq != 0);
+    n.seq = o.seq;
+    n.exp = o.exp;
+    n.part = (uint16_t)o.part;
+    n.hash = o.hash;
+    n.meta = (uint8_t)(o.type | (o.ascii ? SD_META_ASCII : 0) |
+                       (o.tag ? SD_META_TAG : 0));
+    if (o.type == SD_T_INT)
+        n.word = (uint64_t)o.i;
+    else if (o.type == SD_T_FLOAT)
+        memcpy(&n.word, &o.f, 8);
+    else
+        n.word = o.len, n.data = buf;
+    return n;
+}
+
+static void test_near_check(void)
+{
+    sd_handle *h = make(1 << 20);
+    char kept[64], other[64];
+    sd_value_in v = vbytes("value", 5), w = vbytes("vaLue", 5);
+    sd_value_in s = {.type = SD_T_STR, .data = "value", .len = 5, .ascii = 1};
+    sd_value_in one = vint(1);
+    CHECK(sd_set(h, "k", 1, &v, 0) == SD_OK);
+    sd_near n = near_of(h, "k", kept, sizeof kept);
+    uint64_t seq = n.seq;
+    CHECK(sd_near_check(h, "k", 1, &n) == 1 && n.seq == seq);
+    CHECK(sd_set(h, "o", 1, &one, 0) == SD_OK); /* another key */
+    CHECK(sd_near_check(h, "k", 1, &n) == 1);   /* (maybe another stripe) */
+    CHECK(sd_set(h, "k", 1, &v, 0) == SD_OK);   /* the same value again */
+    CHECK(sd_near_check(h, "k", 1, &n) == 1);
+    CHECK(sd_set(h, "k", 1, &w, 0) == SD_OK); /* one byte differs */
+    CHECK(sd_near_check(h, "k", 1, &n) == 0);
+    CHECK(sd_set(h, "k", 1, &s, 0) == SD_OK); /* the same bytes, a str */
+    CHECK(sd_near_check(h, "k", 1, &n) == 0);
+    CHECK(sd_set(h, "k", 1, &v, 0) == SD_OK);
+    CHECK(sd_near_check(h, "k", 1, &n) == 1);
+    CHECK(sd_delete(h, "k", 1) == SD_OK);
+    CHECK(sd_near_check(h, "k", 1, &n) == 0);
+    /* An expiry far ahead keeps it, and moves n.exp; one within the
+     * coarse clock's margin doesn't. */
+    CHECK(sd_set(h, "k", 1, &v, 60000) == SD_OK);
+    CHECK(sd_near_check(h, "k", 1, &n) == 1 && n.exp != 0);
+    n = near_of(h, "k", kept, sizeof kept);
+    CHECK(sd_near_check(h, "k", 1, &n) == 1);
+    CHECK(sd_expire(h, "k", 1, SD_NEAR_CLOCK_SLACK_MS / 2) == SD_OK);
+    CHECK(sd_near_check(h, "k", 1, &n) == 0);
+    /* A number: the word is compared, and the type. */
+    sd_value_in zero = vint(0), fzero = {.type = SD_T_FLOAT, .f = 0.0};
+    CHECK(sd_set(h, "i", 1, &zero, 0) == SD_OK);
+    sd_near ni = near_of(h, "i", other, sizeof other);
+    CHECK(sd_set(h, "i", 1, &fzero, 0) == SD_OK);
+    CHECK(sd_near_check(h, "i", 1, &ni) == 0);
+    CHECK(sd_set(h, "i", 1, &zero, 0) == SD_OK);
+    CHECK(sd_near_check(h, "i", 1, &ni) == 1);
+    /* A wrong stripe or key is no answer. */
+    ni.part = 999;
+    CHECK(sd_near_check(h, "i", 1, &ni) == 0);
+    CHECK(problems(h) == 0);
+    sd_close(h);
+}
+
 /* Fill until NOMEM, check the old value survives a failed overwrite, that
  * deletes give the space back, and that flush restores full capacity. */
 static void test_full(void)
@@ -822,6 +891,7 @@ static void run_all(void)
     test_wait_modes();
     test_batch_wait();
     test_span();
+    test_near_check();
     test_files();
     test_threads();
     test_crash_points();

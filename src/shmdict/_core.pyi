@@ -15,6 +15,8 @@ MIN_SIZE: int
 FORMAT_VERSION: int
 MAGIC: int
 DEFAULT_LOCK_TIMEOUT: float
+DEFAULT_NEAR_CACHE: int
+NEAR_SLOT_BYTES: int
 
 @disjoint_base
 class Dict:
@@ -31,6 +33,7 @@ class Dict:
         evict: bool = False,
         stripes: int = 0,
         reserve: bool = False,
+        near_cache: int = ...,
     ) -> Self: ...
     @property
     def name(self) -> str: ...

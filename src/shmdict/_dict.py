@@ -152,6 +152,7 @@ def _create(
     stripes: int | None,
     reserve: bool,
     dir: str | None,
+    near_cache: int,
 ) -> SharedDict:
     """What new() (how=1) and open() (how=2) share: make or attach the
     handle. The arguments are checked once, by the extension's Dict()
@@ -170,6 +171,7 @@ def _create(
         evict=bool(evict),
         stripes=stripes,
         reserve=bool(reserve),
+        near_cache=near_cache,
     )
 
 
@@ -183,6 +185,7 @@ def new(
     stripes: int | None = None,
     reserve: bool = False,
     dir: str | None = None,
+    near_cache: int = _core.DEFAULT_NEAR_CACHE,
 ) -> SharedDict:
     """Create the dict *name* of *size* bytes and return its owner handle.
 
@@ -213,6 +216,24 @@ def new(
     changed nothing. 0 tries once without waiting; ``math.inf`` waits with
     no limit. Ctrl-C (any signal handler that raises) ends a wait.
 
+    *near_cache* is the number of slots (rounded up to a power of two, at
+    most 4M; 0 turns it off) of this handle's near cache: the values
+    :meth:`get` returned, kept as their objects, so that a repeated get of
+    a value nobody changed returns the same object without a lookup. A
+    write elsewhere in the dict, or of the key with the same value, costs
+    the next get one lookup and no new object. Values with an expiry are
+    kept too, and never returned once expired. Only str and bytes of up to
+    256 bytes and the other types are kept. Memory, per handle, once the
+    first value is kept: ``NEAR_SLOT_BYTES`` (64) bytes per slot, 2 MiB
+    at the default ``DEFAULT_NEAR_CACHE`` (32768), plus the kept objects
+    (at most one key and one small value per slot); ``stats()`` says how
+    much (``near_bytes``) and how often it answered (``near_hits``,
+    ``near_misses``). While a quarter of the gets find their slot taken by
+    another key (a working set too big for it), only one get in 16 looks.
+    A value with an expiry is taken from it only while a coarse clock puts
+    the expiry more than 100 ms (plus the clock's tick) ahead; closer, it
+    is read as without the cache.
+
     Raises FileExistsError if a dict whose creator still runs has the name
     (a name left by a killed creator is taken over), NoMemoryError if the
     filesystem can never hold *size* bytes or has no room for the first
@@ -220,7 +241,9 @@ def new(
     size or lock_timeout (negative or NaN), TypeError for arguments of the
     wrong type.
     """
-    return _create(1, name, size, mode, lock_timeout, evict, stripes, reserve, dir)
+    return _create(
+        1, name, size, mode, lock_timeout, evict, stripes, reserve, dir, near_cache
+    )
 
 
 def open(  # shadows the builtin here, as os.open does in os
@@ -233,6 +256,7 @@ def open(  # shadows the builtin here, as os.open does in os
     stripes: int | None = None,
     reserve: bool = False,
     dir: str | None = None,
+    near_cache: int = _core.DEFAULT_NEAR_CACHE,
 ) -> SharedDict:
     """Attach to the dict *name*, creating it first if it is missing.
 
@@ -249,7 +273,9 @@ def open(  # shadows the builtin here, as os.open does in os
     out another dict than the one asked for. Cost: O(stripes). Raises as
     :func:`new` and :func:`get` do.
     """
-    d = _create(2, name, size, mode, lock_timeout, evict, stripes, reserve, dir)
+    d = _create(
+        2, name, size, mode, lock_timeout, evict, stripes, reserve, dir, near_cache
+    )
     if stripes is None:
         stripes = _stripes_from_env(size)
     st = d.stats()
@@ -295,10 +321,12 @@ def get(
     allow_foreign_owner: bool = False,
     lock_timeout: float = _core.DEFAULT_LOCK_TIMEOUT,
     dir: str | None = None,
+    near_cache: int = _core.DEFAULT_NEAR_CACHE,
 ) -> SharedDict:
     """Attach to the existing dict *name* as a peer (its close keeps the file).
 
-    *lock_timeout* is as for :func:`new` (ValueError if negative or NaN).
+    *lock_timeout* and *near_cache* are as for :func:`new` (ValueError if
+    negative, or NaN).
     Cost: O(1). Raises FileNotFoundError if there is no such dict, OSError if
     the name is a symlink, PermissionError if another user owns the file and
     *allow_foreign_owner* is false, and :class:`shmdict.CorruptError` if the
@@ -310,6 +338,7 @@ def get(
         name,
         allow_foreign_owner=allow_foreign_owner,
         lock_timeout=lock_timeout,
+        near_cache=near_cache,
     )
 
 

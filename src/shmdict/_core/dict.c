@@ -54,19 +54,31 @@ static int gil_interrupted(void *token)
  * filesystem's size, stripes, lock_timeout. */
 static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"path",         "name",  "size",
-                             "create",       "mode",  "allow_foreign_owner",
-                             "lock_timeout", "evict", "stripes",
-                             "reserve",      NULL};
+    static char *kwlist[] = {
+        "path",         "name",       "size",
+        "create",       "mode",       "allow_foreign_owner",
+        "lock_timeout", "evict",      "stripes",
+        "reserve",      "near_cache", NULL};
     PyObject *path, *name, *size_obj = NULL, *mode_obj = NULL;
     PyObject *timeout_obj = NULL;
     int create = 0, foreign = 0, evict = 0, reserve = 0;
     unsigned int stripes = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|O$iOpOpIp:Dict", kwlist,
+    Py_ssize_t near = NEAR_DEFAULT_SLOTS;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "UU|O$iOpOpIpn:Dict", kwlist,
                                      &path, &name, &size_obj, &create,
                                      &mode_obj, &foreign, &timeout_obj, &evict,
-                                     &stripes, &reserve))
+                                     &stripes, &reserve, &near))
         return NULL;
+    if (near < 0 || near > (Py_ssize_t)NEAR_MAX_SLOTS) {
+        PyErr_Format(PyExc_ValueError,
+                     "near_cache must be 0 (off) to %u slots",
+                     (unsigned)NEAR_MAX_SLOTS);
+        return NULL;
+    }
+    uint32_t near_n = 0;
+    if (near) /* a power of two, rounding up */
+        for (near_n = 1; near_n < (uint32_t)near; near_n <<= 1)
+            ;
     if (create < SD_ATTACH || create > SD_OPEN_ANY) {
         PyErr_SetString(PyExc_ValueError,
                         "create must be 0 (attach), 1 (create) or 2 (either)");
@@ -127,6 +139,7 @@ static PyObject *Dict_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     sd_set_interrupt_hook(h, gil_interrupted);
     self->h = h;
     self->lock_timeout = timeout;
+    self->near_n = near_n;
     self->name = Py_NewRef(name);
     self->path = Py_NewRef(path);
     return (PyObject *)self;
@@ -426,7 +439,11 @@ static const char Dict_stats_doc[] =
     "misses, sets, evictions, expirations, lock_waits, recoveries (dead\n"
     "lock holders repaired), pending_free (list items not yet freed),\n"
     "buckets, evict, stripes, bytes_reserved (bytes of the file the\n"
-    "filesystem backs) and reserved (made with reserve=True).\n"
+    "filesystem backs) and reserved (made with reserve=True); and of this\n"
+    "handle's near cache (the values it returned, kept as objects):\n"
+    "near_hits, near_misses (gets it answered, and didn't), near_slots\n"
+    "(its size; 0: off) and near_bytes (the memory it holds: its table\n"
+    "and, approximately, the key and value objects).\n"
     "O(stripes) plus the pending list items.";
 
 static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
@@ -440,16 +457,18 @@ static PyObject *Dict_stats(DictObject *self, PyObject *Py_UNUSED(arg))
         return raise_status((PyObject *)self, rc, "stats", self->path);
 #define U(x) ((unsigned long long)(x))
     return Py_BuildValue(
-        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsO}", "entries", U(st.count),
-        "expiring", U(st.n_expiring), "bytes_used", U(st.used_bytes),
-        "bytes_free", U(st.heap_size - st.used_bytes), "capacity",
-        U(st.heap_size), "hits", U(st.hits), "misses", U(st.misses), "sets",
-        U(st.sets), "evictions", U(st.evictions), "expirations",
-        U(st.expirations), "lock_waits", U(st.lock_waits), "recoveries",
-        U(st.recoveries), "pending_free", U(st.pending_free), "buckets",
-        U(st.nbuckets), "evict", st.evict ? Py_True : Py_False, "stripes",
-        st.nparts, "bytes_reserved", U(st.reserved_bytes), "reserved",
-        st.reserved ? Py_True : Py_False);
+        "{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsIsKsOsKsKsIsK}", "entries",
+        U(st.count), "expiring", U(st.n_expiring), "bytes_used",
+        U(st.used_bytes), "bytes_free", U(st.heap_size - st.used_bytes),
+        "capacity", U(st.heap_size), "hits", U(st.hits), "misses",
+        U(st.misses), "sets", U(st.sets), "evictions", U(st.evictions),
+        "expirations", U(st.expirations), "lock_waits", U(st.lock_waits),
+        "recoveries", U(st.recoveries), "pending_free", U(st.pending_free),
+        "buckets", U(st.nbuckets), "evict", st.evict ? Py_True : Py_False,
+        "stripes", st.nparts, "bytes_reserved", U(st.reserved_bytes),
+        "reserved", st.reserved ? Py_True : Py_False, "near_hits",
+        U(self->near_hits), "near_misses", U(self->near_misses), "near_slots",
+        (unsigned)self->near_n, "near_bytes", U(near_bytes(self)));
 #undef U
 }
 
@@ -576,10 +595,16 @@ static PyType_Slot Dict_slots[] = {
     {Py_tp_doc,
      "Dict(path, name, size=0, *, create=0, mode=0o600, "
      "allow_foreign_owner=False, lock_timeout=" DEFAULT_LOCK_TIMEOUT_S
-     ", evict=False, stripes=0, reserve=False)\n--\n\n"
-     "A handle on a shared-memory dict. Use shmdict.new(), shmdict.get()\n"
-     "and shmdict.open(). create: 0 attaches, 1 creates (the handle owns\n"
-     "the file), 2 attaches or creates a dict no handle owns."},
+     ", evict=False, stripes=0, reserve=False, near_cache=" STR(
+         NEAR_DEFAULT_SLOTS) ")\n--\n\n"
+                             "A handle on a shared-memory dict. Use "
+                             "shmdict.new(), shmdict.get()\n"
+                             "and shmdict.open(). create: 0 attaches, 1 "
+                             "creates (the handle owns\n"
+                             "the file), 2 attaches or creates a dict no "
+                             "handle owns. near_cache:\n"
+                             "the slots of this handle's cache of values it "
+                             "returned (0: none)."},
     {0, NULL},
 };
 

@@ -164,7 +164,8 @@ PyObject *lookup(DictObject *self, const char *op, PyObject *key,
         return NULL;
     if (dict_enter(self) < 0)
         return NULL;
-    PyObject *near = near_find(self, key, snap);
+    int look;
+    PyObject *near = near_find(self, key, k, klen, snap, &look);
     if (near) {
         Py_INCREF(near);
         dict_leave(self);
@@ -187,7 +188,7 @@ PyObject *lookup(DictObject *self, const char *op, PyObject *key,
     }
     if (SD_LIKELY_OK(rc)) {
         PyObject *res = value_obj((PyObject *)self, &out);
-        if (res)
+        if (res && look)
             near_keep(self, key, res, &out);
         return res;
     }

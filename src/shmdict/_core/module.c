@@ -109,6 +109,10 @@ static int add_constants(PyObject *m)
         add_u64(m, "MAX_SIZE", SD_MAX_SIZE) < 0 ||
         add_u64(m, "MIN_SIZE", SD_MIN_SIZE) < 0 ||
         PyModule_AddIntConstant(m, "FORMAT_VERSION", SD_VERSION) < 0 ||
+        PyModule_AddIntConstant(m, "DEFAULT_NEAR_CACHE", NEAR_DEFAULT_SLOTS) <
+            0 ||
+        PyModule_AddIntConstant(m, "NEAR_SLOT_BYTES", (long)NEAR_SLOT_BYTES) <
+            0 ||
         add_u64(m, "MAGIC", SD_MAGIC) < 0)
         return -1;
     PyObject *t = PyFloat_FromDouble(DEFAULT_LOCK_TIMEOUT);

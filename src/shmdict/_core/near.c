@@ -1,10 +1,30 @@
 /*
  * near.c - the per-handle near cache: the values a handle returned, kept
- * as their objects while their stripe doesn't change (see binding.h).
+ * as their objects while the core says they are current (see binding.h).
  * near_find, the hit, is inline in binding.h; here is how entries get in
- * and out.
+ * and out, and what they cost in memory.
  */
 #include "binding.h"
+
+/* About the bytes an object kept in the cache takes (what sys.getsizeof
+ * says, for the types kept; the shared singletons count nothing). */
+static size_t obj_bytes(PyObject *o)
+{
+    if (o == Py_None || o == Py_True || o == Py_False)
+        return 0;
+    if (PyUnicode_Check(o)) {
+        size_t n = (size_t)PyUnicode_GET_LENGTH(o);
+        if (PyUnicode_IS_COMPACT_ASCII(o))
+            return sizeof(PyASCIIObject) + n + 1;
+        /* (and its UTF-8 copy, once made: not counted) */
+        return sizeof(PyCompactUnicodeObject) +
+               (n + 1) * (size_t)PyUnicode_KIND(o);
+    }
+    PyTypeObject *t = Py_TYPE(o);
+    Py_ssize_t items = t->tp_itemsize ? Py_SIZE(o) : 0;
+    return (size_t)t->tp_basicsize +
+           (size_t)(items < 0 ? -items : items) * (size_t)t->tp_itemsize;
+}
 
 /* Drop every entry and the table. */
 void near_clear(DictObject *self)
@@ -12,47 +32,107 @@ void near_clear(DictObject *self)
     struct near_slot *t = self->near;
     if (!t)
         return;
+    void *mem = self->near_mem;
     self->near = NULL;
-    for (unsigned i = 0; i < NEAR_SLOTS; i++) {
+    self->near_mem = NULL;
+    self->near_obj_bytes = 0;
+    for (uint32_t i = 0; i < self->near_n; i++) {
         Py_XDECREF(t[i].key);
         Py_XDECREF(t[i].value);
     }
-    PyMem_Free(t);
+    PyMem_Free(mem);
+}
+
+/* The memory the cache holds: the table and, approximately, the objects
+ * its entries hold (keys and values). */
+size_t near_bytes(const DictObject *self)
+{
+    return self->near
+               ? (size_t)self->near_n * NEAR_SLOT_BYTES + self->near_obj_bytes
+               : 0;
+}
+
+/* What the core compares a kept value with (sd_near): its bytes as
+ * stored, which for a str are its UTF-8. 0, or -1 if it can't be kept. */
+static int near_ref(PyObject *value, const sd_value_out *o, sd_near *r)
+{
+    r->seq = o->seq;
+    r->exp = o->exp;
+    r->part = (uint16_t)o->part;
+    r->hash = o->hash;
+    r->meta = (uint8_t)(o->type | (o->ascii ? SD_META_ASCII : 0) |
+                        (o->tag ? SD_META_TAG : 0));
+    r->data = NULL;
+    r->word = 0;
+    switch (o->type) {
+    case SD_T_INT:
+        r->word = (uint64_t)o->i;
+        return 0;
+    case SD_T_FLOAT:
+        memcpy(&r->word, &o->f, 8);
+        return 0;
+    case SD_T_BYTES:
+        r->data = PyBytes_AS_STRING(value);
+        r->word = o->len;
+        return (size_t)PyBytes_GET_SIZE(value) == o->len ? 0 : -1;
+    case SD_T_STR: {
+        Py_ssize_t n;
+        if (PyUnicode_IS_COMPACT_ASCII(value)) {
+            r->data = PyUnicode_DATA(value);
+            n = PyUnicode_GET_LENGTH(value);
+        } else if (!(r->data = PyUnicode_AsUTF8AndSize(value, &n))) {
+            PyErr_Clear(); /* (lone surrogates can't come from the core) */
+            return -1;
+        }
+        r->word = o->len;
+        return (size_t)n == o->len ? 0 : -1;
+    }
+    default:
+        return 0;
+    }
 }
 
 /* Keep value as key's current value, if it may be kept: read without the
- * lock (o->seq), not expiring, and small. */
+ * lock (o->seq), and small. */
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
                const sd_value_out *o)
 {
-    if (!o->seq || o->expiring || !PyUnicode_CheckExact(key) ||
+    /* (not on a handle a thread closed while this one read) */
+    if (!self->near_n || !self->h || !o->seq || !PyUnicode_CheckExact(key) ||
         ((o->type == SD_T_STR || o->type == SD_T_BYTES) &&
          o->len > NEAR_MAX_VALUE))
         return;
     if (!self->near) {
-        self->near = PyMem_Calloc(NEAR_SLOTS, sizeof *self->near);
-        if (!self->near)
+        /* One slot more, to start the table on a cache line. */
+        self->near_mem = PyMem_Calloc((size_t)self->near_n + 1, 64);
+        if (!self->near_mem)
             return; /* no cache, no harm */
+        self->near = (struct near_slot *)(((uintptr_t)self->near_mem + 63) &
+                                          ~(uintptr_t)63);
     }
-    Py_hash_t ph;
-    struct near_slot *ns = near_slot_of(self, key, &ph);
+    uint32_t tag;
+    struct near_slot *ns = near_slot_of(self, key, &tag);
     if (!ns)
         return;
-    if (ns->key && ns->ph != ph && ns->cand != ph) {
+    if (ns->key && ns->tag != tag && ns->cand != tag) {
         /* Another key holds the slot: take it only when this key comes
          * back (a second read soon after), so a scan of many keys doesn't
          * churn the table, and the holder's objects aren't freed cold. */
-        ns->cand = ph;
+        ns->cand = tag;
         return;
     }
-    ns->ph = ph;
-    ns->cand = 0;
+    sd_near ref;
+    if (near_ref(value, o, &ref) < 0)
+        return;
     PyObject *old_key = ns->key, *old_value = ns->value;
+    if (old_key)
+        self->near_obj_bytes -= obj_bytes(old_key) + obj_bytes(old_value);
+    ns->tag = tag;
+    ns->cand = 0;
     ns->key = Py_NewRef(key);
     ns->value = Py_NewRef(value);
-    ns->seq = o->seq;
-    ns->part = o->part;
-    ns->hash = o->hash;
+    ns->ref = ref;
+    self->near_obj_bytes += obj_bytes(key) + obj_bytes(value);
     Py_XDECREF(old_key);
     Py_XDECREF(old_value);
 }
