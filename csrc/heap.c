@@ -48,26 +48,6 @@
 
 #define SL_MASK ((1u << SD_SL_COUNT) - 1)
 
-/* The index of the highest set bit of x (x != 0). */
-static inline unsigned fls64(uint64_t x)
-{
-    return 63u - (unsigned)__builtin_clzll(x);
-}
-
-/* The TLSF list (first level, second level) of a free block of `size`
- * bytes. */
-static void mapping(uint64_t size, unsigned *fl, unsigned *sl)
-{
-    if (size < SD_SMALL_LIMIT) {
-        *fl = 0;
-        *sl = (unsigned)(size >> SD_UNIT_SHIFT);
-    } else {
-        unsigned b = fls64(size);
-        *fl = b - 7;
-        *sl = (unsigned)(size >> (b - SD_SL_LOG2)) & (SD_SL_COUNT - 1);
-    }
-}
-
 /* The free-list links of block idx. */
 static inline sd_freeblk *fblk(const sd_stripe *s, uint64_t idx)
 {
@@ -157,7 +137,7 @@ SD_MUST_USE static sd_status list_remove(sd_tx *t, uint32_t idx, uint64_t size)
     sd_stripe *s = t->s;
     sd_pstate *ps = s->st;
     unsigned fl, sl;
-    mapping(size, &fl, &sl);
+    sd_tlsf_mapping(size, &fl, &sl);
     sd_freeblk *b = fblk(s, idx);
     uint32_t next = LD(&b->next), prev = LD(&b->prev);
     if ((next && !sd_idx_ok(s, next)) || (prev && !sd_idx_ok(s, prev)))
@@ -188,7 +168,7 @@ static void list_insert(sd_tx *t, uint32_t idx, uint64_t size)
     sd_stripe *s = t->s;
     sd_pstate *ps = s->st;
     unsigned fl, sl;
-    mapping(size, &fl, &sl);
+    sd_tlsf_mapping(size, &fl, &sl);
     uint32_t head = LD(&ps->heads[fl][sl]);
     if (head && !sd_idx_ok(s, head))
         head = 0; /* drop a damaged list rather than follow it */
@@ -236,7 +216,7 @@ SD_MUST_USE static sd_status walk_own_list(sd_stripe *s, uint64_t want,
                                            uint64_t limit, uint32_t *idx)
 {
     unsigned fl, sl;
-    mapping(want, &fl, &sl);
+    sd_tlsf_mapping(want, &fl, &sl);
     uint32_t cur = LD(&s->st->heads[fl][sl]);
     for (uint64_t steps = 0; cur && steps < s->max_chain; steps++) {
         if (!sd_idx_ok(s, cur))
@@ -273,7 +253,7 @@ SD_MUST_USE sd_status sd_alloc_locked(sd_tx *t, uint64_t payload,
     unsigned fl, sl;
     uint64_t rounded = want;
     if (want >= SD_SMALL_LIMIT)
-        rounded += (UINT64_C(1) << (fls64(want) - SD_SL_LOG2)) - 1;
+        rounded += (UINT64_C(1) << (sd_fls64(want) - SD_SL_LOG2)) - 1;
     uint32_t idx = 0;
     if (t->prefer && sd_idx_ok(s, t->prefer)) {
         uint64_t ph = LD(sd_blk_hdr(s, t->prefer));
@@ -281,7 +261,7 @@ SD_MUST_USE sd_status sd_alloc_locked(sd_tx *t, uint64_t payload,
             idx = t->prefer;
     }
     if (!idx && rounded < (UINT64_C(1) << (SD_FL_COUNT + 7))) {
-        mapping(rounded, &fl, &sl);
+        sd_tlsf_mapping(rounded, &fl, &sl);
         idx = find_list(s, fl, sl);
     }
     if (!idx && want >= SD_SMALL_LIMIT) {
@@ -396,32 +376,31 @@ SD_MUST_USE static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
     uint64_t start = idx, total = size;
     sd_status rc;
 
-    uint64_t nx = next_idx(idx, size);
-    if (has_block(s, nx)) {
-        uint64_t nh = LD(sd_blk_hdr(s, nx));
-        if (nh & SD_BLK_FREE) {
-            uint64_t ns = hdr_size(s, nx, nh);
-            if (!ns)
-                return SD_CORRUPT;
-            if ((rc = list_remove(t, (uint32_t)nx, ns)))
-                return rc;
-            total += ns;
-        }
+    uint64_t ns = 0, ps = 0, pidx = 0, nx = next_idx(idx, size);
+    if (has_block(s, nx) && (LD(sd_blk_hdr(s, nx)) & SD_BLK_FREE)) {
+        if (!(ns = hdr_size(s, nx, LD(sd_blk_hdr(s, nx)))))
+            return SD_CORRUPT;
+        if ((rc = list_remove(t, (uint32_t)nx, ns)))
+            return rc;
+        total += ns;
     }
     if (hdr & SD_BLK_PREV_FREE) {
-        uint64_t ps = LD((_Atomic uint64_t *)(void *)(sd_blk(s, idx) - 8));
-        uint64_t pidx = idx - (ps >> SD_UNIT_SHIFT);
+        ps = LD((_Atomic uint64_t *)(void *)(sd_blk(s, idx) - 8));
+        pidx = idx - (ps >> SD_UNIT_SHIFT);
         if (ps < SD_MIN_BLOCK || ps % SD_UNIT ||
             (ps >> SD_UNIT_SHIFT) >= idx || !sd_idx_ok(s, pidx))
             return SD_CORRUPT;
         uint64_t ph = LD(sd_blk_hdr(s, pidx));
         if (!(ph & SD_BLK_FREE) || hdr_size(s, pidx, ph) != ps)
             return SD_CORRUPT;
-        if ((rc = list_remove(t, (uint32_t)pidx, ps)))
-            return rc;
         start = pidx;
         total += ps;
     }
+    /* The free block before keeps its place in its list if the merged one
+     * is of the same list (most frees next to a big free block). */
+    bool stays = ps && sd_same_list(ps, total);
+    if (ps && !stays && (rc = list_remove(t, (uint32_t)pidx, ps)))
+        return rc;
     sd_w64(t, sd_blk_hdr(s, start), total | SD_BLK_FREE);
     sd_w64(t, (_Atomic uint64_t *)(void *)(sd_blk(s, start) + total - 8),
            total);
@@ -430,7 +409,8 @@ SD_MUST_USE static sd_status merge_free(sd_tx *t, uint32_t idx, uint64_t hdr,
         _Atomic uint64_t *ap = sd_blk_hdr(s, after);
         sd_w64(t, ap, LD(ap) | SD_BLK_PREV_FREE);
     }
-    list_insert(t, (uint32_t)start, total);
+    if (!stays)
+        list_insert(t, (uint32_t)start, total);
     return SD_OK;
 }
 
@@ -544,7 +524,7 @@ void sd_heap_init(sd_stripe *s)
     ST(&b->next, 0u);
     ST(&b->prev, 0u);
     unsigned fl, sl;
-    mapping(size, &fl, &sl);
+    sd_tlsf_mapping(size, &fl, &sl);
     ST(&ps->heads[fl][sl], 1u);
     ST(&ps->sl_bitmap[fl], 1u << sl);
     ST(&ps->fl_bitmap, 1u << fl);
@@ -665,7 +645,7 @@ void sd_verify_heap(sd_stripe *s, void (*report)(void *, const char *),
                 uint64_t hdr = LD(sd_blk_hdr(s, cur));
                 uint64_t size = hdr_size(s, cur, hdr);
                 unsigned mf, ms;
-                mapping(size, &mf, &ms);
+                sd_tlsf_mapping(size, &mf, &ms);
                 if (!size || !(hdr & SD_BLK_FREE) || mf != f || ms != sl)
                     REPORT("alloc: block %u in list (%u,%u) is not a free "
                            "block of that class",

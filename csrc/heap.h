@@ -7,6 +7,35 @@
 
 #include "undo.h"
 
+/* The index of the highest set bit of x (x != 0). */
+static inline unsigned sd_fls64(uint64_t x)
+{
+    return 63u - (unsigned)__builtin_clzll(x);
+}
+
+/* The TLSF list (first level, second level) of a free block of `size`
+ * bytes (heap.c). */
+static inline void sd_tlsf_mapping(uint64_t size, unsigned *fl, unsigned *sl)
+{
+    if (size < SD_SMALL_LIMIT) {
+        *fl = 0;
+        *sl = (unsigned)(size >> SD_UNIT_SHIFT);
+    } else {
+        unsigned b = sd_fls64(size);
+        *fl = b - 7;
+        *sl = (unsigned)(size >> (b - SD_SL_LOG2)) & (SD_SL_COUNT - 1);
+    }
+}
+
+/* Whether free blocks of sizes a and b go on the same TLSF list. */
+static inline bool sd_same_list(uint64_t a, uint64_t b)
+{
+    unsigned fa, sa, fb, sb;
+    sd_tlsf_mapping(a, &fa, &sa);
+    sd_tlsf_mapping(b, &fb, &sb);
+    return fa == fb && sa == sb;
+}
+
 /* Make the filesystem back [off, off+len) of the file (fallocate), so that
  * a first write there can't raise SIGBUS. Lock state: any. SD_NOSPACE when
  * the filesystem has no room; SD_OK where it can't reserve at all (the

@@ -167,7 +167,7 @@ static void recover_locked(sd_stripe *s)
 
 /* ---- transactions ------------------------------------------------------- */
 
-void sd_tx_commit(sd_tx *t)
+void sd_tx_commit_work(sd_tx *t)
 {
     /* A handle whose mapping the guard repaired has written into private
      * pages: nothing of it may be committed (guard.c). Undo it all. */

@@ -28,7 +28,22 @@ SD_MUST_USE sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w);
  * and the transaction open for more. If the undo log overflowed (or the
  * guard repaired a fault), nothing is committed: t->overflow stays set and
  * sd_tx_end rolls it all back. */
-void sd_tx_commit(sd_tx *t);
+void sd_tx_commit_work(sd_tx *t);
+
+/* sd_tx_commit inline: a transaction with nothing queued or logged (a
+ * write committed already, a store alone) only passes the commit's crash
+ * points; the call is made only when there is work. */
+static inline void sd_tx_commit(sd_tx *t)
+{
+    if (t->npending || t->overflow || LD(&t->s->lock->log_n) ||
+        sd_guard_state(t->s->guard)) {
+        sd_tx_commit_work(t);
+        return;
+    }
+    SD_CRASH_POINT();
+    COMPILER_BARRIER();
+    SD_CRASH_POINT();
+}
 
 /* Undo the open transaction and forget its queued frees. Lock state: held,
  * and stays held; the transaction stays open, now empty. */

@@ -203,8 +203,8 @@ def new(
 
     *stripes* splits the dict into that many independent parts (a power of
     two, each with its own lock and heap), so writers of different keys
-    don't wait for each other. 0 chooses one stripe per 16 MiB, up to 16
-    (so one below 32 MiB);
+    don't wait for each other. 0 chooses one stripe per 4 MiB, up to 16
+    (so one below 8 MiB, 16 for 64 MiB);
     None (the default) does the same unless the environment variable
     ``SHMDICT_STRIPES`` asks for a count, which is lowered as far as the
     size needs. A single item must fit in one stripe: ``size // stripes``
