@@ -407,8 +407,9 @@ def render(res: Results, info: dict[str, str], reps: int) -> str:
             "DEL, MGET, GET x 100, MSET, SET x 100. RedisDict: GET, GET, SET "
             "(the value tagged), a Lua script for incr (type check, INCRBY, "
             "overflow and float handling, one round trip), DEL, a script for "
-            "get_many (TYPE + GET per key: a list is a TypeError, as in "
-            "SharedDict) and for set_many (all or none).",
+            "get_many (MGET, then TYPE of each key that came back empty: a "
+            "list is a TypeError, as in SharedDict) and for set_many (MSET "
+            "without an expiry; all or none).",
             "",
             *_table(
                 [
