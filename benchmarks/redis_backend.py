@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,43 @@ class Contender:
         raise NotImplementedError
 
 
+def _op_table(
+    keys: Sequence[Any],
+    missing: Sequence[Any],
+    counters: Sequence[Any],
+    get: Callable[[Any], object],
+    set_: Callable[[Any, bytes], object],
+    incr: Callable[[Any], object],
+    delete: Callable[[Any], object],
+    get_many: Callable[[], object],
+    set_many: Callable[[], object],
+) -> dict[str, Callable[[int], object]]:
+    """The timed calls of one contender, each taking the repetition's
+    index: the same ops whatever spells them (a dict's methods or
+    redis-py's commands)."""
+    batch = keys[:BATCH]
+
+    def get_loop(i: int) -> None:
+        for k in batch:
+            get(k)
+
+    def set_loop(i: int) -> None:
+        for k in batch:
+            set_(k, VALUE)
+
+    return {
+        "get_hit": lambda i: get(keys[i]),
+        "get_miss": lambda i: get(missing[i]),
+        "set": lambda i: set_(keys[i], VALUE),
+        "incr": lambda i: incr(counters[i % BATCH]),
+        "delete": lambda i: delete(keys[i]),
+        "get_many": lambda i: get_many(),
+        "get_loop": get_loop,
+        "set_many": lambda i: set_many(),
+        "set_loop": set_loop,
+    }
+
+
 class DictContender(Contender):
     """A SharedDict or a RedisDict: the shmdict API."""
 
@@ -166,31 +203,19 @@ class DictContender(Contender):
             d.set("n" + k, 0)
 
     def fns(self) -> dict[str, Callable[[int], object]]:
-        d, keys, missing = self.d, self.keys, self.missing
-        get, set_, incr, delete = d.get, d.set, d.incr, d.delete
-        batch = keys[:BATCH]
+        d, batch = self.d, self.keys[:BATCH]
         mapping = dict.fromkeys(batch, VALUE)
-        counters = ["n" + k for k in batch]
-
-        def get_loop(i: int) -> None:
-            for k in batch:
-                get(k)
-
-        def set_loop(i: int) -> None:
-            for k in batch:
-                set_(k, VALUE)
-
-        return {
-            "get_hit": lambda i: get(keys[i]),
-            "get_miss": lambda i: get(missing[i]),
-            "set": lambda i: set_(keys[i], VALUE),
-            "incr": lambda i: incr(counters[i % BATCH], 1),
-            "delete": lambda i: delete(keys[i]),
-            "get_many": lambda i: d.get_many(batch),
-            "get_loop": get_loop,
-            "set_many": lambda i: d.set_many(mapping),
-            "set_loop": set_loop,
-        }
+        return _op_table(
+            self.keys,
+            self.missing,
+            ["n" + k for k in batch],
+            d.get,
+            d.set,
+            lambda k: d.incr(k, 1),
+            d.delete,
+            lambda: d.get_many(batch),
+            lambda: d.set_many(mapping),
+        )
 
     def reset(self, op: str, n: int) -> None:
         if op == "delete":
@@ -217,31 +242,19 @@ class RawContender(Contender):
         self.r.mset(dict.fromkeys([b"n" + k for k in self.rkeys[:BATCH]], 0))
 
     def fns(self) -> dict[str, Callable[[int], object]]:
-        r, keys, missing = self.r, self.rkeys, self.rmissing
-        get, set_, incrby, delete = r.get, r.set, r.incrby, r.delete
-        batch = keys[:BATCH]
+        r, batch = self.r, self.rkeys[:BATCH]
         mapping = dict.fromkeys(batch, VALUE)
-        counters = [b"n" + k for k in batch]
-
-        def get_loop(i: int) -> None:
-            for k in batch:
-                get(k)
-
-        def set_loop(i: int) -> None:
-            for k in batch:
-                set_(k, VALUE)
-
-        return {
-            "get_hit": lambda i: get(keys[i]),
-            "get_miss": lambda i: get(missing[i]),
-            "set": lambda i: set_(keys[i], VALUE),
-            "incr": lambda i: incrby(counters[i % BATCH], 1),
-            "delete": lambda i: delete(keys[i]),
-            "get_many": lambda i: r.mget(batch),
-            "get_loop": get_loop,
-            "set_many": lambda i: r.mset(mapping),
-            "set_loop": set_loop,
-        }
+        return _op_table(
+            self.rkeys,
+            self.rmissing,
+            [b"n" + k for k in batch],
+            r.get,
+            r.set,
+            lambda k: r.incrby(k, 1),
+            r.delete,
+            lambda: r.mget(batch),
+            lambda: r.mset(mapping),
+        )
 
     def reset(self, op: str, n: int) -> None:
         if op == "delete":
