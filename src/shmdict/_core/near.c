@@ -21,9 +21,13 @@ static size_t obj_bytes(PyObject *o)
                (n + 1) * (size_t)PyUnicode_KIND(o);
     }
     PyTypeObject *t = Py_TYPE(o);
-    Py_ssize_t items = t->tp_itemsize ? Py_SIZE(o) : 0;
-    return (size_t)t->tp_basicsize +
-           (size_t)(items < 0 ? -items : items) * (size_t)t->tp_itemsize;
+    if (PyBytes_Check(o))
+        return (size_t)t->tp_basicsize + (size_t)PyBytes_GET_SIZE(o);
+    /* Not Py_SIZE: an int's size field is private from 3.12 on (and the
+     * header asserts so). A kept int fits 64 bits: 3 digits at most. */
+    if (PyLong_Check(o))
+        return (size_t)t->tp_basicsize + 3 * (size_t)t->tp_itemsize;
+    return (size_t)t->tp_basicsize; /* a float */
 }
 
 /* Drop every entry and the table. */
