@@ -81,33 +81,17 @@ def run_released(
     args_list: Sequence[tuple[Any, ...]],
     timeout: float = FEATURE_JOIN_TIMEOUT,
 ) -> None:
-    """Start one process per args tuple (a fresh ``ready``/``go`` pair in
-    *d*); once all have reached the start barrier, let them go; join them
-    all by a deadline; expect exit 0."""
+    """run_procs with the start barrier: a fresh ``ready``/``go`` pair in
+    *d*, released once every child is ready; expect exit 0."""
     d["ready"] = 0
     d["go"] = False
-    ctx = mp_ctx(method)
-    procs = [ctx.Process(target=target, args=a) for a in args_list]
-    for p in procs:
-        p.start()
-    try:
-        end = time.monotonic() + BARRIER_TIMEOUT
-        while d.get("ready") != len(procs):
-            if time.monotonic() > end or not any(p.is_alive() for p in procs):
-                break
-            time.sleep(0.002)
-        d["go"] = True
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-    finally:
-        hung = [p for p in procs if p.is_alive()]
-        for p in hung:
-            p.kill()
-            p.join(5)
-    assert not hung, f"{len(hung)} child process(es) did not finish in {timeout} s"
-    codes = [p.exitcode for p in procs]
-    assert codes == [0] * len(procs), f"exit codes {codes}"
+    run_procs(
+        mp_ctx(method),
+        target,
+        args_list,
+        timeout=timeout,
+        before_join=_release(d, len(args_list)),
+    )
 
 
 def _start_barrier(h: SharedDict) -> None:
