@@ -154,14 +154,17 @@ class Ops:
     vals_odd: list[bytes]
 
 
-def write_values(keys: list[str], flags: bytes) -> tuple[list[bytes], list[bytes]]:
+def write_values(
+    keys: list[str], flags: bytes, pair: tuple[bytes, bytes] | None = None
+) -> tuple[list[bytes], list[bytes]]:
     """For each op, the value a write there stores, in two versions.
 
     In the first, each key's writes alternate y, z, y, ... In the second,
     a key written an odd number of times starts with z instead; running
     the first, then the second, then the first again, ... keeps every
-    key's writes alternating from one run to the next."""
-    a, b = WRITE_VALUES
+    key's writes alternating from one run to the next. *pair*: the two
+    values (default WRITE_VALUES)."""
+    a, b = pair or WRITE_VALUES
     parity: dict[str, int] = {}
     even: list[bytes] = []
     for k, w in zip(keys, flags, strict=True):

@@ -39,7 +39,14 @@ from common import (
     progress,
     short_error,
 )
-from multiproc import MPContext, Ops, WorkerPool, Workload, _zipf_cum_weights
+from multiproc import (
+    MPContext,
+    Ops,
+    WorkerPool,
+    Workload,
+    _zipf_cum_weights,
+    write_values,
+)
 from peers import Peer
 from timing import compile_mix
 
@@ -101,18 +108,7 @@ class MixContext(MPContext):
         keys = [zk[i] for i in idx]
         rand = random.Random(seed).random
         flags = bytes([rand() >= wl.read_frac for _ in range(n)])
-        a, b = self.write_pair
-        parity: dict[str, int] = {}
-        even: list[bytes] = []
-        for k, w in zip(keys, flags, strict=True):
-            p = parity.get(k, 0)
-            even.append(a if p == 0 else b)
-            if w:
-                parity[k] = p ^ 1
-        odd = [
-            x if parity.get(k, 0) == 0 else (b if x is a else a)
-            for k, x in zip(keys, even, strict=True)
-        ]
+        even, odd = write_values(keys, flags, self.write_pair)
         return Ops(keys, flags, even, odd)
 
 
