@@ -51,10 +51,15 @@ int sd_near_check(sd_handle *d, const void *key, size_t klen, sd_near *n)
     /* The guard once before (a repaired mapping answers nothing) and, if
      * the heap was read, once after (a fault repaired meanwhile may have
      * fed the check zeros). */
-    if (n->part >= d->nstripes || sd_guard_state(d->guard))
+    if (sd_guard_state(d->guard))
         return 0;
-    int r = stripe_near_check(&d->stripes[n->part], key, klen, n);
+    int r = stripe_near_check(sd_stripe_of(d, n->hash), key, klen, n);
     return r == 1 || (r == 2 && !sd_guard_state(d->guard));
+}
+
+uint32_t sd_stripe_index(const sd_handle *d, uint32_t hash)
+{
+    return (uint32_t)(sd_stripe_of(d, hash) - d->stripes);
 }
 
 uint64_t sd_part_seq(const sd_handle *d, unsigned stripe)
@@ -83,7 +88,16 @@ SD_MUST_USE sd_status sd_set_ex(sd_handle *d, const void *key, size_t klen,
                                 unsigned flags, uint64_t *evicted)
 {
     ROUTE(stripe_set_ex(sd_stripe_of(d, hash), key, klen, hash, v, ttl_ms,
-                        flags, evicted));
+                        flags, evicted, NULL));
+}
+
+SD_MUST_USE sd_status sd_set_near(sd_handle *d, const void *key, size_t klen,
+                                  const sd_value_in *v, int64_t ttl_ms,
+                                  unsigned flags, uint64_t *evicted,
+                                  sd_near *kept)
+{
+    ROUTE(stripe_set_ex(sd_stripe_of(d, hash), key, klen, hash, v, ttl_ms,
+                        flags, evicted, kept));
 }
 
 SD_MUST_USE sd_status sd_set(sd_handle *d, const void *key, size_t klen,

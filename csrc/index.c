@@ -36,6 +36,7 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
                                           size_t klen, uint32_t hash,
                                           sd_found *f)
 {
+    sd_note_write(t, hash); /* (found to be written) */
     sd_status rc = sd_find_locked(t->s, key, klen, hash, f);
     if (rc == SD_OK && sd_meta_exp(f->v.meta) &&
         sd_expired(f->v.meta, sd_tx_now(t))) {
@@ -49,6 +50,7 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
 
 SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f)
 {
+    sd_note_write(t, f->v.hash);
     sd_w32(t, f->link, f->v.next);
     sd_count_add(t, -1, sd_meta_exp(f->v.meta) ? -1 : 0);
     return sd_release_locked(t, &f->v);

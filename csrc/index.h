@@ -44,7 +44,10 @@ SD_MUST_USE sd_status sd_find_locked(sd_stripe *s, const void *key,
 
 /* Find a live key for a write. Lock state: held, in an open transaction. An
  * expired entry found is dropped in the transaction (not committed) and
- * SD_NOTFOUND returned. SD_OK, SD_NOTFOUND, SD_CORRUPT, SD_INTERNAL. */
+ * SD_NOTFOUND returned. SD_OK, SD_NOTFOUND, SD_CORRUPT, SD_INTERNAL. Every
+ * write of a key starts here, and so this is where its group is noted
+ * written (sd_note_write): the writes that don't (evictions, the reclaim
+ * of expired entries) drop the key, and sd_drop_locked notes it. */
 SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
                                           size_t klen, uint32_t hash,
                                           sd_found *f);

@@ -34,7 +34,7 @@
  *   0                +-------------------------------------------------+
  *                    | sd_pstate (4 KiB): entry counters, gc chain,    |
  *                    | clock hand, TLSF bitmaps and free-list heads,   |
- *                    | quick-list heads                                |
+ *                    | quick-list heads, write groups                  |
  *   lock_off         +-------------------------------------------------+
  *                    | sd_lock: robust pthread mutex, sequence counter |
  *                    | and undo log count on one line; the undo log    |
@@ -105,7 +105,9 @@
 #include <stdint.h>
 
 #define SD_MAGIC UINT64_C(0x31544349444d4853) /* "SHMDICT1" little-endian */
-#define SD_VERSION 3u /* 2: quick lists; 3: reserved pages, shared dicts */
+#define SD_VERSION                                                            \
+    4u /* 2: quick lists; 3: reserved pages, shared dicts;                    \
+           4: sd_lock.dropped, sd_pstate.groups */
 
 #define SD_PAGE 4096u
 #define SD_LINE 64u
@@ -127,6 +129,7 @@
 #define SD_QUICK_CLASSES (SD_SMALL_LIMIT / SD_UNIT - 2)
 
 #define SD_LOG_CAP 1016u /* undo entries per transaction */
+#define SD_GROUPS 128u   /* write groups per stripe (sd_pstate.groups) */
 #define SD_NSLOTS 64u
 #define SD_MAX_PARTS 64u
 #define SD_PARTS_OFF (2 * SD_PAGE) /* header page, slots page */
@@ -183,6 +186,13 @@ typedef struct sd_lock {
     _Atomic uint64_t seq;           /* odd while a writer works */
     _Atomic uint32_t log_n;         /* undo records of the open transaction */
     _Atomic uint32_t flush_pending; /* flush_all in progress: redo it */
+    /* The odd seq of the last lock hold that unlinked an entry or freed a
+     * block (or flushed, or repaired a dead holder's change). While it is
+     * below the even seq a reader found an entry at, that entry is still
+     * in its block: a reader that kept the block's index may look there
+     * again instead of walking the chain (read.c, sd_near). Unlogged and
+     * only ever raised: a rollback leaves it high, which costs a walk. */
+    _Atomic uint64_t dropped;
     /* Rarely written. */
     alignas(SD_LINE) _Atomic uint64_t recoveries; /* dead holders repaired */
     _Atomic uint64_t lock_waits; /* times a locker had to block */
@@ -243,16 +253,26 @@ typedef struct sd_pstate {
      * count in used_bytes; quick_bytes says how much of that they are. */
     _Atomic uint32_t quick[SD_QUICK_CLASSES];
     _Atomic uint64_t quick_bytes;
+
+    /* Write groups: groups[hash % SD_GROUPS] is the odd seq (sd_lock) of
+     * the last lock hold that may have changed a key of that hash (or all
+     * keys: a flush, a rollback). While it is below the even seq a reader
+     * kept a key's value at, the writes since then, if any, were to other
+     * keys: one load tells a kept value still good (read.c). Unlogged,
+     * only ever raised. On lines of their own: only writers of those
+     * groups write them. */
+    alignas(SD_LINE) _Atomic uint64_t groups[SD_GROUPS];
 } sd_pstate;
 
 static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
 static_assert(sizeof(sd_pstate) <= SD_PAGE, "stripe state fits its page");
 static_assert(offsetof(sd_header, magic) == 0, "magic first");
 static_assert(offsetof(sd_pstate, fl_bitmap) % SD_LINE == 0, "alloc aligned");
-static_assert(offsetof(sd_lock, flush_pending) + 4 <= SD_LINE,
-              "mutex, seq and log_n share the first line");
+static_assert(offsetof(sd_lock, dropped) + 8 <= SD_LINE,
+              "mutex, seq, log_n and dropped share the first line");
 static_assert(offsetof(sd_lock, recoveries) == SD_LINE, "counters line");
 static_assert(offsetof(sd_lock, log) == 2 * SD_LINE, "log after counters");
+static_assert((SD_GROUPS & (SD_GROUPS - 1)) == 0, "groups: a power of two");
 static_assert(sizeof(pthread_mutex_t) <= SD_LINE, "mutex fits a line");
 static_assert(sizeof(sd_undo) == 16, "undo record size");
 static_assert(SD_SMALL_LIMIT == 256, "small classes cover 16..240");

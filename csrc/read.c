@@ -56,6 +56,7 @@ typedef struct peek {
     bool stale_ok; /* return an expired entry that is still stored */
     bool stale;    /* out: it had expired */
     uint32_t bucket;
+    uint32_t idx; /* out: the entry's block */
     uint64_t seq; /* out: the even sequence value a lock-free read held */
     /* out: ns slept waiting for the lock */
     int64_t waited;
@@ -92,6 +93,7 @@ SD_MUST_USE static sd_status peek_once(sd_stripe *s, const void *key,
             if (p->stale && !p->stale_ok)
                 return SD_NOTFOUND;
             p->meta = v.meta;
+            p->idx = idx;
             if (sd_is_list(v.meta))
                 return p->out ? SD_WRONGTYPE : SD_OK;
             return p->out ? sd_copy_value(&v, p->out) : SD_OK;
@@ -159,6 +161,7 @@ SD_MUST_USE sd_status stripe_get(sd_stripe *s, const void *key, size_t klen,
     out->seq = p.seq;
     out->waited_ns += p.waited;
     out->exp = rc == SD_OK ? sd_meta_exp(p.meta) : 0;
+    out->idx = rc == SD_OK ? p.idx : 0;
     out->expiring = out->exp != 0;
     out->part = s->index;
     out->hash = hash;
@@ -176,71 +179,106 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
 
 /* ---- the near cache's check ---------------------------------------------
  * A caller that keeps values it was given (the binding's near cache) asks
- * whether one is still the key's value. While the stripe's counter hasn't
- * moved since the value was read (or last checked), nothing in the stripe
- * has changed: one load. When it has moved, the key is looked up as
- * stripe_get does, without the lock, and the stored value compared with
- * the kept one's bytes: the same type, flags and bytes make the same
- * object, so the kept one is still the answer, whatever was written
- * meanwhile (another key, this key with the same value). The lookup is a
- * seqlock read like peek_key's, so what it found was the stripe's state at
- * one moment; any doubt (a writer in, a counter that moved again, a chain
- * that can't be right) answers "not sure", and the caller reads. */
+ * whether one is still the key's value, as of the stripe's counter value
+ * n->seq at which it was last known to be. From the cheapest answer on:
+ *
+ * 1. The counter hasn't moved: nothing in the stripe has changed. One
+ *    load, of the lock's first line.
+ * 2. It has, but the key's write group (sd_pstate.groups) was last written
+ *    before n->seq: the lock holders since wrote other keys. One more
+ *    load, of a line writers of that group alone write.
+ * 3. Otherwise the kept value is compared with the stored one's bytes:
+ *    the same type, flags and bytes make the same object, so the kept one
+ *    is still the answer whatever was written meanwhile (another key of
+ *    the group, this key with the same value). Where the stored value is:
+ *    if no lock hold since n->seq unlinked an entry or freed a block
+ *    (sd_lock.dropped), the key's entry is still the one in block n->idx,
+ *    since an entry leaves its chain only with its block freed, and a
+ *    block is only reused once freed; that entry is read directly.
+ *    Otherwise the key is looked up as stripe_get does. Both are seqlock
+ *    reads like peek_key's, so what they see was the stripe's state at one
+ *    moment; any doubt (a writer in, a counter that moved again, a chain
+ *    or entry that can't be right) answers "not sure", and the caller
+ *    reads.
+ *
+ * Why 2 holds while a writer is in: writers note a key's group before
+ * they touch the key (sd_find_live_locked, sd_drop_locked), so a writer
+ * whose change this reader could have to see has noted it; one that has
+ * not yet noted it has not changed the key, and the read comes before its
+ * write. The group is loaded after the counter (acquire), so a write that
+ * finished before the counter value read is seen noted. */
+
+/* Whether the checked entry v holds the value n describes. */
+static bool near_value_same(const sd_view *v, const sd_near *n)
+{
+    if ((v->meta & (SD_META_TYPE | SD_META_FLAGS)) !=
+        (n->meta & (SD_META_TYPE | SD_META_FLAGS)))
+        return false;
+    switch (n->meta & SD_META_TYPE) {
+    case SD_T_NONE:
+    case SD_T_FALSE:
+    case SD_T_TRUE:
+        return true;
+    case SD_T_INT:
+    case SD_T_FLOAT:
+        return LD(sd_val_word(v, 0)) == n->word;
+    case SD_T_STR:
+    case SD_T_BYTES:
+        return v->vlen == n->word && n->data &&
+               memcmp(v->val, n->data, v->vlen) == 0;
+    default:
+        return false;
+    }
+}
 
 /* Whether key's entry, in the stripe as it is now (the caller checks the
- * counter around the call), holds the value n describes; *meta: its
- * meta word. */
+ * counter around the call), holds the value n describes; *v: the entry. */
 static bool near_same(sd_stripe *s, const void *key, size_t klen,
-                      uint32_t hash, const sd_near *n, uint64_t *meta)
+                      const sd_near *n, bool direct, sd_view *v)
 {
-    uint32_t idx = sd_bucket_marked(s, hash) ? LD(sd_bucket_of(s, hash)) : 0;
-    sd_view v;
+    if (direct)
+        return sd_read_entry(s, n->idx, v) &&
+               sd_key_eq(v, n->hash, key, klen) && near_value_same(v, n);
+    uint32_t idx =
+        sd_bucket_marked(s, n->hash) ? LD(sd_bucket_of(s, n->hash)) : 0;
     for (uint64_t steps = 0; idx; steps++) {
-        if (steps > OPTIMISTIC_CHAIN || !sd_read_entry(s, idx, &v))
+        if (steps > OPTIMISTIC_CHAIN || !sd_read_entry(s, idx, v))
             return false;
-        if (sd_key_eq(&v, hash, key, klen)) {
-            if ((v.meta & (SD_META_TYPE | SD_META_FLAGS)) != n->meta)
-                return false;
-            *meta = v.meta;
-            switch (n->meta & SD_META_TYPE) {
-            case SD_T_NONE:
-            case SD_T_FALSE:
-            case SD_T_TRUE:
-                return true;
-            case SD_T_INT:
-            case SD_T_FLOAT:
-                return LD(sd_val_word(&v, 0)) == n->word;
-            case SD_T_STR:
-            case SD_T_BYTES:
-                return v.vlen == n->word && n->data &&
-                       memcmp(v.val, n->data, v.vlen) == 0;
-            default:
-                return false;
-            }
-        }
-        idx = v.next;
+        if (sd_key_eq(v, n->hash, key, klen))
+            return near_value_same(v, n);
+        idx = v->next;
     }
     return false;
 }
 
 int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
 {
-    _Atomic uint64_t *seq = &s->lock->seq;
-    uint64_t s1 = atomic_load_explicit(seq, memory_order_acquire);
+    sd_lock *l = s->lock;
+    uint64_t s1 = atomic_load_explicit(&l->seq, memory_order_acquire);
     int checked = 1;
-    if (SD_UNLIKELY(s1 != n->seq)) {
-        uint64_t meta = 0;
+    /* (n->seq is even, what writers note odd: below it means before it) */
+    if (s1 != n->seq &&
+        LD(&s->st->groups[n->hash & (SD_GROUPS - 1)]) < n->seq) {
+        /* The lock holders since wrote other keys only (a holder now in
+         * too: it noted the group before touching a key of it). */
+        if (!(s1 & 1))
+            n->seq = s1;
+    } else if (SD_UNLIKELY(s1 != n->seq)) {
         if (s1 & 1)
             return 0; /* a writer is in: let sd_get wait for it */
-        bool same = near_same(s, key, klen, n->hash, n, &meta);
+        bool direct = n->idx && LD(&l->dropped) < n->seq;
+        sd_view v;
+        bool same = near_same(s, key, klen, n, direct, &v);
         atomic_thread_fence(memory_order_acquire);
-        if (!same || atomic_load_explicit(seq, memory_order_relaxed) != s1)
+        if (!same || atomic_load_explicit(&l->seq, memory_order_relaxed) != s1)
             return 0;
         n->seq = s1;
-        n->exp = sd_meta_exp(meta);
+        n->meta = v.meta;
+        n->idx = v.idx;
         checked = 2;
     }
-    if (n->exp && (int64_t)n->exp <= coarse_now_bound_ms())
+    uint64_t exp = sd_meta_exp(n->meta);
+    if (exp && (int64_t)exp <= coarse_now_bound_ms())
         return 0; /* it may have expired: sd_get reads the precise clock */
     note_hit(s, n->hash, true);
     return checked;

@@ -78,6 +78,7 @@ typedef struct sd_value_out {
     uint64_t seq;
     uint32_t part;
     uint32_t hash;
+    uint32_t idx; /* sd_get, SD_OK: the entry's heap block (for sd_near) */
     int expiring;
     uint64_t exp; /* sd_get, SD_OK: the value's expiry (ms, 0: never) */
     /* sd_get, sd_get_stale, sd_pop, sd_setdefault and sd_list_pop add the
@@ -223,31 +224,36 @@ SD_MUST_USE sd_status sd_get(sd_handle *h, const void *key, size_t klen,
 int sd_still_current(sd_handle *d, uint32_t part, uint32_t hash, uint64_t seq);
 /* What a caller that keeps the values sd_get gave out (the binding's near
  * cache) knows of one, to ask sd_near_check whether it is still the key's
- * value. Filled from the sd_value_out of the read: seq, part, hash, exp;
- * meta is the type and its flags (meta bits 0-7, SD_META_TYPE and
- * SD_META_FLAGS); `word` the 8 bytes of an int or float (as stored: the
- * int64 or the double's bits), or the length of a str or bytes value whose
- * bytes, as stored (UTF-8 for a str), are at `data` for as long as the
- * entry is kept. */
+ * value. Filled from the sd_value_out of the read: seq, hash, idx; meta is
+ * the entry's meta word (sd_value_out's type, its flags SD_META_ASCII and
+ * SD_META_TAG, and exp << SD_META_EXP_SHIFT); `word` the 8 bytes of an int
+ * or float (as stored: the int64 or the double's bits), or the length of
+ * a str or bytes value whose bytes, as stored (UTF-8 for a str), are at
+ * `data` for as long as the entry is kept. */
 typedef struct sd_near {
     uint64_t seq;
-    uint64_t exp;
+    uint64_t meta;
     uint64_t word;
     const void *data;
     uint32_t hash;
-    uint16_t part;
-    uint8_t meta;
+    uint32_t idx;
 } sd_near; /* 40 bytes: the binding's slot is one cache line */
 /* Is the value `n` describes still key's value, and not expired? 1 if so
  * (and it counts as a hit, as sd_get would), 0 if it may not be (then
  * sd_get tells). Lock-free. One load when no lock holder has touched the
- * stripe since n->seq; otherwise the key is looked up without the lock,
- * as sd_get does, and its stored value compared with n's: if equal, n->seq
- * and n->exp move to what was read. A value with an expiry is 1 only when
- * the expiry is surely ahead of sd_get's clock (CLOCK_MONOTONIC): a
- * coarse clock is read, and an expiry within its resolution plus
- * SD_NEAR_CLOCK_SLACK_MS of it answers 0. key/klen are the key's bytes. */
+ * stripe since n->seq, two when none has written a key of the key's write
+ * group (1 in SD_GROUPS of the stripe's keys) since. Otherwise the stored
+ * value is compared with n's (if equal, n->seq, n->meta and n->idx move to
+ * what was read): read from the entry at n->idx when no lock holder has
+ * unlinked an entry or freed a block since n->seq (the entry can't have
+ * moved), else after a lookup of the key as sd_get's. A value with an expiry
+ * is 1 only when the expiry is surely ahead of sd_get's clock
+ * (CLOCK_MONOTONIC): a coarse clock is read, and an expiry within its
+ * resolution plus SD_NEAR_CLOCK_SLACK_MS of it answers 0. key/klen are the
+ * key's bytes. */
 int sd_near_check(sd_handle *d, const void *key, size_t klen, sd_near *n);
+/* The stripe (sd_value_out.part) of a key whose hash is sd_value_out.hash. */
+uint32_t sd_stripe_index(const sd_handle *d, uint32_t hash);
 #define SD_NEAR_CLOCK_SLACK_MS 100
 /* The sequence counter of a stripe (odd while a writer holds it): a
  * reader that finds every counter unchanged after reading several keys
@@ -260,6 +266,15 @@ SD_MUST_USE sd_status sd_set(sd_handle *h, const void *key, size_t klen,
 SD_MUST_USE sd_status sd_set_ex(sd_handle *h, const void *key, size_t klen,
                                 const sd_value_in *v, int64_t ttl_ms,
                                 unsigned flags, uint64_t *evicted);
+/* sd_set_ex for a caller that keeps the values it stores as if read back
+ * (the binding's near cache): on SD_OK, kept->seq, meta, idx and hash are
+ * filled as from a read of the value just stored, made at the moment the
+ * set ended; the caller fills word and data. kept->seq is 0 when the set
+ * failed or can't say. */
+SD_MUST_USE sd_status sd_set_near(sd_handle *h, const void *key, size_t klen,
+                                  const sd_value_in *v, int64_t ttl_ms,
+                                  unsigned flags, uint64_t *evicted,
+                                  sd_near *kept);
 /* An expired value that is still stored is returned with *stale = 1. */
 SD_MUST_USE sd_status sd_get_stale(sd_handle *h, const void *key, size_t klen,
                                    sd_value_out *out, int *stale);

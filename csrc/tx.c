@@ -73,6 +73,8 @@ void sd_tx_rollback_locked(sd_stripe *s)
     uint32_t n = LD(&l->log_n);
     if (n > SD_LOG_CAP)
         n = SD_LOG_CAP; /* damaged count: replay what the log can hold */
+    if (n)
+        sd_note_all(s); /* (a damaged log may hold anything) */
     for (uint32_t i = n; i-- > 0;) {
         uint64_t where = LD(&l->log[i].where);
         uint64_t old = LD(&l->log[i].old);
@@ -119,6 +121,7 @@ void sd_flush_raw_locked(sd_stripe *s)
 {
     sd_lock *l = s->lock;
     ST(&l->flush_pending, 1u);
+    sd_note_all(s); /* every entry goes */
     COMPILER_BARRIER();
     SD_CRASH_POINT();
     wipe_index(s);
@@ -202,6 +205,7 @@ SD_MUST_USE sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
         return SD_CORRUPT;
     if (t->npending == SD_PENDING_CAP)
         return SD_INTERNAL; /* callers checkpoint long before this */
+    sd_note_drop(t);        /* the entry in it leaves its chain now */
     t->pending[t->npending++] = idx;
     return SD_OK;
 }
@@ -234,6 +238,7 @@ SD_MUST_USE sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
     t->overflow = false;
     t->now_ms = -1;
     t->waited = 0;
+    t->stored_idx = 0;
     bool owner_died;
     sd_status rc = sd_lock_acquire(s, w, &t->waited, &owner_died);
     if (rc != SD_OK)

@@ -29,8 +29,10 @@ typedef struct sd_tx {
     bool nospace;     /* an allocation failed for want of filesystem pages */
     uint32_t prefer;  /* a free block sd_alloc_locked takes if it fits */
     uint64_t seq;     /* the odd sequence value written at begin */
-    int64_t now_ms;   /* cached clock, -1 until read */
-    int64_t waited;   /* ns slept waiting for the lock */
+    uint32_t stored_idx;  /* the entry the last set stored into (0: none) */
+    uint64_t stored_meta; /* and its meta word */
+    int64_t now_ms;       /* cached clock, -1 until read */
+    int64_t waited;       /* ns slept waiting for the lock */
     unsigned npending;
     uint32_t pending[SD_PENDING_CAP]; /* blocks to free at the commit */
 } sd_tx;
@@ -41,6 +43,36 @@ static inline int64_t sd_tx_now(sd_tx *t)
     if (t->now_ms < 0)
         t->now_ms = sd_now_ms();
     return t->now_ms;
+}
+
+/* Note that this lock hold unlinks an entry or frees a block (see
+ * sd_lock.dropped): before the block can change hands or the entry leave
+ * its chain, and so before the sequence counter is even again. */
+static inline void sd_note_drop(sd_tx *t)
+{
+    _Atomic uint64_t *d = &t->s->lock->dropped;
+    if (LD(d) != t->seq)
+        ST(d, t->seq);
+}
+
+/* Note that this lock hold may change the key of `hash` (see
+ * sd_pstate.groups): before it does, so a reader that sees the change (once
+ * the counter is even again) sees the note too. */
+static inline void sd_note_write(sd_tx *t, uint32_t hash)
+{
+    _Atomic uint64_t *g = &t->s->st->groups[hash & (SD_GROUPS - 1)];
+    if (LD(g) != t->seq)
+        ST(g, t->seq);
+}
+
+/* Every key of the stripe may change (a flush, a rollback). Lock state:
+ * held, with the counter odd. */
+static inline void sd_note_all(sd_stripe *s)
+{
+    uint64_t seq = LD(&s->lock->seq);
+    for (unsigned i = 0; i < SD_GROUPS; i++)
+        ST(&s->st->groups[i], seq);
+    ST(&s->lock->dropped, seq);
 }
 
 /* Log the word at p, then store v: undone on rollback. */

@@ -71,6 +71,14 @@ static inline bool store_if_one_change(sd_tx *t, _Atomic uint64_t *words,
  * (sd_set_room_commits's last try). Above the public flags. */
 #define SET_LAST_RESORT (1u << 30)
 
+/* Where a set left the key's value: for a caller that keeps the value it
+ * stored (stripe_set_ex's `kept`). */
+static inline void stored_at(sd_tx *t, uint32_t idx, uint64_t meta)
+{
+    t->stored_idx = idx;
+    t->stored_meta = meta;
+}
+
 /* The allocation for a new value failed and the key holds an old one: it
  * may fit where the old value is, once that is freed (and merged with its
  * free neighbours). Overwriting succeeds whenever it does, at any size.
@@ -162,6 +170,7 @@ set_in_old_place_commits(sd_tx *t, sd_found *f, const void *key, size_t klen,
     t->log_all = logged;
     sd_link_new_locked(t, idx, hash, meta, key, klen, v);
     t->log_all = false;
+    stored_at(t, idx, meta);
     /* Commit now: what is left of the freed space is free again, and a
      * later allocation of this transaction (a batch) would write into it
      * unlogged, bytes a rollback would have to bring back. */
@@ -226,6 +235,7 @@ SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
             store_if_one_change(t, sd_val_word(&f.v, 0), w, nw, &f.v.e->meta,
                                 meta)) {
             sd_mark_used(s, hash);
+            stored_at(t, f.v.idx, meta);
             return SD_OK;
         }
         for (size_t i = 0; i < nw; i++)
@@ -234,6 +244,7 @@ SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
         sd_w64(t, &f.v.e->meta, meta);
         sd_count_add(t, 0, exp_delta);
         sd_mark_used(s, hash);
+        stored_at(t, f.v.idx, meta);
         return SD_OK;
     }
     uint32_t idx;
@@ -243,6 +254,7 @@ SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
                                         flags);
     if (rc)
         return rc;
+    stored_at(t, idx, meta);
     if (!have) {
         sd_link_new_locked(t, idx, hash, meta, key, klen, v);
         return SD_OK;
@@ -291,8 +303,10 @@ SD_MUST_USE sd_status sd_set_room_commits(sd_tx *t, const void *key,
 SD_MUST_USE sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
                                     uint32_t hash, const sd_value_in *v,
                                     int64_t ttl_ms, unsigned flags,
-                                    uint64_t *evicted)
+                                    uint64_t *evicted, sd_near *kept)
 {
+    if (kept)
+        kept->seq = 0;
     uint64_t ev = 0;
     if (evicted)
         *evicted = 0;
@@ -308,7 +322,15 @@ SD_MUST_USE sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
     rc = sd_set_room_commits(&t, key, klen, hash, v, ttl_ms, flags, &ev);
     if (evicted)
         *evicted = ev;
-    return sd_tx_end_write(&t, rc);
+    rc = sd_tx_end_write(&t, rc);
+    if (kept && rc == SD_OK && t.stored_idx) {
+        /* What the stripe held when this hold ended (sd_tx_end). */
+        kept->seq = t.seq + 1;
+        kept->meta = t.stored_meta;
+        kept->idx = t.stored_idx;
+        kept->hash = hash;
+    }
+    return rc;
 }
 
 SD_MUST_USE sd_status stripe_delete(sd_stripe *s, const void *key, size_t klen,

@@ -32,11 +32,12 @@ SD_MUST_USE sd_status sd_set_room_commits(sd_tx *t, const void *key,
  * SD_BADARG (a bad value), SD_EXISTS, SD_NOTFOUND, SD_NOMEM, SD_NOSPACE,
  * SD_CORRUPT, SD_INTERNAL, or the status of taking the lock. Lock state:
  * takes and releases the stripe's lock itself. `hash` is sd_key_hash of the
- * key, which api.c has checked (1..SD_MAX_KEY bytes). */
+ * key, which api.c has checked (1..SD_MAX_KEY bytes). `kept` (may be NULL):
+ * see sd_set_near. */
 SD_MUST_USE sd_status stripe_set_ex(sd_stripe *s, const void *key, size_t klen,
                                     uint32_t hash, const sd_value_in *v,
                                     int64_t ttl_ms, unsigned flags,
-                                    uint64_t *evicted);
+                                    uint64_t *evicted, sd_near *kept);
 
 /* SD_OK, SD_NOTFOUND, SD_CORRUPT, SD_INTERNAL, or the status of taking the
  * lock. Lock state: takes and releases the stripe's lock itself. `hash` is

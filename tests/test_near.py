@@ -69,6 +69,70 @@ def test_big_values_are_not_kept_expiring_ones_are(d: SharedDict) -> None:
     assert _cached(d, "ttl")
 
 
+class _Bytes(bytes):
+    pass
+
+
+def test_a_set_keeps_the_object_it_stored(d: SharedDict) -> None:
+    """After a set of a key the cache holds, a get of the key gives back the
+    very object stored, as a plain dict would, for the exact built-in
+    types; other types come back as what the core stores them as, a new
+    object each read (a subclass of bytes as bytes). A key the cache
+    doesn't hold is not taken in by a set."""
+    kept = [b"v" * 40, "t\u00e9xt", 10**12, 2.5, True, None, "x" * 200]
+    for i, v in enumerate(kept):
+        d.set(f"k{i}", v, 3600 if i % 2 else 0)
+        got = d.get(f"k{i}")
+        assert got is not v or v in (True, None)  # not held: read back
+        assert _cached(d, f"k{i}")
+        d.set(f"k{i}", v, 3600 if i % 2 else 0)
+        assert d.get(f"k{i}") is v
+    d["sub"] = b"x"
+    assert _cached(d, "sub")
+    sub = _Bytes(b"sub" * 10)
+    d["sub"] = sub
+    got = d.get("sub")
+    assert got == sub
+    assert got is not sub
+    assert type(got) is bytes
+    # Big values are not kept by a set either.
+    big = b"b" * 300
+    d["big"] = big
+    assert d.get("big") == big
+    assert d.get("big") is not big
+
+
+def test_a_set_through_another_handle_is_not_kept_here(d: SharedDict) -> None:
+    with shmdict.get(d.name) as p:
+        v = b"w" * 40
+        p["k"] = b"first"
+        assert _cached(p, "k")
+        p["k"] = v
+        assert p.get("k") is v
+        got = d.get("k")
+        assert got == v
+        assert got is not v
+        d["k"] = b"z" * 40  # this handle's set: p reads it again
+        assert p.get("k") == b"z" * 40
+        assert d.get("k") == b"z" * 40
+
+
+def test_a_kept_set_expires(d: SharedDict) -> None:
+    v = b"e" * 40
+    d["k"] = b"first"
+    assert _cached(d, "k")
+    d.set("k", v, 0.05)  # within the clock's margin: read, not kept
+    assert d.get("k") == v
+    time.sleep(0.1)
+    assert d.get("k") is None
+    d["k"] = b"again"
+    assert _cached(d, "k")
+    d.set("k", v, 0.3)  # kept, while the coarse clock says surely so
+    assert d.get("k") is v
+    time.sleep(0.4)
+    assert d.get("k") is None
+
+
 def test_write_through_another_handle_shows(d: SharedDict) -> None:
     d["k"] = "old"
     assert _cached(d, "k")
@@ -389,9 +453,9 @@ def test_near_cache_off(name: str) -> None:
 def test_a_cold_start_does_not_skip(name: str) -> None:
     """First reads into empty slots are misses that fill the cache: they
     don't make it skip."""
-    with shmdict.new(name, 16 * MiB) as d:
-        for i in range(3000):
-            d[f"k{i}"] = i
+    with shmdict.new(name, 16 * MiB) as w, shmdict.get(name) as d:
+        for i in range(3000):  # (another handle: d keeps nothing it set)
+            w[f"k{i}"] = i
         for i in range(3000):
             d.get(f"k{i}")
         assert _near(d)["near_hits"] == 0
@@ -404,10 +468,13 @@ def test_a_cache_that_misses_looks_less_often(name: str) -> None:
     """Once a quarter of the gets of a window (1024 that looked) find their
     slot held by another key, only one get in 16 looks; once fewer of
     those do, every get looks again."""
-    with shmdict.new(name, 16 * MiB, near_cache=1024) as d:
+    with (
+        shmdict.new(name, 16 * MiB) as w,
+        shmdict.get(name, near_cache=1024) as d,
+    ):
         for i in range(5000):
-            d[f"k{i}"] = i
-        d["hot"] = "v"
+            w[f"k{i}"] = i
+        w["hot"] = "v"
         for i in range(5000):  # each once: the table is full, so it skips
             d.get(f"k{i}")
         assert _near(d)["near_hits"] == 0

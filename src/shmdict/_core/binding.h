@@ -259,6 +259,8 @@ void near_clear(DictObject *self);
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
                const sd_value_out *o);
 size_t near_bytes(const DictObject *self);
+void near_keep_stored(DictObject *self, PyObject *key, PyObject *value,
+                      const sd_value_in *v, const sd_near *kept);
 
 static inline bool same_str(PyObject *a, PyObject *b)
 {
@@ -330,7 +332,7 @@ static inline PyObject *near_find(DictObject *self, PyObject *key,
     }
     near_judge(self, 0);
     if (!sd_near_check(self->h, k, (size_t)klen, &ns->ref) ||
-        (snap && snap[ns->ref.part] != ns->ref.seq))
+        (snap && snap[sd_stripe_index(self->h, ns->ref.hash)] != ns->ref.seq))
         return NULL;
     self->near_misses--;
     self->near_hits++;

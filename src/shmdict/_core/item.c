@@ -359,9 +359,12 @@ static int do_set(DictObject *self, const char *op, PyObject *key,
         value_arg((PyObject *)self, value, &v) < 0 ||
         ttl_arg(exptime, &ttl) < 0 || dict_enter(self) < 0)
         return -1;
-    sd_status rc =
-        sd_set_ex(self->h, k, (size_t)klen, &v, ttl, flags, evicted);
+    sd_near kept;
+    sd_status rc = sd_set_near(self->h, k, (size_t)klen, &v, ttl, flags,
+                               evicted, self->near_n ? &kept : NULL);
     dict_leave(self);
+    if (rc == SD_OK && self->near_n)
+        near_keep_stored(self, key, value, &v, &kept);
     if (rc == SD_OK || rc == SD_EXISTS || rc == SD_NOTFOUND)
         return (int)rc;
     err_ctx cx = {

@@ -61,11 +61,10 @@ size_t near_bytes(const DictObject *self)
 static int near_ref(PyObject *value, const sd_value_out *o, sd_near *r)
 {
     r->seq = o->seq;
-    r->exp = o->exp;
-    r->part = (uint16_t)o->part;
     r->hash = o->hash;
-    r->meta = (uint8_t)(o->type | (o->ascii ? SD_META_ASCII : 0) |
-                        (o->tag ? SD_META_TAG : 0));
+    r->idx = o->idx;
+    r->meta = (uint64_t)o->type | (o->ascii ? SD_META_ASCII : 0) |
+              (o->tag ? SD_META_TAG : 0) | o->exp << SD_META_EXP_SHIFT;
     r->data = NULL;
     r->word = 0;
     switch (o->type) {
@@ -139,4 +138,45 @@ void near_keep(DictObject *self, PyObject *key, PyObject *value,
     self->near_obj_bytes += obj_bytes(key) + obj_bytes(value);
     Py_XDECREF(old_key);
     Py_XDECREF(old_value);
+}
+
+/* After a set that stored `value` (converted to v): if the key holds a
+ * slot, keep `value` there as its value, as a read of it would have been
+ * kept, when the core said where the set left it (kept->seq) and a get
+ * would give back an equal object of the same type: the exact built-in
+ * types, not a tagged (pickled) one, whose reads make a new object each
+ * time. Only a slot the key already holds: a set of a key nobody reads
+ * costs the table nothing, and the slot check little. The caller has
+ * left the handle. */
+void near_keep_stored(DictObject *self, PyObject *key, PyObject *value,
+                      const sd_value_in *v, const sd_near *kept)
+{
+    uint32_t tag;
+    struct near_slot *ns;
+    if (!kept->seq || v->tag || !self->near || !self->h ||
+        !PyUnicode_CheckExact(key) || !(ns = near_slot_of(self, key, &tag)) ||
+        !ns->key || ns->tag != tag || !same_str(ns->key, key))
+        return;
+    sd_near ref = *kept;
+    ref.word = 0;
+    ref.data = NULL;
+    PyTypeObject *t = Py_TYPE(value);
+    if (t == &PyLong_Type) {
+        ref.word = (uint64_t)v->i;
+    } else if (t == &PyFloat_Type) {
+        memcpy(&ref.word, &v->f, 8);
+    } else if (t == &PyUnicode_Type || t == &PyBytes_Type) {
+        if (v->len > NEAR_MAX_VALUE)
+            return; /* (the kept one fails its next check) */
+        ref.word = v->len;
+        ref.data = v->data; /* the object's own bytes, or its UTF-8 */
+    } else if (!(value == Py_None || value == Py_True || value == Py_False)) {
+        return;
+    }
+    PyObject *old = ns->value;
+    self->near_obj_bytes -= obj_bytes(old);
+    self->near_obj_bytes += obj_bytes(value);
+    ns->value = Py_NewRef(value);
+    ns->ref = ref;
+    Py_XDECREF(old);
 }
