@@ -79,7 +79,15 @@ def test_a_set_keeps_the_object_it_stored(d: SharedDict) -> None:
     types; other types come back as what the core stores them as, a new
     object each read (a subclass of bytes as bytes). A key the cache
     doesn't hold is not taken in by a set."""
-    kept = [b"v" * 40, "t\u00e9xt", 10**12, 2.5, True, None, "x" * 200]
+    kept: list[bool | int | float | str | bytes | None] = [
+        b"v" * 40,
+        "t\u00e9xt",
+        10**12,
+        2.5,
+        True,
+        None,
+        "x" * 200,
+    ]
     for i, v in enumerate(kept):
         d.set(f"k{i}", v, 3600 if i % 2 else 0)
         got = d.get(f"k{i}")
