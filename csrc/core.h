@@ -80,6 +80,7 @@ typedef struct sd_stripe {
     _Atomic uint32_t *buckets;
     _Atomic uint32_t *summary; /* bit p: bucket page p may be non-empty */
     _Atomic uint8_t *refs;     /* CLOCK marks, one per bucket */
+    sd_group *groups;          /* write groups: after the marks */
     sd_slot *slots;            /* hit/miss/set counters (shared) */
     bool evict;                /* full dict: evict instead of NOMEM */
     bool reserved;             /* every page of the file is backed */

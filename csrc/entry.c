@@ -92,6 +92,7 @@ void sd_write_entry(sd_tx *t, uint32_t idx, uint32_t next, uint32_t hash,
  * commit. */
 SD_MUST_USE sd_status sd_release_locked(sd_tx *t, const sd_view *v)
 {
+    sd_note_drop(t, v->hash);
     if (sd_is_list(v->meta)) {
         _Atomic uint32_t *hl = (_Atomic uint32_t *)(void *)v->val;
         uint32_t head = LD(&hl[0]), tail = LD(&hl[1]);

@@ -7,6 +7,11 @@
 
 #include "undo.h"
 
+/* Values up to SD_INPLACE_MAX bytes are overwritten in place (write.c); a
+ * longer one is only ever written into a block just allocated for it, so
+ * an entry holding one keeps its bytes for as long as it is linked: the
+ * near check relies on this (read.c). */
+#define SD_INPLACE_MAX 64u
 #define LOGGED_BLOCK_MAX 4096u /* blocks this small can be written logged */
 
 /* A checked copy of an entry's (or list item's) header. */

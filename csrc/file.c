@@ -98,7 +98,7 @@ static bool layout_for(uint64_t size, uint64_t nstripes, layout *lo)
     lo->summary_off = lo->lock_off + SD_LOCK_STRIDE;
     lo->summary_bytes = (index_pages + 31) / 32 * 4;
     lo->refs_off = lo->summary_off + page_up(lo->summary_bytes);
-    lo->index_off = lo->refs_off + page_up(nb);
+    lo->index_off = lo->refs_off + page_up(nb + SD_GROUPS_BYTES(nb));
     lo->heap_off = lo->index_off + index_bytes;
     if (lo->heap_off + 4 * SD_PAGE > stripe)
         return false; /* a stripe must hold a useful heap */
@@ -143,6 +143,7 @@ static bool handle_apply_layout(sd_handle *d, const layout *lo, uint64_t size,
         s->buckets = (_Atomic uint32_t *)(void *)(d->base + s->index_off);
         s->summary = (_Atomic uint32_t *)(void *)(d->base + s->summary_off);
         s->refs = (_Atomic uint8_t *)(void *)(d->base + s->refs_off);
+        s->groups = (sd_group *)(void *)(d->base + s->refs_off + lo->nbuckets);
         s->slots = (sd_slot *)(void *)(d->base + SD_PAGE);
         s->evict = evict;
         s->reserved = flags & SD_CREATE_RESERVED;

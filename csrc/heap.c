@@ -343,7 +343,6 @@ SD_MUST_USE sd_status sd_free_locked(sd_tx *t, uint32_t idx)
     uint64_t size = used_block(s, idx, &hdr);
     if (!size)
         return SD_CORRUPT;
-    sd_note_drop(t);
     uint64_t qb = LD(&s->st->quick_bytes);
     uint64_t cap = quick_cap(s);
     if (size < SD_SMALL_LIMIT && !t->merge_frees && size <= cap &&
@@ -363,10 +362,7 @@ SD_MUST_USE sd_status sd_free_merge_locked(sd_tx *t, uint32_t idx)
 {
     uint64_t hdr;
     uint64_t size = used_block(t->s, idx, &hdr);
-    if (!size)
-        return SD_CORRUPT;
-    sd_note_drop(t);
-    return merge_free(t, idx, hdr, size);
+    return size ? merge_free(t, idx, hdr, size) : SD_CORRUPT;
 }
 
 /* Free the in-use block idx of `size` (header hdr) into the TLSF lists,

@@ -36,7 +36,8 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
                                           size_t klen, uint32_t hash,
                                           sd_found *f)
 {
-    sd_note_write(t, hash); /* (found to be written) */
+    if (sd_bucket_marked(t->s, hash)) /* (else no key of it is stored) */
+        sd_note_write(t, hash);       /* found to be written */
     sd_status rc = sd_find_locked(t->s, key, klen, hash, f);
     if (rc == SD_OK && sd_meta_exp(f->v.meta) &&
         sd_expired(f->v.meta, sd_tx_now(t))) {
@@ -50,7 +51,7 @@ SD_MUST_USE sd_status sd_find_live_locked(sd_tx *t, const void *key,
 
 SD_MUST_USE sd_status sd_drop_locked(sd_tx *t, sd_found *f)
 {
-    sd_note_write(t, f->v.hash);
+    sd_note_drop(t, f->v.hash);
     sd_w32(t, f->link, f->v.next);
     sd_count_add(t, -1, sd_meta_exp(f->v.meta) ? -1 : 0);
     return sd_release_locked(t, &f->v);
@@ -96,6 +97,12 @@ SD_MUST_USE sd_status sd_bucket_ready_locked(sd_stripe *s, uint32_t hash)
         if (rc == SD_OK && s->evict) /* the page of its CLOCK marks */
             rc = sd_reserve(s, (s->refs_off + b) & ~(uint64_t)(SD_PAGE - 1),
                             SD_PAGE);
+        if (rc == SD_OK) /* and of its write groups */
+            rc = sd_reserve(
+                s,
+                (s->refs_off + s->nbuckets + b / SD_GROUP_BUCKETS * 16) &
+                    ~(uint64_t)(SD_PAGE - 1),
+                SD_PAGE);
         if (rc != SD_OK)
             return rc;
     }

@@ -46,7 +46,13 @@
  *                    | big sparse dict                                 |
  *   refs_off         +-------------------------------------------------+
  *                    | uint8_t[nbuckets]: CLOCK reference marks for    |
- *                    | eviction, set by a hit only when clear          |
+ *                    | eviction, set by a hit only when clear; then    |
+ *                    | sd_group[nbuckets / 64]: the write groups, the  |
+ *                    | seq of the last write to a key of 64 buckets,   |
+ *                    | by which readers tell a kept value still good.  |
+ *                    | A page of either is backed with the first index |
+ *                    | page it serves, and read only once that is      |
+ *                    | marked in the summary                           |
  *   index_off        +-------------------------------------------------+
  *                    | buckets: uint32_t[nbuckets], block index of the |
  *                    | first entry of each chain, 0 = empty            |
@@ -107,7 +113,7 @@
 #define SD_MAGIC UINT64_C(0x31544349444d4853) /* "SHMDICT1" little-endian */
 #define SD_VERSION                                                            \
     4u /* 2: quick lists; 3: reserved pages, shared dicts;                    \
-           4: sd_lock.dropped, sd_pstate.groups */
+           4: write groups */
 
 #define SD_PAGE 4096u
 #define SD_LINE 64u
@@ -128,8 +134,10 @@
 /* One quick list per small block size, 32..240. */
 #define SD_QUICK_CLASSES (SD_SMALL_LIMIT / SD_UNIT - 2)
 
-#define SD_LOG_CAP 1016u /* undo entries per transaction */
-#define SD_GROUPS 128u   /* write groups per stripe (sd_pstate.groups) */
+#define SD_LOG_CAP 1016u     /* undo entries per transaction */
+#define SD_GROUP_BUCKETS 64u /* buckets per write group (sd_group) */
+/* The bytes of write groups a stripe of nb buckets has (nb >= 16). */
+#define SD_GROUPS_BYTES(nb) ((nb) < SD_GROUP_BUCKETS ? 16 : (nb) / 4)
 #define SD_NSLOTS 64u
 #define SD_MAX_PARTS 64u
 #define SD_PARTS_OFF (2 * SD_PAGE) /* header page, slots page */
@@ -186,13 +194,6 @@ typedef struct sd_lock {
     _Atomic uint64_t seq;           /* odd while a writer works */
     _Atomic uint32_t log_n;         /* undo records of the open transaction */
     _Atomic uint32_t flush_pending; /* flush_all in progress: redo it */
-    /* The odd seq of the last lock hold that unlinked an entry or freed a
-     * block (or flushed, or repaired a dead holder's change). While it is
-     * below the even seq a reader found an entry at, that entry is still
-     * in its block: a reader that kept the block's index may look there
-     * again instead of walking the chain (read.c, sd_near). Unlogged and
-     * only ever raised: a rollback leaves it high, which costs a walk. */
-    _Atomic uint64_t dropped;
     /* Rarely written. */
     alignas(SD_LINE) _Atomic uint64_t recoveries; /* dead holders repaired */
     _Atomic uint64_t lock_waits; /* times a locker had to block */
@@ -228,6 +229,18 @@ typedef struct sd_header {
     uint32_t reserved0;
 } sd_header;
 
+/* A write group: the keys of SD_GROUP_BUCKETS consecutive buckets (after
+ * the CLOCK marks, see the diagram; read.c, sd_near). `wrote` is the odd
+ * seq (sd_lock) of the last lock hold that may have changed a key of the
+ * group, `dropped` of the last that unlinked one (or either for all keys:
+ * a flush, a repair). A reader that kept a key's value at an even seq
+ * above `wrote` knows it is still good; above `dropped`, that the key's
+ * entry is still in the block it was in. Unlogged, only ever raised. */
+typedef struct sd_group {
+    _Atomic uint64_t wrote;
+    _Atomic uint64_t dropped;
+} sd_group;
+
 /* The mutable state of one stripe, protected by the stripe's lock. */
 typedef struct sd_pstate {
     _Atomic uint64_t count;      /* entries stored */
@@ -253,28 +266,19 @@ typedef struct sd_pstate {
      * count in used_bytes; quick_bytes says how much of that they are. */
     _Atomic uint32_t quick[SD_QUICK_CLASSES];
     _Atomic uint64_t quick_bytes;
-
-    /* Write groups: groups[hash % SD_GROUPS] is the odd seq (sd_lock) of
-     * the last lock hold that may have changed a key of that hash (or all
-     * keys: a flush, a rollback). While it is below the even seq a reader
-     * kept a key's value at, the writes since then, if any, were to other
-     * keys: one load tells a kept value still good (read.c). Unlogged,
-     * only ever raised. On lines of their own: only writers of those
-     * groups write them. */
-    alignas(SD_LINE) _Atomic uint64_t groups[SD_GROUPS];
 } sd_pstate;
 
 static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
 static_assert(sizeof(sd_pstate) <= SD_PAGE, "stripe state fits its page");
 static_assert(offsetof(sd_header, magic) == 0, "magic first");
 static_assert(offsetof(sd_pstate, fl_bitmap) % SD_LINE == 0, "alloc aligned");
-static_assert(offsetof(sd_lock, dropped) + 8 <= SD_LINE,
-              "mutex, seq, log_n and dropped share the first line");
+static_assert(offsetof(sd_lock, flush_pending) + 4 <= SD_LINE,
+              "mutex, seq and log_n share the first line");
 static_assert(offsetof(sd_lock, recoveries) == SD_LINE, "counters line");
 static_assert(offsetof(sd_lock, log) == 2 * SD_LINE, "log after counters");
-static_assert((SD_GROUPS & (SD_GROUPS - 1)) == 0, "groups: a power of two");
 static_assert(sizeof(pthread_mutex_t) <= SD_LINE, "mutex fits a line");
 static_assert(sizeof(sd_undo) == 16, "undo record size");
+static_assert(sizeof(sd_group) == 16, "a write group: two words");
 static_assert(SD_SMALL_LIMIT == 256, "small classes cover 16..240");
 static_assert(sizeof(_Atomic uint64_t) == 8 && alignof(_Atomic uint64_t) == 8,
               "lock-free 64-bit words");

@@ -186,16 +186,19 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
  *    load, of the lock's first line.
  * 2. It has, but the key's write group (sd_pstate.groups) was last written
  *    before n->seq: the lock holders since wrote other keys. One more
- *    load, of a line writers of that group alone write.
+ *    load, of a line only writers of that group (and three others) write.
+ *    (A group is the keys of 64 buckets, about as many keys.)
  * 3. Otherwise the kept value is compared with the stored one's bytes:
  *    the same type, flags and bytes make the same object, so the kept one
  *    is still the answer whatever was written meanwhile (another key of
  *    the group, this key with the same value). Where the stored value is:
- *    if no lock hold since n->seq unlinked an entry or freed a block
- *    (sd_lock.dropped), the key's entry is still the one in block n->idx,
- *    since an entry leaves its chain only with its block freed, and a
- *    block is only reused once freed; that entry is read directly.
- *    Otherwise the key is looked up as stripe_get does. Both are seqlock
+ *    if no lock hold since n->seq unlinked an entry of the group (the
+ *    group's `dropped`), the key's entry is still the one in block n->idx:
+ *    only its unlinking frees its block, and only a freed block is reused.
+ *    That entry is read directly, and a value longer than SD_INPLACE_MAX
+ *    is not even compared: only a new block gets one (entry.h), so the
+ *    bytes are those it had at n->seq. Otherwise the key is looked up as
+ *    stripe_get does, and the bytes compared. Both are seqlock
  *    reads like peek_key's, so what they see was the stripe's state at one
  *    moment; any doubt (a writer in, a counter that moved again, a chain
  *    or entry that can't be right) answers "not sure", and the caller
@@ -231,6 +234,16 @@ static bool near_value_same(const sd_view *v, const sd_near *n)
     }
 }
 
+/* Whether v, the entry n->idx still holds (no unlinking since n->seq),
+ * holds n's bytes without comparing them: a value too long to have been
+ * rewritten in place, of the type, flags and length n's had. */
+static bool near_bytes_kept(const sd_view *v, const sd_near *n)
+{
+    return v->vlen > SD_INPLACE_MAX && v->vlen == n->word &&
+           (v->meta & (SD_META_TYPE | SD_META_FLAGS)) ==
+               (n->meta & (SD_META_TYPE | SD_META_FLAGS));
+}
+
 /* Whether key's entry, in the stripe as it is now (the caller checks the
  * counter around the call), holds the value n describes; *v: the entry. */
 static bool near_same(sd_stripe *s, const void *key, size_t klen,
@@ -238,7 +251,8 @@ static bool near_same(sd_stripe *s, const void *key, size_t klen,
 {
     if (direct)
         return sd_read_entry(s, n->idx, v) &&
-               sd_key_eq(v, n->hash, key, klen) && near_value_same(v, n);
+               sd_key_eq(v, n->hash, key, klen) &&
+               (near_bytes_kept(v, n) || near_value_same(v, n));
     uint32_t idx =
         sd_bucket_marked(s, n->hash) ? LD(sd_bucket_of(s, n->hash)) : 0;
     for (uint64_t steps = 0; idx; steps++) {
@@ -257,8 +271,10 @@ int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
     uint64_t s1 = atomic_load_explicit(&l->seq, memory_order_acquire);
     int checked = 1;
     /* (n->seq is even, what writers note odd: below it means before it) */
-    if (s1 != n->seq &&
-        LD(&s->st->groups[n->hash & (SD_GROUPS - 1)]) < n->seq) {
+    if (s1 != n->seq && !sd_bucket_marked(s, n->hash))
+        return 0; /* flushed: no key there (and the groups not backed) */
+    sd_group *g = sd_group_of(s, n->hash);
+    if (s1 != n->seq && LD(&g->wrote) < n->seq) {
         /* The lock holders since wrote other keys only (a holder now in
          * too: it noted the group before touching a key of it). */
         if (!(s1 & 1))
@@ -266,7 +282,7 @@ int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
     } else if (SD_UNLIKELY(s1 != n->seq)) {
         if (s1 & 1)
             return 0; /* a writer is in: let sd_get wait for it */
-        bool direct = n->idx && LD(&l->dropped) < n->seq;
+        bool direct = n->idx && LD(&g->dropped) < n->seq;
         sd_view v;
         bool same = near_same(s, key, klen, n, direct, &v);
         atomic_thread_fence(memory_order_acquire);

@@ -242,7 +242,7 @@ typedef struct sd_near {
  * (and it counts as a hit, as sd_get would), 0 if it may not be (then
  * sd_get tells). Lock-free. One load when no lock holder has touched the
  * stripe since n->seq, two when none has written a key of the key's write
- * group (1 in SD_GROUPS of the stripe's keys) since. Otherwise the stored
+ * group (the keys of 64 buckets) since. Otherwise the stored
  * value is compared with n's (if equal, n->seq, n->meta and n->idx move to
  * what was read): read from the entry at n->idx when no lock holder has
  * unlinked an entry or freed a block since n->seq (the entry can't have

@@ -73,8 +73,6 @@ void sd_tx_rollback_locked(sd_stripe *s)
     uint32_t n = LD(&l->log_n);
     if (n > SD_LOG_CAP)
         n = SD_LOG_CAP; /* damaged count: replay what the log can hold */
-    if (n)
-        sd_note_all(s); /* (a damaged log may hold anything) */
     for (uint32_t i = n; i-- > 0;) {
         uint64_t where = LD(&l->log[i].where);
         uint64_t old = LD(&l->log[i].old);
@@ -164,6 +162,7 @@ static void recover_locked(sd_stripe *s)
         sd_flush_raw_locked(s); /* clears flush_pending when done */
     } else {
         sd_tx_rollback_locked(s);
+        sd_note_all(s); /* (readers kept nothing it changed, but be sure) */
     }
     atomic_fetch_add_explicit(&l->recoveries, 1, memory_order_relaxed);
 }
@@ -205,7 +204,6 @@ SD_MUST_USE sd_status sd_free_deferred(sd_tx *t, uint32_t idx)
         return SD_CORRUPT;
     if (t->npending == SD_PENDING_CAP)
         return SD_INTERNAL; /* callers checkpoint long before this */
-    sd_note_drop(t);        /* the entry in it leaves its chain now */
     t->pending[t->npending++] = idx;
     return SD_OK;
 }
@@ -257,8 +255,10 @@ SD_MUST_USE sd_status sd_tx_begin_wait(sd_stripe *s, sd_tx *t, sd_wait *w)
     ST(&l->seq, seq);
     atomic_thread_fence(memory_order_release);
     t->seq = seq;
-    if (SD_UNLIKELY(LD(&l->log_n) != 0))
+    if (SD_UNLIKELY(LD(&l->log_n) != 0)) {
         sd_tx_rollback_locked(s); /* a damaged or leftover log */
+        sd_note_all(s);           /* it may change what readers kept */
+    }
     return SD_OK;
 }
 

@@ -45,34 +45,47 @@ static inline int64_t sd_tx_now(sd_tx *t)
     return t->now_ms;
 }
 
-/* Note that this lock hold unlinks an entry or frees a block (see
- * sd_lock.dropped): before the block can change hands or the entry leave
- * its chain, and so before the sequence counter is even again. */
-static inline void sd_note_drop(sd_tx *t)
+/* The write group of a key's hash (sd_group). Read it only while the
+ * hash's bucket page is marked (sd_bucket_marked): the page is backed. */
+static inline sd_group *sd_group_of(const sd_stripe *s, uint32_t hash)
 {
-    _Atomic uint64_t *d = &t->s->lock->dropped;
-    if (LD(d) != t->seq)
-        ST(d, t->seq);
+    return &s->groups[(hash & (s->nbuckets - 1)) / SD_GROUP_BUCKETS];
 }
 
-/* Note that this lock hold may change the key of `hash` (see
- * sd_pstate.groups): before it does, so a reader that sees the change (once
- * the counter is even again) sees the note too. */
+/* Note that this lock hold may change the key of `hash` (see sd_group):
+ * before it does, so a reader that sees the change (once the counter is
+ * even again) sees the note too. Only for a key that is in the index, or
+ * is about to be, once its bucket's page is marked. */
 static inline void sd_note_write(sd_tx *t, uint32_t hash)
 {
-    _Atomic uint64_t *g = &t->s->st->groups[hash & (SD_GROUPS - 1)];
-    if (LD(g) != t->seq)
-        ST(g, t->seq);
+    _Atomic uint64_t *w = &sd_group_of(t->s, hash)->wrote;
+    if (LD(w) != t->seq)
+        ST(w, t->seq);
 }
 
-/* Every key of the stripe may change (a flush, a rollback). Lock state:
- * held, with the counter odd. */
+/* Note that this lock hold unlinks the entry of the key of `hash`: before
+ * it leaves its chain (and its block can be freed and reused). */
+static inline void sd_note_drop(sd_tx *t, uint32_t hash)
+{
+    sd_group *g = sd_group_of(t->s, hash);
+    if (LD(&g->dropped) != t->seq) {
+        ST(&g->wrote, t->seq);
+        ST(&g->dropped, t->seq);
+    }
+}
+
+/* Every key of the stripe may have changed (a flush, a repair): note
+ * every group of a marked bucket page (the others hold no key, and may
+ * not be backed). Lock state: held, with the counter odd. */
 static inline void sd_note_all(sd_stripe *s)
 {
     uint64_t seq = LD(&s->lock->seq);
-    for (unsigned i = 0; i < SD_GROUPS; i++)
-        ST(&s->st->groups[i], seq);
-    ST(&s->lock->dropped, seq);
+    for (uint64_t b = sd_next_used_bucket(s, 0); b < s->nbuckets;
+         b = sd_next_used_bucket(s, b + SD_GROUP_BUCKETS)) {
+        sd_group *g = &s->groups[b / SD_GROUP_BUCKETS];
+        ST(&g->wrote, seq);
+        ST(&g->dropped, seq);
+    }
 }
 
 /* Log the word at p, then store v: undone on rollback. */

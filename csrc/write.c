@@ -11,10 +11,8 @@
 #include "tx.h"
 #include "write.h"
 
-#define INPLACE_MAX 64u /* values up to this size are overwritten in place */
-
 /* The value's bytes as the file stores them, padded with zeros to whole
- * words, for the in-place path (at most INPLACE_MAX bytes). */
+ * words, for the in-place path (at most SD_INPLACE_MAX bytes). */
 static void value_words(const sd_value_in *v, uint64_t *w, size_t nwords)
 {
     if (v->type == SD_T_INT) {
@@ -225,10 +223,10 @@ SD_MUST_USE static sd_status store_commits(sd_tx *t, const void *key,
         (exp ? 1 : 0) - (have && sd_meta_exp(f.v.meta) ? 1 : 0);
     bool old_list = have && sd_is_list(f.v.meta);
 
-    if (have && !old_list && vlen <= INPLACE_MAX && need <= f.v.payload) {
+    if (have && !old_list && vlen <= SD_INPLACE_MAX && need <= f.v.payload) {
         /* Overwrite in place: every word goes through the undo log, unless
          * only one word changes (a number, a flag, a new expiry). */
-        uint64_t w[INPLACE_MAX / 8];
+        uint64_t w[SD_INPLACE_MAX / 8];
         size_t nw = (size_t)(sd_pad8(vlen) / 8);
         value_words(v, w, nw);
         if (exp_delta == 0 && vlen == f.v.vlen &&

@@ -61,12 +61,39 @@ def test_a_scan_does_not_push_out_a_kept_key(name: str) -> None:
         assert any(d.get("hot") is hot for _ in range(16))
 
 
-def test_big_values_are_not_kept_expiring_ones_are(d: SharedDict) -> None:
+def test_huge_values_are_not_kept_expiring_ones_are(d: SharedDict) -> None:
     d["big"] = b"b" * 300
+    d["huge"] = b"h" * (shmdict._core.NEAR_MAX_VALUE + 1)
     d.set("ttl", b"ttl", 100)  # (one-byte bytes are shared singletons)
-    assert d["big"] == b"b" * 300
-    assert not _cached(d, "big")
+    assert d["huge"] == b"h" * (shmdict._core.NEAR_MAX_VALUE + 1)
+    assert not _cached(d, "huge")
+    assert _cached(d, "big")
     assert _cached(d, "ttl")
+
+
+def test_big_values_are_kept_within_the_budget(name: str) -> None:
+    """Values over NEAR_SMALL_VALUE bytes are kept only while the objects
+    held stay within NEAR_SLOT_BUDGET bytes per slot; small ones always."""
+    core = shmdict._core
+    slots = 64
+    budget = slots * core.NEAR_SLOT_BUDGET
+    table = core.NEAR_SLOT_BYTES * (slots + 1)  # (one to align it)
+    size = core.NEAR_SMALL_VALUE * 4
+    with shmdict.new(name, 4 * MiB, near_cache=slots) as d:
+        for i in range(200):
+            d[f"b{i}"] = bytes([i % 256]) * size
+        assert _cached(d, "b0")  # a big value is kept while there is room
+        held = 0
+        for i in range(200):
+            held += _cached(d, f"b{i}")
+        # Some got in, and what is held stays within the budget.
+        assert held > 0
+        assert table < d.stats()["near_bytes"] <= table + budget
+        full = d.stats()["near_bytes"]
+        assert full > table + budget - size - 200  # it filled up to it
+        # A small value still gets in.
+        d["small"] = b"s" * 100
+        assert _cached(d, "small")
 
 
 class _Bytes(bytes):
@@ -103,8 +130,10 @@ def test_a_set_keeps_the_object_it_stored(d: SharedDict) -> None:
     assert got == sub
     assert got is not sub
     assert type(got) is bytes
-    # Big values are not kept by a set either.
-    big = b"b" * 300
+    # Huge values are not kept by a set either.
+    big = b"b" * (shmdict._core.NEAR_MAX_VALUE + 1)
+    d["big"] = b"small"
+    assert _cached(d, "big")
     d["big"] = big
     assert d.get("big") == big
     assert d.get("big") is not big

@@ -17,6 +17,9 @@ MAGIC: int
 DEFAULT_LOCK_TIMEOUT: float
 DEFAULT_NEAR_CACHE: int
 NEAR_SLOT_BYTES: int
+NEAR_SMALL_VALUE: int
+NEAR_MAX_VALUE: int
+NEAR_SLOT_BUDGET: int
 
 @disjoint_base
 class Dict:

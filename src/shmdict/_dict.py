@@ -219,14 +219,20 @@ def new(
     *near_cache* is the number of slots (rounded up to a power of two, at
     most 4M; 0 turns it off) of this handle's near cache: the values
     :meth:`get` returned, kept as their objects, so that a repeated get of
-    a value nobody changed returns the same object without a lookup. A
-    write elsewhere in the dict, or of the key with the same value, costs
-    the next get one lookup and no new object. Values with an expiry are
-    kept too, and never returned once expired. Only str and bytes of up to
-    256 bytes and the other types are kept. Memory, per handle, once the
-    first value is kept: ``NEAR_SLOT_BYTES`` (64) bytes per slot, 2 MiB
-    at the default ``DEFAULT_NEAR_CACHE`` (32768), plus the kept objects
-    (at most one key and one small value per slot); ``stats()`` says how
+    a value nobody changed returns the same object without a lookup: one
+    shared load if nothing in its stripe was written since, two if only
+    keys of other write groups (64 buckets each) were. A write of a key of
+    its group, or of the key with the same value, costs the next get one
+    lock-free read and compare, and no new object. A set of a key the
+    cache holds keeps the object stored. Values with an expiry are kept
+    too, and never returned once expired. str and bytes values of up to
+    ``NEAR_SMALL_VALUE`` (256) bytes are always kept, bigger ones of up to
+    ``NEAR_MAX_VALUE`` (16 KiB) while the objects held stay within
+    ``NEAR_SLOT_BUDGET`` (512) bytes per slot. Memory, per handle, once
+    the first value is kept: ``NEAR_SLOT_BYTES`` (64) bytes per slot,
+    2 MiB at the default ``DEFAULT_NEAR_CACHE`` (32768), plus the kept
+    objects (at most one key and one value per slot, 16 MiB at the
+    default); ``stats()`` says how
     much (``near_bytes``) and how often it answered (``near_hits``,
     ``near_misses``). While a quarter of the gets find their slot taken by
     another key (a working set too big for it), only one get in 16 looks.

@@ -218,15 +218,18 @@ int status_table_complete(void);
  * near_cache=, NEAR_DEFAULT_SLOTS unless given; 0: off) keyed by the str
  * key. An entry is good while the core says so (sd_near_check): at once if
  * no process has taken the key's stripe lock since it was read or last
- * checked (one shared load), else after a lock-free lookup of the key
- * whose stored value is compared with the kept one's bytes; then, if the
- * value has an expiry, while a coarse clock says it surely hasn't passed.
- * So a repeated get is the same object, and a write of another key, or of
- * this one with the same value, costs the next get one lookup but no new
- * object. Only values read without the lock are kept, and only small ones
- * (str and bytes of at most NEAR_MAX_VALUE bytes). The objects are
- * immutable (str, bytes, Pickled, int, float, True, False, None), so
- * handing out the same one twice is safe. Memory: NEAR_SLOT_BYTES per slot
+ * checked (one shared load), or has written a key of its write group (two
+ * loads), else after a lock-free read of the key whose stored value is
+ * compared with the kept one's bytes; then, if the value has an expiry,
+ * while a coarse clock says it surely hasn't passed. So a repeated get is
+ * the same object, and a write of another key, or of this one with the
+ * same value, costs the next get at most one read but no new object. A set
+ * of a key that holds a slot puts the object stored there
+ * (near_keep_stored). Only values read without the lock are kept: str and
+ * bytes of up to NEAR_SMALL_VALUE bytes always, bigger ones up to
+ * NEAR_MAX_VALUE while the objects kept fit the budget (near_room). The
+ * objects are immutable (str, bytes, Pickled, int, float, True, False, None),
+ * so handing out the same one twice is safe. Memory: NEAR_SLOT_BYTES per slot
  * once the first value is kept, plus the objects held.
  *
  * A hit saves building an object, but is no cheaper than a lookup when
@@ -240,7 +243,12 @@ int status_table_complete(void);
  * was 10% to 40% slower than none.) */
 #define NEAR_DEFAULT_SLOTS 32768
 #define NEAR_MAX_SLOTS (1u << 22)
-#define NEAR_MAX_VALUE 256u
+/* str and bytes of up to NEAR_SMALL_VALUE bytes are always kept; bigger
+ * ones, up to NEAR_MAX_VALUE, only while the objects the cache holds stay
+ * within NEAR_SLOT_BUDGET bytes per slot (16 MiB at the default). */
+#define NEAR_SMALL_VALUE 256u
+#define NEAR_MAX_VALUE 16384u
+#define NEAR_SLOT_BUDGET 512u
 #define NEAR_WINDOW 1024u
 #define NEAR_SAMPLE 16u
 

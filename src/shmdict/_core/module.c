@@ -113,6 +113,9 @@ static int add_constants(PyObject *m)
             0 ||
         PyModule_AddIntConstant(m, "NEAR_SLOT_BYTES", (long)NEAR_SLOT_BYTES) <
             0 ||
+        PyModule_AddIntConstant(m, "NEAR_SMALL_VALUE", NEAR_SMALL_VALUE) < 0 ||
+        PyModule_AddIntConstant(m, "NEAR_MAX_VALUE", NEAR_MAX_VALUE) < 0 ||
+        PyModule_AddIntConstant(m, "NEAR_SLOT_BUDGET", NEAR_SLOT_BUDGET) < 0 ||
         add_u64(m, "MAGIC", SD_MAGIC) < 0)
         return -1;
     PyObject *t = PyFloat_FromDouble(DEFAULT_LOCK_TIMEOUT);

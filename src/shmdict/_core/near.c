@@ -95,15 +95,27 @@ static int near_ref(PyObject *value, const sd_value_out *o, sd_near *r)
     }
 }
 
+/* Whether a value of `len` bytes (a str or bytes) may replace one of
+ * `old` object bytes in the cache, whose new size would be `new` object
+ * bytes: small ones always, big ones while the budget holds. */
+static bool near_room(const DictObject *self, size_t len, size_t old,
+                      size_t new)
+{
+    if (len <= NEAR_SMALL_VALUE)
+        return true;
+    size_t budget = (size_t)self->near_n * NEAR_SLOT_BUDGET;
+    return len <= NEAR_MAX_VALUE && self->near_obj_bytes - old + new <= budget;
+}
+
 /* Keep value as key's current value, if it may be kept: read without the
- * lock (o->seq), and small. */
+ * lock (o->seq), and small or within the budget. */
 void near_keep(DictObject *self, PyObject *key, PyObject *value,
                const sd_value_out *o)
 {
     /* (not on a handle a thread closed while this one read) */
+    bool var = o->type == SD_T_STR || o->type == SD_T_BYTES;
     if (!self->near_n || !self->h || !o->seq || !PyUnicode_CheckExact(key) ||
-        ((o->type == SD_T_STR || o->type == SD_T_BYTES) &&
-         o->len > NEAR_MAX_VALUE))
+        (var && o->len > NEAR_MAX_VALUE))
         return;
     if (!self->near) {
         /* One slot more, to start the table on a cache line. */
@@ -124,12 +136,15 @@ void near_keep(DictObject *self, PyObject *key, PyObject *value,
         ns->cand = tag;
         return;
     }
+    PyObject *old_key = ns->key, *old_value = ns->value;
+    size_t old_bytes = old_key ? obj_bytes(old_key) + obj_bytes(old_value) : 0;
+    if (var &&
+        !near_room(self, o->len, old_bytes, obj_bytes(key) + obj_bytes(value)))
+        return;
     sd_near ref;
     if (near_ref(value, o, &ref) < 0)
         return;
-    PyObject *old_key = ns->key, *old_value = ns->value;
-    if (old_key)
-        self->near_obj_bytes -= obj_bytes(old_key) + obj_bytes(old_value);
+    self->near_obj_bytes -= old_bytes;
     ns->tag = tag;
     ns->cand = 0;
     ns->key = Py_NewRef(key);
@@ -166,7 +181,7 @@ void near_keep_stored(DictObject *self, PyObject *key, PyObject *value,
     } else if (t == &PyFloat_Type) {
         memcpy(&ref.word, &v->f, 8);
     } else if (t == &PyUnicode_Type || t == &PyBytes_Type) {
-        if (v->len > NEAR_MAX_VALUE)
+        if (!near_room(self, v->len, obj_bytes(ns->value), obj_bytes(value)))
             return; /* (the kept one fails its next check) */
         ref.word = v->len;
         ref.data = v->data; /* the object's own bytes, or its UTF-8 */
