@@ -194,6 +194,11 @@ typedef struct sd_lock {
     _Atomic uint64_t seq;           /* odd while a writer works */
     _Atomic uint32_t log_n;         /* undo records of the open transaction */
     _Atomic uint32_t flush_pending; /* flush_all in progress: redo it */
+    /* 1 + the write group (sd_group) the holders are writing: its `wrote`
+     * is not kept up to date while it stays so, readers take it as just
+     * written. 0: none. One key written again and again (a counter) then
+     * costs no store but on this line, which the holder owns anyway. */
+    _Atomic uint32_t hot_group;
     /* Rarely written. */
     alignas(SD_LINE) _Atomic uint64_t recoveries; /* dead holders repaired */
     _Atomic uint64_t lock_waits; /* times a locker had to block */
@@ -272,8 +277,8 @@ static_assert(sizeof(sd_header) <= SD_PAGE, "header must fit its page");
 static_assert(sizeof(sd_pstate) <= SD_PAGE, "stripe state fits its page");
 static_assert(offsetof(sd_header, magic) == 0, "magic first");
 static_assert(offsetof(sd_pstate, fl_bitmap) % SD_LINE == 0, "alloc aligned");
-static_assert(offsetof(sd_lock, flush_pending) + 4 <= SD_LINE,
-              "mutex, seq and log_n share the first line");
+static_assert(offsetof(sd_lock, hot_group) + 4 <= SD_LINE,
+              "mutex, seq, log_n and hot_group share the first line");
 static_assert(offsetof(sd_lock, recoveries) == SD_LINE, "counters line");
 static_assert(offsetof(sd_lock, log) == 2 * SD_LINE, "log after counters");
 static_assert(sizeof(pthread_mutex_t) <= SD_LINE, "mutex fits a line");

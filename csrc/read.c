@@ -187,7 +187,9 @@ bool stripe_still_current(sd_stripe *s, uint32_t hash, uint64_t seq)
  * 2. It has, but the key's write group (sd_pstate.groups) was last written
  *    before n->seq: the lock holders since wrote other keys. One more
  *    load, of a line only writers of that group (and three others) write.
- *    (A group is the keys of 64 buckets, about as many keys.)
+ *    (A group is the keys of 64 buckets, about as many keys. The group
+ *    being written, sd_lock.hot_group, counts as written now: its
+ *    `wrote` is only brought up to date once another group is.)
  * 3. Otherwise the kept value is compared with the stored one's bytes:
  *    the same type, flags and bytes make the same object, so the kept one
  *    is still the answer whatever was written meanwhile (another key of
@@ -274,7 +276,10 @@ int stripe_near_check(sd_stripe *s, const void *key, size_t klen, sd_near *n)
     if (s1 != n->seq && !sd_bucket_marked(s, n->hash))
         return 0; /* flushed: no key there (and the groups not backed) */
     sd_group *g = sd_group_of(s, n->hash);
-    if (s1 != n->seq && LD(&g->wrote) < n->seq) {
+    if (s1 != n->seq &&
+        atomic_load_explicit(&l->hot_group, memory_order_acquire) !=
+            sd_group_index(s, n->hash) + 1 &&
+        LD(&g->wrote) < n->seq) {
         /* The lock holders since wrote other keys only (a holder now in
          * too: it noted the group before touching a key of it). */
         if (!(s1 & 1))

@@ -45,11 +45,22 @@ static inline int64_t sd_tx_now(sd_tx *t)
     return t->now_ms;
 }
 
-/* The write group of a key's hash (sd_group). Read it only while the
- * hash's bucket page is marked (sd_bucket_marked): the page is backed. */
+/* The index of a key's write group (sd_group), and the stripe's count. */
+static inline uint32_t sd_group_index(const sd_stripe *s, uint32_t hash)
+{
+    return (uint32_t)((hash & (s->nbuckets - 1)) / SD_GROUP_BUCKETS);
+}
+
+static inline uint64_t sd_group_count(const sd_stripe *s)
+{
+    return s->nbuckets < SD_GROUP_BUCKETS ? 1 : s->nbuckets / SD_GROUP_BUCKETS;
+}
+
+/* The write group of a key's hash. Read it only while the hash's bucket
+ * page is marked (sd_bucket_marked): the page is backed. */
 static inline sd_group *sd_group_of(const sd_stripe *s, uint32_t hash)
 {
-    return &s->groups[(hash & (s->nbuckets - 1)) / SD_GROUP_BUCKETS];
+    return &s->groups[sd_group_index(s, hash)];
 }
 
 /* Note that this lock hold may change the key of `hash` (see sd_group):
@@ -58,9 +69,16 @@ static inline sd_group *sd_group_of(const sd_stripe *s, uint32_t hash)
  * is about to be, once its bucket's page is marked. */
 static inline void sd_note_write(sd_tx *t, uint32_t hash)
 {
-    _Atomic uint64_t *w = &sd_group_of(t->s, hash)->wrote;
-    if (LD(w) != t->seq)
-        ST(w, t->seq);
+    sd_lock *l = t->s->lock;
+    uint32_t g = sd_group_index(t->s, hash) + 1;
+    uint32_t hot = LD(&l->hot_group);
+    if (hot == g)
+        return; /* taken as written now until another group is */
+    /* The group that stops being the hot one: its writes end now. (Its
+     * index was ours when stored; a damaged one is not followed.) */
+    if (hot && hot <= sd_group_count(t->s))
+        ST(&t->s->groups[hot - 1].wrote, t->seq);
+    atomic_store_explicit(&l->hot_group, g, memory_order_release);
 }
 
 /* Note that this lock hold unlinks the entry of the key of `hash`: before
@@ -80,6 +98,7 @@ static inline void sd_note_drop(sd_tx *t, uint32_t hash)
 static inline void sd_note_all(sd_stripe *s)
 {
     uint64_t seq = LD(&s->lock->seq);
+    ST(&s->lock->hot_group, 0u);
     for (uint64_t b = sd_next_used_bucket(s, 0); b < s->nbuckets;
          b = sd_next_used_bucket(s, b + SD_GROUP_BUCKETS)) {
         sd_group *g = &s->groups[b / SD_GROUP_BUCKETS];
