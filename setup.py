@@ -1,7 +1,8 @@
 """Build the C extension shmdict._core from csrc/ and src/shmdict/_core/.
 
 Environment switches (development and CI; the sdist default is plain):
-  SHMDICT_DEV=1       -Wall -Wextra -Werror and friends, asserts on.
+  SHMDICT_DEV=1       -Wall -Wextra -Werror and friends, asserts on, and
+                      the crash points the crash tests need.
   SHMDICT_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer.
 """
 
@@ -34,6 +35,7 @@ if os.environ.get("SHMDICT_DEV") == "1":
     cflags = [f for f in cflags if f != "-DNDEBUG"]
     cflags += [
         "-UNDEBUG",
+        "-DSD_CRASH_POINTS",
         "-Wall",
         "-Wextra",
         "-Werror",

@@ -380,6 +380,9 @@ int sd_set_crash_countdown(int n);
  * With SIGSTOP the process stops there, holding the stripe's lock, alive,
  * until SIGCONT; then the write goes on. Returns the previous one. */
 int sd_set_crash_signal(int sig);
+/* Whether this build has the crash points (SD_CRASH_POINTS): without them
+ * the two hooks above arm nothing. */
+int sd_crash_points_built(void);
 
 /* A static, human-readable description of a status code. */
 const char *sd_strstatus(sd_status s);

@@ -35,6 +35,15 @@ int sd_set_crash_countdown(int n)
     return left;
 }
 
+int sd_crash_points_built(void)
+{
+#ifdef SD_CRASH_POINTS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* ---- process id --------------------------------------------------------- */
 
 _Atomic int sd_pid_cache;

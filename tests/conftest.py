@@ -18,7 +18,15 @@ import shmdict
 
 # The backends the integration and recipe tests run over (shm, redis).
 from .backends import backend, store  # noqa: F401  (fixtures)
-from .helpers import PREFIX, MiB, new_name, remove_all, shm_files, tmpfs
+from .helpers import (
+    PREFIX,
+    MiB,
+    need_crash_points,
+    new_name,
+    remove_all,
+    shm_files,
+    tmpfs,
+)
 
 # Modest defaults: the whole suite has to run in a few minutes on 2 cores.
 # No example database, so running the suite writes nothing outside tests/.
@@ -96,6 +104,13 @@ def small(name: str) -> Iterator[shmdict.SharedDict]:
         yield sd
     finally:
         sd.close()
+
+
+@pytest.fixture(autouse=True)
+def _crash_points(request: pytest.FixtureRequest) -> None:
+    """A test marked crash_points needs the crash test hooks."""
+    if request.node.get_closest_marker("crash_points") is not None:
+        need_crash_points()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

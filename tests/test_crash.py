@@ -54,6 +54,9 @@ from .fileformat import entry_block, lock_words
 from .helpers import list_items, wait_child
 from .strategies import canon
 
+#: The injected crash points are a test hook of development builds.
+pytestmark = pytest.mark.crash_points
+
 MiB = 1 << 20
 
 # --------------------------------------------------------------------------

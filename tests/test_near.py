@@ -267,6 +267,7 @@ def test_eviction_sees_cached_reads(name: str) -> None:
         assert d.stats()["evictions"] > 0
 
 
+@pytest.mark.crash_points
 def test_crash_repair_invalidates(d: SharedDict) -> None:
     """A process killed inside a write: the repair moves the counter, so a
     kept value is read again."""

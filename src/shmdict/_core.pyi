@@ -20,6 +20,7 @@ NEAR_SLOT_BYTES: int
 NEAR_SMALL_VALUE: int
 NEAR_MAX_VALUE: int
 NEAR_SLOT_BUDGET: int
+CRASH_POINTS: int
 
 @disjoint_base
 class Dict:

@@ -53,6 +53,12 @@ static PyObject *core_creator_alive(PyObject *Py_UNUSED(m), PyObject *arg)
 
 static PyObject *arm_crash(PyObject *arg, int sig)
 {
+    if (!sd_crash_points_built()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this build of shmdict._core has no crash points "
+                        "(they are a test hook: build with SHMDICT_DEV=1)");
+        return NULL;
+    }
     int n =
         PyLong_AsLong(arg) > INT32_MAX ? INT32_MAX : (int)PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred())
@@ -116,6 +122,8 @@ static int add_constants(PyObject *m)
         PyModule_AddIntConstant(m, "NEAR_SMALL_VALUE", NEAR_SMALL_VALUE) < 0 ||
         PyModule_AddIntConstant(m, "NEAR_MAX_VALUE", NEAR_MAX_VALUE) < 0 ||
         PyModule_AddIntConstant(m, "NEAR_SLOT_BUDGET", NEAR_SLOT_BUDGET) < 0 ||
+        PyModule_AddIntConstant(m, "CRASH_POINTS", sd_crash_points_built()) <
+            0 ||
         add_u64(m, "MAGIC", SD_MAGIC) < 0)
         return -1;
     PyObject *t = PyFloat_FromDouble(DEFAULT_LOCK_TIMEOUT);
